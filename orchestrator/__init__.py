@@ -1,0 +1,1 @@
+"""The coordinator and its CLI; it never imports docker-py."""

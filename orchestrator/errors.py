@@ -1,0 +1,49 @@
+"""Our exception tree; library errors are translated into it where they enter.
+
+    OrchestratorError
+    ├── ConfigError              bad box.yml / fleet.yml / settings / CLI input (exit 2)
+    ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
+    └── DeployError              a deploy step could not do its job (exit 1)
+        ├── HealthCheckFailed    new containers never proved healthy
+        ├── LoadBalancerError    leaving or joining a load balancer failed
+        ├── RuntimeFailure       the container runtime refused an action
+        └── LeaseLost            this rollout no longer owns its box type
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(OrchestratorError):
+    """Input a person must fix: it names the file, the field path and what to write."""
+
+    exit_code = 2
+
+
+class ServiceUnavailable(OrchestratorError):
+    """A service we depend on (Redis, Docker, a registry, AWS) did not answer."""
+
+
+class DeployError(OrchestratorError):
+    """A deploy step failed; the box's own outcome says what was put back."""
+
+
+class HealthCheckFailed(DeployError):
+    """New containers did not pass their health check within the deadline."""
+
+
+class LoadBalancerError(DeployError):
+    """A load balancer refused or timed out on leave/join."""
+
+
+class RuntimeFailure(DeployError):
+    """The container runtime refused an action (create, start, stop, remove, pull)."""
+
+
+class LeaseLost(DeployError):
+    """The rollout no longer owns the box type's lease."""

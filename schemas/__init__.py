@@ -1,0 +1,1 @@
+"""Pydantic models of box.yml, fleet settings and the coordinator-worker contract; no I/O."""

@@ -1,0 +1,1 @@
+"""Fixtures: aws_fx (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""Fixtures: celery_fx (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""Fixtures: docker_fx (placeholder until written)."""

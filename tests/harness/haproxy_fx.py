@@ -1,0 +1,1 @@
+"""Fixtures: haproxy_fx (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""Fixtures: registry_fx (placeholder until written)."""

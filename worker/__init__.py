@@ -1,0 +1,1 @@
+"""The box-resident worker: load balancer, Docker and health-check steps."""
