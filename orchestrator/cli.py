@@ -1,0 +1,111 @@
+"""The `orchestrator` command line; one top-level handler turns our errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
+from orchestrator.errors import ConfigError, OrchestratorError
+from schemas.boxfile import BoxSpec
+from schemas.checks import app_order
+from schemas.fleet import FleetSettings
+
+
+def summary(path: Path, spec: BoxSpec) -> str:
+    """One line a person can scan: apps in start order, containers, published ports."""
+    containers = sum(len(a.containers) for a in spec.apps.values())
+    ports = [
+        str(p.host_port) + ("/udp" if p.protocol == "udp" else "")
+        for a in spec.apps.values()
+        for c in a.containers.values()
+        for p in c.ports
+    ]
+    parts = [
+        f"apps {' -> '.join(app_order(spec))}",
+        f"{containers} container{'s' if containers != 1 else ''}",
+        f"ports {', '.join(ports) if ports else 'none'}",
+    ]
+    if spec.services:
+        parts.append(f"services {', '.join(spec.services)}")
+    return f"{path}: ok: " + "; ".join(parts)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Rolling Docker deploys across fleets of boxes.
+
+    Exit codes: 0 ok, 1 a deploy failed or halted, 2 bad input (nothing was changed).
+    """
+    ctx.obj = {"verbose": verbose}
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(path_type=Path),
+    help="fleet.yml to check services against "
+    "(default: fleet.yml beside each file, or in its parent folder).",
+)
+def validate(paths: tuple[Path, ...], fleet_path: Path | None) -> None:
+    """Check box.yml files; print a summary line per file, or every problem (exit 2)."""
+    failed: list[InvalidFile] = []
+    explicit: FleetSettings | None = None
+    if fleet_path is not None:
+        explicit = load_fleet(fleet_path)
+    for path in paths:
+        try:
+            fleet = explicit
+            if fleet is None and (found := find_fleet(path)) is not None:
+                fleet = load_fleet(found)
+            loaded = load_box(path, fleet)
+        except InvalidFile as exc:
+            failed.append(exc)
+            click.echo(f"ERROR (InvalidFile): {exc}", err=True)
+            continue
+        click.echo(summary(path, loaded.spec))
+    if failed:
+        n = sum(len(f.problems) for f in failed)
+        raise ConfigError(f"{n} problem{'s' if n != 1 else ''} in {len(failed)} file(s); "
+                          "nothing was changed")
+
+
+@cli.command()
+@click.option(
+    "--fleet", "fleet_schema", is_flag=True, help="Print the schema of fleet.yml instead."
+)
+def schema(fleet_schema: bool) -> None:
+    """Print the JSON Schema of box.yml (for editors and CI linters)."""
+    model = FleetSettings if fleet_schema else BoxSpec
+    click.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one handler prints `ERROR (Class): message`; traceback only with -v."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:  # usage errors: click prints them itself
+        exc.show()
+        return 2
+    except OrchestratorError as exc:
+        if verbose:
+            raise
+        click.echo(f"ERROR ({type(exc).__name__}): {exc}", err=True)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""box.yml as pydantic models: both spellings of the seed format normalise to one model."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from schemas.refs import (
+    ENV_NAME_RE,
+    NAME_RE,
+    check_secret_ref,
+    parse_image,
+    parse_port_number,
+    parse_port_spec,
+)
+
+LbKind = Literal["elb", "elbv2", "haproxy", "none"]
+
+
+class Strict(BaseModel):
+    """Base of every model: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """An env value resolved on the box at start time, never written in box.yml."""
+
+    secret: str = Field(
+        description="'ssm:/param/name' (AWS SSM Parameter Store) or "
+        "'file:/abs/path' / 'file:/abs/path#KEY' (a file on the box, or one KEY of an env file)"
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        return check_secret_ref(v)
+
+
+def _env_value(v: object) -> object:
+    if isinstance(v, SecretRef):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float | str):
+        return str(v)
+    if isinstance(v, dict) and set(v) == {"secret"}:
+        return SecretRef.model_validate(v)
+    raise ValueError(
+        f"env value {v!r} must be a string, or a secret reference such as "
+        "{secret: 'ssm:/web/db'} or {secret: 'file:/etc/orchestrator/web.env#DB'}"
+    )
+
+
+EnvValue = Annotated[str | SecretRef, BeforeValidator(_env_value)]
+
+
+class PortMapping(Strict):
+    """One published port: host (optionally one address) to container."""
+
+    host_ip: str | None = Field(None, description="Host address to bind; all addresses if unset")
+    host_port: int = Field(ge=1, le=65535, description="Port on the box")
+    container_port: int = Field(ge=1, le=65535, description="Port inside the container")
+    protocol: Literal["tcp", "udp"] = Field("tcp", description="tcp or udp")
+
+    def __str__(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{ip}{self.host_port}->{self.container_port}/{self.protocol}"
+
+
+def _ports(v: object) -> object:
+    if v is None:
+        return []
+    if isinstance(v, dict):  # the seed's mapping form {8000: 8000}
+        return [f"{host}:{container}" for host, container in v.items()]
+    if isinstance(v, list):
+        return v
+    raise ValueError("ports must be a list ('8080:80', 9090) or a mapping (8000: 8000)")
+
+
+def _abs_path(v: object) -> object:
+    if isinstance(v, str) and not v.startswith("/"):
+        raise ValueError(f"log path {v!r} must be an absolute path in the container, e.g. '/{v}'")
+    return v
+
+
+PortItem = Annotated[
+    PortMapping, BeforeValidator(parse_port_spec, json_schema_input_type=str | int | PortMapping)
+]
+LogPath = Annotated[str, BeforeValidator(_abs_path)]
+
+
+class HealthCheck(Strict):
+    """How the worker proves new containers healthy: exactly one of http, tcp, command."""
+
+    http: str | None = Field(None, description="HTTP path that must answer 2xx/3xx, e.g. /health")
+    tcp: int | None = Field(None, ge=1, le=65535, description="Container port that must accept")
+    command: list[str] | None = Field(None, description="Command run in the container; exit 0")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Container port for http (default: first published)"
+    )
+    interval: float = Field(0.5, gt=0, le=60, description="Seconds between attempts")
+    timeout: float = Field(2.0, gt=0, le=60, description="Seconds one attempt may take")
+    retries: int = Field(20, ge=1, le=1000, description="Failed attempts before giving up")
+    start_period: float = Field(0.0, ge=0, le=600, description="Seconds failures don't count")
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, v: object) -> object:
+        return shlex.split(v) if isinstance(v, str) else v
+
+    @field_validator("http")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"http path {v!r} must start with '/', e.g. '/health'")
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HealthCheck:
+        kinds = [k for k in ("http", "tcp", "command") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "health needs exactly one of http (a path), tcp (a port) or command; "
+                f"found {', '.join(kinds) or 'none'}"
+            )
+        return self
+
+    @property
+    def deadline(self) -> float:
+        """The longest a check may take before it is declared failed."""
+        return self.start_period + self.retries * (self.interval + self.timeout)
+
+
+class ContainerSpec(Strict):
+    """One container of an app (the seed's `containers.<name>`)."""
+
+    restart_on_failure: bool = Field(False, description="Restart when it exits non-zero")
+    use_host_hostname: bool = Field(False, description="Give the container the box's hostname")
+    ports: Annotated[
+        list[PortItem], BeforeValidator(_ports, json_schema_input_type=list[str | int] | dict)
+    ] = Field(default_factory=list, description="Published ports: list or {host: container}")
+    logs: dict[str, list[LogPath]] = Field(
+        default_factory=dict,
+        description="Log directories in the container, forwarded to the box's log root. "
+        "A list, or {name: [paths]}",
+    )
+    volumes: list[str] = Field(
+        default_factory=list, description="'/host/path:/container/path[:ro]' or 'name:/path'"
+    )
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict, description="Environment: {KEY: value} or {KEY: {secret: ref}}"
+    )
+    envs: list[str] | None = Field(
+        None, exclude=True, description="The seed's list spelling of env: ['KEY=value', ...]"
+    )
+    command: Annotated[
+        list[str] | None,
+        BeforeValidator(lambda v: shlex.split(v) if isinstance(v, str) else v,
+                        json_schema_input_type=str | list[str] | None),
+    ] = Field(None, description="Command to run: a string or an argv list")
+    health: HealthCheck | None = Field(None, description="Health check (default: still running)")
+    stop_timeout: int = Field(10, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL")
+
+    @field_validator("logs", mode="before")
+    @classmethod
+    def _logs_list(cls, v: object) -> object:
+        # A bare list is named later by the container (see AppSpec); keep it for that.
+        if isinstance(v, list):
+            return {"": v}
+        return {} if v is None else v
+
+    @field_validator("logs")
+    @classmethod
+    def _absolute(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in v:
+            if name and not NAME_RE.match(name):
+                raise ValueError(f"log name {name!r} must be letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not parts[1].startswith("/") or not parts[0]:
+                raise ValueError(
+                    f"volume {item!r} must be 'SOURCE:/container/path' or "
+                    "'SOURCE:/container/path:ro' (SOURCE an absolute host path or a volume name)"
+                )
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"volume mode {parts[2]!r} in {item!r} must be ro or rw")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if not ENV_NAME_RE.match(str(key)):
+                raise ValueError(f"env name {key!r} must be letters, digits and '_'")
+        return v
+
+    @model_validator(mode="after")
+    def _merge_envs(self) -> ContainerSpec:
+        if self.envs is None:
+            return self
+        if self.env:
+            raise ValueError("write env as a mapping or envs as a list, not both")
+        env: dict[str, str | SecretRef] = {}
+        for i, line in enumerate(self.envs):
+            key, sep, value = line.partition("=")
+            if not sep or not ENV_NAME_RE.match(key):
+                raise ValueError(f"envs[{i}] {line!r} must be 'KEY=value'")
+            env[key] = value
+        object.__setattr__(self, "env", env)
+        object.__setattr__(self, "envs", None)
+        return self
+
+    @property
+    def published_container_ports(self) -> list[int]:
+        return [p.container_port for p in self.ports]
+
+
+def _check_image(v: str) -> str:
+    parse_image(v)
+    return v
+
+
+ImageField = Annotated[str, BeforeValidator(lambda v: v if not isinstance(v, str) else v.strip())]
+
+
+class AppSpec(Strict):
+    """One app: containers from one image, deployed together, behind an optional LB."""
+
+    depends: list[str] = Field(default_factory=list, description="Apps started before this one")
+    elb: str | None = Field(
+        None,
+        description="Load balancer the box leaves during the swap: classic ELB name, "
+        "ELBv2 target group name/ARN, or HAProxy backend (kind: lb_kind or the fleet default)",
+    )
+    lb_kind: LbKind | None = Field(None, description="Kind of `elb`; default from fleet.yml")
+    lb_port: int | None = Field(None, ge=1, le=65535, description="ELBv2 target port")
+    image: ImageField = Field(description="Image reference, with or without tag or digest")
+    containers: dict[str, ContainerSpec] = Field(
+        min_length=1, description="Containers of this app, by name"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_bare_logs(cls, data: object) -> object:
+        # The seed's `logs: [paths]` means "the logs of this container": name them so.
+        if isinstance(data, dict) and isinstance(data.get("containers"), dict):
+            containers = {}
+            for name, spec in data["containers"].items():
+                if isinstance(spec, dict) and isinstance(spec.get("logs"), list):
+                    spec = {**spec, "logs": {str(name): spec["logs"]}}
+                containers[name] = spec
+            data = {**data, "containers": containers}
+        return data
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        return _check_image(v)
+
+    @field_validator("containers")
+    @classmethod
+    def _container_names(cls, v: dict[str, ContainerSpec]) -> dict[str, ContainerSpec]:
+        for name in v:
+            if not NAME_RE.match(str(name)):
+                raise ValueError(
+                    f"container name {name!r} can't be a Docker name: use letters, digits, "
+                    "'_', '.', '-', starting with a letter or digit"
+                )
+        return v
+
+
+class BoxSpec(Strict):
+    """A box type's box.yml: standard services and apps."""
+
+    services: list[str] = Field(
+        default_factory=list, description="Standard services from the fleet catalog"
+    )
+    apps: dict[str, AppSpec] = Field(description="Apps on this box type, by name")
+
+    @field_validator("apps")
+    @classmethod
+    def _app_names(cls, v: dict[str, AppSpec]) -> dict[str, AppSpec]:
+        for name in v:
+            if not NAME_RE.match(str(name)):
+                raise ValueError(
+                    f"app name {name!r} can't be a Docker name: use letters, digits, "
+                    "'_', '.', '-', starting with a letter or digit"
+                )
+        return v
+
+
+__all__ = [
+    "AppSpec",
+    "BoxSpec",
+    "ContainerSpec",
+    "HealthCheck",
+    "LbKind",
+    "PortMapping",
+    "SecretRef",
+    "parse_port_number",
+]
