@@ -12,6 +12,7 @@ from schemas.boxfile import BoxSpec, ContainerSpec, PortMapping, SecretRef
 from schemas.checks import app_order
 from schemas.refs import parse_image
 
+DIGEST = "sha256:" + "a" * 64
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -81,7 +82,7 @@ def test_every_example_validates(path: Path) -> None:
         ("team/gcweb:1.2", None, "team/gcweb", "1.2", None),
         ("127.0.0.1:5000/gcweb:v2", "127.0.0.1:5000", "gcweb", "v2", None),
         ("localhost/gcweb", "localhost", "gcweb", None, None),
-        ("r.example.com/a/b@sha256:" + "a" * 64, "r.example.com", "a/b", None, "sha256:" + "a" * 64),
+        ("r.example.com/a/b@" + DIGEST, "r.example.com", "a/b", None, DIGEST),
     ],
 )
 def test_image_references(
