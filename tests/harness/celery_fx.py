@@ -92,27 +92,9 @@ def celery_worker_factory(
         ready_timeout: float = TIMINGS.service_start,
     ) -> CeleryWorker:
         queue, node = f"box.{box_id}", f"box-{box_id}@%h"
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            app,
-            "worker",
-            "-Q",
-            queue,
-            "-n",
-            node,
-            "-c",
-            "1",
-            "-P",
-            pool,
-            "-l",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            *extra_args,
-        ]
+        args = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue, "-n", node]
+        args += ["-c", "1", "-P", pool, "-l", "INFO", "--without-gossip", "--without-mingle"]
+        args += extra_args
         if transport_options is not None:
             args += ["--", "broker_transport_options=(json)" + json.dumps(dict(transport_options))]
         child_env = {

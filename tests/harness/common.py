@@ -79,7 +79,9 @@ def wait_for(
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what} (last error: {last_exc!r})")
+    raise TimeoutError(
+        f"timed out after {timeout:.1f}s waiting for {what} (last error: {last_exc!r})"
+    )
 
 
 def port_answers(host: str, port: int) -> bool:
