@@ -1,0 +1,69 @@
+"""The journal: one result per (rollout, box, step, app); a redelivered step returns it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrator.redisconn import RedisClient
+from schemas.contract import Keys, Outcome, StepResult
+
+# Journals outlive their rollout for post-mortems, but not forever.
+JOURNAL_TTL = 7 * 24 * 3600
+
+
+def field(step: str, app: str | None) -> str:
+    return f"{step}:{app or '-'}"
+
+
+class Journal:
+    """Redis hash `journal:<rollout>:<box>`: fields `<step>:<app>` -> StepResult JSON."""
+
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def get(self, rollout_id: str, box_id: str, step: str, app: str | None) -> StepResult | None:
+        raw = self.client.hget(self.keys.journal(rollout_id, box_id), field(step, app))
+        return StepResult.model_validate_json(raw) if raw else None
+
+    def record(self, result: StepResult) -> StepResult:
+        """First write wins: a step that ran twice keeps the first recorded outcome."""
+        key = self.keys.journal(result.rollout_id, result.box_id)
+        pipe = self.client.pipeline()
+        pipe.hsetnx(key, field(result.step, result.app), result.model_dump_json())
+        pipe.hget(key, field(result.step, result.app))
+        pipe.expire(key, JOURNAL_TTL)
+        _, stored, _ = pipe.execute()
+        return StepResult.model_validate_json(stored)
+
+    def entries(self, rollout_id: str, box_id: str) -> dict[str, StepResult]:
+        raw = self.client.hgetall(self.keys.journal(rollout_id, box_id))
+        out: dict[str, StepResult] = {}
+        for k, v in raw.items():
+            name = k.decode() if isinstance(k, bytes) else str(k)
+            if not name.startswith("~"):
+                out[name] = StepResult.model_validate_json(v)
+        return out
+
+    def first_failure(self, rollout_id: str, box_id: str) -> StepResult | None:
+        failed = [r for r in self.entries(rollout_id, box_id).values() if r.failed]
+        return min(failed, key=lambda r: r.ended) if failed else None
+
+    def note(self, rollout_id: str, box_id: str, name: str, data: dict[str, Any]) -> None:
+        """Side records (`~intent:swap:web`), written before acting so recovery can undo."""
+        key = self.keys.journal(rollout_id, box_id)
+        self.client.hset(key, f"~{name}", json.dumps(data))
+        self.client.expire(key, JOURNAL_TTL)
+
+    def read_note(self, rollout_id: str, box_id: str, name: str) -> dict[str, Any] | None:
+        raw = self.client.hget(self.keys.journal(rollout_id, box_id), f"~{name}")
+        return dict(json.loads(raw)) if raw else None
+
+    def count_attempt(self, rollout_id: str, box_id: str, step: str, app: str | None) -> int:
+        key = self.keys.journal(rollout_id, box_id)
+        return int(self.client.hincrby(key, f"~attempts:{field(step, app)}", 1))
+
+
+def is_failure(result: StepResult | None) -> bool:
+    return result is not None and result.outcome == Outcome.FAILED

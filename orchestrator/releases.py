@@ -1,0 +1,83 @@
+"""Make releases and keep them in Redis: immutable, fetched by id, checked by hash."""
+
+from __future__ import annotations
+
+import getpass
+import time
+
+import redis
+
+from orchestrator.errors import ConfigError, ServiceUnavailable
+from orchestrator.redisconn import RedisClient
+from schemas.boxfile import BoxSpec
+from schemas.contract import Keys
+from schemas.fleet import FleetSettings
+from schemas.release import Release
+
+
+class ReleaseMismatch(ConfigError):
+    """A release in Redis whose content doesn't match the hash a task carries."""
+
+
+def make_release(
+    box_type: str,
+    spec: BoxSpec,
+    pinned: dict[str, str],
+    fleet: FleetSettings | None = None,
+    *,
+    reason: str = "",
+    created_by: str | None = None,
+    now: float | None = None,
+) -> Release:
+    """A release from a checked spec and images already pinned to digests."""
+    fleet = fleet or FleetSettings()
+    services = {name: fleet.services[name] for name in spec.services if name in fleet.services}
+    digest = Release.content_hash(box_type, spec, pinned, services, fleet.load_balancer)
+    created = time.time() if now is None else now
+    return Release(
+        id=f"r{int(created * 1000)}-{digest[:8]}",
+        box_type=box_type,
+        spec=spec,
+        images=pinned,
+        services=services,
+        lb_default=fleet.load_balancer,
+        created_at=created,
+        created_by=created_by if created_by is not None else getpass.getuser(),
+        reason=reason,
+        hash=digest,
+    )
+
+
+class ReleaseStore:
+    """Releases under `release:<id>`; written once, never changed."""
+
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def put(self, release: Release) -> None:
+        try:
+            self.client.set(self.keys.release(release.id), release.model_dump_json(), nx=True)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"cannot store release {release.id}: {exc}") from exc
+
+    def get(self, release_id: str, expected_hash: str | None = None) -> Release:
+        try:
+            raw = self.client.get(self.keys.release(release_id))
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"cannot read release {release_id}: {exc}") from exc
+        if raw is None:
+            raise ReleaseMismatch(f"release {release_id} is not in Redis")
+        release = Release.model_validate_json(raw)
+        if not release.verify() or (expected_hash and release.hash != expected_hash):
+            raise ReleaseMismatch(
+                f"release {release_id} does not match its hash {expected_hash or release.hash}"
+            )
+        return release
+
+    def set_current(self, release: Release) -> None:
+        self.client.set(self.keys.current(release.box_type), release.id)
+
+    def current(self, box_type: str) -> Release | None:
+        rid = self.client.get(self.keys.current(box_type))
+        return self.get(rid.decode() if isinstance(rid, bytes) else str(rid)) if rid else None

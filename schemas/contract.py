@@ -1,0 +1,162 @@
+"""The coordinator-worker contract: task names, queues, Redis keys, messages, results."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Bump when a message, key or label changes meaning; preflight refuses a mismatch.
+CONTRACT_VERSION = 1
+
+QUEUE_TEMPLATE = "box.{box_id}"
+
+
+def queue_for(box_id: str) -> str:
+    return QUEUE_TEMPLATE.format(box_id=box_id)
+
+
+class TaskName(StrEnum):
+    """Every task a box worker registers. A name the worker doesn't know hangs a chain."""
+
+    PREFLIGHT = "deploy.preflight"
+    PULL = "deploy.pull"
+    LEAVE_LB = "deploy.leave_lb"
+    SWAP = "deploy.swap"
+    RESTORE = "deploy.restore"
+    JOIN_LB = "deploy.join_lb"
+    ENSURE_SERVICES = "deploy.ensure_services"
+
+
+class Keys:
+    """Redis key templates under one prefix (product state; the broker's keys are kombu's)."""
+
+    def __init__(self, prefix: str = "orch:") -> None:
+        self.prefix = prefix
+
+    def release(self, release_id: str) -> str:
+        return f"{self.prefix}release:{release_id}"
+
+    def current(self, box_type: str) -> str:
+        return f"{self.prefix}boxtype:{box_type}:current"
+
+    def rollout(self, rollout_id: str) -> str:
+        return f"{self.prefix}rollout:{rollout_id}"
+
+    def lease(self, box_type: str) -> str:
+        return f"{self.prefix}lease:{box_type}"
+
+    def fence(self, box_type: str) -> str:
+        return f"{self.prefix}fence:{box_type}"
+
+    def box_token(self, box_id: str) -> str:
+        """The newest fencing token handed to this box; older tokens are superseded."""
+        return f"{self.prefix}boxtoken:{box_id}"
+
+    def heartbeat(self, box_id: str) -> str:
+        return f"{self.prefix}box:{box_id}"
+
+    def heartbeat_pattern(self) -> str:
+        return f"{self.prefix}box:*"
+
+    def journal(self, rollout_id: str, box_id: str) -> str:
+        """One hash per (rollout, box); field `<step>:<app>` holds that step's result."""
+        return f"{self.prefix}journal:{rollout_id}:{box_id}"
+
+    def active_chain(self, box_id: str) -> str:
+        """The chain this box is running, so a restarted worker can end it itself."""
+        return f"{self.prefix}active:{box_id}"
+
+    def slot(self, rollout_id: str, box_id: str) -> str:
+        return f"{self.prefix}slot:{rollout_id}:{box_id}"
+
+    def events(self, box_type: str) -> str:
+        return f"{self.prefix}events:{box_type}"
+
+
+class Label:
+    """Docker labels on every container the worker makes: its facts, read back later."""
+
+    MANAGED = "orchestrator.managed"
+    BOX = "orchestrator.box"
+    BOX_TYPE = "orchestrator.box_type"
+    APP = "orchestrator.app"
+    CONTAINER = "orchestrator.container"
+    SPEC_HASH = "orchestrator.spec_hash"
+    RELEASE = "orchestrator.release"
+    TOKEN = "orchestrator.token"
+    ROLE = "orchestrator.role"  # "app" or "service"
+    GENERATION = "orchestrator.generation"  # "current", or "previous" while a swap runs
+
+
+class Outcome(StrEnum):
+    OK = "ok"  # the step did its work
+    NOOP = "noop"  # nothing to do: the box already was as asked
+    FAILED = "failed"  # a domain failure: the reason says why; the chain goes on to restore
+    SKIPPED = "skipped"  # an earlier failure of this box means this step must not act
+    SUPERSEDED = "superseded"  # a newer token was handed to this box: do nothing
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepRequest(Message):
+    """What every step receives: ids and a token, never the config and never a secret."""
+
+    contract_version: int = CONTRACT_VERSION
+    rollout_id: str = Field(description="The rollout (or repair) this step belongs to")
+    box_id: str
+    box_type: str
+    release_id: str = Field(description="Release to deploy; the worker fetches it from Redis")
+    release_hash: str = Field(description="Content hash the fetched release must match")
+    token: int = Field(ge=0, description="Fencing token taken at claim")
+    app: str | None = Field(None, description="The app of a per-app step (swap)")
+    changed_apps: list[str] = Field(
+        default_factory=list, description="Apps this chain swaps, in start order"
+    )
+    lb_apps: list[str] = Field(
+        default_factory=list, description="Apps whose load balancers the box leaves and rejoins"
+    )
+
+
+class StepResult(Message):
+    """What every step returns and journals; failures are data, never exceptions."""
+
+    contract_version: int = CONTRACT_VERSION
+    step: str
+    app: str | None = None
+    rollout_id: str
+    box_id: str
+    outcome: Outcome
+    reason: str = ""
+    log_tail: str = Field("", description="Last log lines of the failing container")
+    details: dict[str, str] = Field(default_factory=dict)
+    started: float = Field(description="Unix time the step started")
+    ended: float = Field(description="Unix time the step ended")
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == Outcome.FAILED
+
+
+class AppRunning(Message):
+    image: str
+    spec_hash: str
+    release: str
+
+
+class Heartbeat(Message):
+    """Written by a worker's heartbeat thread under `box:<id>` with a TTL."""
+
+    contract_version: int = CONTRACT_VERSION
+    box_id: str
+    box_type: str
+    hostname: str
+    worker_version: str
+    docker_version: str
+    apps: dict[str, AppRunning] = Field(default_factory=dict)
+    busy: str | None = Field(None, description="`<rollout>/<step>` while a step runs")
+    state: Literal["ready", "converging", "waiting", "error"] = "ready"
+    at: float

@@ -1,0 +1,84 @@
+"""An immutable release: the normalised box.yml with every image pinned, and its hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.boxfile import AppSpec, BoxSpec, LbKind
+from schemas.fleet import ServiceSpec
+
+
+def _digest(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def app_spec_hash(app: AppSpec, pinned_image: str) -> str:
+    """What makes an app's containers what they are; an unchanged hash means no swap.
+
+    The load balancer is left out on purpose: moving an app to another LB needs no restart.
+    Secrets are hashed by reference, so rotating a value needs a new release reason, not a hash.
+    """
+    return _digest({"image": pinned_image, "containers": app.model_dump(mode="json")["containers"]})
+
+
+def service_spec_hash(service: ServiceSpec) -> str:
+    return _digest(service.model_dump(mode="json"))
+
+
+class Release(BaseModel):
+    """Stored once under `release:<id>`; tasks carry its id and hash, never its content."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="r<unix-ms>-<hash prefix>")
+    box_type: str
+    spec: BoxSpec
+    images: dict[str, str] = Field(description="app -> image pinned by digest (name@sha256:...)")
+    services: dict[str, ServiceSpec] = Field(
+        default_factory=dict, description="The catalog entries this box type names"
+    )
+    lb_default: LbKind = "elb"
+    created_at: float
+    created_by: str = ""
+    reason: str = ""
+    hash: str = Field(description="sha256 of the content (spec, images, services, lb default)")
+
+    @staticmethod
+    def content_hash(
+        box_type: str,
+        spec: BoxSpec,
+        images: dict[str, str],
+        services: dict[str, ServiceSpec],
+        lb_default: str,
+    ) -> str:
+        return _digest(
+            {
+                "box_type": box_type,
+                "spec": spec.model_dump(mode="json"),
+                "images": images,
+                "services": {k: v.model_dump(mode="json") for k, v in services.items()},
+                "lb_default": lb_default,
+            }
+        )
+
+    def verify(self) -> bool:
+        return self.hash == self.content_hash(
+            self.box_type, self.spec, self.images, self.services, self.lb_default
+        )
+
+    def image_of(self, app: str) -> str:
+        return self.images.get(app, self.spec.apps[app].image)
+
+    def spec_hash(self, app: str) -> str:
+        return app_spec_hash(self.spec.apps[app], self.image_of(app))
+
+    def lb_kind(self, app: str) -> str:
+        spec = self.spec.apps[app]
+        if spec.elb is None:
+            return "none"
+        return spec.lb_kind or self.lb_default

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine as root: apt packages, a running Docker engine, the venv.
+# Shared by .ci/run and scripts/demo.sh; safe to run again (skips what is there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(docker.io docker-compose redis-server busybox-static docker-registry haproxy)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+if ! docker version >/dev/null 2>&1; then
+  # A dockerd killed earlier leaves its pid file behind, and a new one refuses to start.
+  if ! pgrep -x dockerd >/dev/null; then rm -f /var/run/docker.pid; fi
+  echo "setup: starting dockerd (log: /tmp/dockerd.log)" >&2
+  (dockerd >/tmp/dockerd.log 2>&1 &)
+  if ! timeout 60 sh -c 'until docker version >/dev/null 2>&1; do sleep 0.2; done'; then
+    echo "setup: dockerd did not answer within 60 s; see /tmp/dockerd.log" >&2
+    tail -20 /tmp/dockerd.log >&2 || true
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".[dev]"

@@ -1,0 +1,90 @@
+"""Facts in, decision out: what one app's swap must do on this box, as a pure function."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from schemas.contract import Label
+from worker.runtime import ContainerFact
+
+PREVIOUS_SUFFIX = ".prev"
+
+
+def is_previous(fact: ContainerFact) -> bool:
+    """A container kept stopped while its replacement starts (renamed `<name>.prev`)."""
+    return fact.name.lstrip("/").endswith(PREVIOUS_SUFFIX)
+
+
+def is_managed(fact: ContainerFact) -> bool:
+    return fact.labels.get(Label.MANAGED) == "1"
+
+
+@dataclass(frozen=True)
+class SwapDecision:
+    """What to do for one app. `keep` is the serving version: stopped, kept until the new
+    one is healthy, restarted if it is not. `discard` are leftovers removed before starting."""
+
+    needed: bool
+    reason: str
+    keep: tuple[ContainerFact, ...] = ()
+    discard: tuple[ContainerFact, ...] = ()
+    previous_hash: str | None = None
+    previous_release: str | None = None
+    adopted: bool = False
+
+
+def app_facts(
+    facts: Iterable[ContainerFact], *, box_id: str, app: str, container_names: Iterable[str]
+) -> list[ContainerFact]:
+    """This app's containers: ours (by labels) and a pre-orchestrator deploy's (by name)."""
+    names = set(container_names)
+    out = []
+    for f in facts:
+        if is_managed(f):
+            if f.labels.get(Label.BOX) == box_id and f.labels.get(Label.APP) == app and (
+                f.labels.get(Label.ROLE, "app") == "app"
+            ):
+                out.append(f)
+        elif f.name.lstrip("/").removesuffix(PREVIOUS_SUFFIX) in names:
+            out.append(f)
+    return out
+
+
+def decide_swap(
+    facts: Iterable[ContainerFact], *, container_names: Iterable[str], spec_hash: str
+) -> SwapDecision:
+    """Decide one app's swap from its containers (as returned by `app_facts`)."""
+    wanted = set(container_names)
+    facts = list(facts)
+    current = [f for f in facts if not is_previous(f)]
+    previous = [f for f in facts if is_previous(f)]
+    ours_new = [f for f in current if is_managed(f) and f.labels.get(Label.SPEC_HASH) == spec_hash]
+    serving = [f for f in current if f not in ours_new]
+
+    complete = (
+        {f.labels.get(Label.CONTAINER) for f in ours_new} == wanted
+        and len(ours_new) == len(wanted)
+        and all(f.state == "running" for f in ours_new)
+    )
+    if complete and not serving:
+        # Already runs this spec: re-running is a no-op. Managed leftovers of a finished
+        # swap go; a pre-orchestrator deploy's kept containers stay for a manual clean-up.
+        return SwapDecision(
+            needed=False,
+            reason=f"already running spec {spec_hash[:12]}",
+            discard=tuple(f for f in previous if is_managed(f)),
+        )
+
+    keep = serving or previous
+    discard = ours_new + ([] if keep is previous else [f for f in previous if is_managed(f)])
+    first = keep[0] if keep else None
+    return SwapDecision(
+        needed=True,
+        reason="spec changed" if keep else "not running",
+        keep=tuple(keep),
+        discard=tuple(discard),
+        previous_hash=first.labels.get(Label.SPEC_HASH) if first else None,
+        previous_release=first.labels.get(Label.RELEASE) if first else None,
+        adopted=bool(first) and not is_managed(first) if first else False,
+    )

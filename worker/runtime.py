@@ -1,0 +1,359 @@
+"""The container runtime the worker drives: a small Protocol and its docker-py implementation."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import docker
+import docker.errors
+import requests
+from docker.utils import parse_repository_tag
+
+from orchestrator.errors import RuntimeFailure, ServiceUnavailable
+from schemas.contract import Label
+
+# Seconds between polls of a detached exec; health commands are short, so poll often.
+_EXEC_POLL = 0.02
+
+
+class PortBinding(NamedTuple):
+    """One published port. host_ip "" binds every address of the box."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+
+
+class Bind(NamedTuple):
+    """One bind mount: a host path or a volume name, the path in the container, rw or ro."""
+
+    source: str
+    target: str
+    mode: str = "rw"
+
+
+@dataclass(frozen=True)
+class ContainerFact:
+    """What the engine says about one container, read back from its labels and state."""
+
+    id: str
+    name: str
+    image: str  # the reference the container was created from, as given to `run`
+    image_id: str
+    state: str  # "running", "exited", "created", "restarting", "paused", "dead", ...
+    labels: dict[str, str] = field(hash=False)
+    created: str  # ISO 8601, as the engine reports it
+    exit_code: int | None = None  # the last exit code; None while it never exited
+    restart_count: int = 0  # restarts by the restart policy: a rise means it crashed
+
+    def _label(self, key: str) -> str | None:
+        return self.labels.get(key)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(Label.MANAGED) == "1"
+
+    @property
+    def box(self) -> str | None:
+        return self._label(Label.BOX)
+
+    @property
+    def box_type(self) -> str | None:
+        return self._label(Label.BOX_TYPE)
+
+    @property
+    def app(self) -> str | None:
+        return self._label(Label.APP)
+
+    @property
+    def container(self) -> str | None:
+        return self._label(Label.CONTAINER)
+
+    @property
+    def spec_hash(self) -> str | None:
+        return self._label(Label.SPEC_HASH)
+
+    @property
+    def release(self) -> str | None:
+        return self._label(Label.RELEASE)
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token that made the container; None when absent or not a number."""
+        raw = self._label(Label.TOKEN)
+        return int(raw) if raw is not None and raw.isdigit() else None
+
+    @property
+    def role(self) -> str | None:
+        return self._label(Label.ROLE)
+
+    @property
+    def generation(self) -> str | None:
+        return self._label(Label.GENERATION)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything `run` needs to create and start one container; built by worker.runspec."""
+
+    name: str
+    image: str
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict, hash=False)
+    ports: list[PortBinding] = field(default_factory=list, hash=False)
+    binds: list[Bind] = field(default_factory=list, hash=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    hostname: str | None = None
+    restart_on_failure: bool = False
+    stop_timeout: int = 10
+    # Binds whose source is under this directory forward logs: the caller creates them.
+    log_root: str | None = None
+
+
+@runtime_checkable
+class ContainerRuntime(Protocol):
+    """The engine operations a deploy needs. Errors are RuntimeFailure or ServiceUnavailable."""
+
+    def list(
+        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
+    ) -> builtins.list[ContainerFact]:
+        """Containers in any state with all of `labels` and (if given) one of exact `names`."""
+        ...
+
+    def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
+        """Pull `ref` (tag or digest) and return the local image id."""
+        ...
+
+    def has_image(self, ref: str) -> bool: ...
+
+    def run(self, req: RunRequest) -> ContainerFact:
+        """Create and start; on a failed start nothing is left behind."""
+        ...
+
+    def stop(self, container_id: str, timeout: int) -> None: ...
+
+    def start(self, container_id: str) -> None: ...
+
+    def rename(self, container_id: str, new_name: str) -> None: ...
+
+    def remove(self, container_id: str) -> None:
+        """Remove even when running; a container that is already gone counts as removed."""
+        ...
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        """The last lines of stdout+stderr; "" when the container is gone."""
+        ...
+
+    def exec(self, container_id: str, argv: builtins.list[str], timeout: float) -> int:
+        """Run `argv` in the running container; its exit code. RuntimeFailure past timeout."""
+        ...
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)
+    return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Engine refusals become RuntimeFailure; an engine that does not answer, ServiceUnavailable."""
+    try:
+        yield
+    except docker.errors.APIError as exc:  # an HTTPError subclass: must come before requests'
+        raise RuntimeFailure(f"{action}: {_message(exc)}") from exc
+    except (requests.exceptions.RequestException, ConnectionError) as exc:
+        raise ServiceUnavailable(f"{action}: Docker engine did not answer: {exc}") from exc
+    except docker.errors.DockerException as exc:
+        raise RuntimeFailure(f"{action}: {_message(exc)}") from exc
+
+
+def _fact(attrs: dict[str, Any]) -> ContainerFact:
+    state = attrs.get("State") or {}
+    status = str(state.get("Status", "unknown"))
+    finished = str(state.get("FinishedAt", ""))
+    ever_exited = status != "running" and not finished.startswith("0001-")
+    config = attrs.get("Config") or {}
+    return ContainerFact(
+        id=str(attrs["Id"]),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=str(config.get("Image", "")),
+        image_id=str(attrs.get("Image", "")),
+        state=status,
+        labels=dict(config.get("Labels") or {}),
+        created=str(attrs.get("Created", "")),
+        exit_code=int(state.get("ExitCode", 0)) if ever_exited else None,
+        restart_count=int(attrs.get("RestartCount", 0)),
+    )
+
+
+class DockerRuntime:
+    """ContainerRuntime on the local engine through docker-py's low-level API."""
+
+    def __init__(self, client: docker.DockerClient | None = None, timeout: float = 60) -> None:
+        if client is None:
+            try:
+                client = docker.DockerClient.from_env(timeout=int(timeout))
+            except docker.errors.DockerException as exc:
+                raise ServiceUnavailable(f"Docker engine not reachable: {exc}") from exc
+        self._client = client
+        self._api = client.api
+
+    def list(
+        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
+    ) -> builtins.list[ContainerFact]:
+        filters: dict[str, Any] = {}
+        if labels:
+            filters["label"] = [f"{k}={v}" for k, v in labels.items()]
+        if names is not None:
+            if not names:
+                return []
+            # The engine's name filter is an unanchored regexp on "/name": anchor and escape it.
+            filters["name"] = [f"^/{re.escape(n)}$" for n in names]
+        with _translated("list containers"):
+            summaries = self._api.containers(all=True, filters=filters)
+        facts = []
+        for summary in summaries:
+            # The summary shows an image id once the tag moved; inspect has the reference used.
+            try:
+                with _translated(f"inspect container {summary['Id'][:12]}"):
+                    facts.append(_fact(self._api.inspect_container(summary["Id"])))
+            except RuntimeFailure as exc:
+                if not isinstance(exc.__cause__, docker.errors.NotFound):
+                    raise  # NotFound: removed since the listing, so not there
+        if names is not None:
+            facts = [f for f in facts if f.name in names]
+        return facts
+
+    def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
+        repository, tag = parse_repository_tag(ref)
+        with _translated(f"pull {ref}"):
+            stream = self._api.pull(
+                repository, tag=tag or "latest", auth_config=auth, stream=True, decode=True
+            )
+            for line in stream:
+                # The engine reports some failures only inside the progress stream.
+                if isinstance(line, dict) and line.get("error"):
+                    raise RuntimeFailure(f"pull {ref}: {line['error']}")
+            image_id = str(self._api.inspect_image(ref)["Id"])
+        return image_id
+
+    def has_image(self, ref: str) -> bool:
+        try:
+            with _translated(f"inspect image {ref}"):
+                self._api.inspect_image(ref)
+        except RuntimeFailure as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return False
+            raise
+        return True
+
+    def run(self, req: RunRequest) -> ContainerFact:
+        port_bindings: dict[str, builtins.list[tuple[str, int]]] = {}
+        for p in req.ports:
+            port_bindings.setdefault(f"{p.container_port}/{p.protocol}", []).append(
+                (p.host_ip, p.host_port)
+            )
+        host_config = self._api.create_host_config(
+            port_bindings=port_bindings,
+            binds=[f"{b.source}:{b.target}:{b.mode}" for b in req.binds],
+            # busybox-like PID 1s ignore SIGTERM: without an init every stop waits stop_timeout.
+            init=True,
+            restart_policy={"Name": "on-failure"} if req.restart_on_failure else None,
+        )
+        exposed = [(int(k.split("/")[0]), k.split("/")[1]) for k in port_bindings]
+        with _translated(f"create container {req.name} from {req.image}"):
+            created = self._api.create_container(
+                req.image,
+                command=req.command,
+                name=req.name,
+                environment=req.env,
+                labels=req.labels,
+                hostname=req.hostname,
+                ports=exposed,
+                host_config=host_config,
+                stop_timeout=req.stop_timeout,
+                detach=True,
+            )
+        container_id = str(created["Id"])
+        try:
+            with _translated(f"start container {req.name}"):
+                self._api.start(container_id)
+        except (RuntimeFailure, ServiceUnavailable):
+            # A created-but-unstarted container would hold the name and confuse the next run.
+            with contextlib.suppress(RuntimeFailure, ServiceUnavailable):
+                self.remove(container_id)
+            raise
+        with _translated(f"inspect container {req.name}"):
+            return _fact(self._api.inspect_container(container_id))
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        with _translated(f"stop container {container_id[:12]}"):
+            self._api.stop(container_id, timeout=timeout)
+
+    def start(self, container_id: str) -> None:
+        with _translated(f"start container {container_id[:12]}"):
+            self._api.start(container_id)
+
+    def rename(self, container_id: str, new_name: str) -> None:
+        with _translated(f"rename container {container_id[:12]} to {new_name}"):
+            self._api.rename(container_id, new_name)
+
+    def remove(self, container_id: str) -> None:
+        try:
+            with _translated(f"remove container {container_id[:12]}"):
+                self._api.remove_container(container_id, force=True, v=True)
+        except RuntimeFailure as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return
+            raise
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        try:
+            with _translated(f"logs of container {container_id[:12]}"):
+                raw = self._api.logs(container_id, stdout=True, stderr=True, tail=lines)
+        except RuntimeFailure as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return ""  # only ever used to explain a failure: don't add a second one
+            raise
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    def exec(self, container_id: str, argv: builtins.list[str], timeout: float) -> int:
+        what = f"exec {argv!r} in container {container_id[:12]}"
+        deadline = time.monotonic() + timeout
+        with _translated(what):
+            exec_id = self._api.exec_create(container_id, argv, stdout=False, stderr=False)["Id"]
+            # Detached, so the timeout is ours; a blocking exec_start has none.
+            self._api.exec_start(exec_id, detach=True)
+            while True:
+                info = self._api.exec_inspect(exec_id)
+                if not info.get("Running") and info.get("ExitCode") is not None:
+                    return int(info["ExitCode"])
+                if time.monotonic() >= deadline:
+                    # The engine has no API to end an exec; it runs on inside the container.
+                    raise RuntimeFailure(f"{what}: still running after {timeout:.1f}s")
+                time.sleep(_EXEC_POLL)
+
+    def version(self) -> str:
+        with _translated("engine version"):
+            return str(self._api.version()["Version"])
+
+    def disk_free(self, path: str | None = None) -> int:
+        """Free bytes on the file system of `path` (default: the engine's data root)."""
+        if path is None:
+            with _translated("engine info"):
+                path = str(self._api.info()["DockerRootDir"])
+        return shutil.disk_usage(path).free
+

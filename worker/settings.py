@@ -1,0 +1,64 @@
+"""Worker settings: ORCHESTRATOR_* environment variables or /etc/orchestrator/worker.env."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    """Every knob of `orchestrator-worker`; the README lists each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRATOR_", env_file="/etc/orchestrator/worker.env", extra="ignore"
+    )
+
+    box_id: str | None = Field(None, description="This box's id; EC2 instance id when unset")
+    box_type: str | None = Field(None, description="This box's type; EC2 tag when unset")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
+    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
+    key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
+    bind_ip: str | None = Field(
+        None, description="Host address for published ports (simulated boxes: 127.0.0.11, ...)"
+    )
+    health_host: str = Field("127.0.0.1", description="Address health checks connect to")
+    log_root: str = Field("/var/log/orchestrator", description="Host root of forwarded logs")
+    hostname: str | None = Field(None, description="Hostname for use_host_hostname containers")
+    haproxy_socket: str | None = Field(None, description="HAProxy runtime API socket path")
+    haproxy_server: str | None = Field(None, description="HAProxy server name (default: box id)")
+    aws_region: str = Field("us-east-1", description="AWS region for ELB, ELBv2, SSM")
+    aws_endpoint_url: str | None = Field(None, description="AWS endpoint (tests: moto server)")
+    imds_url: str = Field("http://169.254.169.254", description="EC2 instance metadata service")
+    heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between heartbeats")
+    heartbeat_ttl: float = Field(15.0, gt=0, description="Heartbeat TTL (>= 3 x interval)")
+    step_deadline: float = Field(120.0, gt=0, description="Seconds one step may take")
+    visibility_timeout: float = Field(
+        300.0, gt=0, description="Broker redelivery timeout (> step deadline)"
+    )
+    restore_interval: float = Field(5.0, gt=0, description="kombu's unacked restore sweep")
+    settle_time: float = Field(2.0, ge=0, description="Running this long = healthy, w/o a check")
+    drain_timeout: float = Field(60.0, gt=0, description="Seconds to wait for LB draining")
+    services_interval: float = Field(30.0, gt=0, description="Seconds between service checks")
+    runtime: Literal["docker", "noop"] = Field(
+        "docker", description="Container runtime; noop only for benchmarks"
+    )
+    concurrency: int = Field(1, ge=1, description="Pool size (1 per real box)")
+    extra_queues: list[str] = Field(
+        default_factory=list, description="More box queues (benchmarks: many boxes, one process)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkerSettings:
+        if self.heartbeat_ttl < 3 * self.heartbeat_interval:
+            raise ValueError(
+                f"heartbeat_ttl {self.heartbeat_ttl} must be at least 3 x heartbeat_interval "
+                f"({3 * self.heartbeat_interval})"
+            )
+        if self.visibility_timeout <= self.step_deadline:
+            raise ValueError(
+                f"visibility_timeout {self.visibility_timeout} must exceed step_deadline "
+                f"{self.step_deadline}, or a running step is delivered twice"
+            )
+        return self
