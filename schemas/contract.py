@@ -71,6 +71,10 @@ class Keys:
     def slot(self, rollout_id: str, box_id: str) -> str:
         return f"{self.prefix}slot:{rollout_id}:{box_id}"
 
+    def services(self, box_id: str) -> str:
+        """The release whose service catalog this box keeps reconciled."""
+        return f"{self.prefix}services:{box_id}"
+
     def events(self, box_type: str) -> str:
         return f"{self.prefix}events:{box_type}"
 

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.harness.celery_fx",
     "tests.harness.aws_fx",
     "tests.harness.haproxy_fx",
+    "tests.harness.box_fx",
 ]
 
 

@@ -1,23 +1,174 @@
-"""`orchestrator-worker`: the box-resident Celery worker (real in the worker issue)."""
+"""`orchestrator-worker`: the box's Celery worker on its own queue `box.<id>`."""
 
 from __future__ import annotations
 
+import logging
+import socket
 import sys
+import time
 
 import click
+from pydantic import ValidationError
+
+from orchestrator.celery_app import make_celery
+from orchestrator.errors import OrchestratorError
+from orchestrator.events import Events
+from orchestrator.journal import Journal
+from orchestrator.redisconn import connect
+from orchestrator.releases import ReleaseStore
+from schemas.contract import Keys, Outcome, StepRequest, StepResult, TaskName, queue_for
+from worker.heartbeat import HeartbeatThread
+from worker.identity import resolve_identity
+from worker.runtime import ContainerRuntime, DockerRuntime
+from worker.secrets import ssm_fetcher
+from worker.services import ServiceReconciler, ensure_services
+from worker.settings import WorkerSettings
+from worker.steps import STEPS, StepContext, run_step
+from worker.swap import BoxEnv
+from worker.tasks import register_tasks
+
+log = logging.getLogger("orchestrator.worker")
+
+
+def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepContext:
+    client = connect(settings.redis_url)
+    keys = Keys(settings.key_prefix)
+    ssm = ssm_fetcher(settings.aws_region, settings.aws_endpoint_url)
+    envs: dict[str, BoxEnv] = {}
+
+    def box_env(box_id: str, box_type: str) -> BoxEnv:
+        if box_id not in envs:
+            envs[box_id] = BoxEnv(
+                box_id=box_id,
+                box_type=box_type,
+                runtime=runtime,
+                log_root=settings.log_root,
+                bind_ip=settings.bind_ip,
+                health_host=settings.bind_ip or settings.health_host,
+                hostname=settings.hostname or socket.gethostname(),
+                settle_time=settings.settle_time,
+                ssm=ssm,
+                extra_labels=settings.extra_labels,
+            )
+        return envs[box_id]
+
+    return StepContext(
+        settings=settings,
+        redis=client,
+        keys=keys,
+        journal=Journal(client, keys),
+        releases=ReleaseStore(client, keys),
+        events=Events(client, keys),
+        box_env=box_env,
+    )
+
+
+def recover(ctx: StepContext, box_id: str) -> None:
+    """End the chain this box was running when its worker died: restore, then rejoin."""
+    raw = ctx.redis.get(ctx.keys.active_chain(box_id))
+    if raw is None:
+        return
+    req = StepRequest.model_validate_json(raw)
+    log.warning("ending interrupted chain of rollout %s on %s", req.rollout_id, box_id)
+    now = time.time()
+    # Recorded as a failure, so the chain's redelivered steps skip and only restore/join act.
+    ctx.journal.record(
+        StepResult(
+            step="recover",
+            rollout_id=req.rollout_id,
+            box_id=box_id,
+            outcome=Outcome.FAILED,
+            reason="the worker restarted in the middle of this box's chain",
+            started=now,
+            ended=now,
+        )
+    )
+    payload = req.model_copy(update={"app": None}).model_dump(mode="json")
+    for step in (TaskName.RESTORE, TaskName.JOIN_LB):
+        out = run_step(ctx, step, payload, STEPS[step])
+        log.warning("recovery %s: %s %s", step, out.get("outcome"), out.get("reason"))
+
+
+def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
+    rid = ctx.redis.get(ctx.keys.services(box_id))
+    if rid is None:
+        return
+    release = ctx.releases.get(rid.decode())
+    changed = ensure_services(ctx.box_env(box_id, box_type), release, 0)
+    if changed:
+        log.warning("services reconciled: %s", ", ".join(changed))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
+def cli(loglevel: str) -> None:
     """Run the box worker: consume this box's queue `box.<id>` and run deploy steps.
 
-    Settings come from ORCHESTRATOR_* environment variables (see README).
+    Every setting is an ORCHESTRATOR_* environment variable (or a line of
+    /etc/orchestrator/worker.env); README.md lists them all.
     """
-    raise click.ClickException("the worker is not implemented yet")
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings = WorkerSettings()
+    except ValidationError as exc:
+        raise click.UsageError(f"bad worker settings: {exc}") from None
+    box_id, box_type = resolve_identity(settings.box_id, settings.box_type, settings.imds_url)
+    runtime = DockerRuntime()
+    ctx = build_context(settings, runtime)
+    app = make_celery(
+        settings.broker_url,
+        visibility_timeout=settings.visibility_timeout,
+        restore_interval=settings.restore_interval,
+    )
+    register_tasks(app, lambda: ctx)
+    recover(ctx, box_id)
+    heartbeat = HeartbeatThread(
+        ctx.redis,
+        ctx.keys,
+        box_id,
+        box_type,
+        runtime,
+        ctx.busy,
+        settings.heartbeat_interval,
+        settings.heartbeat_ttl,
+        runtime.version,
+    )
+    heartbeat.start()
+    reconciler = ServiceReconciler(
+        settings.services_interval, lambda: services_tick(ctx, box_id, box_type)
+    )
+    reconciler.start()
+    queues = [queue_for(box_id), *settings.extra_queues]
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            "-Q",
+            ",".join(queues),
+            "-n",
+            f"box-{box_id}@{socket.gethostname()}",
+            "-c",
+            str(settings.concurrency),
+            "-P",
+            "solo" if settings.concurrency == 1 else "threads",
+            "-E",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    heartbeat.stop()
+    reconciler.stop()
 
 
 def main() -> int:
-    cli.main(prog_name="orchestrator-worker")
+    try:
+        cli.main(prog_name="orchestrator-worker", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except OrchestratorError as exc:
+        click.echo(f"ERROR ({type(exc).__name__}): {exc}", err=True)
+        return exc.exit_code
     return 0
 
 

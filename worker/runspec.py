@@ -30,9 +30,7 @@ def _volume(item: str) -> Bind:
     return Bind(source, target, mode[0] if mode else "rw")
 
 
-def _log_binds(
-    app: str, container: str, logs: dict[str, list[str]], log_root: str
-) -> list[Bind]:
+def _log_binds(app: str, container: str, logs: dict[str, list[str]], log_root: str) -> list[Bind]:
     binds = []
     for log_name, paths in logs.items():
         # A bare list on a ContainerSpec outside an AppSpec is still unnamed: name it so.

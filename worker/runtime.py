@@ -19,6 +19,11 @@ from docker.utils import parse_repository_tag
 from orchestrator.errors import RuntimeFailure, ServiceUnavailable
 from schemas.contract import Label
 
+# How the engine words a registry it could not reach (Go's net and TLS errors).
+_UNREACHABLE = re.compile(
+    r"dial tcp|connection refused|no such host|i/o timeout|TLS handshake timeout|"
+    r"connection reset|Client\.Timeout exceeded|no route to host|network is unreachable"
+)
 # Seconds between polls of a detached exec; health commands are short, so poll often.
 _EXEC_POLL = 0.02
 
@@ -239,15 +244,22 @@ class DockerRuntime:
 
     def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
         repository, tag = parse_repository_tag(ref)
-        with _translated(f"pull {ref}"):
-            stream = self._api.pull(
-                repository, tag=tag or "latest", auth_config=auth, stream=True, decode=True
-            )
-            for line in stream:
-                # The engine reports some failures only inside the progress stream.
-                if isinstance(line, dict) and line.get("error"):
-                    raise RuntimeFailure(f"pull {ref}: {line['error']}")
-            image_id = str(self._api.inspect_image(ref)["Id"])
+        try:
+            with _translated(f"pull {ref}"):
+                stream = self._api.pull(
+                    repository, tag=tag or "latest", auth_config=auth, stream=True, decode=True
+                )
+                for line in stream:
+                    # The engine reports some failures only inside the progress stream.
+                    if isinstance(line, dict) and line.get("error"):
+                        raise RuntimeFailure(f"pull {ref}: {line['error']}")
+                image_id = str(self._api.inspect_image(ref)["Id"])
+        except RuntimeFailure as exc:
+            # The engine answers 500 for a registry it cannot reach: that is the registry's
+            # outage, worth a retry, not a refusal of this image.
+            if _UNREACHABLE.search(str(exc)):
+                raise ServiceUnavailable(f"registry not reachable: {exc}") from exc.__cause__ or exc
+            raise
         return image_id
 
     def has_image(self, ref: str) -> bool:
@@ -356,4 +368,3 @@ class DockerRuntime:
             with _translated("engine info"):
                 path = str(self._api.info()["DockerRootDir"])
         return shutil.disk_usage(path).free
-

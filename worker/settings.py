@@ -45,6 +45,9 @@ class WorkerSettings(BaseSettings):
         "docker", description="Container runtime; noop only for benchmarks"
     )
     concurrency: int = Field(1, ge=1, description="Pool size (1 per real box)")
+    extra_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every container (JSON object)"
+    )
     extra_queues: list[str] = Field(
         default_factory=list, description="More box queues (benchmarks: many boxes, one process)"
     )

@@ -1,0 +1,27 @@
+"""Build one box's chain of step signatures, every one routed to the box's own queue."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.canvas import Signature, chain
+
+from schemas.contract import StepRequest, TaskName, queue_for
+
+
+def step(app: Celery, name: TaskName, req: StepRequest, app_name: str | None = None) -> Signature:
+    """An immutable signature: a step gets its own request, never the previous return value."""
+    payload = req.model_copy(update={"app": app_name}).model_dump(mode="json")
+    # A chain's apply_async(queue=...) routes only its first task: set it on every one.
+    return app.signature(name.value, args=(payload,), immutable=True, queue=queue_for(req.box_id))
+
+
+def box_chain(app: Celery, req: StepRequest) -> Signature:
+    """pull -> leave_lb -> swap per changed app (start order) -> restore -> join_lb -> services."""
+    sigs = [step(app, TaskName.PULL, req), step(app, TaskName.LEAVE_LB, req)]
+    sigs += [step(app, TaskName.SWAP, req, a) for a in req.changed_apps]
+    sigs += [
+        step(app, TaskName.RESTORE, req),
+        step(app, TaskName.JOIN_LB, req),
+        step(app, TaskName.ENSURE_SERVICES, req),
+    ]
+    return chain(*sigs)

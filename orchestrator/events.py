@@ -1,0 +1,51 @@
+"""The box type's event stream: every step's start and end, one clock (Redis stream ids)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.redisconn import RedisClient
+from schemas.contract import Keys
+
+# Enough for weeks of history of a busy box type; trimmed approximately, which is cheap.
+STREAM_MAXLEN = 100_000
+
+
+class Events:
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def emit(self, box_type: str, **fields: Any) -> str:
+        """Append one event; returns its stream id (ms-seq), the time every duration uses."""
+        clean = {k: "" if v is None else str(v) for k, v in fields.items()}
+        sid = self.client.xadd(
+            self.keys.events(box_type),
+            clean,
+            maxlen=STREAM_MAXLEN,
+            approximate=True,
+        )
+        return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+    def read(
+        self, box_type: str, after: str = "0", count: int = 1000
+    ) -> list[tuple[str, dict[str, str]]]:
+        rows = self.client.xrange(
+            self.keys.events(box_type), min=f"({after}" if after != "0" else "-", count=count
+        )
+        return [
+            (
+                sid.decode() if isinstance(sid, bytes) else str(sid),
+                {
+                    (k.decode() if isinstance(k, bytes) else str(k)): (
+                        v.decode() if isinstance(v, bytes) else str(v)
+                    )
+                    for k, v in data.items()
+                },
+            )
+            for sid, data in rows
+        ]
+
+
+def stream_ms(stream_id: str) -> int:
+    return int(stream_id.split("-", 1)[0])

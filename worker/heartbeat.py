@@ -1,0 +1,97 @@
+"""The heartbeat thread: what this box runs, with a TTL; renews the running step's slot."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from orchestrator.redisconn import RedisClient
+from schemas.contract import AppRunning, Heartbeat, Keys, Label
+from worker.decide import is_previous
+from worker.runtime import ContainerRuntime
+from worker.steps import Busy
+
+log = logging.getLogger("orchestrator.worker.heartbeat")
+
+WORKER_VERSION = "0.1.0"
+
+
+def what_runs(runtime: ContainerRuntime, box_id: str) -> dict[str, AppRunning]:
+    out: dict[str, AppRunning] = {}
+    for f in runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"}):
+        if f.state == "running" and not is_previous(f) and f.labels.get(Label.APP):
+            out[f.labels[Label.APP]] = AppRunning(
+                image=f.image,
+                spec_hash=f.labels.get(Label.SPEC_HASH, ""),
+                release=f.labels.get(Label.RELEASE, ""),
+            )
+    return out
+
+
+class HeartbeatThread(threading.Thread):
+    """Not a task: it must beat while the one pool slot runs a long step."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: Keys,
+        box_id: str,
+        box_type: str,
+        runtime: ContainerRuntime,
+        busy: Busy,
+        interval: float,
+        ttl: float,
+        docker_version: Callable[[], str],
+    ) -> None:
+        super().__init__(name=f"heartbeat-{box_id}", daemon=True)
+        self.client, self.keys = client, keys
+        self.box_id, self.box_type = box_id, box_type
+        self.runtime, self.busy = runtime, busy
+        self.interval, self.ttl = interval, ttl
+        self.docker_version = docker_version
+        self.stopped = threading.Event()
+
+    def beat(self) -> None:
+        with self.busy.lock:
+            busy = f"{self.busy.rollout_id}/{self.busy.step}" if self.busy.step else None
+            in_time = self.busy.step is not None and time.monotonic() < self.busy.deadline
+            slot = (self.busy.rollout_id, self.busy.box_id)
+        try:
+            version = self.docker_version()
+            apps = what_runs(self.runtime, self.box_id)
+            state = "ready"
+        except Exception as exc:  # Docker down: still beat, and say so
+            version, apps, state = f"unavailable: {exc}", {}, "error"
+        hb = Heartbeat(
+            box_id=self.box_id,
+            box_type=self.box_type,
+            hostname=socket.gethostname(),
+            worker_version=WORKER_VERSION,
+            docker_version=version,
+            apps=apps,
+            busy=busy,
+            state=state,
+            at=time.time(),
+        )
+        pipe = self.client.pipeline()
+        pipe.set(self.keys.heartbeat(self.box_id), hb.model_dump_json(), px=int(self.ttl * 1000))
+        # A step past its deadline stops renewing: the rollout then sees this box as dead.
+        if in_time and slot[0] and slot[1]:
+            pipe.set(self.keys.slot(slot[0], slot[1]), busy or "", px=int(self.ttl * 1000))
+        pipe.execute()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                log.warning("heartbeat not written: %s", exc)
+            self.stopped.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopped.set()

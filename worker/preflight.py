@@ -1,0 +1,41 @@
+"""Preflight: is this box able to take the release? Nothing leaves a load balancer here."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from orchestrator.errors import OrchestratorError
+from schemas.contract import CONTRACT_VERSION, StepRequest
+from worker.steps import StepContext
+
+MIN_FREE_BYTES = 1 << 30
+
+
+def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
+    problems: list[str] = []
+    try:
+        req = StepRequest.model_validate(payload)
+    except ValueError as exc:
+        return {"ok": False, "problems": [f"malformed request: {exc}"]}
+    if req.contract_version != CONTRACT_VERSION:
+        problems.append(f"contract {req.contract_version} != worker's {CONTRACT_VERSION}")
+    env = ctx.box_env(req.box_id, req.box_type)
+    try:
+        release = ctx.releases.get(req.release_id, req.release_hash)
+        for app in req.changed_apps or list(release.spec.apps):
+            ref = release.image_of(app)
+            if not env.runtime.has_image(ref):
+                env.runtime.pull(ref)
+    except OrchestratorError as exc:
+        problems.append(f"{type(exc).__name__}: {exc}")
+    free = shutil.disk_usage(ctx.settings.log_root if _exists(ctx.settings.log_root) else "/").free
+    if free < MIN_FREE_BYTES:
+        problems.append(f"only {free >> 20} MiB free on disk")
+    return {"ok": not problems, "box": req.box_id, "problems": problems, "free_bytes": free}
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.isdir(path)

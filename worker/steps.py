@@ -1,0 +1,391 @@
+"""The box's deploy steps; each reads the box's outcome so far from the journal, not its input."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.events import Events
+from orchestrator.journal import Journal
+from orchestrator.redisconn import RedisClient
+from orchestrator.releases import ReleaseStore
+from schemas.contract import (
+    CONTRACT_VERSION,
+    Keys,
+    Label,
+    Outcome,
+    StepRequest,
+    StepResult,
+    TaskName,
+)
+from schemas.release import Release
+from worker.decide import is_previous
+from worker.health import wait_healthy
+from worker.lb import LoadBalancer, make_load_balancer
+from worker.settings import WorkerSettings
+from worker.swap import BoxEnv, SwapOutcome, reinstate, swap_app
+
+log = logging.getLogger("orchestrator.worker")
+
+# Steps that still act after a failure: a box that left its load balancer always comes back.
+ACT_AFTER_FAILURE = {TaskName.RESTORE, TaskName.JOIN_LB}
+# A message delivered this many times means the worker died running it each time.
+MAX_ATTEMPTS = 2
+
+Body = Callable[["StepContext", StepRequest, Release, StepResult | None], SwapOutcome]
+
+
+@dataclass
+class Busy:
+    """The step running now; the heartbeat thread renews its slot only within its deadline."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rollout_id: str | None = None
+    box_id: str | None = None
+    step: str | None = None
+    deadline: float = 0.0
+
+    def set(self, req: StepRequest | None, step: str = "", deadline: float = 0.0) -> None:
+        with self.lock:
+            self.rollout_id = req.rollout_id if req else None
+            self.box_id = req.box_id if req else None
+            self.step = step if req else None
+            self.deadline = deadline
+
+
+@dataclass
+class StepContext:
+    settings: WorkerSettings
+    redis: RedisClient
+    keys: Keys
+    journal: Journal
+    releases: ReleaseStore
+    events: Events
+    box_env: Callable[[str, str], BoxEnv]
+    lb_factory: Callable[[str, str, int | None], LoadBalancer] | None = None
+    busy: Busy = field(default_factory=Busy)
+
+    def load_balancer(self, release: Release, app: str) -> LoadBalancer | None:
+        spec = release.spec.apps[app]
+        kind = release.lb_kind(app)
+        if spec.elb is None or kind == "none":
+            return None
+        if self.lb_factory is not None:
+            return self.lb_factory(kind, spec.elb, spec.lb_port)
+        return make_load_balancer(
+            kind,
+            spec.elb,
+            member_port=spec.lb_port,
+            haproxy_socket=self.settings.haproxy_socket,
+            boto_session_kwargs={
+                "region_name": self.settings.aws_region,
+                **(
+                    {"endpoint_url": self.settings.aws_endpoint_url}
+                    if self.settings.aws_endpoint_url
+                    else {}
+                ),
+            },
+        )
+
+    def member(self, box_id: str, kind: str) -> str:
+        if kind == "haproxy":
+            return self.settings.haproxy_server or box_id
+        return box_id
+
+
+def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> dict[str, object]:
+    """Every step's protocol: contract, redelivery, fencing, attempts, failure gating, journal."""
+    started = time.time()
+    try:
+        req = StepRequest.model_validate(payload)
+    except ValidationError as exc:
+        # Nothing to journal without ids: say so loudly; the chain goes on to its end.
+        log.error("%s: malformed request: %s", step, exc)
+        return {"step": str(step), "outcome": Outcome.FAILED, "reason": f"malformed: {exc}"}
+
+    def result(outcome: Outcome, reason: str = "", **kw: object) -> StepResult:
+        return StepResult(
+            step=str(step),
+            app=req.app,
+            rollout_id=req.rollout_id,
+            box_id=req.box_id,
+            outcome=outcome,
+            reason=reason,
+            started=started,
+            ended=time.time(),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    done = ctx.journal.get(req.rollout_id, req.box_id, str(step), req.app)
+    if done is not None:
+        return done.model_dump(mode="json")  # a redelivery: the first run's result stands
+    recorded = ctx.redis.get(ctx.keys.box_token(req.box_id))
+    if recorded is not None and int(recorded) > req.token:
+        out = result(Outcome.SUPERSEDED, f"token {req.token} < {int(recorded)} on this box")
+        return _finish(ctx, req, ctx.journal.record(out))
+    if req.contract_version != CONTRACT_VERSION:
+        out = result(
+            Outcome.FAILED,
+            f"contract version {req.contract_version} != this worker's {CONTRACT_VERSION}",
+        )
+        return _finish(ctx, req, ctx.journal.record(out))
+
+    attempts = ctx.journal.count_attempt(req.rollout_id, req.box_id, str(step), req.app)
+    prior = ctx.journal.first_failure(req.rollout_id, req.box_id)
+    if attempts > MAX_ATTEMPTS:
+        out = result(Outcome.FAILED, f"delivered {attempts} times: the worker died running it")
+        return _finish(ctx, req, ctx.journal.record(out))
+    if prior is not None and step not in ACT_AFTER_FAILURE:
+        out = result(Outcome.SKIPPED, f"after {prior.step} failed on this box")
+        return _finish(ctx, req, ctx.journal.record(out))
+
+    ctx.events.emit(
+        req.box_type,
+        rollout=req.rollout_id,
+        box=req.box_id,
+        app=req.app,
+        step=str(step),
+        phase="start",
+    )
+    ctx.busy.set(req, str(step), time.monotonic() + ctx.settings.step_deadline)
+    try:
+        release = ctx.releases.get(req.release_id, req.release_hash)
+        outcome = body(ctx, req, release, prior)
+    except OrchestratorError as exc:
+        outcome = SwapOutcome(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # an escaped error is a failure like any other: restore acts
+        log.exception("%s on %s failed unexpectedly", step, req.box_id)
+        outcome = SwapOutcome(Outcome.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        ctx.busy.set(None)
+    out = result(
+        outcome.outcome, outcome.reason, log_tail=outcome.log_tail, details=outcome.details
+    )
+    return _finish(ctx, req, ctx.journal.record(out))
+
+
+def _finish(ctx: StepContext, req: StepRequest, res: StepResult) -> dict[str, object]:
+    ctx.events.emit(
+        req.box_type,
+        rollout=req.rollout_id,
+        box=req.box_id,
+        app=req.app,
+        step=res.step,
+        phase="end",
+        outcome=res.outcome,
+        reason=res.reason,
+        duration=f"{res.ended - res.started:.3f}",
+    )
+    return res.model_dump(mode="json")
+
+
+def _deadline(ctx: StepContext) -> float:
+    return time.monotonic() + ctx.settings.step_deadline
+
+
+# --- the steps -------------------------------------------------------------------------
+
+
+def pull(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None) -> SwapOutcome:
+    """Pull every image of the chain by digest, while the box still serves."""
+    env = ctx.box_env(req.box_id, req.box_type)
+    refs = [release.image_of(a) for a in (req.changed_apps or release.spec.apps)]
+    refs += [s.image for s in release.services.values()]
+    pulled = [ref for ref in refs if not env.runtime.has_image(ref)]
+    for ref in pulled:
+        env.runtime.pull(ref)
+    reason = f"pulled {len(pulled)} image(s)" if pulled else "all images present"
+    return SwapOutcome(Outcome.OK if pulled else Outcome.NOOP, reason)
+
+
+def leave_lb(
+    ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
+) -> SwapOutcome:
+    # From here on, a restarted worker must bring this box back by itself.
+    ctx.redis.set(ctx.keys.active_chain(req.box_id), req.model_dump_json())
+    left = []
+    for app in req.lb_apps:
+        lb = ctx.load_balancer(release, app)
+        if lb is None:
+            continue
+        member = ctx.member(req.box_id, release.lb_kind(app))
+        lb.leave(member)
+        left.append(app)
+        lb.wait_drained(member, ctx.settings.drain_timeout)
+    return SwapOutcome(
+        Outcome.OK if left else Outcome.NOOP,
+        f"left {', '.join(left)}" if left else "no load balancer to leave",
+        details={"left": ",".join(left)},
+    )
+
+
+def swap(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None) -> SwapOutcome:
+    app = req.app
+    if app is None or app not in release.spec.apps:
+        return SwapOutcome(Outcome.FAILED, f"swap needs an app of release {release.id}: {app!r}")
+    env = ctx.box_env(req.box_id, req.box_type)
+    return swap_app(
+        env,
+        release,
+        app,
+        req.token,
+        _deadline(ctx),
+        lambda intent: ctx.journal.note(req.rollout_id, req.box_id, f"intent:swap:{app}", intent),
+    )
+
+
+def restore(
+    ctx: StepContext, req: StepRequest, release: Release, prior: StepResult | None
+) -> SwapOutcome:
+    """After a failure: put back every app this box changed (or began to) in this rollout."""
+    if prior is None:
+        return SwapOutcome(Outcome.NOOP, "nothing failed")
+    env = ctx.box_env(req.box_id, req.box_type)
+    done, problems = [], []
+    for app in reversed(req.changed_apps):
+        intent = ctx.journal.read_note(req.rollout_id, req.box_id, f"intent:swap:{app}")
+        if intent is None:
+            continue  # never touched
+        out = restore_app(ctx, env, app, intent, req.token)
+        if out.outcome == Outcome.FAILED:
+            problems.append(f"{app}: {out.reason}")
+        elif out.outcome == Outcome.OK:
+            done.append(app)
+    if problems:
+        return SwapOutcome(Outcome.FAILED, "; ".join(problems))
+    return SwapOutcome(
+        Outcome.OK if done else Outcome.NOOP,
+        f"restored {', '.join(done)}" if done else "no app needed restoring",
+        details={"restored": ",".join(done)},
+    )
+
+
+def restore_app(
+    ctx: StepContext, env: BoxEnv, app: str, intent: dict[str, str | None], token: int
+) -> SwapOutcome:
+    from worker.swap import _facts  # one definition of "this app's containers"
+
+    new_release = ctx.releases.get(str(intent["new_release"]))
+    facts = _facts(env, new_release, app)
+    previous = [f for f in facts if is_previous(f)]
+    new = [
+        f
+        for f in facts
+        if not is_previous(f) and f.labels.get(Label.SPEC_HASH) == intent["new_hash"]
+    ]
+    if previous:
+        for fact in new:
+            env.runtime.remove(fact.id)
+        problem = reinstate(env, previous)
+        if problem:
+            return SwapOutcome(Outcome.FAILED, problem)
+        return SwapOutcome(Outcome.OK, "previous containers restarted")
+    if new and intent.get("previous_release"):
+        old = ctx.releases.get(str(intent["previous_release"]))
+        return swap_app(env, old, app, token, _deadline(ctx), lambda _: None)
+    if new:
+        for fact in new:
+            env.runtime.remove(fact.id)
+        return SwapOutcome(Outcome.OK, "removed: nothing ran here before")
+    return SwapOutcome(Outcome.NOOP, "already on the previous version")
+
+
+def join_lb(
+    ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
+) -> SwapOutcome:
+    """Rejoin whatever the box left, once what runs there is proven healthy."""
+    left = ctx.journal.get(req.rollout_id, req.box_id, str(TaskName.LEAVE_LB), None)
+    if left is None or left.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED, Outcome.NOOP):
+        ctx.redis.delete(ctx.keys.active_chain(req.box_id))
+        return SwapOutcome(Outcome.NOOP, "the box did not leave a load balancer")
+    env = ctx.box_env(req.box_id, req.box_type)
+    joined, unhealthy = [], []
+    for app in req.lb_apps:
+        lb = ctx.load_balancer(release, app)
+        if lb is None:
+            continue
+        problem = prove_healthy(ctx, env, app, release)
+        if problem:
+            unhealthy.append(f"{app}: {problem}")
+            continue
+        member = ctx.member(req.box_id, release.lb_kind(app))
+        lb.join(member)
+        lb.wait_in_service(member, ctx.settings.drain_timeout)
+        joined.append(app)
+    ctx.redis.delete(ctx.keys.active_chain(req.box_id))
+    if unhealthy:
+        return SwapOutcome(
+            Outcome.FAILED,
+            "left out of its load balancer, not healthy (needs attention: "
+            f"`orchestrator repair {req.box_id}`): " + "; ".join(unhealthy),
+            details={"joined": ",".join(joined)},
+        )
+    return SwapOutcome(
+        Outcome.OK, f"joined {', '.join(joined)}", details={"joined": ",".join(joined)}
+    )
+
+
+def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release) -> str:
+    """'' when every container of the app that runs now passes its own release's check."""
+    running = [
+        f
+        for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
+        if not is_previous(f)
+    ]
+    if not running:
+        return "no container runs"
+    for fact in running:
+        rel = release
+        if fact.labels.get(Label.RELEASE) not in (None, release.id):
+            rel = ctx.releases.get(fact.labels[Label.RELEASE])
+        cspec = rel.spec.apps[app].containers.get(fact.labels.get(Label.CONTAINER, ""))
+        if cspec is None:
+            return f"{fact.name} is not in release {rel.id}"
+        ports = [
+            (p.host_ip or env.bind_ip or "", p.host_port, p.container_port, p.protocol)
+            for p in cspec.ports
+        ]
+        try:
+            wait_healthy(
+                env.runtime,
+                fact,
+                cspec,
+                host=env.health_host,
+                ports=ports,  # type: ignore[arg-type]
+                settle=0.0,
+                deadline=_deadline(ctx),
+            )
+        except OrchestratorError as exc:
+            return str(exc)
+    return ""
+
+
+def ensure_services(
+    ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
+) -> SwapOutcome:
+    from worker.services import ensure_services as ensure
+
+    env = ctx.box_env(req.box_id, req.box_type)
+    changed = ensure(env, release, req.token)
+    # The reconciler thread keeps this release's services running from now on.
+    ctx.redis.set(ctx.keys.services(req.box_id), release.id)
+    return SwapOutcome(
+        Outcome.OK if changed else Outcome.NOOP,
+        f"started {', '.join(changed)}" if changed else "services as specified",
+    )
+
+
+STEPS: dict[TaskName, Body] = {
+    TaskName.PULL: pull,
+    TaskName.LEAVE_LB: leave_lb,
+    TaskName.SWAP: swap,
+    TaskName.RESTORE: restore,
+    TaskName.JOIN_LB: join_lb,
+    TaskName.ENSURE_SERVICES: ensure_services,
+}

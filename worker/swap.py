@@ -1,0 +1,229 @@
+"""Swap one app's containers: keep the old until the new is healthy; put it back if not."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from orchestrator.errors import DeployError
+from schemas.boxfile import ContainerSpec
+from schemas.contract import Label, Outcome
+from schemas.release import Release
+from worker.decide import PREVIOUS_SUFFIX, app_facts, decide_swap, is_managed, is_previous
+from worker.health import wait_healthy
+from worker.runspec import build_run_request, log_dirs
+from worker.runtime import ContainerFact, ContainerRuntime, RunRequest
+from worker.secrets import resolve_env
+
+
+@dataclass
+class BoxEnv:
+    """What a swap needs to know about this box, and its container runtime."""
+
+    box_id: str
+    box_type: str
+    runtime: ContainerRuntime
+    log_root: str
+    bind_ip: str | None = None
+    health_host: str = "127.0.0.1"
+    hostname: str | None = None
+    settle_time: float = 2.0
+    ssm: Callable[[str], str] | None = None
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SwapOutcome:
+    outcome: Outcome
+    reason: str = ""
+    log_tail: str = ""
+    details: dict[str, str] = field(default_factory=dict)
+
+
+def _facts(env: BoxEnv, release: Release, app: str) -> list[ContainerFact]:
+    names = list(release.spec.apps[app].containers)
+    ours = env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
+    # A pre-orchestrator deploy named its containers as box.yml does, without labels.
+    legacy = env.runtime.list(names=names + [n + PREVIOUS_SUFFIX for n in names])
+    seen = {f.id for f in ours}
+    facts = ours + [f for f in legacy if f.id not in seen and not is_managed(f)]
+    return app_facts(facts, box_id=env.box_id, app=app, container_names=names)
+
+
+def _requests(
+    env: BoxEnv, release: Release, app: str, token: int
+) -> list[tuple[RunRequest, ContainerSpec]]:
+    spec = release.spec.apps[app]
+    out = []
+    for name, cspec in spec.containers.items():
+        req = build_run_request(
+            box_id=env.box_id,
+            box_type=env.box_type,
+            app=app,
+            container=name,
+            spec=cspec,
+            image=release.image_of(app),
+            env=resolve_env(cspec.env, env.ssm),
+            spec_hash=release.spec_hash(app),
+            release=release.id,
+            token=token,
+            role="app",
+            log_root=env.log_root,
+            bind_ip=env.bind_ip,
+            hostname=env.hostname,
+        )
+        if env.extra_labels:
+            req = replace(req, labels={**req.labels, **env.extra_labels})
+        out.append((req, cspec))
+    return out
+
+
+def start_app(
+    env: BoxEnv, release: Release, app: str, token: int, deadline: float
+) -> list[ContainerFact]:
+    """Start every container of the app and prove each healthy; on failure remove them all."""
+    started: list[tuple[ContainerFact, RunRequest, ContainerSpec]] = []
+    try:
+        for req, cspec in _requests(env, release, app, token):
+            for d in log_dirs(req):
+                os.makedirs(d, exist_ok=True)
+            started.append((env.runtime.run(req), req, cspec))
+        for fact, req, cspec in started:
+            wait_healthy(
+                env.runtime,
+                fact,
+                cspec,
+                host=env.health_host,
+                ports=list(req.ports),
+                settle=env.settle_time,
+                deadline=deadline,
+            )
+    except DeployError as exc:
+        # The failing container's last lines are the first thing a person asks for.
+        tail = ""
+        for fact, _, _ in started:
+            tail = tail or _tail(env, fact)
+            env.runtime.remove(fact.id)
+        raise StartFailed(f"{type(exc).__name__}: {exc}", tail) from exc
+    return [fact for fact, _, _ in started]
+
+
+class StartFailed(DeployError):
+    """New containers did not start or prove healthy; none of them is left."""
+
+    def __init__(self, reason: str, log_tail: str) -> None:
+        super().__init__(reason)
+        self.log_tail = log_tail
+
+
+def _tail(env: BoxEnv, fact: ContainerFact) -> str:
+    try:
+        return env.runtime.logs_tail(fact.id, 20)
+    except DeployError:
+        return ""
+
+
+def _original_name(fact: ContainerFact) -> str:
+    return fact.name.lstrip("/").removesuffix(PREVIOUS_SUFFIX)
+
+
+def reinstate(env: BoxEnv, keep: list[ContainerFact] | tuple[ContainerFact, ...]) -> str:
+    """Put the kept version back under its own name and start it; '' or what went wrong."""
+    problems = []
+    for fact in keep:
+        try:
+            if is_previous(fact):
+                env.runtime.rename(fact.id, _original_name(fact))
+            env.runtime.start(fact.id)
+        except DeployError as exc:
+            problems.append(f"{_original_name(fact)}: {exc}")
+    if not problems and keep:
+        time.sleep(min(env.settle_time, 1.0))
+        names = [_original_name(f) for f in keep]
+        for fact in env.runtime.list(names=names):
+            if fact.state != "running":
+                problems.append(f"{fact.name} is {fact.state} after restart")
+    return "; ".join(problems)
+
+
+def swap_app(
+    env: BoxEnv,
+    release: Release,
+    app: str,
+    token: int,
+    deadline: float,
+    note_intent: Callable[[dict[str, str | None]], None],
+) -> SwapOutcome:
+    """Bring one app to `release`: a no-op when its spec hash already runs."""
+    spec = release.spec.apps[app]
+    spec_hash = release.spec_hash(app)
+    decision = decide_swap(
+        _facts(env, release, app), container_names=spec.containers, spec_hash=spec_hash
+    )
+    if not decision.needed:
+        for fact in decision.discard:
+            env.runtime.remove(fact.id)
+        return SwapOutcome(Outcome.NOOP, decision.reason, details={"spec_hash": spec_hash})
+
+    # Written before acting: a worker killed mid-swap finds what to put back.
+    note_intent(
+        {
+            "previous_hash": decision.previous_hash,
+            "previous_release": decision.previous_release,
+            "adopted": "1" if decision.adopted else "",
+            "new_hash": spec_hash,
+            "new_release": release.id,
+        }
+    )
+    for fact in decision.discard:
+        env.runtime.remove(fact.id)
+    kept: list[ContainerFact] = []
+    for fact in decision.keep:
+        if fact.state == "running":
+            env.runtime.stop(fact.id, _stop_timeout(release, app, fact))
+        if not is_previous(fact):
+            env.runtime.rename(fact.id, _original_name(fact) + PREVIOUS_SUFFIX)
+        kept.append(fact)
+    try:
+        start_app(env, release, app, token, deadline)
+    except StartFailed as exc:
+        back = reinstate(env, [_renamed(f) for f in kept])
+        reason = str(exc)
+        if back:
+            reason += f"; and the previous version did not come back: {back}"
+        return SwapOutcome(
+            Outcome.FAILED,
+            reason,
+            log_tail=exc.log_tail,
+            details={
+                "previous_release": decision.previous_release or "",
+                "restored": "" if back else "1",
+            },
+        )
+    for fact in kept:
+        # A pre-orchestrator deploy's containers stay (stopped, `.prev`) for a manual clean-up.
+        if is_managed(fact):
+            env.runtime.remove(fact.id)
+    return SwapOutcome(
+        Outcome.OK,
+        f"{decision.reason}: now {spec_hash[:12]}",
+        details={
+            "spec_hash": spec_hash,
+            "previous_release": decision.previous_release or "",
+            "previous_hash": decision.previous_hash or "",
+        },
+    )
+
+
+def _renamed(fact: ContainerFact) -> ContainerFact:
+    if is_previous(fact):
+        return fact
+    return replace(fact, name=_original_name(fact) + PREVIOUS_SUFFIX)
+
+
+def _stop_timeout(release: Release, app: str, fact: ContainerFact) -> int:
+    name = fact.labels.get(Label.CONTAINER) or _original_name(fact)
+    spec = release.spec.apps[app].containers.get(name)
+    return spec.stop_timeout if spec else 10
