@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -116,6 +117,11 @@ class BoxWorkers:
     tmp: Path
     box_type: str
     started: list[BoxWorker] = field(default_factory=list)
+    # Each fixture gets its own 127.x.y.0/24 (all of 127/8 is loopback): parallel sessions
+    # on one machine never fight over the same address and port.
+    subnet: str = field(
+        default_factory=lambda: f"127.{random.randint(1, 250)}.{random.randint(1, 250)}"
+    )
 
     def start(
         self, n: int = 1, *, extra_env: dict[str, str] | None = None, start: bool = True
@@ -124,7 +130,7 @@ class BoxWorkers:
         for _ in range(n):
             index = len(self.started) + 1
             box_id = f"box{index}-{uuid.uuid4().hex[:6]}"
-            bind_ip = f"127.0.0.{10 + index}"
+            bind_ip = f"{self.subnet}.{10 + index}"
             log_root = self.tmp / box_id / "logs"
             env = {
                 **os.environ,
@@ -165,9 +171,13 @@ def box_workers(
     yield workers
     for w in workers.started:
         w.stop()
-    for c in docker_client.containers.list(all=True, filters={"label": "orchestrator.managed=1"}):
-        if any(c.labels.get("orchestrator.box") == w.box_id for w in workers.started):
-            c.remove(force=True)
+    for w in workers.started:
+        # sparse: no inspect per container, which races with other sessions' clean-ups.
+        for c in docker_client.containers.list(
+            all=True, sparse=True, filters={"label": f"orchestrator.box={w.box_id}"}
+        ):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
 
 
 @dataclass

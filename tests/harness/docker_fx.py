@@ -103,8 +103,9 @@ def published_port(container: Container, container_port: str = f"{APP_PORT}/tcp"
 
 def remove_test_containers(client: docker.DockerClient, only_orphans: bool) -> None:
     """Remove labelled containers of this session (unless only_orphans) or of dead sessions."""
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
-        owner = container.labels.get(OWNER_LABEL, "")
+    # sparse: no inspect per container, which races with other sessions removing theirs.
+    for container in client.containers.list(all=True, sparse=True, filters={"label": TEST_LABEL}):
+        owner = (container.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
         mine = owner == str(os.getpid())
         if (mine and not only_orphans) or (not mine and not _pid_alive(owner)):
             with contextlib.suppress(docker.errors.NotFound):

@@ -34,7 +34,8 @@ def test_swap_v1_to_v2_pulled_by_digest(
     untag_local(docker_client, pushed_images.v2)
 
     first = deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
-    assert first["deploy.pull:-"].outcome == Outcome.OK, first["deploy.pull:-"]  # pulled from the registry
+    # Pulled from the registry: the local copies of the references were removed above.
+    assert first["deploy.pull:-"].outcome == Outcome.OK, first["deploy.pull:-"]
     assert first["deploy.swap:web"].outcome == Outcome.OK, first["deploy.swap:web"]
     wait_http(f"http://{box.bind_ip}:18080/", "v1")
 
