@@ -6,9 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from schemas.contract import Label
+from worker.runspec import PREVIOUS_SUFFIX
 from worker.runtime import ContainerFact
-
-PREVIOUS_SUFFIX = ".prev"
 
 
 def is_previous(fact: ContainerFact) -> bool:
@@ -42,8 +41,10 @@ def app_facts(
     out = []
     for f in facts:
         if is_managed(f):
-            if f.labels.get(Label.BOX) == box_id and f.labels.get(Label.APP) == app and (
-                f.labels.get(Label.ROLE, "app") == "app"
+            if (
+                f.labels.get(Label.BOX) == box_id
+                and f.labels.get(Label.APP) == app
+                and (f.labels.get(Label.ROLE, "app") == "app")
             ):
                 out.append(f)
         elif f.name.lstrip("/").removesuffix(PREVIOUS_SUFFIX) in names:

@@ -117,7 +117,9 @@ def _not_running(runtime: HealthRuntime, fact: ContainerFact) -> str | None:
     if now is None:
         return "container no longer exists"
     if now.restart_count > fact.restart_count:
-        return f"container exited with code {now.exit_code} and was restarted"
+        # The engine resets the exit code once the restart policy started it again.
+        code = f" with code {now.exit_code}" if now.exit_code is not None else ""
+        return f"container exited{code} and was restarted by its restart policy"
     if now.state == "running":
         return None
     if now.state == "exited":

@@ -16,7 +16,7 @@ def _imds(base: str, path: str, token: str, timeout: float) -> str:
         f"{base}/latest/{path}", headers={"X-aws-ec2-metadata-token": token}
     )
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - fixed IMDS URL
-        return resp.read().decode().strip()
+        return str(resp.read().decode()).strip()
 
 
 def resolve_identity(

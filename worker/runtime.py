@@ -24,6 +24,8 @@ _UNREACHABLE = re.compile(
     r"dial tcp|connection refused|no such host|i/o timeout|TLS handshake timeout|"
     r"connection reset|Client\.Timeout exceeded|no route to host|network is unreachable"
 )
+# How long `remove` waits for a removal another caller started.
+_REMOVAL_WAIT = 30.0
 # Seconds between polls of a detached exec; health commands are short, so poll often.
 _EXEC_POLL = 0.02
 
@@ -330,7 +332,23 @@ class DockerRuntime:
         except RuntimeFailure as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return
-            raise
+            if "already in progress" not in str(exc):
+                raise
+            # Someone else removes it: done once it is gone, since callers reuse name and port.
+            self._wait_gone(container_id, exc)
+
+    def _wait_gone(self, container_id: str, why: RuntimeFailure) -> None:
+        deadline = time.monotonic() + _REMOVAL_WAIT
+        while time.monotonic() < deadline:
+            try:
+                with _translated(f"inspect container {container_id[:12]}"):
+                    self._api.inspect_container(container_id)
+            except RuntimeFailure as exc:
+                if isinstance(exc.__cause__, docker.errors.NotFound):
+                    return
+                raise
+            time.sleep(_EXEC_POLL)
+        raise RuntimeFailure(f"{why} (still there after {_REMOVAL_WAIT:.0f}s)") from why
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
         try:

@@ -119,7 +119,7 @@ def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> d
             reason=reason,
             started=started,
             ended=time.time(),
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
 
     done = ctx.journal.get(req.rollout_id, req.box_id, str(step), req.app)
@@ -357,7 +357,7 @@ def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release) -> 
                 fact,
                 cspec,
                 host=env.health_host,
-                ports=ports,  # type: ignore[arg-type]
+                ports=ports,
                 settle=0.0,
                 deadline=_deadline(ctx),
             )

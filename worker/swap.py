@@ -11,9 +11,9 @@ from orchestrator.errors import DeployError
 from schemas.boxfile import ContainerSpec
 from schemas.contract import Label, Outcome
 from schemas.release import Release
-from worker.decide import PREVIOUS_SUFFIX, app_facts, decide_swap, is_managed, is_previous
+from worker.decide import app_facts, decide_swap, is_managed, is_previous
 from worker.health import wait_healthy
-from worker.runspec import build_run_request, log_dirs
+from worker.runspec import PREVIOUS_SUFFIX, build_run_request, log_dirs
 from worker.runtime import ContainerFact, ContainerRuntime, RunRequest
 from worker.secrets import resolve_env
 

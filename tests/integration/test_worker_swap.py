@@ -61,3 +61,28 @@ def test_same_swap_twice_is_a_noop(
     assert again["deploy.swap:web"].outcome == Outcome.NOOP, again["deploy.swap:web"]
     after = {c.id: c.attrs["State"]["StartedAt"] for c in running(docker_client, box.box_id)}
     assert after == before  # same container, not restarted
+
+
+def test_heartbeat_says_what_runs_with_a_ttl(
+    deploy: DeployKit, box_workers: BoxWorkers, pushed_images: PushedImages
+) -> None:
+    from schemas.contract import CONTRACT_VERSION, Heartbeat
+    from tests.harness.common import TIMINGS, wait_for
+
+    (box,) = box_workers.start(1)
+    v1 = deploy.release(WEB, {"web": pushed_images.v1}, repo=pushed_images.repo)
+    deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
+
+    def beat() -> Heartbeat | None:
+        raw = deploy.client.get(deploy.keys.heartbeat(box.box_id))
+        hb = Heartbeat.model_validate_json(raw) if raw else None
+        return hb if hb and "web" in hb.apps else None
+
+    hb = wait_for(beat, "a heartbeat listing the web app")
+    assert hb.box_type == deploy.box_type and hb.contract_version == CONTRACT_VERSION
+    assert hb.apps["web"].release == v1.id and hb.apps["web"].spec_hash == v1.spec_hash("web")
+    ttl_ms = deploy.client.pttl(deploy.keys.heartbeat(box.box_id))
+    assert 0 < ttl_ms <= TIMINGS.heartbeat_ttl * 1000
+    box.kill()  # no more beats: the key expires by itself
+    wait_for(lambda: deploy.client.get(deploy.keys.heartbeat(box.box_id)) is None,
+             "the heartbeat to expire", timeout=TIMINGS.heartbeat_ttl + 2)

@@ -1,0 +1,31 @@
+"""Box identity: settings first; EC2 instance metadata only when they are unset."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from tests.harness.common import free_port
+from worker.identity import resolve_identity
+from worker.settings import WorkerSettings
+
+
+def test_metadata_not_probed_when_id_and_type_are_set() -> None:
+    # Nothing listens there: any probe would fail.
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert resolve_identity("i-123", "web", dead) == ("i-123", "web")
+
+
+def test_unset_id_without_metadata_is_a_clear_config_error() -> None:
+    with pytest.raises(ConfigError, match="set ORCHESTRATOR_BOX_ID"):
+        resolve_identity(None, "web", f"http://127.0.0.1:{free_port()}", timeout=0.5)
+
+
+def test_settings_refuse_a_heartbeat_ttl_below_three_intervals() -> None:
+    with pytest.raises(ValueError, match="at least 3 x heartbeat_interval"):
+        WorkerSettings(heartbeat_interval=5, heartbeat_ttl=10)
+
+
+def test_settings_refuse_a_step_deadline_above_visibility_timeout() -> None:
+    with pytest.raises(ValueError, match="must exceed step_deadline"):
+        WorkerSettings(step_deadline=300, visibility_timeout=300)
