@@ -12,7 +12,11 @@ def step(app: Celery, name: TaskName, req: StepRequest, app_name: str | None = N
     """An immutable signature: a step gets its own request, never the previous return value."""
     payload = req.model_copy(update={"app": app_name}).model_dump(mode="json")
     # A chain's apply_async(queue=...) routes only its first task: set it on every one.
-    return app.signature(name.value, args=(payload,), immutable=True, queue=queue_for(req.box_id))
+    sig = app.signature(name.value, args=(payload,), immutable=True, queue=queue_for(req.box_id))
+    if name not in (TaskName.RESTORE, TaskName.JOIN_LB):
+        # An error that escapes a step stops the chain: the rescue still restores and rejoins.
+        sig.link_error(app.signature(TaskName.RESCUE.value, queue=queue_for(req.box_id)))
+    return sig
 
 
 def box_chain(app: Celery, req: StepRequest) -> Signature:

@@ -7,6 +7,7 @@
         ├── HealthCheckFailed    new containers never proved healthy
         ├── LoadBalancerError    leaving or joining a load balancer failed
         ├── RuntimeFailure       the container runtime refused an action
+        │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
         └── LeaseLost            this rollout no longer owns its box type
 """
 
@@ -43,6 +44,10 @@ class LoadBalancerError(DeployError):
 
 class RuntimeFailure(DeployError):
     """The container runtime refused an action (create, start, stop, remove, pull)."""
+
+
+class RegistryAuthFailed(RuntimeFailure):
+    """A registry refused to serve an image: credentials missing or wrong (never shown)."""
 
 
 class LeaseLost(DeployError):

@@ -32,7 +32,11 @@ def make_release(
     """A release from a checked spec and images already pinned to digests."""
     fleet = fleet or FleetSettings()
     services = {name: fleet.services[name] for name in spec.services if name in fleet.services}
-    digest = Release.content_hash(box_type, spec, pinned, services, fleet.load_balancer)
+    # Credentials travel by reference only: the worker resolves them on the box.
+    registries = list(fleet.registries)
+    digest = Release.content_hash(
+        box_type, spec, pinned, services, fleet.load_balancer, registries
+    )
     created = time.time() if now is None else now
     return Release(
         id=f"r{int(created * 1000)}-{digest[:8]}",
@@ -41,6 +45,7 @@ def make_release(
         images=pinned,
         services=services,
         lb_default=fleet.load_balancer,
+        registries=registries,
         created_at=created,
         created_by=created_by if created_by is not None else getpass.getuser(),
         reason=reason,

@@ -27,6 +27,8 @@ class TaskName(StrEnum):
     RESTORE = "deploy.restore"
     JOIN_LB = "deploy.join_lb"
     ENSURE_SERVICES = "deploy.ensure_services"
+    # link_error of every chain step: an error that escaped a step still restores and rejoins.
+    RESCUE = "deploy.rescue"
 
 
 class Keys:

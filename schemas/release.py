@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.boxfile import AppSpec, BoxSpec, LbKind
-from schemas.fleet import ServiceSpec
+from schemas.fleet import RegistryAuth, ServiceSpec
 
 
 def _digest(data: Any) -> str:
@@ -43,10 +43,16 @@ class Release(BaseModel):
         default_factory=dict, description="The catalog entries this box type names"
     )
     lb_default: LbKind = "elb"
+    registries: list[RegistryAuth] = Field(
+        default_factory=list,
+        description="Registry credentials by reference (never a value); the box resolves them",
+    )
     created_at: float
     created_by: str = ""
     reason: str = ""
-    hash: str = Field(description="sha256 of the content (spec, images, services, lb default)")
+    hash: str = Field(
+        description="sha256 of the content (spec, images, services, lb default, registries)"
+    )
 
     @staticmethod
     def content_hash(
@@ -55,20 +61,23 @@ class Release(BaseModel):
         images: dict[str, str],
         services: dict[str, ServiceSpec],
         lb_default: str,
+        registries: list[RegistryAuth] | None = None,
     ) -> str:
-        return _digest(
-            {
-                "box_type": box_type,
-                "spec": spec.model_dump(mode="json"),
-                "images": images,
-                "services": {k: v.model_dump(mode="json") for k, v in services.items()},
-                "lb_default": lb_default,
-            }
-        )
+        content: dict[str, Any] = {
+            "box_type": box_type,
+            "spec": spec.model_dump(mode="json"),
+            "images": images,
+            "services": {k: v.model_dump(mode="json") for k, v in services.items()},
+            "lb_default": lb_default,
+        }
+        # Only when there are some: releases made before this field keep their hash.
+        if registries:
+            content["registries"] = [r.model_dump(mode="json") for r in registries]
+        return _digest(content)
 
     def verify(self) -> bool:
         return self.hash == self.content_hash(
-            self.box_type, self.spec, self.images, self.services, self.lb_default
+            self.box_type, self.spec, self.images, self.services, self.lb_default, self.registries
         )
 
     def image_of(self, app: str) -> str:

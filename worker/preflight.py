@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from schemas.contract import CONTRACT_VERSION, StepRequest
-from worker.steps import StepContext
+from worker.steps import StepContext, pull_image
 
 MIN_FREE_BYTES = 1 << 30
 
@@ -26,7 +26,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
         for app in req.changed_apps or list(release.spec.apps):
             ref = release.image_of(app)
             if not env.runtime.has_image(ref):
-                env.runtime.pull(ref)
+                pull_image(env, release, ref)
     except OrchestratorError as exc:
         problems.append(f"{type(exc).__name__}: {exc}")
     free = shutil.disk_usage(ctx.settings.log_root if _exists(ctx.settings.log_root) else "/").free

@@ -1,13 +1,15 @@
-"""Resolve env secret references on the box; values never leave this process."""
+"""Resolve secret references (env values, registry passwords) on the box; values stay here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import DeployError
 from schemas.boxfile import SecretRef
+from schemas.fleet import RegistryAuth
+from schemas.refs import parse_image
 
 
 class SecretUnavailable(DeployError):
@@ -46,6 +48,18 @@ def ssm_fetcher(region: str, endpoint_url: str | None) -> Callable[[str], str]:
     return fetch
 
 
+def resolve_secret(ref: SecretRef, ssm: Callable[[str], str] | None = None) -> str:
+    """The value behind one reference, looked up now, on this box; errors name the reference."""
+    if ref.secret.startswith("file:"):
+        return _from_file(ref.secret)
+    if ref.secret.startswith("ssm:"):
+        if ssm is None:
+            raise SecretUnavailable(f"no SSM access configured for {ref.secret}")
+        return ssm(ref.secret.removeprefix("ssm:"))
+    # the schema admits no other scheme
+    raise SecretUnavailable(f"unknown secret scheme in {ref.secret}")
+
+
 def resolve_env(
     env: Mapping[str, str | SecretRef], ssm: Callable[[str], str] | None = None
 ) -> dict[str, str]:
@@ -54,12 +68,30 @@ def resolve_env(
     for key, value in env.items():
         if isinstance(value, str):
             out[key] = value
-        elif value.secret.startswith("file:"):
-            out[key] = _from_file(value.secret)
-        elif value.secret.startswith("ssm:"):
-            if ssm is None:
-                raise SecretUnavailable(f"{key}: no SSM access configured for {value.secret}")
-            out[key] = ssm(value.secret.removeprefix("ssm:"))
-        else:  # the schema admits no other scheme
-            raise SecretUnavailable(f"{key}: unknown secret scheme in {value.secret}")
+            continue
+        try:
+            out[key] = resolve_secret(value, ssm)
+        except SecretUnavailable as exc:
+            raise SecretUnavailable(f"{key}: {exc}") from None
     return out
+
+
+# Names Docker Hub goes by; an image reference without a registry host is on Docker Hub.
+_DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+def registry_auth(
+    image_ref: str,
+    registries: Iterable[RegistryAuth],
+    ssm: Callable[[str], str] | None = None,
+) -> dict[str, str] | None:
+    """{"username", "password"} for the registry of `image_ref`, or None when none is listed.
+
+    The password is resolved here, on the box, and only handed to the engine: never log it.
+    """
+    host = parse_image(image_ref).registry
+    wanted = {host.lower()} if host else _DOCKER_HUB
+    for entry in registries:
+        if entry.registry.lower() in wanted:
+            return {"username": entry.username, "password": resolve_secret(entry.password, ssm)}
+    return None

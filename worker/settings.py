@@ -45,6 +45,12 @@ class WorkerSettings(BaseSettings):
         "docker", description="Container runtime; noop only for benchmarks"
     )
     concurrency: int = Field(1, ge=1, description="Pool size (1 per real box)")
+    fault_step: str | None = Field(
+        None,
+        description="Drills and tests only: this task (`deploy.swap` or `deploy.swap:<app>`) "
+        "raises an unexpected error, "
+        "to prove the link_error rescue (restore, rejoin)",
+    )
     extra_labels: dict[str, str] = Field(
         default_factory=dict, description="Labels added to every container (JSON object)"
     )

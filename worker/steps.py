@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, RegistryAuthFailed, RuntimeFailure
 from orchestrator.events import Events
 from orchestrator.journal import Journal
 from orchestrator.redisconn import RedisClient
@@ -24,10 +25,12 @@ from schemas.contract import (
     StepResult,
     TaskName,
 )
+from schemas.refs import parse_image
 from schemas.release import Release
 from worker.decide import is_previous
 from worker.health import wait_healthy
 from worker.lb import LoadBalancer, make_load_balancer
+from worker.secrets import SecretUnavailable, registry_auth
 from worker.settings import WorkerSettings
 from worker.swap import BoxEnv, SwapOutcome, reinstate, swap_app
 
@@ -189,6 +192,45 @@ def _deadline(ctx: StepContext) -> float:
     return time.monotonic() + ctx.settings.step_deadline
 
 
+# How registries (through the engine) word a refused login or a missing one.
+_AUTH_REFUSED = re.compile(
+    r"no basic auth credentials|unauthorized|authentication required|access denied|"
+    r"denied: requested access|incorrect username or password",
+    re.IGNORECASE,
+)
+
+
+def pull_image(env: BoxEnv, release: Release, ref: str) -> None:
+    """Pull `ref` with the credentials the release names for its registry, resolved here.
+
+    A refusal by the registry becomes RegistryAuthFailed naming the image, the registry and the
+    user; the password is resolved only for the engine and never appears in a message.
+    """
+    host = parse_image(ref).registry or "docker.io"
+    try:
+        auth = registry_auth(ref, release.registries, env.ssm)
+    except SecretUnavailable as exc:
+        raise SecretUnavailable(f"pull {ref}: credentials for registry {host}: {exc}") from None
+    try:
+        env.runtime.pull(ref, auth)
+    except RuntimeFailure as exc:
+        detail = str(exc).removeprefix(f"pull {ref}: ")
+        if auth and auth["password"]:
+            detail = detail.replace(auth["password"], "***")
+        if not _AUTH_REFUSED.search(detail):
+            if auth:
+                raise RuntimeFailure(f"pull {ref}: {detail}") from None
+            raise
+        who = (
+            f"as user {auth['username']!r}"
+            if auth
+            else "without credentials (the release lists none for this registry)"
+        )
+        raise RegistryAuthFailed(
+            f"pull {ref}: authentication failed at registry {host} {who}: {detail}"
+        ) from None
+
+
 # --- the steps -------------------------------------------------------------------------
 
 
@@ -199,7 +241,7 @@ def pull(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | N
     refs += [s.image for s in release.services.values()]
     pulled = [ref for ref in refs if not env.runtime.has_image(ref)]
     for ref in pulled:
-        env.runtime.pull(ref)
+        pull_image(env, release, ref)
     reason = f"pulled {len(pulled)} image(s)" if pulled else "all images present"
     return SwapOutcome(Outcome.OK if pulled else Outcome.NOOP, reason)
 
@@ -379,6 +421,27 @@ def ensure_services(
         Outcome.OK if changed else Outcome.NOOP,
         f"started {', '.join(changed)}" if changed else "services as specified",
     )
+
+
+def rescue_chain(ctx: StepContext, task: str, payload: object, error: str) -> None:
+    """After an escaped error: record it as the step's failure, then restore and rejoin."""
+    req = StepRequest.model_validate(payload)
+    now = time.time()
+    ctx.journal.record(
+        StepResult(
+            step=task,
+            app=req.app,
+            rollout_id=req.rollout_id,
+            box_id=req.box_id,
+            outcome=Outcome.FAILED,
+            reason=f"escaped error: {error}",
+            started=now,
+            ended=now,
+        )
+    )
+    base = req.model_copy(update={"app": None}).model_dump(mode="json")
+    for step in (TaskName.RESTORE, TaskName.JOIN_LB):
+        run_step(ctx, step, base, STEPS[step])
 
 
 STEPS: dict[TaskName, Body] = {

@@ -18,7 +18,11 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
         body = STEPS[step]
 
         def task(payload: dict[str, Any]) -> dict[str, Any]:
-            return run_step(context(), step, payload, body)
+            ctx = context()
+            app = payload.get("app") if isinstance(payload, dict) else None
+            if ctx.settings.fault_step in (step.value, f"{step.value}:{app}"):
+                raise InjectedFault(f"{step.value}: injected by ORCHESTRATOR_FAULT_STEP")
+            return run_step(ctx, step, payload, body)
 
         task.__name__ = step.value.replace(".", "_")
         task.__doc__ = (body.__doc__ or step.value).strip().splitlines()[0]
@@ -27,6 +31,25 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
     for step in STEPS:
         app.task(name=step.value, bind=False, acks_late=True)(make(step))
     app.task(name=TaskName.PREFLIGHT.value, acks_late=True)(_preflight(context))
+    app.task(name=TaskName.RESCUE.value)(_rescue(context))
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose (ORCHESTRATOR_FAULT_STEP) to prove that escaped errors are rescued."""
+
+
+def _rescue(context: Callable[[], StepContext]) -> Callable[..., None]:
+    def rescue(request: Any, exc: BaseException, traceback: Any) -> None:
+        """A step raised instead of returning a failure: journal it, then restore and rejoin.
+
+        Celery calls this errback with the failing task's request, in the worker that ran it.
+        """
+        from worker.steps import rescue_chain
+
+        payload = request.args[0] if request.args else {}
+        rescue_chain(context(), str(request.task), payload, f"{type(exc).__name__}: {exc}")
+
+    return rescue
 
 
 def _preflight(context: Callable[[], StepContext]) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -143,3 +143,34 @@ def test_redelivered_step_returns_its_journal_entry(
     assert now == started  # nothing was started or replaced
     new_events = deploy.events.read(deploy.box_type)[events_before:]
     assert [e["step"] for _, e in new_events] == ["deploy.restore", "deploy.restore"]
+
+
+def test_error_escaping_a_step_is_rescued_by_link_error(
+    deploy: DeployKit, box_workers: BoxWorkers, pushed_images: PushedImages,
+    docker_client: docker.DockerClient,
+) -> None:
+    from tests.harness.common import wait_for
+
+    (box,) = box_workers.start(1)
+    v1 = deploy.release(TWO_APPS, {"a": pushed_images.v1, "b": pushed_images.v1},
+                        repo=pushed_images.repo)
+    v2 = deploy.release(TWO_APPS, {"a": pushed_images.v2, "b": pushed_images.v2},
+                        repo=pushed_images.repo)
+    deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
+    box.stop()
+    box.env["ORCHESTRATOR_FAULT_STEP"] = "deploy.swap:b"  # b's swap raises, after a changed
+    box.start()
+
+    req = deploy.send(deploy.request(v2, box.box_id, token=2))
+    join = wait_for(lambda: deploy.journal.get(req.rollout_id, box.box_id, "deploy.join_lb",
+                                               None), "the rescue's join_lb")
+    out = deploy.journal.entries(req.rollout_id, box.box_id)
+    assert out["deploy.swap:a"].outcome == Outcome.OK
+    assert out["deploy.swap:b"].outcome == Outcome.FAILED
+    assert "InjectedFault" in out["deploy.swap:b"].reason
+    assert out["deploy.restore:-"].details["restored"] == "a", out["deploy.restore:-"]
+    assert join.outcome == Outcome.NOOP  # no load balancer in this box type
+    assert "deploy.ensure_services:-" not in out  # the chain itself stopped at the error
+    wait_http(f"http://{box.bind_ip}:18080/", "v1")
+    wait_http(f"http://{box.bind_ip}:18081/", "v1")
+    assert [r for _, _, r in containers(docker_client, box.box_id)] == [v1.id, v1.id]
