@@ -1,0 +1,79 @@
+"""A rollout: its policy, plan and states, as stored in Redis and shown to people."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RolloutState(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"  # no new box starts; boxes in flight finish
+    ROLLING_BACK = "rolling-back"
+    ROLLBACK_PENDING = "rollback-pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    ABANDONED = "abandoned"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = {
+    RolloutState.SUCCEEDED,
+    RolloutState.FAILED,
+    RolloutState.ABORTED,
+    RolloutState.ABANDONED,
+}
+
+OnFailure = Literal["halt", "rollback", "continue"]
+
+
+class Policy(BaseModel):
+    """What a person asked for on the command line, before it meets the fleet."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    canary: str = Field("1", description="Boxes in the canary wave: N or N%")
+    batch: str = Field("1", description="Boxes in flight after the canary: N or N%")
+    max_failed: str = Field("0", description="Failed boxes tolerated: N or N%")
+    on_failure: OnFailure = "halt"
+
+
+class Plan(BaseModel):
+    """The pure planner's answer: which boxes, in which order, how many at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    boxes: list[str] = Field(description="Every box of the rollout, canary wave first")
+    canary: int = Field(ge=0, description="The first `canary` boxes are a barrier wave")
+    batch: int = Field(ge=1, description="Boxes in flight once the canary wave succeeded")
+    max_failed: int = Field(ge=0, description="More failed boxes than this halts the rollout")
+    on_failure: OnFailure = "halt"
+
+    @property
+    def canary_boxes(self) -> list[str]:
+        return self.boxes[: self.canary]
+
+
+class Rollout(BaseModel):
+    """The immutable facts of one rollout; its live counters are a Redis hash beside it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    box_type: str
+    release_id: str
+    release_hash: str
+    previous_release: str | None = Field(None, description="The box type's current release")
+    plan: Plan
+    reason: str = ""
+    created_by: str = ""
+    created_at: float
+    parent: str | None = Field(None, description="The rollout this one rolls back")
+    kind: Literal["rollout", "rollback", "repair"] = "rollout"
