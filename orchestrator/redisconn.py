@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -24,3 +24,17 @@ def connect(url: str, *, check: bool = True) -> RedisClient:
             client.close()
             raise ServiceUnavailable(f"Redis at {url} does not answer: {exc}") from exc
     return client
+
+
+class LuaScript:
+    """A Lua script run with EVALSHA (loaded once per client): atomic, and cheap at scale."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._by_client: dict[int, Any] = {}
+
+    def __call__(self, client: RedisClient, keys: list[str], args: list[Any]) -> Any:
+        script = self._by_client.get(id(client))
+        if script is None:
+            script = self._by_client[id(client)] = client.register_script(self.source)
+        return script(keys=keys, args=args)

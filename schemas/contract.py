@@ -22,11 +22,13 @@ class TaskName(StrEnum):
 
     PREFLIGHT = "deploy.preflight"
     PULL = "deploy.pull"
+    CLAIM = "deploy.claim"
     LEAVE_LB = "deploy.leave_lb"
     SWAP = "deploy.swap"
     RESTORE = "deploy.restore"
     JOIN_LB = "deploy.join_lb"
     ENSURE_SERVICES = "deploy.ensure_services"
+    FINISH = "deploy.finish"
     # link_error of every chain step: an error that escaped a step still restores and rejoins.
     RESCUE = "deploy.rescue"
 
@@ -45,6 +47,18 @@ class Keys:
 
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}rollout:{rollout_id}"
+
+    def rollout_part(self, rollout_id: str, part: str) -> str:
+        """`spec` (JSON), `pending` (list), `inflight` (set), `done` (hash), `tokens` (hash)."""
+        return f"{self.prefix}rollout:{rollout_id}:{part}"
+
+    def rollouts(self, box_type: str) -> str:
+        """Every rollout of the box type, scored by creation time: the history."""
+        return f"{self.prefix}boxtype:{box_type}:rollouts"
+
+    def active(self, box_type: str) -> str:
+        """The rollout now running on the box type (workers watch its boxes' slots)."""
+        return f"{self.prefix}boxtype:{box_type}:active"
 
     def lease(self, box_type: str) -> str:
         return f"{self.prefix}lease:{box_type}"

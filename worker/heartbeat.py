@@ -11,6 +11,7 @@ from collections.abc import Callable
 import redis
 
 from orchestrator.redisconn import RedisClient
+from orchestrator.rollouts import Rollouts
 from schemas.contract import AppRunning, Heartbeat, Keys, Label
 from worker.decide import is_previous
 from worker.runtime import ContainerRuntime
@@ -47,6 +48,8 @@ class HeartbeatThread(threading.Thread):
         interval: float,
         ttl: float,
         docker_version: Callable[[], str],
+        rollouts: Rollouts | None = None,
+        slot_ttl: float = 30.0,
     ) -> None:
         super().__init__(name=f"heartbeat-{box_id}", daemon=True)
         self.client, self.keys = client, keys
@@ -54,6 +57,8 @@ class HeartbeatThread(threading.Thread):
         self.runtime, self.busy = runtime, busy
         self.interval, self.ttl = interval, ttl
         self.docker_version = docker_version
+        self.rollouts = rollouts
+        self.slot_ttl = slot_ttl
         self.stopped = threading.Event()
 
     def beat(self) -> None:
@@ -82,8 +87,14 @@ class HeartbeatThread(threading.Thread):
         pipe.set(self.keys.heartbeat(self.box_id), hb.model_dump_json(), px=int(self.ttl * 1000))
         # A step past its deadline stops renewing: the rollout then sees this box as dead.
         if in_time and slot[0] and slot[1]:
-            pipe.set(self.keys.slot(slot[0], slot[1]), busy or "", px=int(self.ttl * 1000))
+            pipe.set(self.keys.slot(slot[0], slot[1]), busy or "", px=int(self.slot_ttl * 1000))
         pipe.execute()
+        if self.rollouts is not None:
+            if in_time and slot[0]:
+                self.rollouts.lease.renew(self.box_type, slot[0], self.rollouts.lease_ttl)
+            # Every worker of the box type watches its rollout's boxes in flight.
+            for dead in self.rollouts.reap_dead(self.box_type):
+                log.warning("box %s stopped answering: its rollout halts", dead)
 
     def run(self) -> None:
         while not self.stopped.is_set():

@@ -16,6 +16,7 @@ from orchestrator.events import Events
 from orchestrator.journal import Journal
 from orchestrator.redisconn import connect
 from orchestrator.releases import ReleaseStore
+from orchestrator.rollouts import Rollouts
 from schemas.contract import Keys, Outcome, StepRequest, StepResult, TaskName, queue_for
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
@@ -120,6 +121,9 @@ def cli(loglevel: str) -> None:
         visibility_timeout=settings.visibility_timeout,
         restore_interval=settings.restore_interval,
     )
+    ctx.rollouts = Rollouts(
+        ctx.redis, ctx.keys, app, lease_ttl=settings.lease_ttl, slot_ttl=settings.slot_ttl
+    )
     register_tasks(app, lambda: ctx)
     recover(ctx, box_id)
     heartbeat = HeartbeatThread(
@@ -132,6 +136,8 @@ def cli(loglevel: str) -> None:
         settings.heartbeat_interval,
         settings.heartbeat_ttl,
         runtime.version,
+        rollouts=ctx.rollouts,
+        slot_ttl=settings.slot_ttl,
     )
     heartbeat.start()
     reconciler = ServiceReconciler(

@@ -38,6 +38,8 @@ class WorkerSettings(BaseSettings):
         300.0, gt=0, description="Broker redelivery timeout (> step deadline)"
     )
     restore_interval: float = Field(5.0, gt=0, description="kombu's unacked restore sweep")
+    lease_ttl: float = Field(60.0, gt=0, description="TTL of a box type's lease while renewed")
+    slot_ttl: float = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
     settle_time: float = Field(2.0, ge=0, description="Running this long = healthy, w/o a check")
     drain_timeout: float = Field(60.0, gt=0, description="Seconds to wait for LB draining")
     services_interval: float = Field(30.0, gt=0, description="Seconds between service checks")

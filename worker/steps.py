@@ -16,6 +16,7 @@ from orchestrator.events import Events
 from orchestrator.journal import Journal
 from orchestrator.redisconn import RedisClient
 from orchestrator.releases import ReleaseStore
+from orchestrator.rollouts import Rollouts
 from schemas.contract import (
     CONTRACT_VERSION,
     Keys,
@@ -37,7 +38,9 @@ from worker.swap import BoxEnv, SwapOutcome, reinstate, swap_app
 log = logging.getLogger("orchestrator.worker")
 
 # Steps that still act after a failure: a box that left its load balancer always comes back.
-ACT_AFTER_FAILURE = {TaskName.RESTORE, TaskName.JOIN_LB}
+ACT_AFTER_FAILURE = {TaskName.RESTORE, TaskName.JOIN_LB, TaskName.FINISH}
+# Steps that run before `claim` hands out the box's token, or that need none.
+BEFORE_CLAIM = {TaskName.PULL, TaskName.CLAIM, TaskName.FINISH}
 # A message delivered this many times means the worker died running it each time.
 MAX_ATTEMPTS = 2
 
@@ -73,6 +76,7 @@ class StepContext:
     box_env: Callable[[str, str], BoxEnv]
     lb_factory: Callable[[str, str, int | None], LoadBalancer] | None = None
     busy: Busy = field(default_factory=Busy)
+    rollouts: Rollouts | None = None
 
     def load_balancer(self, release: Release, app: str) -> LoadBalancer | None:
         spec = release.spec.apps[app]
@@ -128,6 +132,13 @@ def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> d
     done = ctx.journal.get(req.rollout_id, req.box_id, str(step), req.app)
     if done is not None:
         return done.model_dump(mode="json")  # a redelivery: the first run's result stands
+    if req.token == 0 and step not in BEFORE_CLAIM:
+        # A rollout's chain is enqueued before its claim: the token is the claimed one.
+        claimed = ctx.redis.hget(ctx.keys.rollout_part(req.rollout_id, "tokens"), req.box_id)
+        if claimed is None:
+            out = result(Outcome.SKIPPED, "the box was not claimed: it did not start")
+            return _finish(ctx, req, ctx.journal.record(out))
+        req = req.model_copy(update={"token": int(claimed)})
     recorded = ctx.redis.get(ctx.keys.box_token(req.box_id))
     if recorded is not None and int(recorded) > req.token:
         out = result(Outcome.SUPERSEDED, f"token {req.token} < {int(recorded)} on this box")

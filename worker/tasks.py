@@ -8,14 +8,18 @@ from typing import Any
 from celery import Celery
 
 from schemas.contract import TaskName
-from worker.steps import STEPS, StepContext, run_step
+from worker.rollout_steps import claim, finish
+from worker.steps import STEPS, Body, StepContext, run_step
+
+# Every step a chain can name; the contract test checks this against TaskName.
+ALL_STEPS: dict[TaskName, Body] = {**STEPS, TaskName.CLAIM: claim, TaskName.FINISH: finish}
 
 
 def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
     """Register every task of the contract on `app`; `context` is built once per process."""
 
     def make(step: TaskName) -> Callable[..., dict[str, Any]]:
-        body = STEPS[step]
+        body = ALL_STEPS[step]
 
         def task(payload: dict[str, Any]) -> dict[str, Any]:
             ctx = context()
@@ -28,7 +32,7 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
         task.__doc__ = (body.__doc__ or step.value).strip().splitlines()[0]
         return task
 
-    for step in STEPS:
+    for step in ALL_STEPS:
         app.task(name=step.value, bind=False, acks_late=True)(make(step))
     app.task(name=TaskName.PREFLIGHT.value, acks_late=True)(_preflight(context))
     app.task(name=TaskName.RESCUE.value)(_rescue(context))

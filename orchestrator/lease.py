@@ -1,0 +1,106 @@
+"""The lease of a box type: owned by a rollout (not a process), with fencing tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.redisconn import LuaScript, RedisClient
+from schemas.contract import Keys
+
+# Compare-and-act: only the owner renews, persists or releases.
+_OWNER = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('{}', KEYS[1]{}) end return 0"
+)
+_RENEW = LuaScript(_OWNER.format("PEXPIRE", ", ARGV[2]"))
+_PERSIST = LuaScript(_OWNER.format("PERSIST", ""))
+_RELEASE = LuaScript(_OWNER.format("DEL", ""))
+_HANDOVER = LuaScript("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+""")
+# Claim: lease owner, rollout state and a fresh token, in one step (protocol rule 3).
+_CLAIM = LuaScript("""
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] then
+  return {0, 'the box type lease is held by ' .. (held or 'nobody') .. ', not this rollout'}
+end
+local state = redis.call('HGET', KEYS[2], 'state')
+if state ~= 'running' and state ~= 'rolling-back' then
+  return {0, 'the rollout is ' .. tostring(state)}
+end
+local t = redis.call('HGET', KEYS[5], ARGV[2])
+if t then return {1, t} end
+t = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[4], t)
+redis.call('HSET', KEYS[5], ARGV[2], t)
+return {1, tostring(t)}
+""")
+
+
+@dataclass(frozen=True)
+class Claim:
+    ok: bool
+    token: int = 0
+    reason: str = ""
+
+
+class Lease:
+    """`lease:<type>` holds the owning rollout's id, with a TTL while boxes are in flight."""
+
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def acquire(self, box_type: str, rollout_id: str, ttl: float) -> str | None:
+        """None when acquired; else the id of the rollout holding it."""
+        if self.client.set(self.keys.lease(box_type), rollout_id, nx=True, px=int(ttl * 1000)):
+            return None
+        holder = self.client.get(self.keys.lease(box_type))
+        return holder.decode() if holder else "(just released: try again)"
+
+    def holder(self, box_type: str) -> tuple[str | None, float | None]:
+        """(rollout id, seconds left or None without expiry)."""
+        key = self.keys.lease(box_type)
+        pipe = self.client.pipeline()
+        pipe.get(key)
+        pipe.pttl(key)
+        raw, pttl = pipe.execute()
+        if raw is None:
+            return None, None
+        return raw.decode(), (pttl / 1000 if pttl and pttl > 0 else None)
+
+    def renew(self, box_type: str, rollout_id: str, ttl: float) -> bool:
+        return bool(_RENEW(self.client, [self.keys.lease(box_type)], [rollout_id, int(ttl * 1000)]))
+
+    def persist(self, box_type: str, rollout_id: str) -> bool:
+        """Paused and rollback-pending rollouts hold the lease without expiry."""
+        return bool(_PERSIST(self.client, [self.keys.lease(box_type)], [rollout_id]))
+
+    def release(self, box_type: str, rollout_id: str) -> bool:
+        return bool(_RELEASE(self.client, [self.keys.lease(box_type)], [rollout_id]))
+
+    def force_release(self, box_type: str) -> str | None:
+        holder = self.client.getdel(self.keys.lease(box_type))
+        return holder.decode() if holder else None
+
+    def hand_over(self, box_type: str, parent: str, child: str, ttl: float) -> bool:
+        """Atomically from the parent rollout to its rollback."""
+        return bool(
+            _HANDOVER(self.client, [self.keys.lease(box_type)], [parent, child, int(ttl * 1000)])
+        )
+
+    def claim(self, box_type: str, rollout_id: str, box_id: str) -> Claim:
+        ok, value = _CLAIM(
+            self.client,
+            [
+                self.keys.lease(box_type),
+                self.keys.rollout(rollout_id),
+                self.keys.fence(box_type),
+                self.keys.box_token(box_id),
+                self.keys.rollout_part(rollout_id, "tokens"),
+            ],
+            [rollout_id, box_id],
+        )
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        return Claim(True, int(text)) if ok else Claim(False, reason=text)

@@ -1,0 +1,45 @@
+"""The rollout's own steps on a box: `claim` (the only halt point) and `finish` (the fill)."""
+
+from __future__ import annotations
+
+from orchestrator.lease import Lease
+from schemas.contract import Outcome, StepRequest, StepResult, TaskName
+from schemas.release import Release
+from worker.steps import StepContext
+from worker.swap import SwapOutcome
+
+
+def claim(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None) -> SwapOutcome:
+    """Lease owner, rollout state and a fresh fencing token in one Lua script."""
+    got = Lease(ctx.redis, ctx.keys).claim(req.box_type, req.rollout_id, req.box_id)
+    if not got.ok:
+        # Not a failure of this box: it never started, and it never leaves its LB.
+        return SwapOutcome(Outcome.SKIPPED, f"not started: {got.reason}")
+    return SwapOutcome(Outcome.OK, f"token {got.token}", details={"token": str(got.token)})
+
+
+def box_outcome(entries: dict[str, StepResult]) -> str:
+    """ok, failed, or cancelled (a box whose claim was refused never started)."""
+    if any(r.outcome == Outcome.FAILED for r in entries.values()):
+        return "failed"
+    claimed = entries.get(f"{TaskName.CLAIM.value}:-")
+    if claimed is None or claimed.outcome != Outcome.OK:
+        return "cancelled"
+    return "ok"
+
+
+def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None) -> SwapOutcome:
+    """Count this box once, start its successors, and end the rollout if it was the last."""
+    if ctx.rollouts is None:
+        return SwapOutcome(Outcome.FAILED, "this worker has no rollout engine configured")
+    outcome = box_outcome(ctx.journal.entries(req.rollout_id, req.box_id))
+    rollout = ctx.rollouts.get(req.rollout_id)
+    fill = ctx.rollouts.advance(rollout, req.box_id, outcome)
+    if fill.kind == "dup":
+        return SwapOutcome(Outcome.NOOP, f"box {outcome}: already counted")
+    started = ", ".join(fill.started) or "none"
+    return SwapOutcome(
+        Outcome.OK,
+        f"box {outcome}; started {started}; rollout {ctx.rollouts.state(rollout.id)}",
+        details={"box": outcome, "started": ",".join(fill.started)},
+    )
