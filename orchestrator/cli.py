@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
 from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.settings import CoordinatorSettings
+from orchestrator.watch import watch
+from schemas.rollout import Policy, Rollout
+
+if TYPE_CHECKING:
+    from orchestrator.coordinator import Coordinator
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings
@@ -73,8 +81,9 @@ def validate(paths: tuple[Path, ...], fleet_path: Path | None) -> None:
         click.echo(summary(path, loaded.spec))
     if failed:
         n = sum(len(f.problems) for f in failed)
-        raise ConfigError(f"{n} problem{'s' if n != 1 else ''} in {len(failed)} file(s); "
-                          "nothing was changed")
+        raise ConfigError(
+            f"{n} problem{'s' if n != 1 else ''} in {len(failed)} file(s); nothing was changed"
+        )
 
 
 @cli.command()
@@ -85,6 +94,312 @@ def schema(fleet_schema: bool) -> None:
     """Print the JSON Schema of box.yml (for editors and CI linters)."""
     model = FleetSettings if fleet_schema else BoxSpec
     click.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
+# --- rollouts ------------------------------------------------------------------------
+
+POLICY_OPTIONS = [
+    click.option(
+        "--canary",
+        default="1",
+        show_default=True,
+        help="Boxes in the canary wave (N or N%); nothing else starts until it is done.",
+    ),
+    click.option(
+        "--batch",
+        default="1",
+        show_default=True,
+        help="Boxes in flight after the canary (N or N%).",
+    ),
+    click.option(
+        "--max-failed",
+        default="0",
+        show_default=True,
+        help="Failed boxes tolerated before halting (N or N%).",
+    ),
+    click.option(
+        "--on-failure",
+        type=click.Choice(["halt", "rollback", "continue"]),
+        default="halt",
+        show_default=True,
+        help="halt: no new box starts; rollback: halt, then return the changed boxes "
+        "to the current release; continue: go on within --max-failed.",
+    ),
+]
+
+
+def policy_options(f: Any) -> Any:
+    for option in reversed(POLICY_OPTIONS):
+        f = option(f)
+    return f
+
+
+def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        app, sep, ref = pair.partition("=")
+        if not sep or not app or not ref:
+            raise ConfigError(f"--image {pair!r}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
+        out[app] = ref
+    return out
+
+
+def coordinator() -> Coordinator:
+    from orchestrator.coordinator import Coordinator
+
+    return Coordinator.connect(CoordinatorSettings())
+
+
+@cli.command()
+@click.argument("box_type")
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="APP=REF",
+    help="Deploy this image for APP (repeatable); pinned to a digest now.",
+)
+@click.option("--reason", default="", help="Why: shown in lock status and history.")
+@click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+@policy_options
+def rollout(
+    box_type: str,
+    images: tuple[str, ...],
+    reason: str,
+    wait: bool,
+    json_out: bool,
+    canary: str,
+    batch: str,
+    max_failed: str,
+    on_failure: str,
+) -> None:
+    """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.
+
+    Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed).
+    """
+    policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    c = coordinator()
+    try:
+        release = c.make_release(box_type, parse_images(images), reason)
+        started = c.start(box_type, release, policy, reason=reason, wait=wait)
+        click.echo(
+            f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",
+            err=True,
+        )
+        state = follow(c, started, json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"rollout {started.id} ended {state}")
+
+
+def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
+    from orchestrator.rollback import maybe_roll_back
+
+    state = watch(c.rollouts, started, json_out=json_out, interval=c.settings.watch_interval)
+    child = maybe_roll_back(c, started)
+    if child is not None:
+        click.echo(f"rollback {child.id}: returning changed boxes to {child.release_id}", err=True)
+        watch(c.rollouts, child, json_out=json_out, interval=c.settings.watch_interval)
+    return state
+
+
+@cli.command()
+@click.argument("box_type")
+@policy_options
+def plan(box_type: str, canary: str, batch: str, max_failed: str, on_failure: str) -> None:
+    """Print the plan of a rollout of BOX_TYPE now; changes nothing."""
+    from orchestrator.fleet import heartbeats
+    from orchestrator.planner import make_plan
+
+    c = coordinator()
+    try:
+        fleet = sorted(heartbeats(c.client, c.keys, box_type))
+        p = make_plan(
+            fleet, Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+        )
+    finally:
+        c.close()
+    click.echo(
+        f"{box_type}: {len(p.boxes)} boxes; canary {p.canary} "
+        f"({', '.join(p.canary_boxes) or 'none'}), then {p.batch} at a time; "
+        f"halt after {p.max_failed + 1} failed; on failure: {p.on_failure}"
+    )
+    for i, box in enumerate(p.boxes):
+        click.echo(f"  {i + 1:>4}. {box}{'  (canary)' if i < p.canary else ''}")
+
+
+@cli.command("watch")
+@click.argument("rollout_id")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+def watch_cmd(rollout_id: str, json_out: bool) -> None:
+    """Re-attach to a rollout (it runs on without any coordinator)."""
+    c = coordinator()
+    try:
+        state = follow(c, c.rollouts.get(rollout_id), json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"rollout {rollout_id} ended {state}")
+
+
+@cli.command()
+@click.argument("rollout_id")
+def pause(rollout_id: str) -> None:
+    """No new box starts; boxes in flight finish; the lease is held without expiry."""
+    c = coordinator()
+    try:
+        r = c.rollouts.get(rollout_id)
+        ok, before = c.rollouts.transition(rollout_id, "paused", "running")
+        if not ok:
+            raise ConfigError(f"rollout {rollout_id} is {before}: only a running one pauses")
+        c.rollouts.lease.persist(r.box_type, rollout_id)
+    finally:
+        c.close()
+    click.echo(f"{rollout_id}: paused (resume with `orchestrator resume {rollout_id}`)")
+
+
+@cli.command()
+@click.argument("rollout_id")
+def resume(rollout_id: str) -> None:
+    """Start boxes again (after pause, or after a halt once the cause is fixed)."""
+    c = coordinator()
+    try:
+        r = c.rollouts.get(rollout_id)
+        holder, _ = c.rollouts.lease.holder(r.box_type)
+        if holder not in (None, rollout_id):
+            raise LeaseHeldError(c.describe_holder(r.box_type, holder))
+        if holder is None and c.rollouts.lease.acquire(
+            r.box_type, rollout_id, c.settings.lease_ttl
+        ):
+            raise ConfigError(f"could not take the lease of {r.box_type} back; try again")
+        ok, before = c.rollouts.transition(rollout_id, "running", "paused", "halted")
+        if not ok:
+            raise ConfigError(f"rollout {rollout_id} is {before}: only paused/halted resume")
+        c.client.hdel(c.keys.rollout(rollout_id), "ended")
+        c.rollouts.lease.renew(r.box_type, rollout_id, c.settings.lease_ttl)
+        c.client.set(c.keys.active(r.box_type), rollout_id)
+        c.rollouts.advance(r)
+    finally:
+        c.close()
+    click.echo(f"{rollout_id}: running (watch with `orchestrator watch {rollout_id}`)")
+
+
+@cli.command()
+@click.argument("rollout_id")
+def abort(rollout_id: str) -> None:
+    """Halt now: no new box starts; boxes in flight finish and rejoin."""
+    c = coordinator()
+    try:
+        r = c.rollouts.get(rollout_id)
+        ok, before = c.rollouts.transition(
+            rollout_id, "aborted", "running", "paused", "halted", "rolling-back", "rollback-pending"
+        )
+        if not ok:
+            raise ConfigError(f"rollout {rollout_id} already ended {before}")
+        c.rollouts.advance(r)  # ends it now if nothing is in flight
+    finally:
+        c.close()
+    click.echo(f"{rollout_id}: aborted")
+
+
+@cli.group()
+def lock() -> None:
+    """The lease of a box type: who holds it, and releasing it by hand."""
+
+
+@lock.command("status")
+@click.argument("box_type")
+def lock_status(box_type: str) -> None:
+    """Who holds BOX_TYPE's lease, why, since when, and until when."""
+    c = coordinator()
+    try:
+        holder, left = c.rollouts.lease.holder(box_type)
+        if holder is None:
+            click.echo(f"{box_type}: free")
+            return
+        st = c.rollouts.status(holder)
+        expiry = f"expires in {left:.1f}s" if left is not None else "held without expiry"
+        click.echo(f"{box_type}: held by {holder} ({st.get('state', '?')}); {expiry}")
+        click.echo("  " + c.describe_holder(box_type, holder))
+    finally:
+        c.close()
+
+
+@lock.command("release")
+@click.argument("box_type")
+def lock_release(box_type: str) -> None:
+    """Release BOX_TYPE's lease and run the end-of-rollout clean-up of its holder."""
+    c = coordinator()
+    try:
+        holder, _ = c.rollouts.lease.holder(box_type)
+        if holder is None:
+            click.echo(f"{box_type}: already free")
+            return
+        c.rollouts.transition(
+            holder, "aborted", "running", "paused", "halted", "rolling-back", "rollback-pending"
+        )
+        c.client.delete(c.keys.rollout_part(holder, "pending"))
+        final = c.rollouts.end(c.rollouts.get(holder))
+        c.rollouts.lease.force_release(box_type)
+        click.echo(f"{box_type}: released (rollout {holder} {final or 'had already ended'})")
+    finally:
+        c.close()
+
+
+@cli.command()
+@click.argument("box_type")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per box.")
+def status(box_type: str, json_out: bool) -> None:
+    """What runs where, as the boxes report it (not as planned)."""
+    from orchestrator.status import fleet_status
+
+    c = coordinator()
+    try:
+        report = fleet_status(c.client, c.keys, box_type)
+    finally:
+        c.close()
+    if json_out:
+        for row in report.rows:
+            click.echo(json.dumps(row))
+        return
+    click.echo(report.render())
+    if report.attention:
+        raise RolloutNotSucceeded(f"{len(report.attention)} box(es) need attention")
+
+
+@cli.command()
+@click.argument("box_type")
+@click.option("-n", "limit", default=20, show_default=True, help="How many rollouts.")
+def history(box_type: str, limit: int) -> None:
+    """Rollouts of BOX_TYPE, newest first: release, outcome, duration, reason."""
+    c = coordinator()
+    try:
+        ids = [i.decode() for i in c.client.zrevrange(c.keys.rollouts(box_type), 0, limit - 1)]
+        if not ids:
+            click.echo(f"{box_type}: no rollouts yet")
+        current = c.client.get(c.keys.current(box_type))
+        for rid in ids:
+            r = c.rollouts.get(rid)
+            st = c.rollouts.status(rid)
+            took = float(st.get("ended", time.time())) - r.created_at
+            mark = " (current)" if current and current.decode() == r.release_id else ""
+            click.echo(
+                f"{rid}  {r.kind:<8} {r.release_id}{mark}  {st.get('state', '?'):<16}"
+                f" {took:7.1f}s  {st.get('n_ok', 0)}/{st.get('n_total', 0)} ok  "
+                f"{r.reason or '-'}"
+            )
+    finally:
+        c.close()
+
+
+class RolloutNotSucceeded(OrchestratorError):
+    """The rollout ended in another state than succeeded (exit 1)."""
+
+
+class LeaseHeldError(OrchestratorError):
+    """Another rollout holds the box type."""
 
 
 def main(argv: list[str] | None = None) -> int:

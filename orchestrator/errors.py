@@ -1,14 +1,14 @@
 """Our exception tree; library errors are translated into it where they enter.
 
-    OrchestratorError
-    ├── ConfigError              bad box.yml / fleet.yml / settings / CLI input (exit 2)
-    ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
-    └── DeployError              a deploy step could not do its job (exit 1)
-        ├── HealthCheckFailed    new containers never proved healthy
-        ├── LoadBalancerError    leaving or joining a load balancer failed
-        ├── RuntimeFailure       the container runtime refused an action
-        │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
-        └── LeaseLost            this rollout no longer owns its box type
+OrchestratorError
+├── ConfigError              bad box.yml / fleet.yml / settings / CLI input (exit 2)
+├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
+└── DeployError              a deploy step could not do its job (exit 1)
+    ├── HealthCheckFailed    new containers never proved healthy
+    ├── LoadBalancerError    leaving or joining a load balancer failed
+    ├── RuntimeFailure       the container runtime refused an action
+    │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
+    └── LeaseLost            this rollout no longer owns its box type
 """
 
 from __future__ import annotations

@@ -34,9 +34,7 @@ def make_release(
     services = {name: fleet.services[name] for name in spec.services if name in fleet.services}
     # Credentials travel by reference only: the worker resolves them on the box.
     registries = list(fleet.registries)
-    digest = Release.content_hash(
-        box_type, spec, pinned, services, fleet.load_balancer, registries
-    )
+    digest = Release.content_hash(box_type, spec, pinned, services, fleet.load_balancer, registries)
     created = time.time() if now is None else now
     return Release(
         id=f"r{int(created * 1000)}-{digest[:8]}",

@@ -158,8 +158,10 @@ class ContainerSpec(Strict):
     )
     command: Annotated[
         list[str] | None,
-        BeforeValidator(lambda v: shlex.split(v) if isinstance(v, str) else v,
-                        json_schema_input_type=str | list[str] | None),
+        BeforeValidator(
+            lambda v: shlex.split(v) if isinstance(v, str) else v,
+            json_schema_input_type=str | list[str] | None,
+        ),
     ] = Field(None, description="Command to run: a string or an argv list")
     health: HealthCheck | None = Field(None, description="Health check (default: still running)")
     stop_timeout: int = Field(10, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL")

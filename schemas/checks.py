@@ -47,7 +47,8 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
         problems.append(
             Problem(
                 "apps",
-                "dependency cycle: " + " depends on ".join(exc.cycle)
+                "dependency cycle: "
+                + " depends on ".join(exc.cycle)
                 + "; remove one of these depends",
             )
         )

@@ -87,6 +87,10 @@ class Keys:
     def slot(self, rollout_id: str, box_id: str) -> str:
         return f"{self.prefix}slot:{rollout_id}:{box_id}"
 
+    def lb_state(self, box_id: str) -> str:
+        """app -> "in" / "out": the box's load balancer membership, as its steps left it."""
+        return f"{self.prefix}lbstate:{box_id}"
+
     def services(self, box_id: str) -> str:
         """The release whose service catalog this box keeps reconciled."""
         return f"{self.prefix}services:{box_id}"
@@ -179,4 +183,8 @@ class Heartbeat(Message):
     apps: dict[str, AppRunning] = Field(default_factory=dict)
     busy: str | None = Field(None, description="`<rollout>/<step>` while a step runs")
     state: Literal["ready", "converging", "waiting", "error"] = "ready"
+    flags: list[str] = Field(
+        default_factory=list,
+        description="What the box itself finds wrong, e.g. hand-made containers",
+    )
     at: float

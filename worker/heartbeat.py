@@ -34,6 +34,25 @@ def what_runs(runtime: ContainerRuntime, box_id: str) -> dict[str, AppRunning]:
     return out
 
 
+def hand_made(runtime: ContainerRuntime, box_id: str, bind_ip: str | None) -> list[str]:
+    """Running containers nobody deployed through us, on this box.
+
+    A real box owns its engine, so that is every unlabelled container; simulated boxes share
+    one engine and own what carries their name or publishes on their address.
+    """
+    out = []
+    for f in runtime.list():
+        if f.state != "running" or f.labels.get(Label.MANAGED) == "1":
+            continue
+        if (
+            bind_ip is None
+            or f.name.lstrip("/").startswith(f"{box_id}.")
+            or any(p.host_ip == bind_ip for p in f.ports)
+        ):
+            out.append(f"hand-made container {f.name.lstrip('/')}")
+    return out
+
+
 class HeartbeatThread(threading.Thread):
     """Not a task: it must beat while the one pool slot runs a long step."""
 
@@ -50,6 +69,7 @@ class HeartbeatThread(threading.Thread):
         docker_version: Callable[[], str],
         rollouts: Rollouts | None = None,
         slot_ttl: float = 30.0,
+        bind_ip: str | None = None,
     ) -> None:
         super().__init__(name=f"heartbeat-{box_id}", daemon=True)
         self.client, self.keys = client, keys
@@ -59,6 +79,7 @@ class HeartbeatThread(threading.Thread):
         self.docker_version = docker_version
         self.rollouts = rollouts
         self.slot_ttl = slot_ttl
+        self.bind_ip = bind_ip
         self.stopped = threading.Event()
 
     def beat(self) -> None:
@@ -69,9 +90,10 @@ class HeartbeatThread(threading.Thread):
         try:
             version = self.docker_version()
             apps = what_runs(self.runtime, self.box_id)
+            flags = hand_made(self.runtime, self.box_id, self.bind_ip)
             state = "ready"
         except Exception as exc:  # Docker down: still beat, and say so
-            version, apps, state = f"unavailable: {exc}", {}, "error"
+            version, apps, flags, state = f"unavailable: {exc}", {}, [], "error"
         hb = Heartbeat(
             box_id=self.box_id,
             box_type=self.box_type,
@@ -81,6 +103,7 @@ class HeartbeatThread(threading.Thread):
             apps=apps,
             busy=busy,
             state=state,
+            flags=flags,
             at=time.time(),
         )
         pipe = self.client.pipeline()

@@ -138,6 +138,7 @@ def cli(loglevel: str) -> None:
         runtime.version,
         rollouts=ctx.rollouts,
         slot_ttl=settings.slot_ttl,
+        bind_ip=settings.bind_ip,
     )
     heartbeat.start()
     reconciler = ServiceReconciler(

@@ -60,6 +60,7 @@ class ContainerFact:
     created: str  # ISO 8601, as the engine reports it
     exit_code: int | None = None  # the last exit code; None while it never exited
     restart_count: int = 0  # restarts by the restart policy: a rise means it crashed
+    ports: tuple[PortBinding, ...] = ()  # as configured (HostConfig), running or not
 
     def _label(self, key: str) -> str | None:
         return self.labels.get(key)
@@ -203,7 +204,23 @@ def _fact(attrs: dict[str, Any]) -> ContainerFact:
         created=str(attrs.get("Created", "")),
         exit_code=int(state.get("ExitCode", 0)) if ever_exited else None,
         restart_count=int(attrs.get("RestartCount", 0)),
+        ports=_ports(attrs),
     )
+
+
+def _ports(attrs: dict[str, Any]) -> tuple[PortBinding, ...]:
+    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    out = []
+    for spec, hosts in bindings.items():
+        port, _, proto = str(spec).partition("/")
+        for h in hosts or []:
+            if str(h.get("HostPort") or "").isdigit():
+                out.append(
+                    PortBinding(
+                        str(h.get("HostIp") or ""), int(h["HostPort"]), int(port), proto or "tcp"
+                    )
+                )
+    return tuple(out)
 
 
 class DockerRuntime:

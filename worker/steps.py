@@ -268,6 +268,7 @@ def leave_lb(
         if lb is None:
             continue
         member = ctx.member(req.box_id, release.lb_kind(app))
+        ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "out")
         lb.leave(member)
         left.append(app)
         lb.wait_drained(member, ctx.settings.drain_timeout)
@@ -370,6 +371,7 @@ def join_lb(
         member = ctx.member(req.box_id, release.lb_kind(app))
         lb.join(member)
         lb.wait_in_service(member, ctx.settings.drain_timeout)
+        ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "in")
         joined.append(app)
     ctx.redis.delete(ctx.keys.active_chain(req.box_id))
     if unhealthy:

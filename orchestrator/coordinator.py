@@ -1,0 +1,221 @@
+"""Start a rollout: load, override, validate, pin, lease, preflight, plan, first fill."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from celery import Celery
+
+from orchestrator.celery_app import make_celery
+from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
+from orchestrator.errors import ConfigError, DeployError, OrchestratorError
+from orchestrator.fleet import heartbeats
+from orchestrator.journal import Journal
+from orchestrator.planner import make_plan
+from orchestrator.redisconn import RedisClient, connect
+from orchestrator.registry import pin
+from orchestrator.releases import make_release
+from orchestrator.rollouts import Rollouts
+from orchestrator.settings import CoordinatorSettings
+from schemas.boxfile import BoxSpec
+from schemas.checks import Problem, check_box
+from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
+from schemas.fleet import FleetSettings
+from schemas.release import Release
+from schemas.rollout import Policy, Rollout
+
+
+class LeaseHeld(DeployError):
+    """Another rollout holds the box type."""
+
+
+class PreflightFailed(DeployError):
+    """Some boxes can't take the release; nothing was changed."""
+
+
+@dataclass
+class Coordinator:
+    settings: CoordinatorSettings
+    client: RedisClient
+    keys: Keys
+    app: Celery
+    rollouts: Rollouts
+
+    @classmethod
+    def connect(cls, settings: CoordinatorSettings) -> Coordinator:
+        client = connect(settings.redis_url)
+        keys = Keys(settings.key_prefix)
+        app = make_celery(settings.broker_url)
+        engine = Rollouts(
+            client, keys, app, lease_ttl=settings.lease_ttl, slot_ttl=settings.slot_ttl
+        )
+        return cls(settings, client, keys, app, engine)
+
+    def close(self) -> None:
+        self.app.close()
+        self.client.close()
+
+    # --- the release -------------------------------------------------------------------
+    def fleet_settings(self) -> FleetSettings | None:
+        path = self.settings.fleet_file or find_fleet(self.settings.boxes_dir / "x.yml")
+        return load_fleet(path) if path else None
+
+    def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
+        path = self.settings.boxes_dir / f"{box_type}.yml"
+        if not path.is_file():
+            known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
+            raise ConfigError(
+                f"no box type {box_type!r}: {path} does not exist "
+                f"(box types in {self.settings.boxes_dir}: {', '.join(known) or 'none'})"
+            )
+        fleet = self.fleet_settings()
+        spec = apply_overrides(load_box(path, fleet).spec, images, path)
+        problems = check_box(spec, fleet)
+        if problems:
+            raise InvalidFile(str(path), problems)
+        pinned = {
+            app: pin(a.image, insecure=self.settings.insecure_registries)
+            for app, a in spec.apps.items()
+        }
+        release = make_release(box_type, spec, pinned, fleet, reason=reason)
+        self.rollouts.releases.put(release)
+        return release
+
+    # --- start ---------------------------------------------------------------------------
+    def start(
+        self,
+        box_type: str,
+        release: Release,
+        policy: Policy,
+        *,
+        reason: str = "",
+        wait: bool = False,
+        kind: Literal["rollout", "rollback", "repair"] = "rollout",
+        parent: str | None = None,
+        boxes: list[str] | None = None,
+    ) -> Rollout:
+        rollout_id = f"{box_type}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        self.take_lease(box_type, rollout_id, wait)
+        try:
+            fleet = (
+                boxes if boxes is not None else sorted(heartbeats(self.client, self.keys, box_type))
+            )
+            if not fleet:
+                raise DeployError(
+                    f"no box of type {box_type!r} has a live heartbeat: start its workers "
+                    f"(ORCHESTRATOR_BOX_TYPE={box_type}) and check `orchestrator status {box_type}`"
+                )
+            self.preflight(rollout_id, box_type, release, fleet)
+            current = self.client.get(self.keys.current(box_type))
+            rollout = Rollout(
+                id=rollout_id,
+                box_type=box_type,
+                release_id=release.id,
+                release_hash=release.hash,
+                previous_release=current.decode() if current else None,
+                plan=make_plan(fleet, policy),
+                reason=reason,
+                created_by=getpass.getuser(),
+                created_at=time.time(),
+                parent=parent,
+                kind=kind,
+            )
+            self.rollouts.create(rollout)
+        except OrchestratorError:
+            self.rollouts.lease.release(box_type, rollout_id)
+            raise
+        self.rollouts.events.emit(
+            box_type,
+            rollout=rollout_id,
+            step="rollout",
+            phase="start",
+            reason=f"release {release.id} on {len(fleet)} boxes",
+        )
+        self.rollouts.advance(rollout)
+        return rollout
+
+    def take_lease(self, box_type: str, rollout_id: str, wait: bool) -> None:
+        while True:
+            holder = self.rollouts.lease.acquire(box_type, rollout_id, self.settings.lease_ttl)
+            if holder is None:
+                return
+            if not wait:
+                raise LeaseHeld(self.describe_holder(box_type, holder))
+            time.sleep(1.0)
+
+    def describe_holder(self, box_type: str, holder: str) -> str:
+        st = self.rollouts.status(holder)
+        age = time.time() - float(st.get("created", time.time()))
+        try:
+            why = self.rollouts.get(holder).reason or "no reason given"
+        except ConfigError:
+            why = "unknown rollout"
+        return (
+            f"box type {box_type!r} is being rolled out by {holder} ({st.get('state', '?')}, "
+            f"{age:.0f}s old, reason: {why}); wait with --wait, or see "
+            f"`orchestrator lock status {box_type}`"
+        )
+
+    def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
+        """Every box, in parallel, before any leaves its load balancer."""
+        journal = Journal(self.client, self.keys)
+        for box in boxes:
+            req = StepRequest(
+                rollout_id=rollout_id,
+                box_id=box,
+                box_type=box_type,
+                release_id=release.id,
+                release_hash=release.hash,
+                token=0,
+            )
+            self.app.send_task(
+                TaskName.PREFLIGHT.value, args=(req.model_dump(mode="json"),), queue=queue_for(box)
+            )
+        deadline = time.monotonic() + self.settings.preflight_timeout
+        answers: dict[str, str] = {}
+        while time.monotonic() < deadline and len(answers) < len(boxes):
+            for box in boxes:
+                if box not in answers:
+                    got = journal.get(rollout_id, box, TaskName.PREFLIGHT.value, None)
+                    if got is not None:
+                        answers[box] = "" if got.outcome == Outcome.OK else got.reason
+            time.sleep(0.05)
+        problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
+        problems += [
+            f"{b}: no answer in {self.settings.preflight_timeout:.0f}s"
+            for b in boxes
+            if b not in answers
+        ]
+        if problems:
+            raise PreflightFailed(
+                f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
+                "changed:\n  " + "\n  ".join(problems)
+            )
+
+
+def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpec:
+    """`--image app=ref`: a new image for a known app, validated like the file itself."""
+    unknown = sorted(set(images) - set(spec.apps))
+    if unknown:
+        raise InvalidFile(
+            str(path),
+            [
+                Problem(
+                    "apps",
+                    f"--image names unknown app(s) {', '.join(unknown)}; apps here: "
+                    f"{', '.join(sorted(spec.apps))}",
+                )
+            ],
+        )
+    data = spec.model_dump(mode="json")
+    for app, ref in images.items():
+        data["apps"][app]["image"] = ref
+    try:
+        return BoxSpec.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"--image: {exc}") from None

@@ -1,0 +1,30 @@
+"""Coordinator settings: ORCHESTRATOR_* environment variables (shared names with the worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CoordinatorSettings(BaseSettings):
+    """What `orchestrator rollout` and friends need; the README lists each."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+
+    boxes_dir: Path = Field(Path("boxes"), description="Folder of <box-type>.yml files")
+    fleet_file: Path | None = Field(
+        None, description="fleet.yml (default: fleet.yml beside or above the boxes folder)"
+    )
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
+    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
+    key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
+    lease_ttl: float = Field(60.0, gt=0, description="Lease TTL while a rollout is renewed")
+    slot_ttl: float = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
+    preflight_timeout: float = Field(120.0, gt=0, description="Seconds for every box's preflight")
+    watch_interval: float = Field(0.2, gt=0, description="Seconds between event stream reads")
+    insecure_registries: list[str] = Field(
+        default_factory=lambda: ["localhost", "127."],
+        description="Registry host prefixes reached over plain HTTP",
+    )

@@ -1,0 +1,92 @@
+"""Attach to a rollout: render its events, renew its lease while boxes are in flight."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TextIO
+
+from orchestrator.events import stream_ms
+from orchestrator.rollouts import Rollouts
+from schemas.rollout import Rollout
+
+
+def plain_line(sid: str, e: dict[str, str]) -> str:
+    at = datetime.fromtimestamp(stream_ms(sid) / 1000).strftime("%H:%M:%S.%f")[:-3]
+    where = e.get("box") or "-"
+    what = e.get("step", "")
+    if e.get("app"):
+        what += f"[{e['app']}]"
+    if e.get("phase") == "start":
+        return f"{at} {where:<24} {what:<28} started"
+    took = f" {float(e['duration']):.2f}s" if e.get("duration") else ""
+    reason = f"  {e['reason']}" if e.get("reason") else ""
+    return f"{at} {where:<24} {what:<28} {e.get('outcome', ''):<10}{took}{reason}"
+
+
+def watch(
+    engine: Rollouts,
+    rollout: Rollout,
+    *,
+    json_out: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    interval: float = 0.2,
+    on_tick: Callable[[], None] | None = None,
+) -> str:
+    """Follow the rollout to its final state and return it (the rollout never needs this)."""
+    started = time.time()
+    # Start at the rollout's own first event: the stream holds every rollout of the type.
+    after = f"{int(rollout.created_at * 1000) - 1}-0"
+    while True:
+        for sid, e in engine.events.read(rollout.box_type, after=after):
+            after = sid
+            if e.get("rollout") != rollout.id:
+                continue
+            if json_out:
+                out.write(json.dumps({"id": sid, **e}) + "\n")
+                out.flush()
+            else:
+                err.write(plain_line(sid, e) + "\n")
+                err.flush()
+        st = engine.status(rollout.id)
+        if "ended" in st:
+            break
+        if engine.inflight(rollout.id):
+            # Watchers renew only while something is in flight (protocol rule 6).
+            engine.lease.renew(rollout.box_type, rollout.id, engine.lease_ttl)
+            engine.reap_dead(rollout.box_type)
+        if on_tick:
+            on_tick()
+        time.sleep(interval)
+    st = engine.status(rollout.id)
+    summary = {
+        "rollout": rollout.id,
+        "box_type": rollout.box_type,
+        "release": rollout.release_id,
+        "state": st.get("state"),
+        "boxes": int(st.get("n_total", 0)),
+        "ok": int(st.get("n_ok", 0)),
+        "failed": int(st.get("n_failed", 0)),
+        "cancelled": int(st.get("n_cancelled", 0)),
+        "reason": st.get("halt_reason", ""),
+        "seconds": round(float(st.get("ended", time.time())) - rollout.created_at, 1),
+        "watched_seconds": round(time.time() - started, 1),
+    }
+    if json_out:
+        out.write(json.dumps({"summary": summary}) + "\n")
+    else:
+        verb = "Finished" if summary["state"] == "succeeded" else f"Rollout {summary['state']}:"
+        line = (
+            f"{verb} {rollout.box_type} release {rollout.release_id} on "
+            f"{summary['boxes']} boxes in {summary['seconds']} s "
+            f"({summary['ok']} ok, {summary['failed']} failed, "
+            f"{summary['cancelled']} not started)"
+        )
+        if summary["reason"]:
+            line += f"; {summary['reason']}"
+        out.write(line + "\n")
+    return str(summary["state"])
