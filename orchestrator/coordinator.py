@@ -101,6 +101,16 @@ class Coordinator:
     ) -> Rollout:
         rollout_id = f"{box_type}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         self.take_lease(box_type, rollout_id, wait)
+        # Who holds the lease, and why, is answerable from the first moment.
+        self.client.hset(
+            self.keys.rollout(rollout_id),
+            mapping={
+                "state": "preflight",
+                "box_type": box_type,
+                "reason": reason,
+                "created": time.time(),
+            },
+        )
         try:
             fleet = (
                 boxes if boxes is not None else sorted(heartbeats(self.client, self.keys, box_type))
@@ -151,10 +161,7 @@ class Coordinator:
     def describe_holder(self, box_type: str, holder: str) -> str:
         st = self.rollouts.status(holder)
         age = time.time() - float(st.get("created", time.time()))
-        try:
-            why = self.rollouts.get(holder).reason or "no reason given"
-        except ConfigError:
-            why = "unknown rollout"
+        why = st.get("reason") or "no reason given"
         return (
             f"box type {box_type!r} is being rolled out by {holder} ({st.get('state', '?')}, "
             f"{age:.0f}s old, reason: {why}); wait with --wait, or see "

@@ -140,6 +140,7 @@ class Rollouts:
                 "n_cancelled": 0,
                 "n_total": len(rollout.plan.boxes),
                 "created": rollout.created_at,
+                "reason": rollout.reason,
             },
         )
         if rollout.plan.boxes:

@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.harness.aws_fx",
     "tests.harness.haproxy_fx",
     "tests.harness.box_fx",
+    "tests.harness.rollout_fx",
 ]
 
 

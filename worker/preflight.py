@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from typing import Any
 
 from orchestrator.errors import OrchestratorError
-from schemas.contract import CONTRACT_VERSION, StepRequest
+from schemas.contract import CONTRACT_VERSION, Outcome, StepRequest, StepResult, TaskName
 from worker.steps import StepContext, pull_image
 
 MIN_FREE_BYTES = 1 << 30
 
 
 def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Contract version, Docker, disk, and every image pulled by digest; journaled."""
+    started = time.time()
     problems: list[str] = []
     try:
         req = StepRequest.model_validate(payload)
@@ -22,6 +26,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"contract {req.contract_version} != worker's {CONTRACT_VERSION}")
     env = ctx.box_env(req.box_id, req.box_type)
     try:
+        env.runtime.list(names=["orchestrator-preflight-probe"])  # does Docker answer?
         release = ctx.releases.get(req.release_id, req.release_hash)
         for app in req.changed_apps or list(release.spec.apps):
             ref = release.image_of(app)
@@ -29,13 +34,21 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
                 pull_image(env, release, ref)
     except OrchestratorError as exc:
         problems.append(f"{type(exc).__name__}: {exc}")
-    free = shutil.disk_usage(ctx.settings.log_root if _exists(ctx.settings.log_root) else "/").free
+    root = ctx.settings.log_root if os.path.isdir(ctx.settings.log_root) else "/"
+    free = shutil.disk_usage(root).free
     if free < MIN_FREE_BYTES:
         problems.append(f"only {free >> 20} MiB free on disk")
+    # The coordinator waits for this entry: no result backend is needed.
+    ctx.journal.record(
+        StepResult(
+            step=TaskName.PREFLIGHT.value,
+            rollout_id=req.rollout_id,
+            box_id=req.box_id,
+            outcome=Outcome.FAILED if problems else Outcome.OK,
+            reason="; ".join(problems),
+            details={"free_bytes": str(free)},
+            started=started,
+            ended=time.time(),
+        )
+    )
     return {"ok": not problems, "box": req.box_id, "problems": problems, "free_bytes": free}
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isdir(path)

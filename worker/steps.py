@@ -39,8 +39,8 @@ log = logging.getLogger("orchestrator.worker")
 
 # Steps that still act after a failure: a box that left its load balancer always comes back.
 ACT_AFTER_FAILURE = {TaskName.RESTORE, TaskName.JOIN_LB, TaskName.FINISH}
-# Steps that run before `claim` hands out the box's token, or that need none.
-BEFORE_CLAIM = {TaskName.PULL, TaskName.CLAIM, TaskName.FINISH}
+# Steps that run before `claim` hands out the box's token.
+BEFORE_CLAIM = {TaskName.PULL, TaskName.CLAIM}
 # A message delivered this many times means the worker died running it each time.
 MAX_ATTEMPTS = 2
 
@@ -135,12 +135,13 @@ def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> d
     if req.token == 0 and step not in BEFORE_CLAIM:
         # A rollout's chain is enqueued before its claim: the token is the claimed one.
         claimed = ctx.redis.hget(ctx.keys.rollout_part(req.rollout_id, "tokens"), req.box_id)
-        if claimed is None:
+        if claimed is None and step != TaskName.FINISH:  # finish counts unstarted boxes too
             out = result(Outcome.SKIPPED, "the box was not claimed: it did not start")
             return _finish(ctx, req, ctx.journal.record(out))
-        req = req.model_copy(update={"token": int(claimed)})
+        if claimed is not None:
+            req = req.model_copy(update={"token": int(claimed)})
     recorded = ctx.redis.get(ctx.keys.box_token(req.box_id))
-    if recorded is not None and int(recorded) > req.token:
+    if req.token and recorded is not None and int(recorded) > req.token:
         out = result(Outcome.SUPERSEDED, f"token {req.token} < {int(recorded)} on this box")
         return _finish(ctx, req, ctx.journal.record(out))
     if req.contract_version != CONTRACT_VERSION:

@@ -1,0 +1,84 @@
+"""`orchestrator rollout` end to end: real workers, Docker, Redis, HAProxy, under traffic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.harness.rollout_fx import Fleet, json_lines
+from tests.harness.traffic import TrafficLoop
+
+
+def test_three_box_rollout_under_traffic_has_no_failed_request(
+    fleet_factory: Callable[..., Fleet],
+) -> None:
+    fleet = fleet_factory(3)
+    fleet.write(f"{fleet.images.repo}:v1")
+    first = fleet.cli("rollout", fleet.box_type, "--reason", "first deploy")
+    assert first.returncode == 0, first.stderr
+    fleet.wait_all_in_service()
+
+    with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=40, max_seconds=60) as loop:
+        loop.wait_total(40, timeout=10)
+        run = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2",
+                        "--json", "--reason", "v2")
+        loop.wait_total(loop.stats.total + 40, timeout=10)
+    stats = loop.stop()
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert stats.failed == 0, stats.summary()
+    assert stats.bodies["v2\n"] > 0, stats.bodies  # the body as served, newline included
+    lines = json_lines(run.stdout)
+    summary = lines[-1]["summary"]
+    assert summary["state"] == "succeeded" and summary["ok"] == 3, summary  # type: ignore[index]
+    steps = [e.get("step") for e in lines[:-1] if e.get("phase") == "end"]
+    assert steps.count("deploy.join_lb") == 3 and steps.count("deploy.finish") == 3
+
+    status = fleet.cli("status", fleet.box_type, "--json")
+    assert status.returncode == 0, status.stderr
+    rows = json_lines(status.stdout)
+    assert {r["apps"]["web"]["release"] for r in rows} == {summary["release"]}  # type: ignore[index]
+    history = fleet.cli("history", fleet.box_type)
+    assert "v2" in history.stdout and "first deploy" in history.stdout
+    assert history.stdout.count("succeeded") == 2
+
+
+def test_failing_canary_halts_and_stays_on_v1(fleet_factory: Callable[..., Fleet]) -> None:
+    fleet = fleet_factory(3)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+
+    run = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:broken",
+                    "--json")
+    assert run.returncode == 1, run.stdout + run.stderr
+    events = json_lines(run.stdout)
+    summary = events[-1]["summary"]
+    assert summary["state"] == "halted" and summary["failed"] == 1, summary  # type: ignore[index]
+    canary = sorted(w.box_id for w in fleet.workers)[0]
+    left = {e["box"] for e in events[:-1] if e.get("step") == "deploy.leave_lb"
+            and e.get("phase") == "end" and e.get("outcome") == "ok"}
+    assert left == {canary}  # no other box left its load balancer
+    failed = [e for e in events[:-1] if e.get("step") == "deploy.swap" and
+              e.get("outcome") == "failed"]
+    assert failed and "HealthCheckFailed" in str(failed[0]["reason"])
+    # Order of events, not timings: the canary rejoined after its restore.
+    order = [e["step"] for e in events[:-1] if e.get("box") == canary and e.get("phase") == "end"]
+    assert order.index("deploy.restore") < order.index("deploy.join_lb") < order.index(
+        "deploy.finish")
+    fleet.wait_all_in_service()
+    status = json_lines(fleet.cli("status", fleet.box_type, "--json").stdout)
+    assert len({r["apps"]["web"]["release"] for r in status}) == 1  # type: ignore[index]
+
+
+def test_second_concurrent_rollout_names_the_holder(fleet_factory: Callable[..., Fleet]) -> None:
+    fleet = fleet_factory(1)
+    fleet.write(f"{fleet.images.repo}:v1")
+    first = fleet.start_cli("rollout", fleet.box_type, "--reason", "the first one")
+    second = None
+    for _ in range(200):
+        second = fleet.cli("rollout", fleet.box_type)
+        if "is being rolled out by" in second.stderr or first.poll() is not None:
+            break
+    assert second is not None and second.returncode == 1, second.stderr
+    assert "is being rolled out by" in second.stderr and "the first one" in second.stderr
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
