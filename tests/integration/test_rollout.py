@@ -82,3 +82,93 @@ def test_second_concurrent_rollout_names_the_holder(fleet_factory: Callable[...,
     assert "is being rolled out by" in second.stderr and "the first one" in second.stderr
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
+
+
+def out_of_service_windows(events: list[dict[str, object]]) -> list[tuple[str, int, int]]:
+    """(box, left ms, rejoined ms) from stream ids: one clock for every box."""
+    left: dict[str, int] = {}
+    out = []
+    for e in events:
+        if e.get("phase") != "end":
+            continue
+        ms = int(str(e["id"]).split("-")[0])
+        if e.get("step") == "deploy.leave_lb" and e.get("outcome") == "ok":
+            left[str(e["box"])] = ms
+        if e.get("step") == "deploy.join_lb" and str(e.get("box")) in left:
+            out.append((str(e["box"]), left.pop(str(e["box"])), ms))
+    return out
+
+
+def max_overlap(windows: list[tuple[str, int, int]]) -> int:
+    edges = sorted([(a, 1) for _, a, _ in windows] + [(b, -1) for _, _, b in windows])
+    peak = now = 0
+    for _, d in edges:
+        now += d
+        peak = max(peak, now)
+    return peak
+
+
+def test_six_boxes_batch_two_never_three_out(fleet_factory: Callable[..., Fleet]) -> None:
+    import threading
+
+    fleet = fleet_factory(6)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type, "--batch", "3").returncode == 0
+    fleet.wait_all_in_service()
+
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(sum(1 for ok in fleet.in_service().values() if not ok))
+            stop.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2",
+                        "--canary", "1", "--batch", "2", "--json")
+    finally:
+        stop.set()
+        sampler.join()
+    assert run.returncode == 0, run.stderr
+    assert max(samples) == 2, f"HAProxy samples of boxes out: max {max(samples)}"
+    windows = out_of_service_windows(json_lines(run.stdout)[:-1])
+    assert len(windows) == 6 and max_overlap(windows) == 2
+    canary = min(windows, key=lambda w: w[1])
+    assert all(w[1] >= canary[2] for w in windows if w != canary)  # the barrier
+
+
+def test_rollback_on_third_box_returns_the_first_two(fleet_factory: Callable[..., Fleet]) -> None:
+    fleet = fleet_factory(3)
+    third = sorted(w.box_id for w in fleet.workers)[2]
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+    box3 = next(w for w in fleet.workers if w.box_id == third)
+    box3.stop()
+    box3.env["ORCHESTRATOR_FAULT_STEP"] = "deploy.swap:web"  # only the third box fails
+    box3.start()
+
+    with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=40, max_seconds=60) as loop:
+        loop.wait_total(40, timeout=10)
+        run = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2",
+                        "--on-failure", "rollback", "--json")
+        fleet.wait_all_in_service()
+        loop.wait_total(loop.stats.total + 40, timeout=10)
+    stats = loop.stop()
+    assert run.returncode == 1, run.stderr
+    assert stats.failed == 0, stats.summary()
+    events = json_lines(run.stdout)
+    rollback = [e for e in events if "summary" in e][-1]["summary"]
+    assert "rollback" in str(rollback["rollout"]) and rollback["state"] == "succeeded", rollback
+    first_two = sorted(w.box_id for w in fleet.workers)[:2]
+    for box in first_two:  # left and rejoined twice: the rollout, then its rollback
+        joins = [e for e in events if e.get("box") == box and e.get("step") == "deploy.join_lb"
+                 and e.get("phase") == "end"]
+        assert len(joins) == 2, joins
+    status = json_lines(fleet.cli("status", fleet.box_type, "--json").stdout)
+    releases = {r["box"]: r["apps"]["web"]["release"] for r in status}  # type: ignore[index]
+    assert len(set(releases.values())) == 1, releases  # everyone back on v1
+    assert stats.bodies.get("v1\n", 0) > 0
