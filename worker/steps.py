@@ -334,10 +334,14 @@ def restore_app(
         for f in facts
         if not is_previous(f) and f.labels.get(Label.SPEC_HASH) == intent["new_hash"]
     ]
-    if previous:
+    # Killed between stopping the old version and renaming it: it is stopped, not `.prev`.
+    stopped_old = [
+        f for f in facts if not is_previous(f) and f not in new and f.state != "running"
+    ]
+    if previous or stopped_old:
         for fact in new:
             env.runtime.remove(fact.id)
-        problem = reinstate(env, previous)
+        problem = reinstate(env, previous + stopped_old)
         if problem:
             return SwapOutcome(Outcome.FAILED, problem)
         return SwapOutcome(Outcome.OK, "previous containers restarted")
