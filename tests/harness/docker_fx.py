@@ -108,8 +108,14 @@ def remove_test_containers(client: docker.DockerClient, only_orphans: bool) -> N
         owner = (container.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
         mine = owner == str(os.getpid())
         if (mine and not only_orphans) or (not mine and not _pid_alive(owner)):
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                # Another session is removing the same leftover right now: that is fine.
+                if exc.status_code != 409:
+                    raise
 
 
 def _pid_alive(pid: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tests.harness.redis_fx import ProductRedis
 from tests.harness.rollout_fx import Fleet, json_lines
 from tests.harness.traffic import TrafficLoop
 
@@ -69,19 +70,41 @@ def test_failing_canary_halts_and_stays_on_v1(fleet_factory: Callable[..., Fleet
     assert len({r["apps"]["web"]["release"] for r in status}) == 1  # type: ignore[index]
 
 
-def test_second_concurrent_rollout_names_the_holder(fleet_factory: Callable[..., Fleet]) -> None:
+SLOW_WEB_YML = """\
+apps:
+  web:
+    elb: web
+    lb_kind: haproxy
+    image: {image}
+    containers:
+      web:
+        ports: ["18080:8080"]
+        command: [sh, -c, "sleep 2; exec httpd -f -p 8080 -h /www"]
+        health: {{http: /health, interval: 0.1, timeout: 1, retries: 40}}
+"""
+
+
+def test_second_concurrent_rollout_names_the_holder(
+    fleet_factory: Callable[..., Fleet], product_redis: ProductRedis,
+) -> None:
+    from schemas.contract import Keys
+    from tests.harness.common import wait_for
+
     fleet = fleet_factory(1)
-    fleet.write(f"{fleet.images.repo}:v1")
+    fleet.write(f"{fleet.images.repo}:v1", SLOW_WEB_YML)  # its swap takes two seconds
     first = fleet.start_cli("rollout", fleet.box_type, "--reason", "the first one")
-    second = None
-    for _ in range(200):
-        second = fleet.cli("rollout", fleet.box_type)
-        if "is being rolled out by" in second.stderr or first.poll() is not None:
-            break
-    assert second is not None and second.returncode == 1, second.stderr
+    lease = Keys(product_redis.prefix).lease(fleet.box_type)
+    wait_for(lambda: product_redis.client.get(lease), "the first rollout's lease")
+    waiting = fleet.start_cli("rollout", fleet.box_type, "--wait", "--reason", "the waiter")
+
+    second = fleet.cli("rollout", fleet.box_type)
+    assert second.returncode == 1, second.stderr
     assert "is being rolled out by" in second.stderr and "the first one" in second.stderr
-    out, err = first.communicate(timeout=60)
+    _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
+    _, err = waiting.communicate(timeout=60)  # it waited, then ran
+    assert waiting.returncode == 0, err
+    assert "the waiter" in fleet.cli("history", fleet.box_type).stdout
 
 
 def out_of_service_windows(events: list[dict[str, object]]) -> list[tuple[str, int, int]]:
