@@ -91,11 +91,13 @@ def recover(ctx: StepContext, box_id: str) -> None:
 
 
 def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
-    rid = ctx.redis.get(ctx.keys.services(box_id))
-    if rid is None:
-        return
-    release = ctx.releases.get(rid.decode())
-    changed = ensure_services(ctx.box_env(box_id, box_type), release, 0)
+    with ctx.services_lock:
+        raw = ctx.redis.get(ctx.keys.services(box_id))
+        if raw is None:
+            return
+        rid, _, token = raw.decode().partition(" ")
+        release = ctx.releases.get(rid)
+        changed = ensure_services(ctx.box_env(box_id, box_type), release, int(token or 0))
     if changed:
         log.warning("services reconciled: %s", ", ".join(changed))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Label
@@ -45,6 +46,8 @@ def ensure_services(env: BoxEnv, release: Release, token: int) -> list[str]:
             bind_ip=env.bind_ip,
             hostname=env.hostname,
         )
+        if env.extra_labels:
+            req = replace(req, labels={**req.labels, **env.extra_labels})
         for d in log_dirs(req):
             os.makedirs(d, exist_ok=True)
         env.runtime.run(req)

@@ -77,6 +77,8 @@ class StepContext:
     lb_factory: Callable[[str, str, int | None], LoadBalancer] | None = None
     busy: Busy = field(default_factory=Busy)
     rollouts: Rollouts | None = None
+    # The ensure_services step and the reconciler thread must not start the same service.
+    services_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load_balancer(self, release: Release, app: str) -> LoadBalancer | None:
         spec = release.spec.apps[app]
@@ -432,9 +434,10 @@ def ensure_services(
     from worker.services import ensure_services as ensure
 
     env = ctx.box_env(req.box_id, req.box_type)
-    changed = ensure(env, release, req.token)
-    # The reconciler thread keeps this release's services running from now on.
-    ctx.redis.set(ctx.keys.services(req.box_id), release.id)
+    with ctx.services_lock:
+        # The reconciler thread keeps this release's services running from now on.
+        ctx.redis.set(ctx.keys.services(req.box_id), f"{release.id} {req.token}")
+        changed = ensure(env, release, req.token)
     return SwapOutcome(
         Outcome.OK if changed else Outcome.NOOP,
         f"started {', '.join(changed)}" if changed else "services as specified",

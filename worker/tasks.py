@@ -33,9 +33,9 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
         return task
 
     for step in ALL_STEPS:
-        app.task(name=step.value, bind=False, acks_late=True)(make(step))
-    app.task(name=TaskName.PREFLIGHT.value, acks_late=True)(_preflight(context))
-    app.task(name=TaskName.RESCUE.value)(_rescue(context))
+        app.task(name=step.value, bind=False, acks_late=True, shared=False)(make(step))
+    app.task(name=TaskName.PREFLIGHT.value, acks_late=True, shared=False)(_preflight(context))
+    app.task(name=TaskName.RESCUE.value, shared=False)(_rescue(context))
 
 
 class InjectedFault(RuntimeError):
