@@ -207,6 +207,88 @@ def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
 
 @cli.command()
 @click.argument("box_type")
+@click.option("--to", "to_release", default=None, help="A release id (default: the current one).")
+@click.option("--reason", default="", help="Why: shown in lock status and history.")
+@click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+@policy_options
+def rollback(
+    box_type: str,
+    to_release: str | None,
+    reason: str,
+    wait: bool,
+    json_out: bool,
+    canary: str,
+    batch: str,
+    max_failed: str,
+    on_failure: str,
+) -> None:
+    """Return BOX_TYPE's fleet to its current (last successful) release, or --to RELEASE."""
+    c = coordinator()
+    try:
+        target = to_release or (c.client.get(c.keys.current(box_type)) or b"").decode()
+        if not target:
+            raise ConfigError(
+                f"{box_type} has no successful release yet: nothing to return to "
+                "(see `orchestrator history`)"
+            )
+        release = c.rollouts.releases.get(target)
+        if release.box_type != box_type:
+            raise ConfigError(f"release {target} is of box type {release.box_type}, not {box_type}")
+        policy = Policy(
+            canary=canary,
+            batch=batch,
+            max_failed=max_failed,
+            on_failure="halt" if on_failure == "rollback" else on_failure,
+        )
+        started = c.start(
+            box_type,
+            release,
+            policy,
+            reason=reason or f"rollback to {target}",
+            wait=wait,
+            kind="rollback",
+        )
+        state = follow(c, started, json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"rollback {started.id} ended {state}")
+
+
+@cli.command()
+@click.argument("box_id")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+def repair(box_id: str, json_out: bool) -> None:
+    """Restore and rejoin one box: a one-box rollout to its type's current release."""
+    c = coordinator()
+    try:
+        raw = c.client.get(c.keys.heartbeat(box_id))
+        if raw is None:
+            raise ConfigError(f"box {box_id} has no live heartbeat: start its worker first")
+        from schemas.contract import Heartbeat
+
+        box_type = Heartbeat.model_validate_json(raw).box_type
+        current = (c.client.get(c.keys.current(box_type)) or b"").decode()
+        if not current:
+            raise ConfigError(f"{box_type} has no successful release to repair {box_id} to")
+        started = c.start(
+            box_type,
+            c.rollouts.releases.get(current),
+            Policy(),
+            reason=f"repair {box_id}",
+            kind="repair",
+            boxes=[box_id],
+        )
+        state = follow(c, started, json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"repair {started.id} ended {state}")
+
+
+@cli.command()
+@click.argument("box_type")
 @policy_options
 def plan(box_type: str, canary: str, batch: str, max_failed: str, on_failure: str) -> None:
     """Print the plan of a rollout of BOX_TYPE now; changes nothing."""

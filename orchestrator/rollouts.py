@@ -219,6 +219,9 @@ class Rollouts:
         release = self.releases.get(rollout.release_id)
         hb = heartbeats(self.client, self.keys, rollout.box_type).get(box_id)
         changed, lb = box_changes(release, running_hashes(hb))
+        if rollout.kind == "repair":
+            # A repair proves health and rejoins even when nothing needs swapping.
+            lb = [a for a in release.spec.apps if release.spec.apps[a].elb]
         req = StepRequest(
             rollout_id=rollout.id,
             box_id=box_id,

@@ -1,0 +1,56 @@
+"""`status` flags what the boxes report; `repair` rejoins a box; `rollback --to` goes back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import docker
+
+from tests.harness.common import wait_for
+from tests.harness.docker_fx import TEST_CONTAINER_LABELS, WebImages
+from tests.harness.rollout_fx import Fleet, json_lines
+
+
+def test_hand_made_container_is_flagged_and_repair_rejoins(
+    fleet_factory: Callable[..., Fleet], docker_client: docker.DockerClient,
+    test_images: WebImages,
+) -> None:
+    fleet = fleet_factory(2)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+    assert fleet.cli("status", fleet.box_type).returncode == 0
+
+    box = fleet.workers[0]
+    docker_client.containers.run(test_images.v1, name=f"{box.box_id}.by-hand", detach=True,
+                                 init=True, labels=dict(TEST_CONTAINER_LABELS))
+    wait_for(lambda: "hand-made" in fleet.cli("status", fleet.box_type).stdout,
+             "status to flag the hand-made container")
+    flagged = fleet.cli("status", fleet.box_type)
+    assert flagged.returncode == 1
+    assert f"hand-made container {box.box_id}.by-hand" in flagged.stdout
+    assert "needs attention" in flagged.stdout
+
+    # Out of its load balancer by hand: repair proves health and rejoins.
+    fleet.lb.leave(box.box_id)
+    fleet.lb.wait_drained(box.box_id, 5)
+    assert not fleet.in_service()[box.box_id]
+    repaired = fleet.cli("repair", box.box_id)
+    assert repaired.returncode == 0, repaired.stderr
+    fleet.wait_all_in_service()
+
+
+def test_rollback_to_an_earlier_release(fleet_factory: Callable[..., Fleet]) -> None:
+    fleet = fleet_factory(2)
+    fleet.write(f"{fleet.images.repo}:v1")
+    first = fleet.cli("rollout", fleet.box_type, "--json")
+    v1 = json_lines(first.stdout)[-1]["summary"]["release"]  # type: ignore[index]
+    assert fleet.cli("rollout", fleet.box_type, "--image",
+                     f"web={fleet.images.repo}:v2").returncode == 0
+    back = fleet.cli("rollback", fleet.box_type, "--to", str(v1), "--batch", "2")
+    assert back.returncode == 0, back.stderr
+    rows = json_lines(fleet.cli("status", fleet.box_type, "--json").stdout)
+    assert {r["apps"]["web"]["release"] for r in rows} == {v1}  # type: ignore[index]
+    assert "rollback" in fleet.cli("history", fleet.box_type).stdout
+    missing = fleet.cli("rollback", fleet.box_type, "--to", "r-nope")
+    assert missing.returncode == 2 and "not in Redis" in missing.stderr
