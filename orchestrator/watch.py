@@ -27,6 +27,48 @@ def plain_line(sid: str, e: dict[str, str]) -> str:
     return f"{at} {where:<24} {what:<28} {e.get('outcome', ''):<10}{took}{reason}"
 
 
+class LiveBoard:
+    """On a terminal: one line per box, its current step, and how long it has run."""
+
+    def __init__(self, err: TextIO) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.rows: dict[str, tuple[str, str, float]] = {}
+        self.live = Live(console=Console(file=err), refresh_per_second=8, transient=False)
+        self.live.start()
+
+    def update(self, sid: str, e: dict[str, str]) -> None:
+        box = e.get("box") or ""
+        if not box:
+            return
+        step = e.get("step", "") + (f"[{e['app']}]" if e.get("app") else "")
+        state = "running" if e.get("phase") == "start" else e.get("outcome", "")
+        since = self.rows.get(box, ("", "", stream_ms(sid) / 1000))[2]
+        self.rows[box] = (step, state, since)
+        self.render()
+
+    def render(self) -> None:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=True, header_style="bold")
+        for col in ("box", "step", "state", "elapsed"):
+            table.add_column(col)
+        for box, (step, state, since) in sorted(self.rows.items()):
+            style = {"failed": "red", "ok": "green", "noop": "green"}.get(state, "")
+            table.add_row(
+                box,
+                step,
+                f"[{style}]{state}[/]" if style else state,
+                f"{time.time() - since:5.1f}s",
+            )
+        self.live.update(table)
+
+    def stop(self) -> None:
+        self.render()
+        self.live.stop()
+
+
 def watch(
     engine: Rollouts,
     rollout: Rollout,
@@ -41,6 +83,7 @@ def watch(
     started = time.time()
     # Start at the rollout's own first event: the stream holds every rollout of the type.
     after = f"{int(rollout.created_at * 1000) - 1}-0"
+    board = LiveBoard(err) if not json_out and err.isatty() else None
     while True:
         for sid, e in engine.events.read(rollout.box_type, after=after):
             after = sid
@@ -49,6 +92,8 @@ def watch(
             if json_out:
                 out.write(json.dumps({"id": sid, **e}) + "\n")
                 out.flush()
+            elif board is not None:
+                board.update(sid, e)
             else:
                 err.write(plain_line(sid, e) + "\n")
                 err.flush()
@@ -62,6 +107,8 @@ def watch(
         if on_tick:
             on_tick()
         time.sleep(interval)
+    if board is not None:
+        board.stop()
     st = engine.status(rollout.id)
     summary = {
         "rollout": rollout.id,

@@ -16,3 +16,14 @@ def test_every_worker_setting_is_documented() -> None:
         if f"`ORCHESTRATOR_{name.upper()}`" not in README
     ]
     assert not missing, f"README lacks {missing}"
+
+
+def test_every_coordinator_setting_is_documented() -> None:
+    from orchestrator.settings import CoordinatorSettings
+
+    missing = [
+        f"ORCHESTRATOR_{name.upper()}"
+        for name in CoordinatorSettings.model_fields
+        if f"`ORCHESTRATOR_{name.upper()}`" not in README
+    ]
+    assert not missing, f"README lacks {missing}"
