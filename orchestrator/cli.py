@@ -224,8 +224,21 @@ def rollback(
     on_failure: str,
 ) -> None:
     """Return BOX_TYPE's fleet to its current (last successful) release, or --to RELEASE."""
+    from orchestrator.rollback import maybe_roll_back
+
     c = coordinator()
     try:
+        holder, _ = c.rollouts.lease.holder(box_type)
+        if holder and c.rollouts.state(holder) == "rollback-pending" and not to_release:
+            # A rollout waiting for someone to run its rollback: this is that someone.
+            child = maybe_roll_back(c, c.rollouts.get(holder))
+            if child is not None:
+                state = watch(
+                    c.rollouts, child, json_out=json_out, interval=c.settings.watch_interval
+                )
+                if state != "succeeded":
+                    raise RolloutNotSucceeded(f"rollback {child.id} ended {state}")
+                return
         target = to_release or (c.client.get(c.keys.current(box_type)) or b"").decode()
         if not target:
             raise ConfigError(
@@ -397,6 +410,9 @@ def lock_status(box_type: str) -> None:
     """Who holds BOX_TYPE's lease, why, since when, and until when."""
     c = coordinator()
     try:
+        stale = c.rollouts.abandon_if_stale(box_type)
+        if stale:
+            click.echo(f"{box_type}: rollout {stale} lost its lease: marked abandoned")
         holder, left = c.rollouts.lease.holder(box_type)
         if holder is None:
             click.echo(f"{box_type}: free")

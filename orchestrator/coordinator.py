@@ -151,6 +151,7 @@ class Coordinator:
 
     def take_lease(self, box_type: str, rollout_id: str, wait: bool) -> None:
         while True:
+            self.rollouts.abandon_if_stale(box_type)
             holder = self.rollouts.lease.acquire(box_type, rollout_id, self.settings.lease_ttl)
             if holder is None:
                 return

@@ -243,6 +243,35 @@ class Rollouts:
         )
         rollout_chain(self.app, req).apply_async()
 
+    def abandon_if_stale(self, box_type: str) -> str | None:
+        """The active rollout lost its lease (nothing advanced it): mark it abandoned."""
+        rid = self.client.get(self.keys.active(box_type))
+        if rid is None:
+            return None
+        rollout_id = _text(rid)
+        holder, _ = self.lease.holder(box_type)
+        st = self.status(rollout_id)
+        if holder == rollout_id or "ended" in st or not st:
+            return None
+        self.client.hset(
+            self.keys.rollout(rollout_id),
+            mapping={
+                "state": "abandoned",
+                "ended": time.time(),
+                "halt_reason": "its lease expired: nothing advanced it",
+            },
+        )
+        self.client.delete(self.keys.active(box_type))
+        self.events.emit(
+            box_type,
+            rollout=rollout_id,
+            step="rollout",
+            phase="end",
+            outcome="abandoned",
+            reason="lease expired",
+        )
+        return rollout_id
+
     def reap_dead(self, box_type: str) -> list[str]:
         """Boxes in flight whose slot expired: each counts as failed (the rollout halts)."""
         rid = self.client.get(self.keys.active(box_type))

@@ -108,3 +108,16 @@ def test_dead_box_is_reaped_and_halts(engine: NoLaunch) -> None:
     assert engine.reap_dead("web") == ["b1"]
     st = engine.status(r.id)
     assert st["state"] == "halted" and "b1 dead" in st["halt_reason"]
+
+
+def test_a_rollout_nothing_advances_is_marked_abandoned(engine: NoLaunch) -> None:
+    r = rollout(["b1"], canary=1, batch=1)
+    assert engine.lease.acquire("web", r.id, 0.3) is None  # a short lease nobody renews
+    engine.create(r)
+    assert engine.abandon_if_stale("web") is None  # still held: not abandoned
+    from tests.harness.common import wait_for
+
+    wait_for(lambda: engine.lease.holder("web")[0] is None, "the lease to expire")
+    assert engine.abandon_if_stale("web") == r.id
+    st = engine.status(r.id)
+    assert st["state"] == "abandoned" and "lease expired" in st["halt_reason"]
