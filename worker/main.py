@@ -21,6 +21,7 @@ from schemas.contract import Keys, Outcome, StepRequest, StepResult, TaskName, q
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
 from worker.runtime import ContainerRuntime, DockerRuntime
+from worker.runtime_noop import NoopRuntime
 from worker.secrets import ssm_fetcher
 from worker.services import ServiceReconciler, ensure_services
 from worker.settings import WorkerSettings
@@ -116,7 +117,8 @@ def cli(loglevel: str) -> None:
     except ValidationError as exc:
         raise click.UsageError(f"bad worker settings: {exc}") from None
     box_id, box_type = resolve_identity(settings.box_id, settings.box_type, settings.imds_url)
-    runtime = DockerRuntime()
+    # noop: benchmarks only, the orchestration without containers.
+    runtime = NoopRuntime() if settings.runtime == "noop" else DockerRuntime()
     ctx = build_context(settings, runtime)
     app = make_celery(
         settings.broker_url,

@@ -1,0 +1,86 @@
+"""A container runtime that does nothing, in memory: only for benchmarking orchestration."""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import threading
+
+from worker.runtime import ContainerFact, RunRequest
+
+
+class NoopRuntime:
+    """Remembers containers instead of running them (ORCHESTRATOR_RUNTIME=noop).
+
+    Used by benchmarks/ to measure the orchestration itself: every step takes the same code
+    path as on a real box, but create, start, stop and remove cost nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._containers: dict[str, ContainerFact] = {}
+
+    def list(
+        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
+    ) -> builtins.list[ContainerFact]:
+        with self._lock:
+            found = list(self._containers.values())
+        if labels:
+            found = [f for f in found if all(f.labels.get(k) == v for k, v in labels.items())]
+        if names is not None:
+            found = [f for f in found if f.name in names]
+        return found
+
+    def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
+        return "sha256:noop"
+
+    def has_image(self, ref: str) -> bool:
+        return True
+
+    def run(self, req: RunRequest) -> ContainerFact:
+        fact = ContainerFact(
+            id=f"noop{next(self._ids)}",
+            name=req.name,
+            image=req.image,
+            image_id="sha256:noop",
+            state="running",
+            labels=dict(req.labels),
+            created="",
+            ports=tuple(req.ports),
+        )
+        with self._lock:
+            self._containers[fact.id] = fact
+        return fact
+
+    def _set(self, container_id: str, **changes: object) -> None:
+        from dataclasses import replace
+
+        with self._lock:
+            if container_id in self._containers:
+                self._containers[container_id] = replace(
+                    self._containers[container_id],
+                    **changes,  # type: ignore[arg-type]
+                )
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        self._set(container_id, state="exited")
+
+    def start(self, container_id: str) -> None:
+        self._set(container_id, state="running")
+
+    def rename(self, container_id: str, new_name: str) -> None:
+        self._set(container_id, name=new_name)
+
+    def remove(self, container_id: str) -> None:
+        with self._lock:
+            self._containers.pop(container_id, None)
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        return ""
+
+    def exec(self, container_id: str, argv: builtins.list[str], timeout: float) -> int:
+        return 0
+
+    def version(self) -> str:
+        return "noop"
