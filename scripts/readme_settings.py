@@ -11,6 +11,6 @@ for name, f in WorkerSettings.model_fields.items():
     shown = "unset" if d is None else f"`{d}`"
     rows.append(f"| `ORCHESTRATOR_{name.upper()}` | {shown} | {f.description} |")
 text = README.read_text()
-start = text.index("| variable | default | what |")
+start = text.index("| variable | default | what |", text.index("### Worker settings"))
 end = text.index("\n\n", start)
 README.write_text(text[:start] + "\n".join(rows) + text[end:])

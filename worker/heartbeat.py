@@ -70,10 +70,13 @@ class HeartbeatThread(threading.Thread):
         rollouts: Rollouts | None = None,
         slot_ttl: float = 30.0,
         bind_ip: str | None = None,
+        extra_box_ids: list[str] | None = None,
     ) -> None:
+        extra_box_ids = extra_box_ids or []
         super().__init__(name=f"heartbeat-{box_id}", daemon=True)
         self.client, self.keys = client, keys
         self.box_id, self.box_type = box_id, box_type
+        self.box_ids = [box_id, *extra_box_ids]
         self.runtime, self.busy = runtime, busy
         self.interval, self.ttl = interval, ttl
         self.docker_version = docker_version
@@ -83,38 +86,46 @@ class HeartbeatThread(threading.Thread):
         self.stopped = threading.Event()
 
     def beat(self) -> None:
-        with self.busy.lock:
-            busy = f"{self.busy.rollout_id}/{self.busy.step}" if self.busy.step else None
-            in_time = self.busy.step is not None and time.monotonic() < self.busy.deadline
-            slot = (self.busy.rollout_id, self.busy.box_id)
+        running = self.busy.snapshot()
+        now = time.monotonic()
         try:
             version = self.docker_version()
-            apps = what_runs(self.runtime, self.box_id)
-            flags = hand_made(self.runtime, self.box_id, self.bind_ip)
-            state = "ready"
+            docker_ok = True
         except Exception as exc:  # Docker down: still beat, and say so
-            version, apps, flags, state = f"unavailable: {exc}", {}, [], "error"
-        hb = Heartbeat(
-            box_id=self.box_id,
-            box_type=self.box_type,
-            hostname=socket.gethostname(),
-            worker_version=WORKER_VERSION,
-            docker_version=version,
-            apps=apps,
-            busy=busy,
-            state=state,
-            flags=flags,
-            at=time.time(),
-        )
+            version, docker_ok = f"unavailable: {exc}", False
         pipe = self.client.pipeline()
-        pipe.set(self.keys.heartbeat(self.box_id), hb.model_dump_json(), px=int(self.ttl * 1000))
-        # A step past its deadline stops renewing: the rollout then sees this box as dead.
-        if in_time and slot[0] and slot[1]:
-            pipe.set(self.keys.slot(slot[0], slot[1]), busy or "", px=int(self.slot_ttl * 1000))
+        leases: set[str] = set()
+        for box_id in self.box_ids:
+            apps, flags, state = {}, [], "error"
+            if docker_ok:
+                apps = what_runs(self.runtime, box_id)
+                flags = hand_made(self.runtime, box_id, self.bind_ip)
+                state = "ready"
+            rollout_id, step, deadline = running.get(box_id, ("", "", 0.0))
+            busy = f"{rollout_id}/{step}" if step else None
+            hb = Heartbeat(
+                box_id=box_id,
+                box_type=self.box_type,
+                hostname=socket.gethostname(),
+                worker_version=WORKER_VERSION,
+                docker_version=version,
+                apps=apps,
+                busy=busy,
+                state=state,
+                flags=flags,
+                at=time.time(),
+            )
+            pipe.set(self.keys.heartbeat(box_id), hb.model_dump_json(), px=int(self.ttl * 1000))
+            # A step past its deadline stops renewing: the rollout then sees this box as dead.
+            if step and now < deadline:
+                pipe.set(
+                    self.keys.slot(rollout_id, box_id), busy or "", px=int(self.slot_ttl * 1000)
+                )
+                leases.add(rollout_id)
         pipe.execute()
         if self.rollouts is not None:
-            if in_time and slot[0]:
-                self.rollouts.lease.renew(self.box_type, slot[0], self.rollouts.lease_ttl)
+            for rollout_id in leases:
+                self.rollouts.lease.renew(self.box_type, rollout_id, self.rollouts.lease_ttl)
             # Every worker of the box type watches its rollout's boxes in flight.
             for dead in self.rollouts.reap_dead(self.box_type):
                 log.warning("box %s stopped answering: its rollout halts", dead)

@@ -129,7 +129,8 @@ def cli(loglevel: str) -> None:
         ctx.redis, ctx.keys, app, lease_ttl=settings.lease_ttl, slot_ttl=settings.slot_ttl
     )
     register_tasks(app, lambda: ctx)
-    recover(ctx, box_id)
+    for served in (box_id, *settings.extra_box_ids):
+        recover(ctx, served)
     heartbeat = HeartbeatThread(
         ctx.redis,
         ctx.keys,
@@ -143,13 +144,14 @@ def cli(loglevel: str) -> None:
         rollouts=ctx.rollouts,
         slot_ttl=settings.slot_ttl,
         bind_ip=settings.bind_ip,
+        extra_box_ids=settings.extra_box_ids,
     )
     heartbeat.start()
     reconciler = ServiceReconciler(
         settings.services_interval, lambda: services_tick(ctx, box_id, box_type)
     )
     reconciler.start()
-    queues = [queue_for(box_id), *settings.extra_queues]
+    queues = [queue_for(b) for b in (box_id, *settings.extra_box_ids)]
     app.worker_main(
         [
             "worker",

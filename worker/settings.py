@@ -56,8 +56,10 @@ class WorkerSettings(BaseSettings):
     extra_labels: dict[str, str] = Field(
         default_factory=dict, description="Labels added to every container (JSON object)"
     )
-    extra_queues: list[str] = Field(
-        default_factory=list, description="More box queues (benchmarks: many boxes, one process)"
+    extra_box_ids: list[str] = Field(
+        default_factory=list,
+        description="More simulated boxes served by this process (benchmarks): their queues "
+        "and heartbeats (JSON list)",
     )
 
     @model_validator(mode="after")

@@ -49,20 +49,22 @@ Body = Callable[["StepContext", StepRequest, Release, StepResult | None], SwapOu
 
 @dataclass
 class Busy:
-    """The step running now; the heartbeat thread renews its slot only within its deadline."""
+    """Steps running now, by box; the heartbeat renews their slots only within deadline."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    rollout_id: str | None = None
-    box_id: str | None = None
-    step: str | None = None
-    deadline: float = 0.0
+    running: dict[str, tuple[str, str, float]] = field(default_factory=dict)
 
-    def set(self, req: StepRequest | None, step: str = "", deadline: float = 0.0) -> None:
+    def start(self, req: StepRequest, step: str, deadline: float) -> None:
         with self.lock:
-            self.rollout_id = req.rollout_id if req else None
-            self.box_id = req.box_id if req else None
-            self.step = step if req else None
-            self.deadline = deadline
+            self.running[req.box_id] = (req.rollout_id, step, deadline)
+
+    def end(self, req: StepRequest) -> None:
+        with self.lock:
+            self.running.pop(req.box_id, None)
+
+    def snapshot(self) -> dict[str, tuple[str, str, float]]:
+        with self.lock:
+            return dict(self.running)
 
 
 @dataclass
@@ -170,7 +172,7 @@ def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> d
         step=str(step),
         phase="start",
     )
-    ctx.busy.set(req, str(step), time.monotonic() + ctx.settings.step_deadline)
+    ctx.busy.start(req, str(step), time.monotonic() + ctx.settings.step_deadline)
     try:
         release = ctx.releases.get(req.release_id, req.release_hash)
         outcome = body(ctx, req, release, prior)
@@ -180,7 +182,7 @@ def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> d
         log.exception("%s on %s failed unexpectedly", step, req.box_id)
         outcome = SwapOutcome(Outcome.FAILED, f"internal error: {type(exc).__name__}: {exc}")
     finally:
-        ctx.busy.set(None)
+        ctx.busy.end(req)
     out = result(
         outcome.outcome, outcome.reason, log_tail=outcome.log_tail, details=outcome.details
     )
@@ -337,9 +339,7 @@ def restore_app(
         if not is_previous(f) and f.labels.get(Label.SPEC_HASH) == intent["new_hash"]
     ]
     # Killed between stopping the old version and renaming it: it is stopped, not `.prev`.
-    stopped_old = [
-        f for f in facts if not is_previous(f) and f not in new and f.state != "running"
-    ]
+    stopped_old = [f for f in facts if not is_previous(f) and f not in new and f.state != "running"]
     if previous or stopped_old:
         for fact in new:
             env.runtime.remove(fact.id)

@@ -20,8 +20,12 @@ from worker.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
 # boto3 clients are generated at run time; there is no static type to name.
 BotoClient = Any
 
-_UNREACHABLE = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError,
-                ReadTimeoutError)
+_UNREACHABLE = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+)
 
 
 def aws_call(
@@ -64,39 +68,55 @@ class ClassicElbLB:
 
     def leave(self, member: str) -> None:
         aws_call(
-            self.name, f"deregister {member}",
+            self.name,
+            f"deregister {member}",
             self.client.deregister_instances_from_load_balancer,
             done_codes=self._NOT_REGISTERED,
-            LoadBalancerName=self.load_balancer, Instances=[{"InstanceId": member}],
+            LoadBalancerName=self.load_balancer,
+            Instances=[{"InstanceId": member}],
         )
 
     def wait_drained(self, member: str, timeout: float) -> None:
         # With connection draining, a deregistering instance stays InService ("deregistration
         # currently in progress") until its connections end, then it is no longer listed.
         poll_state(
-            self.name, member, "drained", lambda: self.state(member),
-            lambda s: not s.in_service, timeout, self._poll_interval,
+            self.name,
+            member,
+            "drained",
+            lambda: self.state(member),
+            lambda s: not s.in_service,
+            timeout,
+            self._poll_interval,
         )
 
     def join(self, member: str) -> None:
         aws_call(
-            self.name, f"register {member}",
+            self.name,
+            f"register {member}",
             self.client.register_instances_with_load_balancer,
-            LoadBalancerName=self.load_balancer, Instances=[{"InstanceId": member}],
+            LoadBalancerName=self.load_balancer,
+            Instances=[{"InstanceId": member}],
         )
 
     def wait_in_service(self, member: str, timeout: float) -> None:
         poll_state(
-            self.name, member, "in service", lambda: self.state(member),
-            lambda s: s.in_service, timeout, self._poll_interval,
+            self.name,
+            member,
+            "in service",
+            lambda: self.state(member),
+            lambda s: s.in_service,
+            timeout,
+            self._poll_interval,
         )
 
     def state(self, member: str) -> MemberState:
         # Listing every registered instance, rather than asking about one, tells "not
         # registered" apart from "Unknown" the same way on AWS (an error) and moto (Unknown).
         reply = aws_call(
-            self.name, "describe_instance_health",
-            self.client.describe_instance_health, LoadBalancerName=self.load_balancer,
+            self.name,
+            "describe_instance_health",
+            self.client.describe_instance_health,
+            LoadBalancerName=self.load_balancer,
         )
         for entry in reply.get("InstanceStates", []):
             if entry.get("InstanceId") == member:

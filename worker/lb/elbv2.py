@@ -49,35 +49,52 @@ class TargetGroupLB:
             )
             groups = reply.get("TargetGroups", [])
             if len(groups) != 1:
-                raise LoadBalancerError(f"{self.name}: expected one target group, got "
-                                        f"{len(groups)}")
+                raise LoadBalancerError(
+                    f"{self.name}: expected one target group, got {len(groups)}"
+                )
             self._arn = str(groups[0]["TargetGroupArn"])
         return self._arn
 
     def leave(self, member: str) -> None:
         aws_call(
-            self.name, f"deregister {member}", self.client.deregister_targets,
+            self.name,
+            f"deregister {member}",
+            self.client.deregister_targets,
             done_codes=frozenset({"InvalidTarget"}),
-            TargetGroupArn=self.target_group_arn, Targets=[self._target(member)],
+            TargetGroupArn=self.target_group_arn,
+            Targets=[self._target(member)],
         )
 
     def wait_drained(self, member: str, timeout: float) -> None:
         # On AWS a deregistered target is `draining` for the deregistration delay, then gone.
         poll_state(
-            self.name, member, "drained", lambda: self._describe(member),
-            _drained, timeout, self._poll_interval,
+            self.name,
+            member,
+            "drained",
+            lambda: self._describe(member),
+            _drained,
+            timeout,
+            self._poll_interval,
         )
 
     def join(self, member: str) -> None:
         aws_call(
-            self.name, f"register {member}", self.client.register_targets,
-            TargetGroupArn=self.target_group_arn, Targets=[self._target(member)],
+            self.name,
+            f"register {member}",
+            self.client.register_targets,
+            TargetGroupArn=self.target_group_arn,
+            Targets=[self._target(member)],
         )
 
     def wait_in_service(self, member: str, timeout: float) -> None:
         poll_state(
-            self.name, member, "in service", lambda: self._describe(member),
-            lambda s: s.in_service, timeout, self._poll_interval,
+            self.name,
+            member,
+            "in service",
+            lambda: self._describe(member),
+            lambda s: s.in_service,
+            timeout,
+            self._poll_interval,
         )
 
     def state(self, member: str) -> MemberState:
@@ -93,7 +110,9 @@ class TargetGroupLB:
         # Listing the whole group avoids asking about an unregistered target, which AWS
         # answers with `unused` and moto with the wrong port.
         reply = aws_call(
-            self.name, "describe_target_health", self.client.describe_target_health,
+            self.name,
+            "describe_target_health",
+            self.client.describe_target_health,
             TargetGroupArn=self.target_group_arn,
         )
         for entry in reply.get("TargetHealthDescriptions", []):

@@ -59,8 +59,10 @@ class HAProxyLB:
     ) -> None:
         for label, value in (("backend", backend), ("server", server)):
             if value is not None and not _SAFE_NAME.match(value):
-                raise ConfigError(f"haproxy {label} name {value!r} has characters HAProxy's CLI "
-                                  "would split on: use letters, digits and _.:@-")
+                raise ConfigError(
+                    f"haproxy {label} name {value!r} has characters HAProxy's CLI "
+                    "would split on: use letters, digits and _.:@-"
+                )
         self.socket_path = socket_path
         self.backend = backend
         # A box whose HAProxy server is not named after its box id names it here.
@@ -105,8 +107,13 @@ class HAProxyLB:
     def wait_in_service(self, member: str, timeout: float) -> None:
         srv = self._server(member)
         poll_state(
-            self.name, srv, "in service", lambda: self.state(srv),
-            lambda s: s.in_service, timeout, self._poll_interval,
+            self.name,
+            srv,
+            "in service",
+            lambda: self.state(srv),
+            lambda s: s.in_service,
+            timeout,
+            self._poll_interval,
         )
 
     def state(self, member: str) -> MemberState:
