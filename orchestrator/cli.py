@@ -162,6 +162,11 @@ def coordinator() -> Coordinator:
 @click.option("--reason", default="", help="Why: shown in lock status and history.")
 @click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+@click.option(
+    "--skip-missing",
+    is_flag=True,
+    help="Deploy the group's instances that have a worker; skip those without one.",
+)
 @policy_options
 def rollout(
     box_type: str,
@@ -169,6 +174,7 @@ def rollout(
     reason: str,
     wait: bool,
     json_out: bool,
+    skip_missing: bool,
     canary: str,
     batch: str,
     max_failed: str,
@@ -182,7 +188,9 @@ def rollout(
     c = coordinator()
     try:
         release = c.make_release(box_type, parse_images(images), reason)
-        started = c.start(box_type, release, policy, reason=reason, wait=wait)
+        started = c.start(
+            box_type, release, policy, reason=reason, wait=wait, skip_missing=skip_missing
+        )
         click.echo(
             f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",
             err=True,
@@ -465,6 +473,55 @@ def status(box_type: str, json_out: bool) -> None:
     click.echo(report.render())
     if report.attention:
         raise RolloutNotSucceeded(f"{len(report.attention)} box(es) need attention")
+
+
+@cli.command()
+@click.argument("box_type")
+def boxes(box_type: str) -> None:
+    """The box type's auto scaling group joined with its workers: who runs what, flags."""
+    from orchestrator.aws_fleet import AsgFleet, aws_client, find_group, group_instances
+    from orchestrator.fleet import heartbeats
+
+    c = coordinator()
+    try:
+        aws = (c.settings.aws_region, c.settings.aws_endpoint_url)
+        group = find_group(aws_client("autoscaling", *aws), box_type)
+        beats = heartbeats(c.client, c.keys, box_type)
+        if group is None:
+            raise ConfigError(
+                f"box type {box_type!r} has no auto scaling group "
+                f"(tag orchestrator:box-type={box_type}); see `status`"
+            )
+        fleet = AsgFleet(
+            group["AutoScalingGroupName"], group_instances(group, aws_client("ec2", *aws)), beats
+        )
+    finally:
+        c.close()
+    click.echo(
+        f"{box_type}: group {fleet.group}, {len(fleet.instances)} instances, "
+        f"{len(fleet.boxes)} deployable"
+    )
+    for inst in sorted(fleet.instances, key=lambda i: i.id):
+        hb = beats.get(inst.id)
+        releases = ",".join(sorted({a.release for a in hb.apps.values()})) if hb else "-"
+        flags = []
+        if inst.id in fleet.missing:
+            flags.append("no worker")
+        if inst.lifecycle != "InService":
+            flags.append(f"not deployed ({inst.lifecycle})")
+        click.echo(
+            f"  {inst.id:<20} {inst.az:<12} {inst.private_ip or '-':<15} "
+            f"v{inst.template_version or '?':<4} {'worker' if hb else 'no worker':<10} "
+            f"{releases or '-'}{'  !! ' + ', '.join(flags) if flags else ''}"
+        )
+    for stray in fleet.strays:
+        click.echo(
+            f"  {stray:<20} stray: heartbeats as {box_type} but is not in the group; not deployed"
+        )
+    if fleet.missing or fleet.strays:
+        raise RolloutNotSucceeded(
+            f"{len(fleet.missing)} missing worker(s), {len(fleet.strays)} stray(s)"
+        )
 
 
 @cli.command()

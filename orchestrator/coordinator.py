@@ -52,7 +52,12 @@ class Coordinator:
         keys = Keys(settings.key_prefix)
         app = make_celery(settings.broker_url)
         engine = Rollouts(
-            client, keys, app, lease_ttl=settings.lease_ttl, slot_ttl=settings.slot_ttl
+            client,
+            keys,
+            app,
+            lease_ttl=settings.lease_ttl,
+            slot_ttl=settings.slot_ttl,
+            aws=(settings.aws_region, settings.aws_endpoint_url),
         )
         return cls(settings, client, keys, app, engine)
 
@@ -98,6 +103,7 @@ class Coordinator:
         kind: Literal["rollout", "rollback", "repair"] = "rollout",
         parent: str | None = None,
         boxes: list[str] | None = None,
+        skip_missing: bool = False,
     ) -> Rollout:
         rollout_id = f"{box_type}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         self.take_lease(box_type, rollout_id, wait)
@@ -112,9 +118,7 @@ class Coordinator:
             },
         )
         try:
-            fleet = (
-                boxes if boxes is not None else sorted(heartbeats(self.client, self.keys, box_type))
-            )
+            fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
                 raise DeployError(
                     f"no box of type {box_type!r} has a live heartbeat: start its workers "
@@ -137,6 +141,8 @@ class Coordinator:
             )
             self.rollouts.create(rollout)
         except OrchestratorError:
+            self.client.hset(self.keys.rollout(rollout_id), "ended", time.time())
+            self.rollouts.resume_group(_stub(rollout_id, box_type))
             self.rollouts.lease.release(box_type, rollout_id)
             raise
         self.rollouts.events.emit(
@@ -148,6 +154,53 @@ class Coordinator:
         )
         self.rollouts.advance(rollout)
         return rollout
+
+    def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
+        """One rule: the box type's ASG InService instances if it has a group, else the
+        boxes with a live heartbeat. The group's replacing processes are suspended now."""
+        beats = heartbeats(self.client, self.keys, box_type)
+        if self.settings.fleet_source == "heartbeats" or (
+            self.settings.fleet_source == "auto" and not aws_configured()
+        ):
+            return sorted(beats)
+        from orchestrator.aws_fleet import (
+            AsgFleet,
+            aws_client,
+            find_group,
+            group_instances,
+            suspend,
+        )
+
+        aws = (self.settings.aws_region, self.settings.aws_endpoint_url)
+        autoscaling = aws_client("autoscaling", *aws)
+        group = find_group(autoscaling, box_type)
+        if group is None:
+            if self.settings.fleet_source == "asg":
+                raise ConfigError(
+                    f"box type {box_type!r} has no auto scaling group tagged "
+                    f"orchestrator:box-type={box_type}"
+                )
+            return sorted(beats)
+        asg = AsgFleet(
+            group["AutoScalingGroupName"], group_instances(group, aws_client("ec2", *aws)), beats
+        )
+        self.client.hset(self.keys.rollout(rollout_id), "asg", asg.group)
+        suspend(autoscaling, asg.group)
+        if asg.strays:
+            self.rollouts.events.emit(
+                box_type,
+                rollout=rollout_id,
+                step="fleet",
+                phase="end",
+                outcome="noop",
+                reason="not in the group, not deployed: " + ", ".join(asg.strays),
+            )
+        if asg.missing and not skip_missing:
+            raise PreflightFailed(
+                f"{len(asg.missing)} InService instance(s) of {asg.group} have no live worker: "
+                f"{', '.join(asg.missing)}; start their workers, or --skip-missing"
+            )
+        return asg.boxes
 
     def take_lease(self, box_type: str, rollout_id: str, wait: bool) -> None:
         while True:
@@ -227,3 +280,24 @@ def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpe
         return BoxSpec.model_validate(data)
     except ValueError as exc:
         raise ConfigError(f"--image: {exc}") from None
+
+
+def _stub(rollout_id: str, box_type: str) -> Rollout:
+    """Enough of a rollout to resume its group when it failed before being stored."""
+    from schemas.rollout import Plan
+
+    return Rollout(
+        id=rollout_id,
+        box_type=box_type,
+        release_id="",
+        release_hash="",
+        plan=Plan(boxes=[], canary=0, batch=1, max_failed=0),
+        created_at=time.time(),
+    )
+
+
+def aws_configured() -> bool:
+    """Credentials boto3 would use: without them, `auto` means live heartbeats only."""
+    import boto3
+
+    return boto3.Session().get_credentials() is not None

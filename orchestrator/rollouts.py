@@ -114,12 +114,14 @@ class Rollouts:
         *,
         lease_ttl: float = 60.0,
         slot_ttl: float = 30.0,
+        aws: tuple[str, str | None] | None = None,
     ) -> None:
         self.client, self.keys, self.app = client, keys, app
         self.lease = Lease(client, keys)
         self.releases = ReleaseStore(client, keys)
         self.events = Events(client, keys)
         self.lease_ttl, self.slot_ttl = lease_ttl, slot_ttl
+        self.aws = aws  # (region, endpoint) to resume a group's processes at the end
 
     # --- storage ---------------------------------------------------------------------
     def create(self, rollout: Rollout, state: RolloutState = RolloutState.RUNNING) -> None:
@@ -319,6 +321,7 @@ class Rollouts:
             if _text(self.client.get(active) or b"") == rollout.id:
                 self.client.delete(active)
         st = self.status(rollout.id)
+        self.resume_group(rollout, st)
         self.events.emit(
             rollout.box_type,
             rollout=rollout.id,
@@ -328,3 +331,13 @@ class Rollouts:
             reason=st.get("halt_reason", ""),
         )
         return final
+
+    def resume_group(self, rollout: Rollout, st: dict[str, str] | None = None) -> None:
+        """Resume what the rollout suspended on its auto scaling group, however it ended."""
+        group = (st or self.status(rollout.id)).get("asg")
+        if not group or self.aws is None:
+            return
+        from orchestrator.aws_fleet import aws_client, resume
+
+        resume(aws_client("autoscaling", *self.aws), group)
+        self.client.hdel(self.keys.rollout(rollout.id), "asg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,13 @@ class CoordinatorSettings(BaseSettings):
     slot_ttl: float = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
     preflight_timeout: float = Field(120.0, gt=0, description="Seconds for every box's preflight")
     watch_interval: float = Field(0.2, gt=0, description="Seconds between event stream reads")
+    aws_region: str = Field("us-east-1", description="AWS region of the box types' groups")
+    aws_endpoint_url: str | None = Field(None, description="AWS endpoint (tests: moto server)")
+    fleet_source: Literal["auto", "heartbeats", "asg"] = Field(
+        "auto",
+        description="auto: the box type's ASG when AWS credentials exist and a group is "
+        "tagged, else live heartbeats; or heartbeats / asg",
+    )
     insecure_registries: list[str] = Field(
         default_factory=lambda: ["localhost", "127."],
         description="Registry host prefixes reached over plain HTTP",

@@ -126,7 +126,12 @@ def cli(loglevel: str) -> None:
         restore_interval=settings.restore_interval,
     )
     ctx.rollouts = Rollouts(
-        ctx.redis, ctx.keys, app, lease_ttl=settings.lease_ttl, slot_ttl=settings.slot_ttl
+        ctx.redis,
+        ctx.keys,
+        app,
+        lease_ttl=settings.lease_ttl,
+        slot_ttl=settings.slot_ttl,
+        aws=(settings.aws_region, settings.aws_endpoint_url),
     )
     register_tasks(app, lambda: ctx)
     for served in (box_id, *settings.extra_box_ids):
