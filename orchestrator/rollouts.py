@@ -206,7 +206,7 @@ class Rollouts:
             if fill.state in ("running", "rolling-back"):
                 # Boxes that joined the fleet meanwhile get chains before the rollout ends.
                 planned = set(rollout.plan.boxes) | set(self.done(rollout.id))
-                newcomers = sorted(set(self.fleet(rollout.box_type)) - planned)
+                newcomers = sorted(set(self.fleet(rollout)) - planned)
                 if newcomers:
                     self.client.rpush(self.keys.rollout_part(rollout.id, "pending"), *newcomers)
                     self.client.hincrby(self.keys.rollout(rollout.id), "n_total", len(newcomers))
@@ -214,8 +214,19 @@ class Rollouts:
             self.end(rollout)
         return fill
 
-    def fleet(self, box_type: str) -> list[str]:
-        return sorted(heartbeats(self.client, self.keys, box_type))
+    def fleet(self, rollout: Rollout) -> list[str]:
+        """The same one rule as at the start: the group's InService boxes with a worker,
+        or, without a group, every box with a live heartbeat."""
+        beats = heartbeats(self.client, self.keys, rollout.box_type)
+        group = self.status(rollout.id).get("asg")
+        if not group or self.aws is None:
+            return sorted(beats)
+        from orchestrator.aws_fleet import AsgFleet, aws_client, find_group, group_instances
+
+        found = find_group(aws_client("autoscaling", *self.aws), rollout.box_type)
+        if found is None:
+            return []
+        return AsgFleet(group, group_instances(found, aws_client("ec2", *self.aws)), beats).boxes
 
     def launch(self, rollout: Rollout, box_id: str) -> None:
         release = self.releases.get(rollout.release_id)

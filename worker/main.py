@@ -91,7 +91,18 @@ def recover(ctx: StepContext, box_id: str) -> None:
         log.warning("recovery %s: %s %s", step, out.get("outcome"), out.get("reason"))
 
 
+def boot(ctx: StepContext, box_id: str, box_type: str) -> None:
+    """Converge an empty box (on start, and on every reconcile tick until it has a release)."""
+    from worker.boot import converge_on_boot
+
+    with ctx.services_lock:
+        said = converge_on_boot(ctx, box_id, box_type)
+    if not said.startswith("apps already"):
+        log.warning("boot: %s", said)
+
+
 def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
+    boot(ctx, box_id, box_type)
     with ctx.services_lock:
         raw = ctx.redis.get(ctx.keys.services(box_id))
         if raw is None:
@@ -136,6 +147,7 @@ def cli(loglevel: str) -> None:
     register_tasks(app, lambda: ctx)
     for served in (box_id, *settings.extra_box_ids):
         recover(ctx, served)
+    boot(ctx, box_id, box_type)
     heartbeat = HeartbeatThread(
         ctx.redis,
         ctx.keys,

@@ -79,8 +79,9 @@ class StepContext:
     lb_factory: Callable[[str, str, int | None], LoadBalancer] | None = None
     busy: Busy = field(default_factory=Busy)
     rollouts: Rollouts | None = None
-    # The ensure_services step and the reconciler thread must not start the same service.
-    services_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The ensure_services step, boot and the reconciler must not start the same service;
+    # re-entrant, as boot runs the ensure_services step.
+    services_lock: threading.RLock = field(default_factory=threading.RLock)
 
     def load_balancer(self, release: Release, app: str) -> LoadBalancer | None:
         spec = release.spec.apps[app]

@@ -1,0 +1,64 @@
+"""Convergence on boot: a box with nothing running takes its type's current release."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from schemas.checks import app_order
+from schemas.contract import Outcome, StepRequest, StepResult, TaskName
+from worker.heartbeat import what_runs
+from worker.steps import STEPS, StepContext, run_step
+
+log = logging.getLogger("orchestrator.worker.boot")
+
+
+def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
+    """Deploy the current release on an empty box, then join its load balancers once healthy.
+
+    A new box starts out of service, so there is no load balancer to leave first; an
+    unhealthy one never joins. Returns what happened, for the log.
+    """
+    env = ctx.box_env(box_id, box_type)
+    if what_runs(env.runtime, box_id):
+        return "apps already run here"
+    current = ctx.releases.current(box_type)
+    if current is None:
+        return f"waiting: box type {box_type} has no successful release yet"
+    # A fresh token: a rollout that claims this box later supersedes this convergence.
+    token = int(ctx.redis.incr(ctx.keys.fence(box_type)))
+    ctx.redis.set(ctx.keys.box_token(box_id), token)
+    apps = app_order(current.spec)
+    req = StepRequest(
+        rollout_id=f"boot-{box_id}-{int(time.time())}",
+        box_id=box_id,
+        box_type=box_type,
+        release_id=current.id,
+        release_hash=current.hash,
+        token=token,
+        changed_apps=apps,
+        lb_apps=[a for a in apps if current.spec.apps[a].elb],
+    )
+    payload = req.model_dump(mode="json")
+    run_step(ctx, TaskName.PULL, payload, STEPS[TaskName.PULL])
+    for app in apps:
+        run_step(ctx, TaskName.SWAP, {**payload, "app": app}, STEPS[TaskName.SWAP])
+    run_step(ctx, TaskName.ENSURE_SERVICES, payload, STEPS[TaskName.ENSURE_SERVICES])
+    failure = ctx.journal.first_failure(req.rollout_id, box_id)
+    if failure is not None:
+        return f"not joining any load balancer: {failure.step} failed: {failure.reason}"
+    # The box was never in service: record it as having left, so join_lb proves and joins.
+    now = time.time()
+    ctx.journal.record(
+        StepResult(
+            step=TaskName.LEAVE_LB.value,
+            rollout_id=req.rollout_id,
+            box_id=box_id,
+            outcome=Outcome.OK,
+            started=now,
+            ended=now,
+            reason="a new box starts out of service",
+        )
+    )
+    joined = run_step(ctx, TaskName.JOIN_LB, payload, STEPS[TaskName.JOIN_LB])
+    return f"converged to {current.id}; join_lb {joined.get('outcome')}: {joined.get('reason')}"
