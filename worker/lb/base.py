@@ -48,6 +48,10 @@ class LoadBalancer(Protocol):
         """Block until the LB sends `member` traffic; LoadBalancerError at the deadline."""
         ...
 
+    def members(self) -> list[MemberState]:
+        """Every registered member and whether it serves (the capacity guard counts them)."""
+        ...
+
     def state(self, member: str) -> MemberState:
         """The member's current state as the load balancer reports it."""
         ...

@@ -109,6 +109,22 @@ class ClassicElbLB:
             self._poll_interval,
         )
 
+    def members(self) -> list[MemberState]:
+        reply = aws_call(
+            self.name,
+            "describe_instance_health",
+            self.client.describe_instance_health,
+            LoadBalancerName=self.load_balancer,
+        )
+        return [
+            MemberState(
+                str(e.get("InstanceId")),
+                e.get("State") == "InService",
+                str(e.get("State", "Unknown")),
+            )
+            for e in reply.get("InstanceStates", [])
+        ]
+
     def state(self, member: str) -> MemberState:
         # Listing every registered instance, rather than asking about one, tells "not
         # registered" apart from "Unknown" the same way on AWS (an error) and moto (Unknown).

@@ -100,6 +100,22 @@ class TargetGroupLB:
     def state(self, member: str) -> MemberState:
         return self._describe(member)
 
+    def members(self) -> list[MemberState]:
+        reply = aws_call(
+            self.name,
+            "describe_target_health",
+            self.client.describe_target_health,
+            TargetGroupArn=self.target_group_arn,
+        )
+        out = []
+        for entry in reply.get("TargetHealthDescriptions", []):
+            target = entry.get("Target", {})
+            if self.port is not None and target.get("Port") != self.port:
+                continue
+            state = str(entry.get("TargetHealth", {}).get("State", "unknown"))
+            out.append(MemberState(str(target.get("Id")), state == "healthy", state))
+        return out
+
     def _target(self, member: str) -> dict[str, Any]:
         target: dict[str, Any] = {"Id": member}
         if self.port is not None:

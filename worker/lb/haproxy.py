@@ -116,6 +116,14 @@ class HAProxyLB:
             self._poll_interval,
         )
 
+    def members(self) -> list[MemberState]:
+        out = []
+        for row in self._server_rows():
+            op, admin = int(row["srv_op_state"]), int(row["srv_admin_state"])
+            serving = op == OP_RUNNING and admin == 0
+            out.append(MemberState(row["srv_name"], serving, f"op {op} admin {admin}"))
+        return out
+
     def state(self, member: str) -> MemberState:
         srv = self._server(member)
         return self._member_state(srv, self._status(srv))
@@ -154,17 +162,22 @@ class HAProxyLB:
             qcur=_int(counters.get("qcur")),
         )
 
-    def _servers_state(self, srv: str) -> tuple[int, int]:
+    def _server_rows(self) -> list[dict[str, str]]:
         reply = self._command(f"show servers state {self.backend}")
         lines = reply.splitlines()
         header = next((line for line in lines if line.startswith("# ")), None)
         if header is None:
             raise LoadBalancerError(f"{self.name}: show servers state failed: {reply.strip()}")
         columns = header[2:].split()
-        for line in lines:
-            if not line or line.startswith("#") or " " not in line:
-                continue  # the format version line and blanks
-            row = dict(zip(columns, line.split(), strict=False))
+        # Skip the format version line and blanks.
+        return [
+            dict(zip(columns, line.split(), strict=False))
+            for line in lines
+            if line and not line.startswith("#") and " " in line
+        ]
+
+    def _servers_state(self, srv: str) -> tuple[int, int]:
+        for row in self._server_rows():
             if row.get("srv_name") == srv:
                 return int(row["srv_op_state"]), int(row["srv_admin_state"])
         raise LoadBalancerError(f"{self.name}: no server {srv!r} in backend {self.backend}")

@@ -23,5 +23,8 @@ class NoopLB:
     def wait_in_service(self, member: str, timeout: float) -> None:
         return None
 
+    def members(self) -> list[MemberState]:
+        return []
+
     def state(self, member: str) -> MemberState:
         return MemberState(member, in_service=True, raw="no load balancer", sessions=None)
