@@ -116,7 +116,13 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
-def cli(loglevel: str) -> None:
+@click.option(
+    "--leave-lb",
+    is_flag=True,
+    help="Leave this box's load balancers (waiting out the drain) and exit: the systemd "
+    "unit's ExecStop, so a box scaled in stops serving before it stops.",
+)
+def cli(loglevel: str, leave_lb: bool) -> None:
     """Run the box worker: consume this box's queue `box.<id>` and run deploy steps.
 
     Every setting is an ORCHESTRATOR_* environment variable (or a line of
@@ -131,6 +137,12 @@ def cli(loglevel: str) -> None:
     # noop: benchmarks only, the orchestration without containers.
     runtime = NoopRuntime() if settings.runtime == "noop" else DockerRuntime()
     ctx = build_context(settings, runtime)
+    if leave_lb:
+        from worker.drain import leave_all
+
+        left = leave_all(ctx, box_id, box_type)
+        click.echo(f"{box_id}: left {', '.join(left) or 'no load balancer'}")
+        return
     app = make_celery(
         settings.broker_url,
         visibility_timeout=settings.visibility_timeout,

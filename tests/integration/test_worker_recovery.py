@@ -64,3 +64,27 @@ def test_kill_after_leave_lb_then_restart_ends_the_chain(
     assert again["deploy.join_lb:-"].outcome == Outcome.OK
     wait_http(f"http://{box.bind_ip}:18080/", "v2")
     assert lb.state(box.box_id).in_service
+
+
+def test_leave_lb_on_stop_drains_the_box_out(
+    deploy: DeployKit, box_workers: BoxWorkers, pushed_images: PushedImages,
+    haproxy_factory: Callable[..., HAProxyHandle],
+) -> None:
+    import subprocess
+    import sys
+
+    (box,) = box_workers.start(1, start=False)
+    proxy = haproxy_factory([(box.box_id, box.bind_ip, 18080)], wait_healthy=False)
+    box.env["ORCHESTRATOR_HAPROXY_SOCKET"] = proxy.socket_path
+    box.start()
+    lb = HAProxyLB(proxy.socket_path, "web")
+    v1 = deploy.release(WEB, {"web": pushed_images.v1}, repo=pushed_images.repo)
+    deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
+    wait_for(lambda: lb.state(box.box_id).in_service, "box in service")
+
+    # What systemd's ExecStop runs on scale-in, with the box's own settings.
+    out = subprocess.run([sys.executable, "-m", "worker.main", "--leave-lb"], env=box.env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"{box.box_id}: left web" in out.stdout
+    assert not lb.state(box.box_id).in_service

@@ -1,0 +1,31 @@
+"""Scale-in: before the worker stops (systemd ExecStop), the box leaves its load balancers."""
+
+from __future__ import annotations
+
+from schemas.contract import Label
+from worker.decide import is_previous
+from worker.steps import StepContext
+
+
+def leave_all(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
+    """Leave, and wait out the draining of, every load balancer of the apps running here."""
+    env = ctx.box_env(box_id, box_type)
+    running = [
+        f
+        for f in env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"})
+        if f.state == "running" and not is_previous(f)
+    ]
+    releases = {f.labels.get(Label.RELEASE) for f in running} - {None, ""}
+    left = []
+    for rid in sorted(r for r in releases if r):
+        release = ctx.releases.get(rid)
+        for app in release.spec.apps:
+            lb = ctx.load_balancer(release, app)
+            if lb is None or app in left:
+                continue
+            member = ctx.member(box_id, release.lb_kind(app))
+            ctx.redis.hset(ctx.keys.lb_state(box_id), app, "out")
+            lb.leave(member)
+            lb.wait_drained(member, ctx.settings.drain_timeout)
+            left.append(app)
+    return left
