@@ -96,10 +96,12 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
                 problems.append(
                     Problem(
                         path,
-                        f"health check may take {hc.deadline:.0f}s (start_period + retries x "
-                        f"(interval + timeout)), plus stop_timeout {cs.stop_timeout}s, which "
-                        f"does not fit in the step deadline of {deadline:.0f}s; lower retries "
-                        "or raise step_deadline in fleet.yml",
+                        f"health check may take {hc.deadline:.1f}s (start_period + retries x "
+                        f"(interval + timeout)); with stop_timeout {cs.stop_timeout}s and "
+                        f"{STEP_MARGIN:.0f}s to start containers that is "
+                        f"{hc.deadline + cs.stop_timeout + STEP_MARGIN:.1f}s, which does not "
+                        f"fit in the step deadline of {deadline:.0f}s; lower retries or raise "
+                        "step_deadline in fleet.yml",
                     )
                 )
 
@@ -117,6 +119,53 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
     for i, name in enumerate(spec.services):
         if name in spec.services[:i]:
             problems.append(Problem(f"services[{i}]", f"service {name!r} is listed twice"))
+    return problems + check_provision(spec, fleet)
+
+
+def published_ports(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[PortMapping]:
+    """Every host port a box of this type publishes: its apps', and its catalog services'."""
+    out = [p for app in spec.apps.values() for c in app.containers.values() for p in c.ports]
+    if fleet is not None:
+        out += [p for s in spec.services if s in fleet.services for p in fleet.services[s].ports]
+    return out
+
+
+def reachable(port: PortMapping) -> bool:
+    """Published on an address other hosts can reach (not loopback)."""
+    return port.host_ip is None or not port.host_ip.startswith("127.")
+
+
+def check_provision(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem]:
+    """The provision section's sources name ports this box type publishes to other hosts."""
+    if spec.provision is None:
+        return []
+    problems: list[Problem] = []
+    ports = published_ports(spec, fleet)
+    open_ports = sorted({p.host_port for p in ports if reachable(p)})
+    shown = ", ".join(map(str, open_ports)) or "none"
+    for port, sources in spec.provision.port_sources.items():
+        path = f"provision.sources.{port}"
+        if port not in {p.host_port for p in ports}:
+            problems.append(
+                Problem(
+                    path,
+                    f"port {port} is not published by this box type ({shown}); "
+                    "publish it in a container's ports or remove it here",
+                )
+            )
+        elif port not in open_ports:
+            problems.append(
+                Problem(
+                    path,
+                    f"port {port} is published on a loopback address only, "
+                    "so no other host can reach it; remove it here",
+                )
+            )
+        if not sources:
+            problems.append(Problem(path, "no sources: write who may connect, or remove the port"))
+        for i, source in enumerate(sources):
+            if source in sources[:i]:
+                problems.append(Problem(f"{path}[{i}]", f"source {source} is listed twice"))
     return problems
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine. For now: validate the box types shipped in examples/
-# (the rollout demo replaces this once rollouts land).
+# The demo rollout on a fresh Debian machine, as root: install what is missing, then run
+# scripts/demo.py (Redis, moto, a registry, HAProxy, Flower and three box workers on loopback;
+# v1 deployed, then rolled to v2 under traffic; everything stopped at the end unless --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/orchestrator validate --fleet examples/fleet.yml examples/boxes/*.yml
+exec .venv/bin/python scripts/demo.py "$@"

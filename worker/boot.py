@@ -6,8 +6,7 @@ import logging
 import time
 
 from schemas.checks import app_order
-from schemas.contract import Outcome, StepRequest, StepResult, TaskName
-from worker.heartbeat import what_runs
+from schemas.contract import Label, Outcome, StepRequest, StepResult, TaskName
 from worker.steps import STEPS, StepContext, run_step
 
 log = logging.getLogger("orchestrator.worker.boot")
@@ -20,7 +19,15 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
     unhealthy one never joins. Returns what happened, for the log.
     """
     env = ctx.box_env(box_id, box_type)
-    if what_runs(env.runtime, box_id):
+    # Only a box that never got anything converges by itself; a box in a rollout's hands
+    # (even between steps, even with every container briefly gone mid-swap) is left alone.
+    if env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"}):
+        return "apps already run here"
+    if ctx.redis.exists(ctx.keys.active(box_type)) or ctx.redis.exists(
+        ctx.keys.active_chain(box_id)
+    ):
+        return "waiting: a rollout of this box type is running; it deploys this box"
+    if box_id in ctx.busy.snapshot():
         return "apps already run here"
     current = ctx.releases.current(box_type)
     if current is None:
