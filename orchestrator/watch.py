@@ -34,7 +34,7 @@ class LiveBoard:
         from rich.console import Console
         from rich.live import Live
 
-        self.rows: dict[str, tuple[str, str, float]] = {}
+        self.rows: dict[str, tuple[str, str, float, float | None]] = {}
         self.live = Live(console=Console(file=err), refresh_per_second=8, transient=False)
         self.live.start()
 
@@ -44,8 +44,11 @@ class LiveBoard:
             return
         step = e.get("step", "") + (f"[{e['app']}]" if e.get("app") else "")
         state = "running" if e.get("phase") == "start" else e.get("outcome", "")
-        since = self.rows.get(box, ("", "", stream_ms(sid) / 1000))[2]
-        self.rows[box] = (step, state, since)
+        at = stream_ms(sid) / 1000
+        since = self.rows.get(box, ("", "", at, None))[2]
+        # A finished box's clock stops at its finish.
+        ended = at if e.get("step") == "deploy.finish" and e.get("phase") == "end" else None
+        self.rows[box] = (step, state, since, ended)
         self.render()
 
     def render(self) -> None:
@@ -54,13 +57,13 @@ class LiveBoard:
         table = Table(box=None, show_header=True, header_style="bold")
         for col in ("box", "step", "state", "elapsed"):
             table.add_column(col)
-        for box, (step, state, since) in sorted(self.rows.items()):
+        for box, (step, state, since, ended) in sorted(self.rows.items()):
             style = {"failed": "red", "ok": "green", "noop": "green"}.get(state, "")
             table.add_row(
                 box,
                 step,
                 f"[{style}]{state}[/]" if style else state,
-                f"{time.time() - since:5.1f}s",
+                f"{(ended or time.time()) - since:5.1f}s",
             )
         self.live.update(table)
 
