@@ -8,9 +8,8 @@ from typing import Any
 import botocore.exceptions
 
 from orchestrator.errors import ServiceUnavailable
-from schemas.contract import Heartbeat
+from schemas.contract import BOX_TYPE_TAG, Heartbeat
 
-BOX_TYPE_TAG = "orchestrator:box-type"
 # What would replace or move a box that is out of service for a swap.
 SUSPENDED_DURING_ROLLOUT = ["ReplaceUnhealthy", "AZRebalance", "HealthCheck"]
 

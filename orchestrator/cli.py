@@ -557,6 +557,15 @@ class LeaseHeldError(OrchestratorError):
     """Another rollout holds the box type."""
 
 
+def _register_groups() -> None:
+    from orchestrator.cli_boxtype import boxtype
+
+    cli.add_command(boxtype)
+
+
+_register_groups()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one handler prints `ERROR (Class): message`; traceback only with -v."""
     args = sys.argv[1:] if argv is None else argv

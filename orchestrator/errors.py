@@ -8,7 +8,8 @@ OrchestratorError
     ├── LoadBalancerError    leaving or joining a load balancer failed
     ├── RuntimeFailure       the container runtime refused an action
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
-    └── LeaseLost            this rollout no longer owns its box type
+    ├── LeaseLost            this rollout no longer owns its box type
+    └── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
 """
 
 from __future__ import annotations
@@ -52,3 +53,7 @@ class RegistryAuthFailed(RuntimeFailure):
 
 class LeaseLost(DeployError):
     """The rollout no longer owns the box type's lease."""
+
+
+class ProvisioningFailed(DeployError):
+    """AWS refused a change to a box type's template, group, policies or security group."""

@@ -5,38 +5,19 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from schemas.base import SecretRef, Strict
+from schemas.provision import Provisioning
 from schemas.refs import (
     ENV_NAME_RE,
     NAME_RE,
-    check_secret_ref,
     parse_image,
     parse_port_number,
     parse_port_spec,
 )
 
 LbKind = Literal["elb", "elbv2", "haproxy", "none"]
-
-
-class Strict(BaseModel):
-    """Base of every model: unknown keys are errors, models are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretRef(Strict):
-    """An env value resolved on the box at start time, never written in box.yml."""
-
-    secret: str = Field(
-        description="'ssm:/param/name' (AWS SSM Parameter Store) or "
-        "'file:/abs/path' / 'file:/abs/path#KEY' (a file on the box, or one KEY of an env file)"
-    )
-
-    @field_validator("secret")
-    @classmethod
-    def _known_scheme(cls, v: str) -> str:
-        return check_secret_ref(v)
 
 
 def _env_value(v: object) -> object:
@@ -286,6 +267,13 @@ class BoxSpec(Strict):
         default_factory=list, description="Standard services from the fleet catalog"
     )
     apps: dict[str, AppSpec] = Field(description="Apps on this box type, by name")
+    provision: Provisioning | None = Field(
+        None,
+        exclude=True,
+        description="How `orchestrator boxtype create` provisions this box type in AWS "
+        "(launch template, security group, auto scaling group, scaling policies). "
+        "Read by the coordinator only: not stored in releases, never sent to boxes",
+    )
 
     @field_validator("apps")
     @classmethod
@@ -307,5 +295,6 @@ __all__ = [
     "LbKind",
     "PortMapping",
     "SecretRef",
+    "Strict",
     "parse_port_number",
 ]

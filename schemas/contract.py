@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 CONTRACT_VERSION = 1
 
 QUEUE_TEMPLATE = "box.{box_id}"
+# The tag naming an instance's (and an auto scaling group's) box type.
+BOX_TYPE_TAG = "orchestrator:box-type"
 
 
 def queue_for(box_id: str) -> str:

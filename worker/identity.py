@@ -6,9 +6,9 @@ import urllib.error
 import urllib.request
 
 from orchestrator.errors import ConfigError
+from schemas.contract import BOX_TYPE_TAG
 
 TOKEN_TTL = "60"
-BOX_TYPE_TAG = "orchestrator:box-type"
 
 
 def _imds(base: str, path: str, token: str, timeout: float) -> str:
