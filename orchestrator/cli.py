@@ -381,6 +381,9 @@ def resume(rollout_id: str) -> None:
         if not ok:
             raise ConfigError(f"rollout {rollout_id} is {before}: only paused/halted resume")
         c.client.hdel(c.keys.rollout(rollout_id), "ended")
+        retried = c.rollouts.retry_failed(r)
+        if retried:
+            click.echo(f"{rollout_id}: trying {', '.join(retried)} again", err=True)
         c.rollouts.lease.renew(r.box_type, rollout_id, c.settings.lease_ttl)
         c.client.set(c.keys.active(r.box_type), rollout_id)
         c.rollouts.advance(r)

@@ -22,7 +22,7 @@ from schemas.rollout import Rollout, RolloutState
 # Before the canary wave is done, nothing past it starts (the barrier).
 _FILL = LuaScript("""
 local h, pending, inflight, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local box, outcome, slot_prefix, slot_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local box, outcome, slot_prefix, slot_ms, why = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if box ~= '' then
   if redis.call('HSETNX', done, box, outcome) == 0 then
     return {'dup', redis.call('HGET', h, 'state')}
@@ -38,7 +38,8 @@ if box ~= '' then
     local state = redis.call('HGET', h, 'state')
     if failed > budget and (state == 'running' or state == 'rolling-back') then
       redis.call('HSET', h, 'state', 'halted', 'halt_reason',
-        'box ' .. box .. ' ' .. outcome .. ': ' .. failed .. ' failed, budget ' .. budget)
+        'box ' .. box .. ' ' .. outcome .. ' (' .. failed .. ' failed, budget ' .. budget .. ')'
+        .. (why ~= '' and (': ' .. why) or ''))
     end
   end
 end
@@ -180,7 +181,7 @@ class Rollouts:
         return bool(ok), _text(before)
 
     # --- the fill ----------------------------------------------------------------------
-    def fill(self, rollout: Rollout, box: str = "", outcome: str = "") -> Fill:
+    def fill(self, rollout: Rollout, box: str = "", outcome: str = "", why: str = "") -> Fill:
         k = self.keys
         res = _FILL(
             self.client,
@@ -190,14 +191,14 @@ class Rollouts:
                 k.rollout_part(rollout.id, "inflight"),
                 k.rollout_part(rollout.id, "done"),
             ],
-            [box, outcome, k.slot(rollout.id, ""), int(self.slot_ttl * 1000)],
+            [box, outcome, k.slot(rollout.id, ""), int(self.slot_ttl * 1000), why[:500]],
         )
         kind, state, *started = (_text(x) for x in res)
         return Fill(kind, state, started)
 
-    def advance(self, rollout: Rollout, box: str = "", outcome: str = "") -> Fill:
+    def advance(self, rollout: Rollout, box: str = "", outcome: str = "", why: str = "") -> Fill:
         """Record `box` (if any), start its successors, and run the end once drained."""
-        fill = self.fill(rollout, box, outcome)
+        fill = self.fill(rollout, box, outcome, why)
         if fill.kind == "dup":
             return fill
         for started in fill.started:
@@ -285,6 +286,25 @@ class Rollouts:
         )
         return rollout_id
 
+    def retry_failed(self, rollout: Rollout) -> list[str]:
+        """`resume` tries failed boxes again: back in front of the queue, with a new journal
+        (an old one would replay the failure) and no claimed token."""
+        failed = sorted(b for b, o in self.done(rollout.id).items() if o == "failed")
+        if not failed:
+            return []
+        k = self.keys
+        pipe = self.client.pipeline()
+        pipe.hdel(k.rollout_part(rollout.id, "done"), *failed)
+        pipe.hdel(k.rollout_part(rollout.id, "tokens"), *failed)
+        for box in failed:
+            pipe.delete(k.journal(rollout.id, box))
+        pipe.lpush(k.rollout_part(rollout.id, "pending"), *reversed(failed))
+        pipe.hincrby(k.rollout(rollout.id), "n_failed", -len(failed))
+        pipe.hincrby(k.rollout(rollout.id), "scheduled", -len(failed))
+        pipe.hdel(k.rollout(rollout.id), "halt_reason")
+        pipe.execute()
+        return failed
+
     def reap_dead(self, box_type: str) -> list[str]:
         """Boxes in flight whose slot expired: each counts as failed (the rollout halts)."""
         rid = self.client.get(self.keys.active(box_type))
@@ -310,7 +330,7 @@ class Rollouts:
                     outcome="failed",
                     reason="no sign of life: slot expired",
                 )
-                self.advance(rollout, box, "dead")
+                self.advance(rollout, box, "dead", "no sign of life: its slot expired")
         return dead
 
     def end(self, rollout: Rollout) -> str | None:

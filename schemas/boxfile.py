@@ -267,6 +267,12 @@ class BoxSpec(Strict):
         default_factory=list, description="Standard services from the fleet catalog"
     )
     apps: dict[str, AppSpec] = Field(description="Apps on this box type, by name")
+    min_healthy: str = Field(
+        "0",
+        pattern=r"^(\d+|(100|[1-9]?\d)%)$",
+        description="Capacity guard: a box leaves a load balancer only if at least this many "
+        "(or this % of) registered members stay healthy; 0 turns it off",
+    )
     provision: Provisioning | None = Field(
         None,
         exclude=True,

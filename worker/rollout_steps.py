@@ -32,9 +32,12 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
     """Count this box once, start its successors, and end the rollout if it was the last."""
     if ctx.rollouts is None:
         return SwapOutcome(Outcome.FAILED, "this worker has no rollout engine configured")
-    outcome = box_outcome(ctx.journal.entries(req.rollout_id, req.box_id))
+    entries = ctx.journal.entries(req.rollout_id, req.box_id)
+    outcome = box_outcome(entries)
+    first = ctx.journal.first_failure(req.rollout_id, req.box_id)
+    why = f"{first.step}: {first.reason}" if first else ""
     rollout = ctx.rollouts.get(req.rollout_id)
-    fill = ctx.rollouts.advance(rollout, req.box_id, outcome)
+    fill = ctx.rollouts.advance(rollout, req.box_id, outcome, why)
     if fill.kind == "dup":
         return SwapOutcome(Outcome.NOOP, f"box {outcome}: already counted")
     started = ", ".join(fill.started) or "none"

@@ -28,6 +28,7 @@ from schemas.contract import (
 )
 from schemas.refs import parse_image
 from schemas.release import Release
+from worker.capacity import refusal
 from worker.decide import is_previous
 from worker.health import wait_healthy
 from worker.lb import LoadBalancer, make_load_balancer
@@ -269,6 +270,17 @@ def leave_lb(
     # From here on, a restarted worker must bring this box back by itself.
     ctx.redis.set(ctx.keys.active_chain(req.box_id), req.model_dump_json())
     left = []
+    # The capacity guard reads every load balancer first: a refused box never leaves any.
+    for app in req.lb_apps:
+        lb = ctx.load_balancer(release, app)
+        if lb is None:
+            continue
+        member = ctx.member(req.box_id, release.lb_kind(app))
+        refused = refusal(lb.members(), member, release.spec.min_healthy)
+        if refused:
+            return SwapOutcome(
+                Outcome.FAILED, f"{app} ({lb.name}): {refused}", details={"refused": "1"}
+            )
     for app in req.lb_apps:
         lb = ctx.load_balancer(release, app)
         if lb is None:
@@ -363,7 +375,12 @@ def join_lb(
 ) -> SwapOutcome:
     """Rejoin whatever the box left, once what runs there is proven healthy."""
     left = ctx.journal.get(req.rollout_id, req.box_id, str(TaskName.LEAVE_LB), None)
-    if left is None or left.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED, Outcome.NOOP):
+    never_left = (
+        left is None
+        or left.details.get("refused") == "1"
+        or left.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED, Outcome.NOOP)
+    )
+    if never_left:
         ctx.redis.delete(ctx.keys.active_chain(req.box_id))
         return SwapOutcome(Outcome.NOOP, "the box did not leave a load balancer")
     env = ctx.box_env(req.box_id, req.box_type)

@@ -186,3 +186,62 @@ def test_the_group_is_the_fleet(
     assert deployed == {instances[0]}  # exactly the InService instance with a worker
 
 
+
+
+GUARDED_YML = """
+min_healthy: "1"
+apps:
+  web:
+    elb: web-tg
+    lb_kind: elbv2
+    lb_port: 18080
+    image: {repo}
+    containers:
+      web:
+        ports: ["18080:8080"]
+        health: {{http: /health, interval: 0.1, timeout: 1, retries: 10}}
+"""
+
+
+def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
+    deploy: DeployKit, box_workers: BoxWorkers, pushed_images: PushedImages,
+    product_redis: ProductRedis, broker_url: str, aws: AwsAccount,
+    target_group: tuple[str, str], tmp_path: Path,
+) -> None:
+    name, instance = target_group
+    v1 = deploy.release(GUARDED_YML, {"web": pushed_images.v1}, repo=pushed_images.repo)
+    deploy.releases.set_current(v1)
+    (box,) = box_workers.start(1, start=False, extra_env=aws_env(aws))
+    box.box_id = box.env["ORCHESTRATOR_BOX_ID"] = instance
+    box.start()
+    wait_for(lambda: instance in registered(aws, name), "the box in its target group")
+
+    (tmp_path / "boxes").mkdir()
+    (tmp_path / "boxes" / f"{box_workers.box_type}.yml").write_text(
+        GUARDED_YML.format(repo=f"{pushed_images.repo}:v2"))
+    env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
+           "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
+           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
+    run = cli(env, "rollout", box_workers.box_type, "--json")
+    assert run.returncode == 1, run.stderr
+    summary = [line for line in run.stdout.splitlines() if '"summary"' in line][0]
+    assert "capacity guard" in summary and "1 healthy" not in summary, summary
+    assert '"state": "halted"' in summary
+    assert instance in registered(aws, name)  # it never left
+    assert not any('"step": "deploy.swap"' in line and '"outcome": "ok"' in line
+                   for line in run.stdout.splitlines())  # nothing was swapped
+    rollout_id = summary.split('"rollout": "')[1].split('"')[0]
+
+    # More capacity, then resume: the box is tried again, leaves, swaps and rejoins.
+    ec2, elbv2 = aws.client("ec2"), aws.client("elbv2")
+    subnet = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0][
+        "SubnetId"]
+    other = ec2.run_instances(ImageId=image_id(ec2), MinCount=1, MaxCount=1,
+                              SubnetId=subnet)["Instances"][0]["InstanceId"]
+    arn = elbv2.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": other, "Port": 18080}])
+    resumed = cli(env, "resume", rollout_id)
+    assert resumed.returncode == 0 and instance in resumed.stderr, resumed.stderr
+    watched = cli(env, "watch", rollout_id)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert instance in registered(aws, name)
