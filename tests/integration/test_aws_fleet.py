@@ -149,7 +149,8 @@ def test_the_group_is_the_fleet(
     (tmp_path / "boxes").mkdir()
     (tmp_path / "boxes" / f"{box_workers.box_type}.yml").write_text(
         f"apps:\n  web:\n    image: {pushed_images.repo}:v1\n    containers:\n"
-        "      web: {ports: ['18080:8080']}\n")
+        "      web: {ports: ['18080:8080'], health: {http: /health, interval: 0.1, timeout: 1,"
+        " retries: 5}}\n")
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
            "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
@@ -184,6 +185,13 @@ def test_the_group_is_the_fleet(
     deployed = {line.split('"box": "')[1].split('"')[0] for line in out.splitlines()
                 if '"step": "deploy.swap"' in line}
     assert deployed == {instances[0]}  # exactly the InService instance with a worker
+
+    # A halted rollout resumes the group's processes too.
+    halted = cli(env, "rollout", box_workers.box_type, "--skip-missing", "--image",
+                 f"web={pushed_images.repo}:broken")
+    assert halted.returncode == 1 and "halted" in halted.stdout, halted.stdout + halted.stderr
+    again = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    assert again["AutoScalingGroups"][0].get("SuspendedProcesses", []) == []
 
 
 
