@@ -19,7 +19,12 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from orchestrator.errors import ConfigError, ProvisioningFailed, ServiceUnavailable
+from orchestrator.errors import (
+    ConfigError,
+    OrchestratorError,
+    ProvisioningFailed,
+    ServiceUnavailable,
+)
 
 # boto3 clients are generated at run time; there is no static type to name.
 BotoClient = Any
@@ -88,9 +93,11 @@ def call(
     fn: Callable[..., dict[str, Any]],
     *,
     done_codes: frozenset[str] = frozenset(),
+    refused: type[OrchestratorError] = ProvisioningFailed,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Call boto3, translating its errors; an error code in `done_codes` returns {}."""
+    """Call boto3, translating its errors at this one boundary: a refusal becomes `refused`;
+    an error code in `done_codes` returns {}."""
     try:
         return fn(**kwargs)
     except ClientError as exc:
@@ -98,7 +105,7 @@ def call(
         if code in done_codes:
             return {}
         message = exc.response.get("Error", {}).get("Message", "")
-        raise ProvisioningFailed(f"{what}: AWS refused: {code}: {message}") from exc
+        raise refused(f"{what}: AWS refused: {code}: {message}") from exc
     except (NoCredentialsError, NoRegionError) as exc:
         raise ConfigError(
             f"{what}: {exc}; set AWS credentials (AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
@@ -109,7 +116,7 @@ def call(
     except ResponseParserError as exc:  # an HTML error page where XML or JSON was due
         raise ServiceUnavailable(f"{what}: AWS answered something unreadable: {exc}") from exc
     except BotoCoreError as exc:
-        raise ProvisioningFailed(f"{what}: {exc}") from exc
+        raise refused(f"{what}: {exc}") from exc
 
 
 def pages(what: str, client: BotoClient, operation: str, key: str, **kwargs: Any) -> list[Any]:

@@ -5,27 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
-
-from orchestrator.errors import LoadBalancerError, ServiceUnavailable
+from orchestrator.aws.clients import call
+from orchestrator.errors import LoadBalancerError
 from worker.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
 
 # boto3 clients are generated at run time; there is no static type to name.
 BotoClient = Any
-
-_UNREACHABLE = (
-    EndpointConnectionError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-)
 
 
 def aws_call(
@@ -36,20 +21,10 @@ def aws_call(
     done_codes: frozenset[str] = frozenset(),
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Call boto3, translating its errors; an error code in `done_codes` returns {}."""
-    try:
-        return fn(**kwargs)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "?"))
-        if code in done_codes:
-            return {}
-        message = error.get("Message", "")
-        raise LoadBalancerError(f"{lb_name}: {action} failed: {code}: {message}") from exc
-    except _UNREACHABLE as exc:
-        raise ServiceUnavailable(f"{lb_name}: {action}: AWS does not answer: {exc}") from exc
-    except BotoCoreError as exc:
-        raise LoadBalancerError(f"{lb_name}: {action} failed: {exc}") from exc
+    """Call boto3 for a load balancer; errors translated by the one AWS boundary."""
+    return call(
+        f"{lb_name}: {action}", fn, done_codes=done_codes, refused=LoadBalancerError, **kwargs
+    )
 
 
 class ClassicElbLB:
