@@ -24,6 +24,9 @@ def make_celery(
         # kombu's defaults sweep unacked messages only every ~100 s; a dead box must not wait.
         "unacked_restore_interval": restore_interval,
         "unacked_restore_throttle": restore_interval,
+        # No task has a priority: one list per queue, not kombu's four (0, 3, 6, 9). Its
+        # BRPOP names every list of every queue a worker consumes, re-sent after each message.
+        "priority_steps": [0],
     }
     app.conf.update(
         task_serializer="json",

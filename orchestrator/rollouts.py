@@ -10,7 +10,7 @@ from celery import Celery
 
 from orchestrator.chains import rollout_chain
 from orchestrator.events import Events
-from orchestrator.fleet import heartbeats
+from orchestrator.fleet import heartbeat, heartbeats
 from orchestrator.lease import Lease
 from orchestrator.planner import box_changes, running_hashes
 from orchestrator.redisconn import LuaScript, RedisClient
@@ -231,7 +231,8 @@ class Rollouts:
 
     def launch(self, rollout: Rollout, box_id: str) -> None:
         release = self.releases.get(rollout.release_id)
-        hb = heartbeats(self.client, self.keys, rollout.box_type).get(box_id)
+        # This box's heartbeat only: the whole fleet's, read for every launch, was O(N^2).
+        hb = heartbeat(self.client, self.keys, box_id, rollout.box_type)
         changed, lb = box_changes(release, running_hashes(hb))
         if rollout.kind == "repair":
             # A repair proves health and rejoins even when nothing needs swapping.

@@ -50,10 +50,22 @@ def _rescue(context: Callable[[], StepContext]) -> Callable[..., None]:
         """
         from worker.steps import rescue_chain
 
+        ctx = context()
         payload = request.args[0] if request.args else {}
-        rescue_chain(context(), str(request.task), payload, f"{type(exc).__name__}: {exc}")
+        rescue_chain(ctx, str(request.task), payload, f"{type(exc).__name__}: {exc}")
+        if _in_rollout(ctx, payload):
+            # The chain stopped at the error, before its `finish`: without this the rollout
+            # halted only once the box's slot expired (slot TTL, 30 s by default).
+            run_step(ctx, TaskName.FINISH, {**payload, "app": None}, finish)
 
     return rescue
+
+
+def _in_rollout(ctx: StepContext, payload: Any) -> bool:
+    """A rollout's chain (it ends with `finish`), not a bare box chain."""
+    if ctx.rollouts is None or not isinstance(payload, dict) or not payload.get("rollout_id"):
+        return False
+    return bool(ctx.redis.exists(ctx.keys.rollout_part(str(payload["rollout_id"]), "spec")))
 
 
 def _preflight(context: Callable[[], StepContext]) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -8,7 +8,12 @@ import socket
 from dataclasses import dataclass
 
 from orchestrator.errors import ConfigError, LoadBalancerError, ServiceUnavailable
-from worker.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
+from worker.lb.base import MemberState, poll_state
+
+# The runtime API is a local socket answering in well under a millisecond: poll it often. At
+# the 0.2 s that suits cloud APIs, a drain that found a request in flight cost 0.2 s of the
+# box's time out of service (benchmarks/peer.py, one box in three under traffic).
+POLL_INTERVAL = 0.02
 
 # srv_admin_state bits (HAProxy's SRV_ADMF_*): any of them keeps the server out of balancing.
 ADMIN_FLAGS = {
@@ -55,7 +60,7 @@ class HAProxyLB:
         server: str | None = None,
         *,
         io_timeout: float = 5.0,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        poll_interval: float = POLL_INTERVAL,
     ) -> None:
         for label, value in (("backend", backend), ("server", server)):
             if value is not None and not _SAFE_NAME.match(value):

@@ -1,0 +1,1 @@
+"""Benchmarks: real services started as processes, ratios against baselines run alongside."""

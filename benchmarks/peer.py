@@ -1,0 +1,321 @@
+"""Benchmark 3: end to end against a peer, the same job done by an Ansible play.
+
+Three boxes behind a real HAProxy (no retries, no redispatch: a request sent to a box that is
+gone fails), the small HTTP app (busybox httpd) rolled v1 -> v2, batch 1, while 4 client
+threads send requests through HAProxy (each capped at --rate req/s, bounded in count and
+time). First ours (`orchestrator rollout web --image web=...:v2`, one `orchestrator-worker` per
+box, Docker runtime); then, on the same engine, HAProxy and images, the boxes are reset to v1
+containers and an Ansible play does the job the way its users write it: `serial: 1`;
+community.general.haproxy `state: drain` (wait) -> `state: disabled` (drain, wait) ->
+community.docker.docker_container with the new image -> ansible.builtin.uri on /health until
+200 (retries 30, delay 1) -> community.general.haproxy `state: enabled` (wait); the modules'
+own defaults otherwise (wait_interval 5 s).
+
+Each box's out-of-service window is measured the same way for both, from HAProxy itself:
+`show stat` sampled every 10 ms, the time its server was not UP (DRAIN and MAINT count as
+out); ours also from the event stream's ids. Targets: ours <= 1/6 of the play's wall time,
+0 failed requests, each box's window <= 1/5 of the play's.
+
+    bash benchmarks/run.sh peer          # ~1 minute (2 rounds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from typing import Any
+
+from benchmarks._stack import (
+    APP_PORT,
+    BACKEND,
+    BENCH_LABEL,
+    CONTAINER_LABELS,
+    HOST_PORT,
+    PYTHON,
+    HAProxy,
+    Proc,
+    Stack,
+    StateSampler,
+    TrafficLoop,
+    TrafficStats,
+    breakdown,
+    build_web_images,
+    cli_env,
+    median,
+    ms,
+    need,
+    read_events,
+    save,
+    subnet,
+    table,
+    timed,
+    verdict,
+    wait_for,
+    wait_heartbeats,
+    windows,
+    worker_env,
+)
+from benchmarks.window import WEB_YML
+
+BOX_TYPE = "web"
+WALL_RATIO = 6.0
+WINDOW_RATIO = 5.0
+
+PLAY = """\
+- name: Rolling update of web behind HAProxy
+  hosts: boxes
+  serial: 1
+  gather_facts: false
+  tasks:
+    - name: Drain the box in HAProxy
+      community.general.haproxy:
+        state: drain
+        host: "{{ inventory_hostname }}"
+        backend: web
+        socket: "{{ haproxy_socket }}"
+        wait: true
+
+    - name: Take it out of HAProxy once drained
+      community.general.haproxy:
+        state: disabled
+        host: "{{ inventory_hostname }}"
+        backend: web
+        socket: "{{ haproxy_socket }}"
+        drain: true
+        wait: true
+
+    - name: Run the new version
+      community.docker.docker_container:
+        name: "web-{{ inventory_hostname }}"
+        image: "{{ image }}"
+        state: started
+        init: true
+        published_ports: ["{{ bind_ip }}:18080:8080"]
+        labels: "{{ container_labels }}"
+
+    - name: Wait until it answers
+      ansible.builtin.uri:
+        url: "http://{{ bind_ip }}:18080/health"
+      register: health
+      until: health.status == 200
+      retries: 30
+      delay: 1
+
+    - name: Put it back in HAProxy
+      community.general.haproxy:
+        state: enabled
+        host: "{{ inventory_hostname }}"
+        backend: web
+        socket: "{{ haproxy_socket }}"
+        wait: true
+"""
+
+
+def all_up(hap: HAProxy) -> bool:
+    return all(s.startswith("UP") for s, _ in hap.servers().values())
+
+
+def run_play(stack: Stack, hap: HAProxy, ips: dict[str, str], image: str) -> tuple[float, str]:
+    import json
+
+    inventory = stack.dir / "inventory.ini"
+    inventory.write_text("[boxes]\n" + "".join(f"{b} bind_ip={ip}\n" for b, ip in ips.items())
+                         + f"[boxes:vars]\nansible_connection=local\n"
+                         f"ansible_python_interpreter={PYTHON}\n")
+    play = stack.dir / "rolling.yml"
+    play.write_text(PLAY)
+    extra = json.dumps({"image": image, "haproxy_socket": hap.socket_path,
+                        "container_labels": CONTAINER_LABELS})
+    env = {**os.environ, "ANSIBLE_LOCAL_TEMP": str(stack.dir / "ansible-tmp"),
+           "ANSIBLE_REMOTE_TMP": str(stack.dir / "ansible-tmp"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_CONFIG": str(stack.dir / "none.cfg")}
+    t0 = time.perf_counter()
+    out = subprocess.run([need("ansible-playbook"), "-i", str(inventory), str(play),
+                          "--extra-vars", extra], env=env, capture_output=True, text=True,
+                         timeout=600)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"the play failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
+    return wall, out.stdout
+
+
+def ours_timeline(events: list[dict[str, str]], clock: dict[str, float],
+                  in_windows: float) -> dict[str, float]:
+    """The CLI's wall time cut at its rollout's first and last events (one host clock)."""
+    marks = [e for e in events if e.get("step") == "rollout"]
+    first, last = ms(marks[0]) / 1000, ms(marks[-1]) / 1000
+    return {
+        "start -> rollout start (load, pin, lease, preflight)": first - clock["start"],
+        "boxes out of service (sum of windows)": in_windows,
+        "rest of the chains (pull, claim, services, finish, hand-over)":
+            (last - first) - in_windows,
+        "rollout end -> CLI exit (watch interval, summary)": clock["end"] - last,
+    }
+
+
+def under_traffic(hap: HAProxy, rate: float, action: Any) -> tuple[Any, TrafficStats,
+                                                                     dict[str, list[float]]]:
+    """Run `action()` while the request loop and the HAProxy sampler run."""
+    with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate=rate,
+                                                   max_requests=100_000,
+                                                   max_seconds=300) as loop:
+        time.sleep(1.0)  # traffic flows before anything moves
+        result = action()
+        time.sleep(1.0)
+        stats = loop.stop()
+    return result, stats, sampler.out_of_service()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="req/s per client thread")
+    parser.add_argument("--rounds", type=int, default=2, help="ours, then the play, N times")
+    args = parser.parse_args()
+
+    with Stack("peer") as stack:
+        with timed("services, images"):
+            redis_server = stack.redis("redis")
+            registry = stack.registry()
+            local = build_web_images(stack.docker)
+            refs = {v: registry.push(stack.docker, tag, "bench-web", v) for v, tag in local.items()}
+        net = subnet()
+        boxes = ["box1", "box2", "box3"]
+        ips = {b: f"{net}.{11 + i}" for i, b in enumerate(boxes)}
+        hap = stack.haproxy([(b, ips[b], HOST_PORT) for b in boxes])
+        prefix = "bench:"
+        broker_url, product_url = f"{redis_server.url}/0", f"{redis_server.url}/1"
+        boxes_dir = stack.dir / "boxes"
+        boxes_dir.mkdir()
+        env = cli_env(boxes_dir, broker_url, product_url, prefix)
+        repo = refs["v1"].split("@")[0]
+        yml = boxes_dir / f"{BOX_TYPE}.yml"
+        product = redis_server.client(1)
+        workers: list[Proc] = []
+
+        def remove_boxes_containers() -> None:
+            for c in stack.docker.containers.list(all=True, sparse=True,
+                                                  filters={"label": BENCH_LABEL}):
+                labels = c.attrs.get("Labels") or {}
+                if labels.get("orchestrator.box") in boxes or c.attrs["Names"][0].lstrip(
+                        "/").removeprefix("web-") in boxes:
+                    c.remove(force=True)
+
+        def ours_on_v1(round_no: int) -> None:
+            """Our workers, each box on v1 deployed by us (not measured)."""
+            remove_boxes_containers()
+            workers[:] = [stack.worker(b, worker_env(
+                b, BOX_TYPE, broker_url, product_url, prefix, bind_ip=ips[b],
+                haproxy_socket=hap.socket_path, log_root=str(stack.dir / b / "logs")),
+                name=f"worker-{b}-{round_no}") for b in boxes]
+            stack.wait_ready(workers)
+            yml.write_text(WEB_YML.format(image=f"{repo}:v1", port=HOST_PORT,
+                                          app_port=APP_PORT))
+            first = stack.cli(env, "rollout", BOX_TYPE, "--json").check()
+            wait_heartbeats(product, prefix, boxes,
+                            str(first.json_lines()[-1]["summary"]["release"]))
+            wait_for(lambda: all_up(hap), "every box UP in HAProxy")
+
+        def play_on_v1() -> None:
+            """No worker; each box runs v1 as a play would have left it (not measured)."""
+            for w in workers:
+                w.stop()
+            remove_boxes_containers()
+            for b in boxes:
+                stack.docker.containers.run(
+                    refs["v1"], detach=True, init=True, name=f"web-{b}", labels=CONTAINER_LABELS,
+                    ports={f"{APP_PORT}/tcp": (ips[b], HOST_PORT)})
+            wait_for(lambda: all_up(hap), "every box UP in HAProxy", timeout=30)
+
+        rounds: list[dict[str, Any]] = []
+        for r in range(args.rounds):
+            with timed(f"round {r + 1}: our workers, v1 deployed (not measured)"):
+                ours_on_v1(r)
+            clock: dict[str, float] = {}
+
+            def ours(clock: dict[str, float] = clock) -> Any:
+                clock["start"] = time.time()
+                out = stack.cli(env, "rollout", BOX_TYPE, "--image", f"web={repo}:v2", "--json",
+                                "--reason", "v2")
+                clock["end"] = time.time()
+                return out
+
+            with timed(f"round {r + 1}: ours, v1 -> v2 under traffic"):
+                run, ours_traffic, ours_out = under_traffic(hap, args.rate, ours)
+            run.check()
+            summary = run.json_lines()[-1]["summary"]
+            ours_events = read_events(product, prefix, BOX_TYPE, str(summary["rollout"]))
+            ours_stream = windows(ours_events)
+            parts = {b: breakdown(ours_events, b) for b in boxes}
+            timeline = ours_timeline(ours_events, clock,
+                                     sum(w["window_s"] for w in ours_stream.values()))
+            with timed(f"round {r + 1}: reset to v1 the play's way (not measured)"):
+                play_on_v1()
+            with timed(f"round {r + 1}: Ansible, v1 -> v2 under traffic"):
+                (play_wall, play_log), play_traffic, play_windows = under_traffic(
+                    hap, args.rate, lambda: run_play(stack, hap, ips, refs["v2"]))
+            rounds.append({
+                "ours": {"wall_s": run.wall, "windows_sampled": ours_out,
+                         "windows_stream": ours_stream, "parts": parts, "timeline": timeline,
+                         "requests": ours_traffic.total, "failed": ours_traffic.failed,
+                         "failures": dict(ours_traffic.failures),
+                         "bodies": dict(ours_traffic.bodies), "samples": ours_traffic.samples},
+                "ansible": {"wall_s": play_wall, "windows_sampled": play_windows,
+                            "requests": play_traffic.total, "failed": play_traffic.failed,
+                            "failures": dict(play_traffic.failures),
+                            "bodies": dict(play_traffic.bodies),
+                            "samples": play_traffic.samples,
+                            "recap": play_log.strip().splitlines()[-4:]},
+            })
+
+        keys = ["leave_lb", "swap", "restore", "join_lb", "hops"]
+        table("ours: where each window goes, s (stream ids)", ["round", "box", *keys],
+              [[i + 1, b, *(rd["ours"]["parts"][b].get(k, 0.0) for k in keys)]
+               for i, rd in enumerate(rounds) for b in boxes])
+        tl_keys = list(rounds[0]["ours"]["timeline"])
+        table("ours: where the CLI's wall time goes, s", ["round", *tl_keys],
+              [[i + 1, *rd["ours"]["timeline"].values()] for i, rd in enumerate(rounds)])
+        rows = []
+        for i, rd in enumerate(rounds):
+            for b in boxes:
+                ours_w = max(rd["ours"]["windows_sampled"].get(b, [0.0]))
+                play_w = max(rd["ansible"]["windows_sampled"].get(b, [0.0]))
+                stream_w = rd["ours"]["windows_stream"].get(b, {}).get("window_s", float("nan"))
+                rows.append([i + 1, b, ours_w, stream_w, play_w,
+                             play_w / ours_w if ours_w else float("inf")])
+        table("out-of-service window per box, s (HAProxy sampled every 10 ms; ours also from "
+              "stream ids)", ["round", "box", "ours", "ours (stream)", "Ansible",
+                              "Ansible / ours"], rows)
+        traffic_rows = [[i + 1, who, rd[key]["wall_s"], rd[key]["requests"], rd[key]["failed"],
+                         rd[key]["failures"], rd[key]["bodies"]]
+                        for i, rd in enumerate(rounds)
+                        for who, key in (("ours", "ours"), ("Ansible", "ansible"))]
+        table("wall time and requests", ["round", "who", "wall s", "requests", "failed",
+                                          "failures", "bodies"], traffic_rows)
+        ours_wall = median([rd["ours"]["wall_s"] for rd in rounds])
+        play_wall_med = median([rd["ansible"]["wall_s"] for rd in rounds])
+        ours_failed = sum(rd["ours"]["failed"] for rd in rounds)
+        worst = min(r[5] for r in rows)
+        verdicts = [
+            ["median wall s: ours", ours_wall, "-", "-"],
+            ["median wall s: Ansible", play_wall_med, "-", "-"],
+            ["Ansible wall / ours (medians)", play_wall_med / ours_wall, f">= {WALL_RATIO}",
+             verdict(play_wall_med / ours_wall, WALL_RATIO, smaller_is_better=False)],
+            ["failed requests, ours (all rounds)", ours_failed, "0", verdict(ours_failed, 0)],
+            ["failed requests, Ansible (all rounds)",
+             sum(rd["ansible"]["failed"] for rd in rounds), "-", "-"],
+            ["median window s: ours", median([r[2] for r in rows]), "-", "-"],
+            ["median window s: Ansible", median([r[4] for r in rows]), "-", "-"],
+            ["Ansible window / ours, worst box", worst, f">= {WINDOW_RATIO}",
+             verdict(worst, WINDOW_RATIO, smaller_is_better=False)],
+        ]
+        table("result", ["measure", "value", "target", "verdict"], verdicts)
+        save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": WEB_YML,
+                      "play": PLAY, "rounds": rounds, "rows": rows, "verdicts": verdicts,
+                      "backend": BACKEND})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

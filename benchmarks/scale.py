@@ -1,0 +1,234 @@
+"""Benchmark 4: 1,000 simulated boxes, batch 50, on this machine.
+
+Every box is a real queue `box.<id>` with a live heartbeat, served by `orchestrator-worker`
+processes through the same code path as a real box (ORCHESTRATOR_EXTRA_BOX_IDS: one process
+consumes many box queues; ORCHESTRATOR_CONCURRENCY: a thread pool as large as the batch), with
+the no-op container runtime and load balancer of benchmark 2 (steps that do no real work).
+Boxes are dealt round-robin to the processes. Two redis-server processes: the Celery broker
+(kombu's polling, task events, unacked sweeps) and the product's state, so that the product's
+own commands are counted apart from kombu's (INFO commandstats of each). The product's
+heartbeats are counted apart too: their rate is measured while idle (all heartbeats live, no
+rollout) and subtracted.
+
+Measured: the rollout's wall time (CLI, and rollout start -> end in the event stream), the
+coordinator's peak RSS (target < 200 MB), the product's Redis commands per box and per step
+(target: a constant per step, no polling storm), and, in a second rollout where one box's
+worker raises in `deploy.swap` (ORCHESTRATOR_FAULT_STEP), the time from that failed step to
+the halt, from stream ids (target <= 1 s): the halt is when the rollout stops starting boxes.
+
+    bash benchmarks/run.sh scale         # ~2 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks._attribution import attributed, per_step_table
+from benchmarks._stack import (
+    CpuMeter,
+    Proc,
+    Stack,
+    cli_env,
+    ms,
+    read_events,
+    save,
+    table,
+    timed,
+    verdict,
+    wait_for,
+    wait_heartbeats,
+    worker_env,
+)
+from benchmarks.overhead import BOX_YML, DIGESTS, STEPS
+
+RSS_TARGET_MB = 200.0
+HALT_TARGET_S = 1.0
+IDLE_SECONDS = 12.0  # a little over two heartbeat intervals
+
+
+def rss_mb(proc: Proc) -> float:
+    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boxes", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=4, help="worker processes")
+    parser.add_argument("--threads", type=int, default=0, help="pool per process (0: batch)")
+    args = parser.parse_args()
+    n, batch, nproc = args.boxes, args.batch, args.processes
+    threads = args.threads or batch
+
+    with Stack("scale") as stack:
+        broker, product = stack.redis("broker"), stack.redis("product")
+        broker_url, product_url, prefix = f"{broker.url}/0", f"{product.url}/0", "bench:"
+        boxes_dir = stack.dir / "boxes"
+        boxes_dir.mkdir()
+        yml = boxes_dir / "web.yml"
+        ids = [f"box{i + 1:04d}" for i in range(n)]
+        faulty = ids[n // 3]  # mid-rollout: boxes are in flight when it fails
+        served = [[b for i, b in enumerate(ids) if i % nproc == p and b != faulty]
+                  for p in range(nproc)]
+
+        def env_for(mine: list[str], **extra: str) -> dict[str, str]:
+            return worker_env(mine[0], "web", broker_url, product_url, prefix, runtime="noop",
+                              extra_box_ids=json.dumps(mine[1:]),
+                              log_root=str(stack.dir / "logs"), **extra)
+
+        with timed(f"{nproc} worker processes ({threads} threads each) + 1 for {faulty}"):
+            workers = [stack.worker(f"w{p}", env_for(mine, concurrency=str(threads)))
+                       for p, mine in enumerate(served)]
+            single = stack.worker(faulty, env_for([faulty]), name="faulty-0")
+            stack.wait_ready([*workers, single], timeout=300)
+        env = cli_env(boxes_dir, broker_url, product_url, prefix)
+        client = product.client()
+        wait_for(lambda: len(list(client.scan_iter(f"{prefix}box:*", count=1000))) == n,
+                 f"{n} live heartbeats", timeout=60)
+
+        def rollout(digest: str, label: str) -> tuple[Any, dict[str, Any], Counter[str],
+                                                        Counter[str]]:
+            yml.write_text(BOX_YML.format(digest=digest))
+            p0, b0 = product.commandstats(), broker.commandstats()
+            with timed(label):
+                run = stack.cli(env, "rollout", "web", "--batch", str(batch), "--json")
+            dp, db = product.commandstats() - p0, broker.commandstats() - b0
+            summary = run.json_lines()[-1]["summary"] if run.json_lines() else {}
+            return run, summary, dp, db
+
+        run, summary, _, _ = rollout(DIGESTS[0], f"first deploy of {n} boxes (not measured)")
+        run.check()
+        wait_heartbeats(client, prefix, ids, str(summary["release"]), timeout=120)
+
+        with timed(f"idle: {n} heartbeats for {IDLE_SECONDS:.0f} s"):
+            p0, b0 = product.commandstats(), broker.commandstats()
+            time.sleep(IDLE_SECONDS)
+            idle_p = product.commandstats() - p0
+            idle_b = broker.commandstats() - b0
+        hb_rate = sum(idle_p.values()) / IDLE_SECONDS
+        kombu_idle_rate = sum(idle_b.values()) / IDLE_SECONDS
+
+        meter = CpuMeter({"redis (product)": product.proc.popen.pid,
+                          "redis (broker)": broker.proc.popen.pid,
+                          **{f"worker {i + 1}": w.popen.pid for i, w in enumerate(workers)}})
+        run, summary, dp, db = rollout(DIGESTS[1], f"measured rollout: {n} boxes, batch {batch}")
+        meter.stop()
+        run.check()
+        cpu_rows = [[name, secs, secs / run.wall] for name, secs in meter.used.items()]
+        cpu_rows.append(["coordinator (CLI, from wait4)", run.cpu_s, run.cpu_s / run.wall])
+        ours_cpu = sum(meter.used.values()) + run.cpu_s
+        cpu_rows.append(["all of the above", ours_cpu, ours_cpu / run.wall])
+        cpu_rows.append(["the whole machine (2 cores = 2.0)", meter.machine_busy_s,
+                         meter.machine_busy_s / run.wall])
+        table("CPU during the measured rollout", ["process", "CPU s", "cores"], cpu_rows)
+        events = read_events(client, prefix, "web", str(summary["rollout"]))
+        marks = [e for e in events if e.get("step") == "rollout"]
+        stream_s = (ms(marks[-1]) - ms(marks[0])) / 1000
+        total_p = sum(dp.values())
+        own = total_p - hb_rate * run.wall
+        per_box = own / n
+        per_step = per_box / len(STEPS)
+        worker_rss = [rss_mb(w) for w in workers]
+        wait_heartbeats(client, prefix, ids, str(summary["release"]), timeout=120)
+
+        # The same rollout again, monitored: who sent which command (MONITOR slows Redis a
+        # little, so the timings above come from the unmonitored one).
+        (brun, bsummary, _, _), who = attributed(
+            stack, product, [*workers, single], prefix,
+            lambda: rollout(DIGESTS[0], "monitored rollout (who sends what)"))
+        brun.check()
+        steps_total = n * len(STEPS)
+        bevents = read_events(client, prefix, "web", str(bsummary["rollout"]))
+        bmarks = [e for e in bevents if e.get("step") == "rollout"]
+        bsecs = (ms(bmarks[-1]) - ms(bmarks[0])) / 1000
+        tot = who["totals"]
+        table("monitored rollout: the steps' own commands, per step",
+              ["command", "per step"], per_step_table(who, steps_total)[:12])
+        origin_rows = [
+            ["steps (the chains)", tot["steps"], tot["steps"] / n, tot["steps"] / steps_total],
+            ["coordinator (preflight, fill, watch)", tot["coordinator"], tot["coordinator"] / n,
+             tot["coordinator"] / steps_total],
+            ["workers' heartbeat threads", tot["heartbeats"], tot["heartbeats"] / n,
+             tot["heartbeats"] / steps_total],
+        ]
+        table(f"monitored rollout ({bsecs:.1f} s): product commands by origin",
+              ["origin", "commands", "per box", "per step"], origin_rows)
+        wait_heartbeats(client, prefix, ids, str(bsummary["release"]), timeout=120)
+
+        # The halt: restart the faulty box's worker so that its swap raises.
+        single.stop()
+        single = stack.worker(faulty, env_for([faulty], fault_step="deploy.swap"), name="faulty-1")
+        stack.wait_ready([single])
+        fault_run, fault_summary, _, _ = rollout(DIGESTS[1], "rollout with a failing box")
+        if fault_run.returncode != 1:
+            raise RuntimeError(f"the rollout with a failing box exited {fault_run.returncode}")
+        fevents = read_events(client, prefix, "web", str(fault_summary["rollout"]))
+        raw = client.hget(f"{prefix}journal:{fault_summary['rollout']}:{faulty}", "deploy.swap:web")
+        failed_at = json.loads(raw)["ended"] if raw else float("nan")
+        # The halt: the `finish` whose fill set the state (its reason ends "rollout halted"),
+        # or, if no finish ran, the expiry of the box's slot noticed by a watcher.
+        halt = next((e for e in fevents if e.get("reason", "").endswith("rollout halted")
+                     or (e.get("step") == "slot" and e.get("outcome") == "failed")), None)
+        end = next(e for e in fevents if e.get("step") == "rollout" and e.get("phase") == "end")
+        halt_s = (ms(halt) / 1000 - failed_at) if halt else float("nan")
+        # `claim` is the only halt point: no box may be granted one after the halt.
+        started_after = [e["box"] for e in fevents if halt and e.get("step") == "deploy.claim"
+                         and e.get("phase") == "end" and e.get("outcome") == "ok"
+                         and ms(e) > ms(halt)]
+        end_s = ms(end) / 1000 - failed_at
+
+        cmds = [[c, v, v / n] for c, v in (dp - Counter({k: int(v * run.wall / IDLE_SECONDS)
+                                                          for k, v in idle_p.items()})
+                                           ).most_common(15)]
+        table("the product's own Redis commands in the measured rollout (heartbeats' idle rate "
+              "subtracted), top 15", ["command", "calls", "per box"], cmds)
+        rows = [
+            ["boxes / batch / worker processes", f"{n} / {batch} / {nproc}+1", "-", "-"],
+            ["CLI wall s", run.wall, "-", "-"],
+            ["rollout start -> end (stream) s", stream_s, "-", "-"],
+            ["boxes per second", n / stream_s, "-", "-"],
+            ["coordinator peak RSS MB", run.max_rss_mb, f"< {RSS_TARGET_MB:.0f}",
+             verdict(run.max_rss_mb, RSS_TARGET_MB)],
+            ["worker RSS MB (each)", max(worker_rss), "-", "-"],
+            ["product commands / box (all, heartbeats' idle rate out)", per_box, "-", "-"],
+            ["product commands / step (all, heartbeats' idle rate out)", per_step, "-", "-"],
+            ["steps' own commands / step (monitored)", tot["steps"] / steps_total, "constant",
+             "see overhead (N=10, 50)"],
+            ["coordinator commands / s (monitored)", tot["coordinator"] / bsecs, "bounded", "-"],
+            [f"heartbeat commands / s (idle, {n} boxes)", hb_rate, "-", "-"],
+            ["kombu commands / s idle", kombu_idle_rate, "-", "-"],
+            ["kombu commands / box (rollout)", sum(db.values()) / n, "-", "-"],
+            ["failed step -> halt s", halt_s, f"<= {HALT_TARGET_S}",
+             verdict(halt_s, HALT_TARGET_S)],
+            ["claims granted after the halt", len(started_after), "0",
+             "met" if not started_after else "NOT MET"],
+            ["failed step -> rollout end s (in-flight boxes finish)", end_s, "-", "-"],
+        ]
+        table("result", ["measure", "value", "target", "verdict"], rows)
+        save("scale", {
+            "boxes": n, "batch": batch, "processes": nproc, "threads": threads,
+            "cli_wall_s": run.wall, "stream_s": stream_s, "coordinator_max_rss_mb":
+            run.max_rss_mb, "worker_rss_mb": worker_rss,
+            "product_commands_total": total_p, "product_commands_own": own,
+            "product_commands_per_box": per_box, "product_commands_per_step": per_step,
+            "product_commands_by_name": dict(dp), "heartbeat_commands_per_s": hb_rate,
+            "idle_product_by_name": dict(idle_p), "broker_commands_by_name": dict(db),
+            "kombu_idle_per_s": kombu_idle_rate, "idle_broker_by_name": dict(idle_b),
+            "faulty_box": faulty, "halt_event": halt, "failed_to_halt_s": halt_s,
+            "started_after_halt": started_after, "failed_to_end_s": end_s,
+            "fault_summary": fault_summary, "summary": summary, "rows": rows,
+            "monitored": who, "monitored_seconds": bsecs, "cpu": cpu_rows,
+        })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
