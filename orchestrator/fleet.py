@@ -19,12 +19,3 @@ def heartbeats(client: RedisClient, keys: Keys, box_type: str) -> dict[str, Hear
         if hb.box_type == box_type:
             out[hb.box_id] = hb
     return out
-
-
-def heartbeat(client: RedisClient, keys: Keys, box_id: str, box_type: str) -> Heartbeat | None:
-    """One box's live heartbeat, if it is of `box_type`: one GET, whatever the fleet's size."""
-    raw = client.get(keys.heartbeat(box_id))
-    if raw is None:
-        return None
-    hb = Heartbeat.model_validate_json(raw)
-    return hb if hb.box_type == box_type else None

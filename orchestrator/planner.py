@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping, Sequence
 
 from orchestrator.errors import ConfigError
-from schemas.contract import Heartbeat
 from schemas.depgraph import dependents, start_order
 from schemas.release import Release
 from schemas.rollout import Plan, Policy
@@ -54,7 +53,3 @@ def box_changes(release: Release, running: Mapping[str, str]) -> tuple[list[str]
     affected = dependents(graph, changed)
     lb = [a for a in order if a in affected and release.spec.apps[a].elb]
     return [a for a in order if a in changed], lb
-
-
-def running_hashes(heartbeat: Heartbeat | None) -> dict[str, str]:
-    return {a: r.spec_hash for a, r in heartbeat.apps.items()} if heartbeat else {}

@@ -10,12 +10,12 @@ from celery import Celery
 
 from orchestrator.chains import rollout_chain
 from orchestrator.events import Events
-from orchestrator.fleet import heartbeat, heartbeats
+from orchestrator.fleet import heartbeats
 from orchestrator.lease import Lease
-from orchestrator.planner import box_changes, running_hashes
 from orchestrator.redisconn import LuaScript, RedisClient
 from orchestrator.releases import ReleaseStore
 from schemas.contract import Keys, StepRequest
+from schemas.depgraph import start_order
 from schemas.rollout import Rollout, RolloutState
 
 # One script both sides run: record a finishing box (once), then start boxes up to the window.
@@ -231,12 +231,12 @@ class Rollouts:
 
     def launch(self, rollout: Rollout, box_id: str) -> None:
         release = self.releases.get(rollout.release_id)
-        # This box's heartbeat only: the whole fleet's, read for every launch, was O(N^2).
-        hb = heartbeat(self.client, self.keys, box_id, rollout.box_type)
-        changed, lb = box_changes(release, running_hashes(hb))
-        if rollout.kind == "repair":
-            # A repair proves health and rejoins even when nothing needs swapping.
-            lb = [a for a in release.spec.apps if release.spec.apps[a].elb]
+        # Every app, in start order: the box itself decides, from what runs on it at that
+        # moment, which apps change (a swap of an unchanged app is a no-op) and which load
+        # balancers to leave. A heartbeat can be seconds old: planning from it once let a
+        # rollout started right after another swap nothing and report success.
+        changed = start_order({a: s.depends for a, s in release.spec.apps.items()})
+        lb = [a for a in changed if release.spec.apps[a].elb]
         req = StepRequest(
             rollout_id=rollout.id,
             box_id=box_id,
@@ -246,6 +246,7 @@ class Rollouts:
             token=0,  # taken by `claim`; later steps read it from the rollout's tokens
             changed_apps=changed,
             lb_apps=lb,
+            leave_all=rollout.kind == "repair",  # a repair proves health and rejoins anyway
         )
         self.events.emit(
             rollout.box_type,

@@ -143,7 +143,12 @@ class StepRequest(Message):
         default_factory=list, description="Apps this chain swaps, in start order"
     )
     lb_apps: list[str] = Field(
-        default_factory=list, description="Apps whose load balancers the box leaves and rejoins"
+        default_factory=list,
+        description="Apps whose load balancers the box may leave; leave_lb keeps those whose "
+        "app (or an app they depend on) differs from what runs on the box now",
+    )
+    leave_all: bool = Field(
+        False, description="Leave and rejoin every lb_apps app, changed or not (repair)"
     )
 
 

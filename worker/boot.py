@@ -65,6 +65,7 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
             started=now,
             ended=now,
             reason="a new box starts out of service",
+            details={"left": ",".join(req.lb_apps)},
         )
     )
     joined = run_step(ctx, TaskName.JOIN_LB, payload, STEPS[TaskName.JOIN_LB])

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from orchestrator.errors import OrchestratorError, RegistryAuthFailed, RuntimeFailure
 from orchestrator.events import Events
 from orchestrator.journal import Journal
+from orchestrator.planner import box_changes
 from orchestrator.redisconn import RedisClient
 from orchestrator.releases import ReleaseStore
 from orchestrator.rollouts import Rollouts
@@ -264,27 +265,48 @@ def pull(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | N
     return SwapOutcome(Outcome.OK if pulled else Outcome.NOOP, reason)
 
 
+def live_hashes(env: BoxEnv, release: Release) -> dict[str, str]:
+    """app -> the spec hash running now, for apps whose every container runs with one hash."""
+    running = [
+        f
+        for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
+        if f.state == "running" and not is_previous(f)
+    ]
+    out = {}
+    for app, spec in release.spec.apps.items():
+        mine = [f for f in running if f.labels.get(Label.APP) == app]
+        hashes = {f.labels.get(Label.SPEC_HASH, "") for f in mine}
+        names = {f.labels.get(Label.CONTAINER) for f in mine}
+        if len(hashes) == 1 and names == set(spec.containers):
+            out[app] = hashes.pop()
+    return out
+
+
 def leave_lb(
     ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
 ) -> SwapOutcome:
+    """Leave, once, the load balancers of the apps that change and of those depending on them.
+
+    Decided from what runs on the box now, not from a heartbeat that may be seconds old.
+    """
     # From here on, a restarted worker must bring this box back by itself.
     ctx.redis.set(ctx.keys.active_chain(req.box_id), req.model_dump_json())
-    left = []
+    env = ctx.box_env(req.box_id, req.box_type)
+    affected = box_changes(release, live_hashes(env, release))[1]
+    apps = list(req.lb_apps) if req.leave_all else [a for a in affected if a in req.lb_apps]
+    lbs = [(a, lb) for a in apps if (lb := ctx.load_balancer(release, a)) is not None]
     # The capacity guard reads every load balancer first: a refused box never leaves any.
-    for app in req.lb_apps:
-        lb = ctx.load_balancer(release, app)
-        if lb is None:
-            continue
+    for app, lb in lbs:
         member = ctx.member(req.box_id, release.lb_kind(app))
         refused = refusal(lb.members(), member, release.spec.min_healthy)
         if refused:
             return SwapOutcome(
                 Outcome.FAILED, f"{app} ({lb.name}): {refused}", details={"refused": "1"}
             )
-    for app in req.lb_apps:
-        lb = ctx.load_balancer(release, app)
-        if lb is None:
-            continue
+    # Noted before leaving: a worker killed mid-leave still knows what to rejoin.
+    ctx.journal.note(req.rollout_id, req.box_id, "intent:leave", {"apps": [a for a, _ in lbs]})
+    left = []
+    for app, lb in lbs:
         member = ctx.member(req.box_id, release.lb_kind(app))
         ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "out")
         lb.leave(member)
@@ -292,7 +314,7 @@ def leave_lb(
         lb.wait_drained(member, ctx.settings.drain_timeout)
     return SwapOutcome(
         Outcome.OK if left else Outcome.NOOP,
-        f"left {', '.join(left)}" if left else "no load balancer to leave",
+        f"left {', '.join(left)}" if left else "no load balancer to leave: nothing here changes",
         details={"left": ",".join(left)},
     )
 
@@ -370,22 +392,32 @@ def restore_app(
     return SwapOutcome(Outcome.NOOP, "already on the previous version")
 
 
+def left_apps(ctx: StepContext, req: StepRequest) -> list[str]:
+    """What this box left in this chain: the leave_lb record, or, when its worker died
+    mid-leave (no record), the intent leave_lb noted before leaving."""
+    left = ctx.journal.get(req.rollout_id, req.box_id, str(TaskName.LEAVE_LB), None)
+    if left is not None and (
+        left.details.get("refused") == "1"
+        or left.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED, Outcome.NOOP)
+    ):
+        return []
+    if left is not None and left.outcome == Outcome.OK:
+        return [a for a in left.details.get("left", "").split(",") if a]
+    intent = ctx.journal.read_note(req.rollout_id, req.box_id, "intent:leave")
+    return list(intent["apps"]) if intent else []
+
+
 def join_lb(
     ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
 ) -> SwapOutcome:
     """Rejoin whatever the box left, once what runs there is proven healthy."""
-    left = ctx.journal.get(req.rollout_id, req.box_id, str(TaskName.LEAVE_LB), None)
-    never_left = (
-        left is None
-        or left.details.get("refused") == "1"
-        or left.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED, Outcome.NOOP)
-    )
-    if never_left:
+    apps = left_apps(ctx, req)
+    if not apps:
         ctx.redis.delete(ctx.keys.active_chain(req.box_id))
         return SwapOutcome(Outcome.NOOP, "the box did not leave a load balancer")
     env = ctx.box_env(req.box_id, req.box_type)
     joined, unhealthy = [], []
-    for app in req.lb_apps:
+    for app in apps:
         lb = ctx.load_balancer(release, app)
         if lb is None:
             continue
