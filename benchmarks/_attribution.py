@@ -24,7 +24,7 @@ BENCH_OWN = {"INFO", "CONFIG", "MONITOR", "CLIENT", "HELLO"}
 
 def script_names() -> dict[str, str]:
     """EVALSHA sha -> the script's name in the product."""
-    from orchestrator import lease, rollouts
+    from orchestrator.engine import lease, rollouts
 
     named = {"renew": lease._RENEW, "claim": lease._CLAIM, "release": lease._RELEASE,
              "persist": lease._PERSIST, "hand_over": lease._HANDOVER, "fill": rollouts._FILL,

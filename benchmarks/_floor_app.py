@@ -11,7 +11,7 @@ import time
 
 import redis
 
-from orchestrator.celery_app import make_celery
+from orchestrator.engine.celery_app import make_celery
 
 QUEUE = "floor"
 NOOP = "floor.noop"

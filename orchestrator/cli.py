@@ -313,7 +313,7 @@ def repair(box_id: str, json_out: bool) -> None:
 @policy_options
 def plan(box_type: str, canary: str, batch: str, max_failed: str, on_failure: str) -> None:
     """Print the plan of a rollout of BOX_TYPE now; changes nothing."""
-    from orchestrator.fleet import heartbeats
+    from orchestrator.engine.fleet import heartbeats
     from orchestrator.planner import make_plan
 
     c = coordinator()
@@ -482,8 +482,8 @@ def status(box_type: str, json_out: bool) -> None:
 @click.argument("box_type")
 def boxes(box_type: str) -> None:
     """The box type's auto scaling group joined with its workers: who runs what, flags."""
-    from orchestrator.aws_fleet import AsgFleet, aws_client, find_group, group_instances
-    from orchestrator.fleet import heartbeats
+    from orchestrator.engine.asg import AsgFleet, aws_client, find_group, group_instances
+    from orchestrator.engine.fleet import heartbeats
 
     c = coordinator()
     try:

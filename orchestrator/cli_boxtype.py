@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import click
 
-from orchestrator.aws.clients import AwsClients, connect
 from orchestrator.aws.desired import desired_state
 from orchestrator.aws.facts import check_inputs, gather
 from orchestrator.aws.plan import make_plan, plan_delete
@@ -15,6 +14,7 @@ from orchestrator.aws.provision import apply, scale
 from orchestrator.aws.state import Action, Facts, Plan, resource_name
 from orchestrator.aws.userdata import cloud_config, encode
 from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet, read_yaml
+from orchestrator.engine.aws import AwsClients, connect
 from orchestrator.errors import ConfigError
 from orchestrator.settings import CoordinatorSettings
 from schemas.boxfile import BoxSpec

@@ -11,16 +11,16 @@ from typing import Literal
 
 from celery import Celery
 
-from orchestrator.celery_app import make_celery
 from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
+from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.fleet import heartbeats
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.redisconn import RedisClient, connect
+from orchestrator.engine.releases import make_release
+from orchestrator.engine.rollouts import Rollouts
 from orchestrator.errors import ConfigError, DeployError, OrchestratorError
-from orchestrator.fleet import heartbeats
-from orchestrator.journal import Journal
 from orchestrator.planner import make_plan
-from orchestrator.redisconn import RedisClient, connect
 from orchestrator.registry import pin
-from orchestrator.releases import make_release
-from orchestrator.rollouts import Rollouts
 from orchestrator.settings import CoordinatorSettings
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem, check_box
@@ -163,7 +163,7 @@ class Coordinator:
             self.settings.fleet_source == "auto" and not aws_configured()
         ):
             return sorted(beats)
-        from orchestrator.aws_fleet import (
+        from orchestrator.engine.asg import (
             AsgFleet,
             aws_client,
             find_group,

@@ -1,14 +1,12 @@
-"""The rollout planner: a pure function of (release, fleet facts, policy) -> plan. No I/O."""
+"""The rollout planner: a pure function of (fleet, policy) -> plan. No I/O."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from orchestrator.errors import ConfigError
-from schemas.depgraph import dependents, start_order
-from schemas.release import Release
 from schemas.rollout import Plan, Policy
 
 _COUNT = re.compile(r"^\s*(\d+)\s*(%?)\s*$")
@@ -39,17 +37,3 @@ def make_plan(boxes: Sequence[str], policy: Policy) -> Plan:
         max_failed=resolve_count(policy.max_failed, total, what="max-failed", minimum=0),
         on_failure=policy.on_failure,
     )
-
-
-def box_changes(release: Release, running: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """(apps to swap, apps whose load balancer the box leaves), both in start order.
-
-    `running` maps app -> spec hash as the box reports it. A changed app's dependents leave
-    their load balancer too: swapping mongos under a serving gcweb breaks its requests.
-    """
-    graph = {a: s.depends for a, s in release.spec.apps.items()}
-    order = start_order(graph)
-    changed = {a for a in order if running.get(a) != release.spec_hash(a)}
-    affected = dependents(graph, changed)
-    lb = [a for a in order if a in affected and release.spec.apps[a].elb]
-    return [a for a in order if a in changed], lb

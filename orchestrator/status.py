@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.fleet import heartbeats
-from orchestrator.redisconn import RedisClient
+from orchestrator.engine.fleet import heartbeats
+from orchestrator.engine.redisconn import RedisClient
 from schemas.contract import Keys
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
-from orchestrator.events import stream_ms
-from orchestrator.rollouts import Rollouts
+from orchestrator.engine.events import stream_ms
+from orchestrator.engine.rollouts import Rollouts
 from schemas.rollout import Rollout
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import redis
 
-from orchestrator.redisconn import RedisClient
-from orchestrator.rollouts import Rollouts
+from orchestrator.engine.redisconn import RedisClient
+from orchestrator.engine.rollouts import Rollouts
 from schemas.contract import AppRunning, Heartbeat, Keys, Label
 from worker.decide import is_previous
 from worker.runtime import ContainerRuntime

@@ -10,13 +10,13 @@ import time
 import click
 from pydantic import ValidationError
 
-from orchestrator.celery_app import make_celery
+from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.events import Events
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.redisconn import connect
+from orchestrator.engine.releases import ReleaseStore
+from orchestrator.engine.rollouts import Rollouts
 from orchestrator.errors import OrchestratorError
-from orchestrator.events import Events
-from orchestrator.journal import Journal
-from orchestrator.redisconn import connect
-from orchestrator.releases import ReleaseStore
-from orchestrator.rollouts import Rollouts
 from schemas.contract import Keys, Outcome, StepRequest, StepResult, TaskName, queue_for
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.lease import Lease
+from orchestrator.engine.lease import Lease
 from schemas.contract import Outcome, StepRequest, StepResult, TaskName
 from schemas.release import Release
 from worker.steps import StepContext

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from orchestrator.engine.changes import box_changes
+from orchestrator.engine.events import Events
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.redisconn import RedisClient
+from orchestrator.engine.releases import ReleaseStore
+from orchestrator.engine.rollouts import Rollouts
 from orchestrator.errors import OrchestratorError, RegistryAuthFailed, RuntimeFailure
-from orchestrator.events import Events
-from orchestrator.journal import Journal
-from orchestrator.planner import box_changes
-from orchestrator.redisconn import RedisClient
-from orchestrator.releases import ReleaseStore
-from orchestrator.rollouts import Rollouts
 from schemas.contract import (
     CONTRACT_VERSION,
     Keys,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.aws.clients import AwsClients, call, pages
 from orchestrator.aws.state import (
     Facts,
     GroupFacts,
@@ -13,6 +12,7 @@ from orchestrator.aws.state import (
     resource_name,
     rules_of,
 )
+from orchestrator.engine.aws import AwsClients, call, pages
 from orchestrator.errors import ConfigError
 from schemas.checks import Problem
 from schemas.contract import BOX_TYPE_TAG

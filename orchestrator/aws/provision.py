@@ -8,7 +8,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from orchestrator.aws.clients import AwsClients, call, error_code
 from orchestrator.aws.facts import describe_group, group_facts
 from orchestrator.aws.state import (
     NEW_SECURITY_GROUP,
@@ -20,6 +19,7 @@ from orchestrator.aws.state import (
     resource_name,
     template_description,
 )
+from orchestrator.engine.aws import AwsClients, call, error_code
 from orchestrator.errors import ConfigError, ProvisioningFailed
 
 Params = dict[str, Any]

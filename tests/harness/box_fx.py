@@ -21,12 +21,12 @@ import pytest
 import yaml
 from celery import Celery
 
-from orchestrator.celery_app import make_celery
-from orchestrator.chains import box_chain
-from orchestrator.events import Events
-from orchestrator.journal import Journal
-from orchestrator.redisconn import RedisClient, connect
-from orchestrator.releases import ReleaseStore, make_release
+from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.chains import box_chain
+from orchestrator.engine.events import Events
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.redisconn import RedisClient, connect
+from orchestrator.engine.releases import ReleaseStore, make_release
 from schemas.boxfile import BoxSpec
 from schemas.contract import Keys, StepRequest, StepResult, TaskName
 from schemas.fleet import FleetSettings

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.celery_app import make_celery
-from orchestrator.lease import Lease
-from orchestrator.redisconn import connect
-from orchestrator.rollouts import Rollouts
+from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.lease import Lease
+from orchestrator.engine.redisconn import connect
+from orchestrator.engine.rollouts import Rollouts
 from schemas.contract import Keys
 from schemas.rollout import Plan, Rollout
 from tests.harness.redis_fx import ProductRedis

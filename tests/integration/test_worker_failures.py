@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import docker
 
-from orchestrator.chains import step
+from orchestrator.engine.chains import step
 from schemas.contract import Label, Outcome, TaskName
 from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages, wait_http
 from tests.harness.common import wait_for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.celery_app import make_celery
+from orchestrator.engine.celery_app import make_celery
 from schemas.contract import TaskName
 from worker.tasks import register_tasks
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.engine.changes import box_changes
+from orchestrator.engine.releases import make_release
 from orchestrator.errors import ConfigError
-from orchestrator.planner import box_changes, make_plan, resolve_count
-from orchestrator.releases import make_release
+from orchestrator.planner import make_plan, resolve_count
 from schemas.boxfile import BoxSpec
 from schemas.rollout import Policy
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.engine.releases import make_release
 from orchestrator.errors import RegistryAuthFailed, RuntimeFailure
-from orchestrator.releases import make_release
 from schemas.boxfile import BoxSpec, SecretRef
 from schemas.fleet import FleetSettings, RegistryAuth
 from schemas.release import Release

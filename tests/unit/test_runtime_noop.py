@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.releases import make_release
+from orchestrator.engine.releases import make_release
 from schemas.boxfile import BoxSpec
 from schemas.contract import Outcome
 from worker.runtime import ContainerRuntime

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.aws.clients import call
+from orchestrator.engine.aws import call
 from orchestrator.errors import LoadBalancerError
 from worker.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
 

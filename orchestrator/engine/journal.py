@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.redisconn import RedisClient
+from orchestrator.engine.redisconn import RedisClient
 from schemas.contract import Keys, Outcome, StepResult
 
 # Journals outlive their rollout for post-mortems, but not forever.

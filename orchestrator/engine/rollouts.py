@@ -8,12 +8,12 @@ from typing import Any
 
 from celery import Celery
 
-from orchestrator.chains import rollout_chain
-from orchestrator.events import Events
-from orchestrator.fleet import heartbeats
-from orchestrator.lease import Lease
-from orchestrator.redisconn import LuaScript, RedisClient
-from orchestrator.releases import ReleaseStore
+from orchestrator.engine.chains import rollout_chain
+from orchestrator.engine.events import Events
+from orchestrator.engine.fleet import heartbeats
+from orchestrator.engine.lease import Lease
+from orchestrator.engine.redisconn import LuaScript, RedisClient
+from orchestrator.engine.releases import ReleaseStore
 from schemas.contract import Keys, StepRequest
 from schemas.depgraph import start_order
 from schemas.rollout import Rollout, RolloutState
@@ -222,7 +222,7 @@ class Rollouts:
         group = self.status(rollout.id).get("asg")
         if not group or self.aws is None:
             return sorted(beats)
-        from orchestrator.aws_fleet import AsgFleet, aws_client, find_group, group_instances
+        from orchestrator.engine.asg import AsgFleet, aws_client, find_group, group_instances
 
         found = find_group(aws_client("autoscaling", *self.aws), rollout.box_type)
         if found is None:
@@ -370,7 +370,7 @@ class Rollouts:
         group = (st or self.status(rollout.id)).get("asg")
         if not group or self.aws is None:
             return
-        from orchestrator.aws_fleet import aws_client, resume
+        from orchestrator.engine.asg import aws_client, resume
 
         resume(aws_client("autoscaling", *self.aws), group)
         self.client.hdel(self.keys.rollout(rollout.id), "asg")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.redisconn import LuaScript, RedisClient
+from orchestrator.engine.redisconn import LuaScript, RedisClient
 from schemas.contract import Keys
 
 # Compare-and-act: only the owner renews, persists or releases.

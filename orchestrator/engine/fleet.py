@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.redisconn import RedisClient
+from orchestrator.engine.redisconn import RedisClient
 from schemas.contract import Heartbeat, Keys
 
 

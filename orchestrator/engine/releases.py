@@ -7,8 +7,8 @@ import time
 
 import redis
 
+from orchestrator.engine.redisconn import RedisClient
 from orchestrator.errors import ConfigError, ServiceUnavailable
-from orchestrator.redisconn import RedisClient
 from schemas.boxfile import BoxSpec
 from schemas.contract import Keys
 from schemas.fleet import FleetSettings

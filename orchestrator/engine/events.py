@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.redisconn import RedisClient
+from orchestrator.engine.redisconn import RedisClient
 from schemas.contract import Keys
 
 # Enough for weeks of history of a busy box type; trimmed approximately, which is cheap.
