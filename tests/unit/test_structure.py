@@ -43,7 +43,7 @@ def under(name: str, *prefixes: str) -> bool:
 
 def violations(package: str, allowed: tuple[str, ...], denied: tuple[str, ...] = ()) -> list[str]:
     out = []
-    for mod, path, tree in modules(package):
+    for _, path, tree in modules(package):
         for line, name in imports(tree):
             if under(name, *denied) or (ours(name) and not under(name, *allowed)):
                 out.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
@@ -114,7 +114,7 @@ def test_every_exception_class_lives_in_the_error_tree() -> None:
             for node in ast.walk(tree):
                 if not isinstance(node, ast.ClassDef) or (mod, node.name) in allowed:
                     continue
-                bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
                 if bases & (tree_names | {"Exception", "RuntimeError", "ValueError"}):
                     stray.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert stray == []
