@@ -24,12 +24,12 @@ BENCH_OWN = {"INFO", "CONFIG", "MONITOR", "CLIENT", "HELLO"}
 
 def script_names() -> dict[str, str]:
     """EVALSHA sha -> the script's name in the product."""
-    from orchestrator.engine import lease, rollouts
+    import orchestrator.engine.rollouts  # noqa: F401 - loads every script of the engine
+    from orchestrator.engine.redisconn import LuaScript
 
-    named = {"renew": lease._RENEW, "claim": lease._CLAIM, "release": lease._RELEASE,
-             "persist": lease._PERSIST, "hand_over": lease._HANDOVER, "fill": rollouts._FILL,
-             "finalize": rollouts._FINALIZE, "transition": rollouts._TRANSITION}
-    return {hashlib.sha1(s.source.encode()).hexdigest(): n for n, s in named.items()}
+    return {
+        hashlib.sha1(s.source.encode()).hexdigest(): n for n, s in LuaScript.loaded.items()
+    }
 
 
 def _heartbeat_side(cmd: str, args: list[str], prefix: str, scripts: dict[str, str]) -> bool:
@@ -42,7 +42,7 @@ def _heartbeat_side(cmd: str, args: list[str], prefix: str, scripts: dict[str, s
         return True  # reap_dead
     if cmd == "GET" and key.endswith(":active"):
         return True  # reap_dead
-    return cmd == "EVALSHA" and scripts.get(key) == "renew"
+    return cmd == "EVALSHA" and scripts.get(key) == "lease_renew"
 
 
 def attribute(monitor: Monitor, worker_ports: dict[int, int], prefix: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +12,12 @@ from celery import Celery
 
 from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
-from orchestrator.engine.fleet import heartbeats
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient, connect
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
-from orchestrator.errors import ConfigError, DeployError, OrchestratorError
+from orchestrator.engine.state import new_id
+from orchestrator.errors import ConfigError, DeployError, LeaseHeld
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
@@ -28,10 +27,6 @@ from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
-
-
-class LeaseHeld(DeployError):
-    """Another rollout holds the box type."""
 
 
 class PreflightFailed(DeployError):
@@ -105,18 +100,9 @@ class Coordinator:
         boxes: list[str] | None = None,
         skip_missing: bool = False,
     ) -> Rollout:
-        rollout_id = f"{box_type}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        rollout_id = new_id(box_type)
         self.take_lease(box_type, rollout_id, wait)
-        # Who holds the lease, and why, is answerable from the first moment.
-        self.client.hset(
-            self.keys.rollout(rollout_id),
-            mapping={
-                "state": "preflight",
-                "box_type": box_type,
-                "reason": reason,
-                "created": time.time(),
-            },
-        )
+        self.rollouts.states.open(rollout_id, box_type, reason)
         try:
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
@@ -125,13 +111,12 @@ class Coordinator:
                     f"(ORCHESTRATOR_BOX_TYPE={box_type}) and check `orchestrator status {box_type}`"
                 )
             self.preflight(rollout_id, box_type, release, fleet)
-            current = self.client.get(self.keys.current(box_type))
             rollout = Rollout(
                 id=rollout_id,
                 box_type=box_type,
                 release_id=release.id,
                 release_hash=release.hash,
-                previous_release=current.decode() if current else None,
+                previous_release=self.rollouts.states.current(box_type),
                 plan=make_plan(fleet, policy),
                 reason=reason,
                 created_by=getpass.getuser(),
@@ -140,9 +125,11 @@ class Coordinator:
                 kind=kind,
             )
             self.rollouts.create(rollout)
-        except OrchestratorError:
-            self.client.hset(self.keys.rollout(rollout_id), "ended", time.time())
-            self.rollouts.resume_group(_stub(rollout_id, box_type))
+        except Exception as exc:
+            # Nothing started: the lease and the group's processes are given back, whatever
+            # went wrong, and the record says why.
+            self.rollouts.states.refuse(rollout_id, f"{type(exc).__name__}: {exc}")
+            self.rollouts.resume_group(rollout_id)
             self.rollouts.lease.release(box_type, rollout_id)
             raise
         self.rollouts.events.emit(
@@ -156,51 +143,27 @@ class Coordinator:
         return rollout
 
     def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
-        """One rule: the box type's ASG InService instances if it has a group, else the
-        boxes with a live heartbeat. The group's replacing processes are suspended now."""
-        beats = heartbeats(self.client, self.keys, box_type)
-        if self.settings.fleet_source == "heartbeats" or (
-            self.settings.fleet_source == "auto" and not aws_configured()
-        ):
-            return sorted(beats)
-        from orchestrator.engine.asg import (
-            AsgFleet,
-            aws_client,
-            find_group,
-            group_instances,
-            suspend,
-        )
-
-        aws = (self.settings.aws_region, self.settings.aws_endpoint_url)
-        autoscaling = aws_client("autoscaling", *aws)
-        group = find_group(autoscaling, box_type)
-        if group is None:
-            if self.settings.fleet_source == "asg":
-                raise ConfigError(
-                    f"box type {box_type!r} has no auto scaling group tagged "
-                    f"orchestrator:box-type={box_type}"
-                )
-            return sorted(beats)
-        asg = AsgFleet(
-            group["AutoScalingGroupName"], group_instances(group, aws_client("ec2", *aws)), beats
-        )
-        self.client.hset(self.keys.rollout(rollout_id), "asg", asg.group)
-        suspend(autoscaling, asg.group)
-        if asg.strays:
+        """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
+        now, until the rollout ends."""
+        view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        if view.group is None:
+            return view.boxes
+        self.rollouts.suspend_group(rollout_id, view.group)
+        if view.strays:
             self.rollouts.events.emit(
                 box_type,
                 rollout=rollout_id,
                 step="fleet",
                 phase="end",
                 outcome="noop",
-                reason="not in the group, not deployed: " + ", ".join(asg.strays),
+                reason="not in the group, not deployed: " + ", ".join(view.strays),
             )
-        if asg.missing and not skip_missing:
+        if view.missing and not skip_missing:
             raise PreflightFailed(
-                f"{len(asg.missing)} InService instance(s) of {asg.group} have no live worker: "
-                f"{', '.join(asg.missing)}; start their workers, or --skip-missing"
+                f"{len(view.missing)} InService instance(s) of {view.group} have no live "
+                f"worker: {', '.join(view.missing)}; start their workers, or --skip-missing"
             )
-        return asg.boxes
+        return view.boxes
 
     def take_lease(self, box_type: str, rollout_id: str, wait: bool) -> None:
         while True:
@@ -280,24 +243,3 @@ def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpe
         return BoxSpec.model_validate(data)
     except ValueError as exc:
         raise ConfigError(f"--image: {exc}") from None
-
-
-def _stub(rollout_id: str, box_type: str) -> Rollout:
-    """Enough of a rollout to resume its group when it failed before being stored."""
-    from schemas.rollout import Plan
-
-    return Rollout(
-        id=rollout_id,
-        box_type=box_type,
-        release_id="",
-        release_hash="",
-        plan=Plan(boxes=[], canary=0, batch=1, max_failed=0),
-        created_at=time.time(),
-    )
-
-
-def aws_configured() -> bool:
-    """Credentials boto3 would use: without them, `auto` means live heartbeats only."""
-    import boto3
-
-    return boto3.Session().get_credentials() is not None

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import getpass
-import secrets
 import time
 from typing import TYPE_CHECKING
 
-from schemas.rollout import Plan, Rollout
+from orchestrator.engine.state import new_id
+from schemas.rollout import Plan, Rollout, RolloutState
 
 if TYPE_CHECKING:
     from orchestrator.coordinator import Coordinator
 
+PENDING = frozenset({RolloutState.ROLLBACK_PENDING})
+
 
 def maybe_roll_back(c: Coordinator, parent: Rollout) -> Rollout | None:
     """A rollback-pending rollout, with this coordinator attached: start its rollback."""
-    if c.rollouts.state(parent.id) != "rollback-pending":
+    states = c.rollouts.states
+    if states.state(parent.id) != RolloutState.ROLLBACK_PENDING:
         return None
     changed = sorted(
         b
@@ -28,14 +31,16 @@ def maybe_roll_back(c: Coordinator, parent: Rollout) -> Rollout | None:
             if parent.previous_release is None
             else ("no box was changed")
         )
-        c.client.hset(
-            c.keys.rollout(parent.id),
-            mapping={"state": "halted", "halt_reason": f"no rollback: {why}"},
+        states.move(
+            parent.id,
+            RolloutState.HALTED,
+            only_from=PENDING,
+            fields={"halt_reason": f"no rollback: {why}"},
         )
         c.rollouts.lease.release(parent.box_type, parent.id)
         return None
     child = Rollout(
-        id=f"{parent.box_type}-rollback-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}",
+        id=new_id(parent.box_type, "rollback"),
         box_type=parent.box_type,
         release_id=parent.previous_release,
         release_hash=c.rollouts.releases.get(parent.previous_release).hash,
@@ -57,7 +62,7 @@ def maybe_roll_back(c: Coordinator, parent: Rollout) -> Rollout | None:
     if not c.rollouts.lease.hand_over(parent.box_type, parent.id, child.id, c.settings.lease_ttl):
         return None
     c.rollouts.create(child)
-    c.client.hset(c.keys.rollout(parent.id), mapping={"state": "halted", "rollback": child.id})
+    states.move(parent.id, RolloutState.HALTED, only_from=PENDING, fields={"rollback": child.id})
     c.rollouts.events.emit(
         parent.box_type,
         rollout=child.id,

@@ -8,6 +8,7 @@ from typing import Any
 
 from orchestrator.engine.fleet import heartbeats
 from orchestrator.engine.redisconn import RedisClient
+from orchestrator.engine.state import RolloutStates
 from schemas.contract import Keys
 
 
@@ -46,8 +47,7 @@ class FleetReport:
 
 
 def fleet_status(client: RedisClient, keys: Keys, box_type: str) -> FleetReport:
-    current_raw = client.get(keys.current(box_type))
-    report = FleetReport(box_type, current_raw.decode() if current_raw else None)
+    report = FleetReport(box_type, RolloutStates(client, keys).current(box_type))
     releases: dict[str, Counter[str]] = {}
     for box_id, hb in sorted(heartbeats(client, keys, box_type).items()):
         lb = {k.decode(): v.decode() for k, v in client.hgetall(keys.lb_state(box_id)).items()}

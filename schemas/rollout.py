@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class RolloutState(StrEnum):
+    """Every state a rollout takes; orchestrator/engine/state.py holds the moves between them."""
+
+    PREFLIGHT = "preflight"  # lease taken, boxes asked whether they can take the release
     RUNNING = "running"
     PAUSED = "paused"
     HALTED = "halted"  # no new box starts; boxes in flight finish
-    ROLLING_BACK = "rolling-back"
-    ROLLBACK_PENDING = "rollback-pending"
+    ROLLBACK_PENDING = "rollback-pending"  # halted, waiting for its rollback to be started
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ABORTED = "aborted"

@@ -5,37 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.engine.redisconn import LuaScript, RedisClient
+from orchestrator.engine.state import MOVING
 from schemas.contract import Keys
 
 # Compare-and-act: only the owner renews, persists or releases.
-_OWNER = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('{}', KEYS[1]{}) end return 0"
-)
-_RENEW = LuaScript(_OWNER.format("PEXPIRE", ", ARGV[2]"))
-_PERSIST = LuaScript(_OWNER.format("PERSIST", ""))
-_RELEASE = LuaScript(_OWNER.format("DEL", ""))
-_HANDOVER = LuaScript("""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-""")
+_RENEW = LuaScript.load("lease_renew")
+_PERSIST = LuaScript.load("lease_persist")
+_RELEASE = LuaScript.load("lease_release")
+_HANDOVER = LuaScript.load("lease_hand_over")
 # Claim: lease owner, rollout state and a fresh token, in one step (protocol rule 3).
-_CLAIM = LuaScript("""
-local held = redis.call('GET', KEYS[1])
-if held ~= ARGV[1] then
-  return {0, 'the box type lease is held by ' .. (held or 'nobody') .. ', not this rollout'}
-end
-local state = redis.call('HGET', KEYS[2], 'state')
-if state ~= 'running' and state ~= 'rolling-back' then
-  return {0, 'the rollout is ' .. tostring(state)}
-end
-local t = redis.call('HGET', KEYS[5], ARGV[2])
-if t then return {1, t} end
-t = redis.call('INCR', KEYS[3])
-redis.call('SET', KEYS[4], t)
-redis.call('HSET', KEYS[5], ARGV[2], t)
-return {1, tostring(t)}
-""")
+_CLAIM = LuaScript.load("claim")
 
 
 @dataclass(frozen=True)
@@ -100,7 +79,7 @@ class Lease:
                 self.keys.box_token(box_id),
                 self.keys.rollout_part(rollout_id, "tokens"),
             ],
-            [rollout_id, box_id],
+            [rollout_id, box_id, *sorted(MOVING)],
         )
         text = value.decode() if isinstance(value, bytes) else str(value)
         return Claim(True, int(text)) if ok else Claim(False, reason=text)

@@ -78,9 +78,9 @@ class ReleaseStore:
             )
         return release
 
-    def set_current(self, release: Release) -> None:
-        self.client.set(self.keys.current(release.box_type), release.id)
-
     def current(self, box_type: str) -> Release | None:
-        rid = self.client.get(self.keys.current(box_type))
-        return self.get(rid.decode() if isinstance(rid, bytes) else str(rid)) if rid else None
+        """The box type's current release (engine/state.py owns the pointer)."""
+        from orchestrator.engine.state import RolloutStates
+
+        rid = RolloutStates(self.client, self.keys).current(box_type)
+        return self.get(rid) if rid else None

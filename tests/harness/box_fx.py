@@ -27,6 +27,7 @@ from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient, connect
 from orchestrator.engine.releases import ReleaseStore, make_release
+from orchestrator.engine.state import RolloutStates
 from schemas.boxfile import BoxSpec
 from schemas.contract import Keys, StepRequest, StepResult, TaskName
 from schemas.fleet import FleetSettings
@@ -198,6 +199,10 @@ class DeployKit:
         release = make_release(self.box_type, spec, images, fleet, reason="test")
         self.releases.put(release)
         return release
+
+    def set_current(self, release: Release) -> None:
+        """Make `release` the box type's last successful one (as a rollout's end does)."""
+        RolloutStates(self.client, self.keys).set_current(release.box_type, release.id)
 
     def request(self, release: Release, box_id: str, *, token: int = 1,
                 changed: list[str] | None = None, lb: list[str] | None = None,

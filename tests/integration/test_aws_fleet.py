@@ -76,7 +76,7 @@ def test_a_fresh_box_converges_then_registers_only_when_healthy(
     name, instance = target_group
     image = pushed_images.v1 if healthy else pushed_images.broken
     release = deploy.release(BOOT_YML, {"web": image}, repo=pushed_images.repo)
-    deploy.releases.set_current(release)  # the box type's last successful release
+    deploy.set_current(release)  # the box type's last successful release
 
     (box,) = box_workers.start(1, start=False, extra_env=aws_env(aws))
     box.box_id = instance
@@ -218,7 +218,7 @@ def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
 ) -> None:
     name, instance = target_group
     v1 = deploy.release(GUARDED_YML, {"web": pushed_images.v1}, repo=pushed_images.repo)
-    deploy.releases.set_current(v1)
+    deploy.set_current(v1)
     (box,) = box_workers.start(1, start=False, extra_env=aws_env(aws))
     box.box_id = box.env["ORCHESTRATOR_BOX_ID"] = instance
     box.start()

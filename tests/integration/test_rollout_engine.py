@@ -12,7 +12,7 @@ from orchestrator.engine.lease import Lease
 from orchestrator.engine.redisconn import connect
 from orchestrator.engine.rollouts import Rollouts
 from schemas.contract import Keys
-from schemas.rollout import Plan, Rollout
+from schemas.rollout import Plan, Rollout, RolloutState
 from tests.harness.redis_fx import ProductRedis
 
 
@@ -96,7 +96,7 @@ def test_a_stale_claim_is_refused(engine: NoLaunch) -> None:
     assert got.ok and got.token == 1
     assert engine.lease.claim("web", r.id, "b1").token == 1  # a duplicate chain: same token
     assert not engine.lease.claim("web", "someone-else", "b1").ok
-    engine.transition(r.id, "paused", "running")
+    engine.states.move(r.id, RolloutState.PAUSED, only_from=frozenset({RolloutState.RUNNING}))
     refused = engine.lease.claim("web", r.id, "b2")
     assert not refused.ok and "paused" in refused.reason
 

@@ -1,0 +1,263 @@
+"""Commands that start or follow rollouts: rollout, rollback, repair, plan, watch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from orchestrator.engine.fleet import heartbeat
+from orchestrator.errors import ConfigError, RolloutNotSucceeded
+from orchestrator.settings import CoordinatorSettings
+from orchestrator.watch import watch
+from schemas.rollout import Policy, Rollout, RolloutState
+
+if TYPE_CHECKING:
+    from orchestrator.coordinator import Coordinator
+
+
+POLICY_OPTIONS = [
+    click.option(
+        "--canary",
+        default="1",
+        show_default=True,
+        help="Boxes in the canary wave (N or N%); nothing else starts until it is done.",
+    ),
+    click.option(
+        "--batch",
+        default="1",
+        show_default=True,
+        help="Boxes in flight after the canary (N or N%).",
+    ),
+    click.option(
+        "--max-failed",
+        default="0",
+        show_default=True,
+        help="Failed boxes tolerated before halting (N or N%).",
+    ),
+    click.option(
+        "--on-failure",
+        type=click.Choice(["halt", "rollback", "continue"]),
+        default="halt",
+        show_default=True,
+        help="halt: no new box starts; rollback: halt, then return the changed boxes "
+        "to the current release; continue: go on within --max-failed.",
+    ),
+]
+
+
+def policy_options(f: Any) -> Any:
+    for option in reversed(POLICY_OPTIONS):
+        f = option(f)
+    return f
+
+
+def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        app, sep, ref = pair.partition("=")
+        if not sep or not app or not ref:
+            raise ConfigError(f"--image {pair!r}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
+        out[app] = ref
+    return out
+
+
+def coordinator() -> Coordinator:
+    from orchestrator.coordinator import Coordinator
+
+    return Coordinator.connect(CoordinatorSettings())
+
+
+@click.command()
+@click.argument("box_type")
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="APP=REF",
+    help="Deploy this image for APP (repeatable); pinned to a digest now.",
+)
+@click.option("--reason", default="", help="Why: shown in lock status and history.")
+@click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+@click.option(
+    "--skip-missing",
+    is_flag=True,
+    help="Deploy the group's instances that have a worker; skip those without one.",
+)
+@policy_options
+def rollout(
+    box_type: str,
+    images: tuple[str, ...],
+    reason: str,
+    wait: bool,
+    json_out: bool,
+    skip_missing: bool,
+    canary: str,
+    batch: str,
+    max_failed: str,
+    on_failure: str,
+) -> None:
+    """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.
+
+    Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed).
+    """
+    policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    c = coordinator()
+    try:
+        release = c.make_release(box_type, parse_images(images), reason)
+        started = c.start(
+            box_type, release, policy, reason=reason, wait=wait, skip_missing=skip_missing
+        )
+        click.echo(
+            f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",
+            err=True,
+        )
+        state = follow(c, started, json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"rollout {started.id} ended {state}")
+
+
+def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
+    from orchestrator.rollback import maybe_roll_back
+
+    state = watch(c.rollouts, started, json_out=json_out, interval=c.settings.watch_interval)
+    child = maybe_roll_back(c, started)
+    if child is not None:
+        click.echo(f"rollback {child.id}: returning changed boxes to {child.release_id}", err=True)
+        watch(c.rollouts, child, json_out=json_out, interval=c.settings.watch_interval)
+    return state
+
+
+@click.command()
+@click.argument("box_type")
+@click.option("--to", "to_release", default=None, help="A release id (default: the current one).")
+@click.option("--reason", default="", help="Why: shown in lock status and history.")
+@click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+@policy_options
+def rollback(
+    box_type: str,
+    to_release: str | None,
+    reason: str,
+    wait: bool,
+    json_out: bool,
+    canary: str,
+    batch: str,
+    max_failed: str,
+    on_failure: str,
+) -> None:
+    """Return BOX_TYPE's fleet to its current (last successful) release, or --to RELEASE."""
+    from orchestrator.rollback import maybe_roll_back
+
+    c = coordinator()
+    try:
+        holder, _ = c.rollouts.lease.holder(box_type)
+        pending = holder and c.rollouts.state(holder) == RolloutState.ROLLBACK_PENDING
+        if pending and holder and not to_release:
+            # A rollout waiting for someone to run its rollback: this is that someone.
+            child = maybe_roll_back(c, c.rollouts.get(holder))
+            if child is not None:
+                state = watch(
+                    c.rollouts, child, json_out=json_out, interval=c.settings.watch_interval
+                )
+                if state != "succeeded":
+                    raise RolloutNotSucceeded(f"rollback {child.id} ended {state}")
+                return
+        target = to_release or c.rollouts.states.current(box_type)
+        if not target:
+            raise ConfigError(
+                f"{box_type} has no successful release yet: nothing to return to "
+                "(see `orchestrator history`)"
+            )
+        release = c.rollouts.releases.get(target)
+        if release.box_type != box_type:
+            raise ConfigError(f"release {target} is of box type {release.box_type}, not {box_type}")
+        policy = Policy(
+            canary=canary,
+            batch=batch,
+            max_failed=max_failed,
+            on_failure="halt" if on_failure == "rollback" else on_failure,
+        )
+        started = c.start(
+            box_type,
+            release,
+            policy,
+            reason=reason or f"rollback to {target}",
+            wait=wait,
+            kind="rollback",
+        )
+        state = follow(c, started, json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"rollback {started.id} ended {state}")
+
+
+@click.command()
+@click.argument("box_id")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+def repair(box_id: str, json_out: bool) -> None:
+    """Restore and rejoin one box: a one-box rollout to its type's current release."""
+    c = coordinator()
+    try:
+        beat = heartbeat(c.client, c.keys, box_id)
+        if beat is None:
+            raise ConfigError(f"box {box_id} has no live heartbeat: start its worker first")
+        box_type = beat.box_type
+        current = c.rollouts.states.current(box_type)
+        if not current:
+            raise ConfigError(f"{box_type} has no successful release to repair {box_id} to")
+        started = c.start(
+            box_type,
+            c.rollouts.releases.get(current),
+            Policy(),
+            reason=f"repair {box_id}",
+            kind="repair",
+            boxes=[box_id],
+        )
+        state = follow(c, started, json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"repair {started.id} ended {state}")
+
+
+@click.command()
+@click.argument("box_type")
+@policy_options
+def plan(box_type: str, canary: str, batch: str, max_failed: str, on_failure: str) -> None:
+    """Print the plan of a rollout of BOX_TYPE now; changes nothing."""
+    from orchestrator.planner import make_plan
+
+    c = coordinator()
+    try:
+        fleet = c.rollouts.fleet_of(box_type, c.settings.fleet_source).boxes
+        p = make_plan(
+            fleet, Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+        )
+    finally:
+        c.close()
+    click.echo(
+        f"{box_type}: {len(p.boxes)} boxes; canary {p.canary} "
+        f"({', '.join(p.canary_boxes) or 'none'}), then {p.batch} at a time; "
+        f"halt after {p.max_failed + 1} failed; on failure: {p.on_failure}"
+    )
+    for i, box in enumerate(p.boxes):
+        click.echo(f"  {i + 1:>4}. {box}{'  (canary)' if i < p.canary else ''}")
+
+
+@click.command("watch")
+@click.argument("rollout_id")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
+def watch_cmd(rollout_id: str, json_out: bool) -> None:
+    """Re-attach to a rollout (it runs on without any coordinator)."""
+    c = coordinator()
+    try:
+        state = follow(c, c.rollouts.get(rollout_id), json_out)
+    finally:
+        c.close()
+    if state != "succeeded":
+        raise RolloutNotSucceeded(f"rollout {rollout_id} ended {state}")
