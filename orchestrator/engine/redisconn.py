@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from orchestrator.errors import ServiceUnavailable
 
@@ -15,16 +20,55 @@ else:
     RedisClient = redis.Redis
 
 
-def connect(url: str, *, check: bool = True) -> RedisClient:
-    """A client for `url`; with `check`, fail now (naming the URL) if Redis does not answer."""
-    client: RedisClient = redis.Redis.from_url(url, socket_timeout=10, health_check_interval=30)
-    if check:
+# A blip (a restart, a failover) is retried inside every command, with backoff: about 2 s.
+_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:password|passwd|pass|pwd|token|secret)=)[^&\s]*", re.IGNORECASE
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every URL password (user info, or a `password=` parameter) shown as ***."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def connect(
+    url: str,
+    *,
+    check: bool = True,
+    wait: float = 0.0,
+    say: Callable[[str], None] | None = None,
+) -> RedisClient:
+    """A client for `url` that retries blips itself. With `check`, Redis must answer now, or
+    within `wait` seconds (each retry `say`s what it waits for); else ServiceUnavailable."""
+    client: RedisClient = redis.Redis.from_url(
+        url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry=_RETRY,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+    if not check:
+        return client
+    deadline = time.monotonic() + wait
+    pause = 0.5
+    while True:
         try:
             client.ping()
+            return client
         except redis.RedisError as exc:
-            client.close()
-            raise ServiceUnavailable(f"Redis at {url} does not answer: {exc}") from exc
-    return client
+            left = deadline - time.monotonic()
+            if left <= 0:
+                client.close()
+                raise ServiceUnavailable(
+                    f"Redis at {redact(url)} does not answer: {redact(str(exc))}"
+                ) from None
+            if say is not None:
+                say(f"waiting for Redis at {redact(url)} ({redact(str(exc))}); {left:.0f}s left")
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
 
 
 # The engine's Lua scripts, one file each, beside this module.
