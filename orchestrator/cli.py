@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import click
+import kombu.exceptions
+import redis
 
 from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
-from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.engine.redisconn import redact
+from orchestrator.errors import ConfigError, OrchestratorError, ServiceUnavailable
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings
@@ -125,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     except OrchestratorError as exc:
         if verbose:
             raise
-        click.echo(f"ERROR ({type(exc).__name__}): {exc}", err=True)
+        click.echo(f"ERROR ({type(exc).__name__}): {redact(str(exc))}", err=True)
         return exc.exit_code
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+        # The coordinator's one boundary for a Redis lost mid-command (retries are spent).
+        if verbose:
+            raise
+        lost = ServiceUnavailable(f"Redis does not answer: {redact(str(exc))}")
+        click.echo(f"ERROR (ServiceUnavailable): {lost}", err=True)
+        return lost.exit_code
     return 0
 
 

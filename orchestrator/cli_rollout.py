@@ -65,7 +65,7 @@ def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
 def coordinator() -> Coordinator:
     from orchestrator.coordinator import Coordinator
 
-    return Coordinator.connect(CoordinatorSettings())
+    return Coordinator.connect(CoordinatorSettings(), say=lambda m: click.echo(m, err=True))
 
 
 @click.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ from celery import Celery
 from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.journal import Journal
-from orchestrator.engine.redisconn import RedisClient, connect
+from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
@@ -42,8 +43,12 @@ class Coordinator:
     rollouts: Rollouts
 
     @classmethod
-    def connect(cls, settings: CoordinatorSettings) -> Coordinator:
-        client = connect(settings.redis_url)
+    def connect(
+        cls, settings: CoordinatorSettings, say: Callable[[str], None] | None = None
+    ) -> Coordinator:
+        client = connect(settings.redis_url, wait=settings.redis_wait, say=say)
+        if say is not None and (warning := volatility(client, settings.redis_url)):
+            say(warning)
         keys = Keys(settings.key_prefix)
         app = make_celery(settings.broker_url)
         engine = Rollouts(

@@ -21,6 +21,9 @@ class CoordinatorSettings(BaseSettings):
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
     redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
     key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
+    redis_wait: float = Field(
+        10.0, ge=0, description="Seconds a command waits for Redis to answer before giving up"
+    )
     lease_ttl: float = Field(60.0, gt=0, description="Lease TTL while a rollout is renewed")
     slot_ttl: float = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
     preflight_timeout: float = Field(120.0, gt=0, description="Seconds for every box's preflight")

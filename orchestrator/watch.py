@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TextIO
 
+import redis
+
 from orchestrator.engine.events import stream_ms
+from orchestrator.engine.redisconn import redact
 from orchestrator.engine.rollouts import Rollouts
 from schemas.rollout import Rollout
 
@@ -84,35 +87,23 @@ def watch(
 ) -> str:
     """Follow the rollout to its final state and return it (the rollout never needs this)."""
     started = time.time()
-    # Start at the rollout's own first event: the stream holds every rollout of the type.
-    after = f"{int(rollout.created_at * 1000) - 1}-0"
     board = LiveBoard(err) if not json_out and err.isatty() else None
-    while True:
-        for sid, e in engine.events.read(rollout.box_type, after=after):
-            after = sid
-            if e.get("rollout") != rollout.id:
-                continue
-            if json_out:
-                out.write(json.dumps({"id": sid, **e}) + "\n")
-                out.flush()
-            elif board is not None:
-                board.update(sid, e)
-            else:
-                err.write(plain_line(sid, e) + "\n")
-                err.flush()
-        st = engine.status(rollout.id)
-        if "ended" in st:
-            break
-        if engine.inflight(rollout.id):
-            # Watchers renew only while something is in flight (protocol rule 6).
-            engine.lease.renew(rollout.box_type, rollout.id, engine.lease_ttl)
-            engine.reap_dead(rollout.box_type)
-        if on_tick:
-            on_tick()
-        time.sleep(interval)
-    if board is not None:
-        board.stop()
-    st = engine.status(rollout.id)
+
+    def show(sid: str, e: dict[str, str]) -> None:
+        if json_out:
+            out.write(json.dumps({"id": sid, **e}) + "\n")
+            out.flush()
+        elif board is not None:
+            board.update(sid, e)
+        else:
+            err.write(plain_line(sid, e) + "\n")
+            err.flush()
+
+    try:
+        st = follow(engine, rollout, show, err, interval, on_tick)
+    finally:
+        if board is not None:
+            board.stop()
     summary = {
         "rollout": rollout.id,
         "box_type": rollout.box_type,
@@ -126,17 +117,71 @@ def watch(
         "seconds": round(float(st.get("ended", time.time())) - rollout.created_at, 1),
         "watched_seconds": round(time.time() - started, 1),
     }
-    if json_out:
-        out.write(json.dumps({"summary": summary}) + "\n")
-    else:
-        verb = "Finished" if summary["state"] == "succeeded" else f"Rollout {summary['state']}:"
-        line = (
-            f"{verb} {rollout.box_type} release {rollout.release_id} on "
-            f"{summary['boxes']} boxes in {summary['seconds']} s "
-            f"({summary['ok']} ok, {summary['failed']} failed, "
-            f"{summary['cancelled']} not started)"
-        )
-        if summary["reason"]:
-            line += f"; {summary['reason']}"
-        out.write(line + "\n")
+    out.write(summary_text(rollout, summary, json_out) + "\n")
     return str(summary["state"])
+
+
+def follow(
+    engine: Rollouts,
+    rollout: Rollout,
+    show: Callable[[str, dict[str, str]], None],
+    err: TextIO,
+    interval: float,
+    on_tick: Callable[[], None] | None,
+) -> dict[str, str]:
+    """Show the rollout's events until it ends; its record at the end. Losing Redis only
+    pauses this watcher: the rollout goes on without it, and it re-attaches by itself."""
+    # Start at the rollout's own first event: the stream holds every rollout of the type.
+    after = f"{int(rollout.created_at * 1000) - 1}-0"
+    lost = False
+    while True:
+        try:
+            for sid, e in engine.events.read(rollout.box_type, after=after):
+                after = sid
+                if e.get("rollout") == rollout.id:
+                    show(sid, e)
+            st = engine.status(rollout.id)
+            if st and "ended" not in st and engine.inflight(rollout.id):
+                # Watchers renew only while something is in flight (protocol rule 6).
+                engine.lease.renew(rollout.box_type, rollout.id, engine.lease_ttl)
+                engine.reap_dead(rollout.box_type)
+        except redis.RedisError as exc:
+            if not lost:
+                err.write(
+                    f"lost Redis ({redact(str(exc))}): rollout {rollout.id} goes on without "
+                    "this watcher, which re-attaches when Redis answers again\n"
+                )
+                lost = True
+            time.sleep(max(interval, 1.0))
+            continue
+        if lost:
+            err.write("Redis answers again: re-attached\n")
+            lost = False
+        if not st:
+            return {"state": "lost", "halt_reason": LOST}
+        if "ended" in st:
+            return st
+        if on_tick:
+            on_tick()
+        time.sleep(interval)
+
+
+LOST = (
+    "its record is gone (Redis lost its data): each box finishes what it started by itself; "
+    "see `orchestrator status` for what runs where"
+)
+
+
+def summary_text(rollout: Rollout, summary: Mapping[str, object], json_out: bool) -> str:
+    if json_out:
+        return json.dumps({"summary": summary})
+    verb = "Finished" if summary["state"] == "succeeded" else f"Rollout {summary['state']}:"
+    line = (
+        f"{verb} {rollout.box_type} release {rollout.release_id} on "
+        f"{summary['boxes']} boxes in {summary['seconds']} s "
+        f"({summary['ok']} ok, {summary['failed']} failed, "
+        f"{summary['cancelled']} not started)"
+    )
+    if summary["reason"]:
+        line += f"; {summary['reason']}"
+    return line

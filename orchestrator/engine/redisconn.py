@@ -71,6 +71,22 @@ def connect(
             pause = min(pause * 2, 5.0)
 
 
+def volatility(client: RedisClient, url: str) -> str:
+    """A loud warning when the state Redis keeps no append-only file; '' when it does."""
+    try:
+        persistence = client.info("persistence")
+    except redis.RedisError:
+        return ""  # INFO denied (ACL) or gone: the next command says what is wrong
+    if int(persistence.get("aof_enabled", 0)):
+        return ""
+    return (
+        f"WARNING: the state Redis at {redact(url)} keeps no append-only file "
+        "(appendonly no): a restart loses leases, rollouts, journals and fencing tokens "
+        "(boxes then finish from their own records, but history is gone). "
+        "Run it with `appendonly yes` and `appendfsync everysec`."
+    )
+
+
 # The engine's Lua scripts, one file each, beside this module.
 LUA_DIR = Path(__file__).with_name("lua")
 

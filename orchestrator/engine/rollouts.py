@@ -117,8 +117,9 @@ class Rollouts:
         for started in fill.started:
             self.launch(rollout, started)
         if fill.kind == "drained":
-            if fill.state in MOVING:
+            if fill.state in MOVING and rollout.kind == "rollout":
                 # Boxes that joined the fleet meanwhile get chains before the rollout ends.
+                # A rollback or a repair runs on exactly the boxes it announced.
                 planned = set(rollout.plan.boxes) | set(self.done(rollout.id))
                 newcomers = sorted(set(self.fleet(rollout)) - planned)
                 if newcomers:
