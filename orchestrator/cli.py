@@ -10,8 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
-from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.config import find_fleet, load_box, load_fleet
+from orchestrator.errors import (
+    ConfigError,
+    InvalidFile,
+    LeaseHeld,
+    OrchestratorError,
+    RolloutNotSucceeded,
+)
 from orchestrator.settings import CoordinatorSettings
 from orchestrator.watch import watch
 from schemas.rollout import Policy, Rollout
@@ -372,7 +378,7 @@ def resume(rollout_id: str) -> None:
         r = c.rollouts.get(rollout_id)
         holder, _ = c.rollouts.lease.holder(r.box_type)
         if holder not in (None, rollout_id):
-            raise LeaseHeldError(c.describe_holder(r.box_type, holder))
+            raise LeaseHeld(c.describe_holder(r.box_type, holder))
         if holder is None and c.rollouts.lease.acquire(
             r.box_type, rollout_id, c.settings.lease_ttl
         ):
@@ -550,14 +556,6 @@ def history(box_type: str, limit: int) -> None:
             )
     finally:
         c.close()
-
-
-class RolloutNotSucceeded(OrchestratorError):
-    """The rollout ended in another state than succeeded (exit 1)."""
-
-
-class LeaseHeldError(OrchestratorError):
-    """Another rollout holds the box type."""
 
 
 def _register_groups() -> None:

@@ -11,14 +11,21 @@ from typing import Literal
 
 from celery import Celery
 
-from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
+from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.fleet import heartbeats
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient, connect
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
-from orchestrator.errors import ConfigError, DeployError, OrchestratorError
+from orchestrator.errors import (
+    ConfigError,
+    DeployError,
+    InvalidFile,
+    LeaseHeld,
+    OrchestratorError,
+    PreflightFailed,
+)
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
@@ -28,14 +35,6 @@ from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
-
-
-class LeaseHeld(DeployError):
-    """Another rollout holds the box type."""
-
-
-class PreflightFailed(DeployError):
-    """Some boxes can't take the release; nothing was changed."""
 
 
 @dataclass
