@@ -488,7 +488,8 @@ def status(box_type: str, json_out: bool) -> None:
 @click.argument("box_type")
 def boxes(box_type: str) -> None:
     """The box type's auto scaling group joined with its workers: who runs what, flags."""
-    from orchestrator.engine.asg import AsgFleet, aws_client, find_group, group_instances
+    from orchestrator.engine.asg import AsgFleet, find_group, group_instances
+    from orchestrator.engine.aws import aws_client
     from orchestrator.engine.fleet import heartbeats
 
     c = coordinator()

@@ -162,13 +162,8 @@ class Coordinator:
             self.settings.fleet_source == "auto" and not aws_configured()
         ):
             return sorted(beats)
-        from orchestrator.engine.asg import (
-            AsgFleet,
-            aws_client,
-            find_group,
-            group_instances,
-            suspend,
-        )
+        from orchestrator.engine.asg import AsgFleet, find_group, group_instances, suspend
+        from orchestrator.engine.aws import aws_client
 
         aws = (self.settings.aws_region, self.settings.aws_endpoint_url)
         autoscaling = aws_client("autoscaling", *aws)
@@ -297,6 +292,6 @@ def _stub(rollout_id: str, box_type: str) -> Rollout:
 
 def aws_configured() -> bool:
     """Credentials boto3 would use: without them, `auto` means live heartbeats only."""
-    import boto3
+    from orchestrator.engine.aws import has_credentials
 
-    return boto3.Session().get_credentials() is not None
+    return has_credentials()

@@ -222,7 +222,8 @@ class Rollouts:
         group = self.status(rollout.id).get("asg")
         if not group or self.aws is None:
             return sorted(beats)
-        from orchestrator.engine.asg import AsgFleet, aws_client, find_group, group_instances
+        from orchestrator.engine.asg import AsgFleet, find_group, group_instances
+        from orchestrator.engine.aws import aws_client
 
         found = find_group(aws_client("autoscaling", *self.aws), rollout.box_type)
         if found is None:
@@ -370,7 +371,8 @@ class Rollouts:
         group = (st or self.status(rollout.id)).get("asg")
         if not group or self.aws is None:
             return
-        from orchestrator.engine.asg import aws_client, resume
+        from orchestrator.engine.asg import resume
+        from orchestrator.engine.aws import aws_client
 
         resume(aws_client("autoscaling", *self.aws), group)
         self.client.hdel(self.keys.rollout(rollout.id), "asg")
