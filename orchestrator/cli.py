@@ -10,9 +10,9 @@ import click
 import kombu.exceptions
 import redis
 
-from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
+from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.redisconn import redact
-from orchestrator.errors import ConfigError, OrchestratorError, ServiceUnavailable
+from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, ServiceUnavailable
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings

@@ -13,9 +13,9 @@ from orchestrator.aws.plan import make_plan, plan_delete
 from orchestrator.aws.provision import apply, scale
 from orchestrator.aws.state import Action, Facts, Plan, resource_name
 from orchestrator.aws.userdata import cloud_config, encode
-from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet, read_yaml
+from orchestrator.config import find_fleet, load_box, load_fleet, read_yaml
 from orchestrator.engine.aws import AwsClients, connect
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, InvalidFile
 from orchestrator.settings import CoordinatorSettings
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem

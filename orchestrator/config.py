@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import InvalidFile
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem, check_box
 from schemas.fleet import FleetSettings
@@ -18,26 +18,6 @@ from schemas.fleet import FleetSettings
 M = TypeVar("M", bound=BaseModel)
 
 FLEET_FILE = "fleet.yml"
-
-
-class InvalidFile(ConfigError):
-    """A file that can't be used; every problem is listed with its field path."""
-
-    def __init__(self, path: str, problems: list[Problem], lines: dict[str, int] | None = None):
-        self.path = path
-        self.problems = problems
-        lines = lines or {}
-
-        def where(p: Problem) -> str:
-            # A normalised path (ports given as a mapping) may have no line: use its parent's.
-            key = p.path
-            while key and key not in lines:
-                parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
-                key = "" if parent == key else parent
-            line = lines.get(key)
-            return f"{path}:{line}" if line else path
-
-        super().__init__("\n".join(f"{where(p)}: {p}" for p in problems))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

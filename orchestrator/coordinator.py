@@ -11,14 +11,14 @@ from typing import Literal
 
 from celery import Celery
 
-from orchestrator.config import InvalidFile, find_fleet, load_box, load_fleet
+from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
-from orchestrator.errors import ConfigError, DeployError, LeaseHeld
+from orchestrator.errors import ConfigError, DeployError, InvalidFile, LeaseHeld, PreflightFailed
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
@@ -28,10 +28,6 @@ from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
-
-
-class PreflightFailed(DeployError):
-    """Some boxes can't take the release; nothing was changed."""
 
 
 @dataclass

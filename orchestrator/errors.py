@@ -2,20 +2,31 @@
 
 OrchestratorError
 ├── ConfigError              bad box.yml / fleet.yml / settings / CLI input (exit 2)
-│   └── IllegalTransition    a rollout can't make that move from its state (state.py)
+│   ├── InvalidFile          a box or fleet file's problems, each with its field path
+│   ├── IllegalTransition    a rollout can't make that move from its state (engine/state.py)
+│   └── ReleaseMismatch      a release in Redis does not match the hash a task carries
 ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
-├── RolloutNotSucceeded      a rollout (or a check like `status`) ended other than ok
+├── RolloutNotSucceeded      a rollout, rollback or repair ended in another state (exit 1)
 └── DeployError              a deploy step could not do its job (exit 1)
     ├── HealthCheckFailed    new containers never proved healthy
     ├── LoadBalancerError    leaving or joining a load balancer failed
     ├── RuntimeFailure       the container runtime refused an action
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
-    ├── LeaseHeld            another rollout holds the box type
     ├── LeaseLost            this rollout no longer owns its box type
-    └── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
+    ├── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
+    │
+    │   the coordinator's refusals (the rollout start, `resume`):
+    ├── LeaseHeld            another rollout holds the box type
+    └── PreflightFailed      some boxes can't take the release; nothing was changed
 """
 
 from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.checks import Problem
 
 
 class OrchestratorError(Exception):
@@ -38,10 +49,6 @@ class ServiceUnavailable(OrchestratorError):
     """A service we depend on (Redis, Docker, a registry, AWS) did not answer."""
 
 
-class RolloutNotSucceeded(OrchestratorError):
-    """The rollout ended in another state than succeeded (exit 1)."""
-
-
 class DeployError(OrchestratorError):
     """A deploy step failed; the box's own outcome says what was put back."""
 
@@ -62,13 +69,48 @@ class RegistryAuthFailed(RuntimeFailure):
     """A registry refused to serve an image: credentials missing or wrong (never shown)."""
 
 
-class LeaseHeld(DeployError):
-    """Another rollout holds the box type: its id, state, age and reason are named."""
-
-
 class LeaseLost(DeployError):
     """The rollout no longer owns the box type's lease."""
 
 
 class ProvisioningFailed(DeployError):
     """AWS refused a change to a box type's template, group, policies or security group."""
+
+
+# -- the coordinator side: input files, releases, the rollout start and its end ---------------
+
+
+class InvalidFile(ConfigError):
+    """A file that can't be used; every problem is listed with its field path."""
+
+    def __init__(self, path: str, problems: list[Problem], lines: dict[str, int] | None = None):
+        self.path = path
+        self.problems = problems
+        lines = lines or {}
+
+        def where(p: Problem) -> str:
+            # A normalised path (ports given as a mapping) may have no line: use its parent's.
+            key = p.path
+            while key and key not in lines:
+                parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
+                key = "" if parent == key else parent
+            line = lines.get(key)
+            return f"{path}:{line}" if line else path
+
+        super().__init__("\n".join(f"{where(p)}: {p}" for p in problems))
+
+
+class ReleaseMismatch(ConfigError):
+    """A release in Redis whose content doesn't match the hash a task carries."""
+
+
+class RolloutNotSucceeded(OrchestratorError):
+    """The rollout ended in another state than succeeded (exit 1)."""
+
+
+class LeaseHeld(DeployError):
+    """Another rollout holds the box type."""
+
+
+class PreflightFailed(DeployError):
+    """Some boxes can't take the release; nothing was changed."""

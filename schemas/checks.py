@@ -30,6 +30,17 @@ def _clash(a: PortMapping, b: PortMapping) -> bool:
 
 def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem]:
     """Every problem of a structurally valid box.yml that types alone can't catch."""
+    return (
+        _check_depends(spec)
+        + _check_ports(spec, fleet)
+        + _check_health(spec, fleet)
+        + _check_services(spec, fleet)
+        + check_provision(spec, fleet)
+    )
+
+
+def _check_depends(spec: BoxSpec) -> list[Problem]:
+    """Each depends names another app of the file, and the apps form no cycle."""
     problems: list[Problem] = []
     for app_name, app in spec.apps.items():
         for i, dep in enumerate(app.depends):
@@ -52,8 +63,12 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
                 + "; remove one of these depends",
             )
         )
+    return problems
 
-    # Host ports, including the catalog services this box runs.
+
+def _check_ports(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
+    """No two host ports clash, including the catalog services this box runs."""
+    problems: list[Problem] = []
     seen: list[tuple[PortMapping, str]] = []
     owners: list[tuple[str, list[PortMapping]]] = [
         (f"apps.{a}.containers.{c}.ports", cs.ports)
@@ -80,7 +95,12 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
                     )
                     break
             seen.append((port, path))
+    return problems
 
+
+def _check_health(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
+    """Each health check can reach its container and fits in the step deadline."""
+    problems: list[Problem] = []
     deadline = fleet.step_deadline if fleet else FleetSettings().step_deadline
     for a, app in spec.apps.items():
         for c, cs in app.containers.items():
@@ -104,7 +124,12 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
                         "step_deadline in fleet.yml",
                     )
                 )
+    return problems
 
+
+def _check_services(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
+    """Each service is in the fleet's catalog (when one is given) and listed once."""
+    problems: list[Problem] = []
     if fleet is not None:
         for i, name in enumerate(spec.services):
             if name not in fleet.services:
@@ -119,7 +144,7 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
     for i, name in enumerate(spec.services):
         if name in spec.services[:i]:
             problems.append(Problem(f"services[{i}]", f"service {name!r} is listed twice"))
-    return problems + check_provision(spec, fleet)
+    return problems
 
 
 def published_ports(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[PortMapping]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
-from orchestrator.errors import DeployError
+from orchestrator.errors import DeployError, OrchestratorError
 from schemas.boxfile import SecretRef
 from schemas.fleet import RegistryAuth
 from schemas.refs import parse_image
@@ -35,14 +34,19 @@ def ssm_fetcher(region: str, endpoint_url: str | None) -> Callable[[str], str]:
     """A lookup in AWS SSM Parameter Store (decrypted), made lazily: boto3 only if used."""
 
     def fetch(name: str) -> str:
-        import boto3
-        import botocore.exceptions
+        from orchestrator.engine.aws import aws_client, call
 
-        client: Any = boto3.client("ssm", region_name=region, endpoint_url=endpoint_url)
+        what = f"cannot read SSM parameter {name}"
         try:
-            answer = client.get_parameter(Name=name, WithDecryption=True)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise SecretUnavailable(f"cannot read SSM parameter {name}: {exc}") from None
+            client = aws_client("ssm", region, endpoint_url)
+            try:
+                answer = call(what, client.get_parameter, Name=name, WithDecryption=True)
+            finally:
+                client.close()
+        except OrchestratorError as exc:
+            # Whatever the cause (refused, unreachable, no credentials), a secret that can't be
+            # read is SecretUnavailable: callers add the reference or registry that needed it.
+            raise SecretUnavailable(str(exc)) from None
         return str(answer["Parameter"]["Value"])
 
     return fetch

@@ -21,35 +21,58 @@ from schemas.provision import SECURITY_GROUP_RE, Provisioning
 
 def check_inputs(c: AwsClients, prov: Provisioning) -> tuple[str, list[Problem]]:
     """The subnets' VPC, and every input naming something that doesn't exist (describe only)."""
-    problems: list[Problem] = []
-    region = c.region
+    problems = _check_image(c, prov) + _check_instance_type(c, prov)
+    vpc, in_subnets = _check_subnets(c, prov)
+    problems += in_subnets + _check_key_pair(c, prov)
+    if prov.profile_name and not _profile_exists(c, prov.profile_name):
+        problems.append(
+            Problem(
+                "provision.iam_instance_profile",
+                f"instance profile {prov.profile_name} does not exist; "
+                "create it (with the worker's permissions) or remove the key",
+            )
+        )
+    problems += _check_groups(c, prov, vpc)
+    return vpc, problems
+
+
+def _check_image(c: AwsClients, prov: Provisioning) -> list[Problem]:
     images = call(
         "describe_images",
         c.ec2.describe_images,
         Filters=[{"Name": "image-id", "Values": [prov.ami]}],
     )["Images"]
-    if not images:
-        problems.append(
-            Problem(
-                "provision.ami",
-                f"AMI {prov.ami} does not exist in {region} "
-                "(or is not shared with this account); write an AMI id of "
-                f"{region}",
-            )
+    if images:
+        return []
+    return [
+        Problem(
+            "provision.ami",
+            f"AMI {prov.ami} does not exist in {c.region} "
+            "(or is not shared with this account); write an AMI id of "
+            f"{c.region}",
         )
+    ]
+
+
+def _check_instance_type(c: AwsClients, prov: Provisioning) -> list[Problem]:
     types = call(
         "describe_instance_types",
         c.ec2.describe_instance_types,
         Filters=[{"Name": "instance-type", "Values": [prov.instance_type]}],
     )
-    if not types["InstanceTypes"]:
-        problems.append(
-            Problem(
-                "provision.instance_type",
-                f"instance type {prov.instance_type} "
-                f"is not offered in {region}; write e.g. m3.large",
-            )
+    if types["InstanceTypes"]:
+        return []
+    return [
+        Problem(
+            "provision.instance_type",
+            f"instance type {prov.instance_type} is not offered in {c.region}; write e.g. m3.large",
         )
+    ]
+
+
+def _check_subnets(c: AwsClients, prov: Provisioning) -> tuple[str, list[Problem]]:
+    """The box type's VPC (given, or the subnets'), and what is wrong with subnets and VPC."""
+    problems: list[Problem] = []
     found = {
         s["SubnetId"]: s["VpcId"]
         for s in call(
@@ -63,7 +86,7 @@ def check_inputs(c: AwsClients, prov: Provisioning) -> tuple[str, list[Problem]]
             problems.append(
                 Problem(
                     f"provision.subnets[{i}]",
-                    f"subnet {subnet} does not exist in {region}; "
+                    f"subnet {subnet} does not exist in {c.region}; "
                     "write a subnet id of the box type's VPC",
                 )
             )
@@ -85,30 +108,25 @@ def check_inputs(c: AwsClients, prov: Provisioning) -> tuple[str, list[Problem]]
                 f"{prov.vpc}; remove vpc or write the subnets' VPC",
             )
         )
-    if prov.key_name:
-        keys = call(
-            "describe_key_pairs",
-            c.ec2.describe_key_pairs,
-            Filters=[{"Name": "key-name", "Values": [prov.key_name]}],
-        )["KeyPairs"]
-        if not keys:
-            problems.append(
-                Problem(
-                    "provision.key_name",
-                    f"key pair {prov.key_name} does not "
-                    f"exist in {region}; import it or remove key_name",
-                )
-            )
-    if prov.profile_name and not _profile_exists(c, prov.profile_name):
-        problems.append(
-            Problem(
-                "provision.iam_instance_profile",
-                f"instance profile {prov.profile_name} does not exist; "
-                "create it (with the worker's permissions) or remove the key",
-            )
-        )
-    problems += _check_groups(c, prov, vpc)
     return vpc, problems
+
+
+def _check_key_pair(c: AwsClients, prov: Provisioning) -> list[Problem]:
+    if not prov.key_name:
+        return []
+    keys = call(
+        "describe_key_pairs",
+        c.ec2.describe_key_pairs,
+        Filters=[{"Name": "key-name", "Values": [prov.key_name]}],
+    )["KeyPairs"]
+    if keys:
+        return []
+    return [
+        Problem(
+            "provision.key_name",
+            f"key pair {prov.key_name} does not exist in {c.region}; import it or remove key_name",
+        )
+    ]
 
 
 def _profile_exists(c: AwsClients, name: str) -> bool:

@@ -11,6 +11,7 @@ from orchestrator.aws.state import (
     Action,
     Desired,
     Facts,
+    GroupFacts,
     Plan,
     Rule,
     Verb,
@@ -167,25 +168,56 @@ def _group(d: Desired, f: Facts, template_id: str, version: str) -> tuple[list[A
     template = {"LaunchTemplateId": template_id, "Version": version}
     g = f.group
     if g is None:
-        params = {
-            "AutoScalingGroupName": d.name,
-            "MinSize": d.min_size,
-            "MaxSize": d.max_size,
-            "DesiredCapacity": d.desired_capacity,
-            "VPCZoneIdentifier": ",".join(d.subnets),
-            "LaunchTemplate": template,
-            "HealthCheckType": "EC2",
-            "Tags": [{"Key": BOX_TYPE_TAG, "Value": d.box_type, "PropagateAtLaunch": True}],
-        }
-        detail = (
-            f"{d.desired_capacity} boxes (min {d.min_size}, max {d.max_size}) in "
-            f"{', '.join(d.subnets)}; no load balancer (boxes join theirs when healthy)"
-        )
-        return [Action("create", "auto scaling group", d.name, detail, "create_group", params)], []
+        return [_create_group(d, template)], []
     actions: list[Action] = []
-    notes: list[str] = []
+    changes, words, notes = _group_changes(d, f, g, template_id, version)
+    if changes:
+        actions.append(
+            Action(
+                "change",
+                "auto scaling group",
+                d.name,
+                "; ".join(words),
+                "update_group",
+                {"AutoScalingGroupName": d.name, **changes},
+            )
+        )
+    if g.tags.get(BOX_TYPE_TAG) != d.box_type:
+        actions.append(_tag_group(d))
+    if g.load_balancers:
+        notes.append(
+            f"the group is attached to {', '.join(g.load_balancers)}: boxes would take traffic "
+            "before their containers are proven healthy; detach it once the workers run "
+            "(a box joins its load balancer itself)"
+        )
+    return actions, notes
+
+
+def _create_group(d: Desired, template: dict[str, str]) -> Action:
+    params = {
+        "AutoScalingGroupName": d.name,
+        "MinSize": d.min_size,
+        "MaxSize": d.max_size,
+        "DesiredCapacity": d.desired_capacity,
+        "VPCZoneIdentifier": ",".join(d.subnets),
+        "LaunchTemplate": template,
+        "HealthCheckType": "EC2",
+        "Tags": [{"Key": BOX_TYPE_TAG, "Value": d.box_type, "PropagateAtLaunch": True}],
+    }
+    detail = (
+        f"{d.desired_capacity} boxes (min {d.min_size}, max {d.max_size}) in "
+        f"{', '.join(d.subnets)}; no load balancer (boxes join theirs when healthy)"
+    )
+    return Action("create", "auto scaling group", d.name, detail, "create_group", params)
+
+
+def _group_changes(
+    d: Desired, f: Facts, g: GroupFacts, template_id: str, version: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The group's fields to update, each change in words, and notes on what stays."""
     changes: dict[str, Any] = {}
     words: list[str] = []
+    notes: list[str] = []
     if g.min_size != d.min_size:
         changes["MinSize"] = d.min_size
         words.append(f"min {g.min_size} -> {d.min_size}")
@@ -196,7 +228,7 @@ def _group(d: Desired, f: Facts, template_id: str, version: str) -> tuple[list[A
         changes["VPCZoneIdentifier"] = ",".join(d.subnets)
         words.append(f"subnets {', '.join(g.subnets)} -> {', '.join(d.subnets)}")
     if (g.template_id, g.template_version) != (template_id, version):
-        changes["LaunchTemplate"] = template
+        changes["LaunchTemplate"] = {"LaunchTemplateId": template_id, "Version": version}
         shown = version
         if version == NEW_TEMPLATE_VERSION:
             shown = f"{f.template.latest_version + 1}" if f.template else "1"
@@ -211,42 +243,25 @@ def _group(d: Desired, f: Facts, template_id: str, version: str) -> tuple[list[A
             f"({d.desired_capacity}) applies when the group is created; then scaling policies "
             f"and `orchestrator boxtype scale {d.box_type}` own it"
         )
-    if changes:
-        actions.append(
-            Action(
-                "change",
-                "auto scaling group",
-                d.name,
-                "; ".join(words),
-                "update_group",
-                {"AutoScalingGroupName": d.name, **changes},
-            )
-        )
-    if g.tags.get(BOX_TYPE_TAG) != d.box_type:
-        tag = {
-            "ResourceId": d.name,
-            "ResourceType": "auto-scaling-group",
-            "Key": BOX_TYPE_TAG,
-            "Value": d.box_type,
-            "PropagateAtLaunch": True,
-        }
-        actions.append(
-            Action(
-                "change",
-                "auto scaling group",
-                d.name,
-                f"tag {BOX_TYPE_TAG}={d.box_type}",
-                "tag_group",
-                {"Tags": [tag]},
-            )
-        )
-    if g.load_balancers:
-        notes.append(
-            f"the group is attached to {', '.join(g.load_balancers)}: boxes would take traffic "
-            "before their containers are proven healthy; detach it once the workers run "
-            "(a box joins its load balancer itself)"
-        )
-    return actions, notes
+    return changes, words, notes
+
+
+def _tag_group(d: Desired) -> Action:
+    tag = {
+        "ResourceId": d.name,
+        "ResourceType": "auto-scaling-group",
+        "Key": BOX_TYPE_TAG,
+        "Value": d.box_type,
+        "PropagateAtLaunch": True,
+    }
+    return Action(
+        "change",
+        "auto scaling group",
+        d.name,
+        f"tag {BOX_TYPE_TAG}={d.box_type}",
+        "tag_group",
+        {"Tags": [tag]},
+    )
 
 
 def _policies(d: Desired, f: Facts) -> tuple[list[Action], list[Action], dict[str, str]]:

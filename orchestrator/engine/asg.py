@@ -5,19 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.exceptions
-
+from orchestrator.engine.aws import call, pages
 from orchestrator.errors import ServiceUnavailable
 from schemas.contract import BOX_TYPE_TAG, Heartbeat
 
 # What would replace or move a box that is out of service for a swap.
 SUSPENDED_DURING_ROLLOUT = ["ReplaceUnhealthy", "AZRebalance", "HealthCheck"]
-
-
-def aws_client(service: str, region: str, endpoint_url: str | None) -> Any:
-    import boto3
-
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
+# AWS refusing to read or pause the fleet stops a rollout as AWS not answering does: every
+# call here is translated (by the one AWS boundary) into ServiceUnavailable.
 
 
 @dataclass(frozen=True)
@@ -48,24 +43,19 @@ class AsgFleet:
         self.strays = sorted(set(self.heartbeats) - members)
 
 
-def _call(what: str, fn: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(**kwargs)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise ServiceUnavailable(f"AWS {what}: {exc}") from exc
-
-
 def find_group(autoscaling: Any, box_type: str) -> dict[str, Any] | None:
     """The auto scaling group tagged with the box type, if there is one."""
-    pages = autoscaling.get_paginator("describe_auto_scaling_groups").paginate()
-    try:
-        for page in pages:
-            for group in page["AutoScalingGroups"]:
-                tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
-                if tags.get(BOX_TYPE_TAG) == box_type:
-                    return dict(group)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise ServiceUnavailable(f"AWS describe_auto_scaling_groups: {exc}") from exc
+    groups = pages(
+        f"find the auto scaling group of {box_type}",
+        autoscaling,
+        "describe_auto_scaling_groups",
+        "AutoScalingGroups",
+        refused=ServiceUnavailable,
+    )
+    for group in groups:
+        tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
+        if tags.get(BOX_TYPE_TAG) == box_type:
+            return dict(group)
     return None
 
 
@@ -73,9 +63,10 @@ def group_instances(group: dict[str, Any], ec2: Any) -> list[Instance]:
     found = group.get("Instances", [])
     ips: dict[str, str] = {}
     if found:
-        answer = _call(
-            "describe_instances",
+        answer = call(
+            f"describe the instances of {group.get('AutoScalingGroupName', '?')}",
             ec2.describe_instances,
+            refused=ServiceUnavailable,
             InstanceIds=[i["InstanceId"] for i in found],
         )
         for reservation in answer["Reservations"]:
@@ -94,27 +85,30 @@ def group_instances(group: dict[str, Any], ec2: Any) -> list[Instance]:
 
 
 def suspend(autoscaling: Any, group: str) -> None:
-    _call(
-        "suspend_processes",
+    call(
+        f"suspend the processes of {group}",
         autoscaling.suspend_processes,
+        refused=ServiceUnavailable,
         AutoScalingGroupName=group,
         ScalingProcesses=SUSPENDED_DURING_ROLLOUT,
     )
 
 
 def resume(autoscaling: Any, group: str) -> None:
-    _call(
-        "resume_processes",
+    call(
+        f"resume the processes of {group}",
         autoscaling.resume_processes,
+        refused=ServiceUnavailable,
         AutoScalingGroupName=group,
         ScalingProcesses=SUSPENDED_DURING_ROLLOUT,
     )
 
 
 def suspended(autoscaling: Any, group: str) -> list[str]:
-    answer = _call(
-        "describe_auto_scaling_groups",
+    answer = call(
+        f"describe auto scaling group {group}",
         autoscaling.describe_auto_scaling_groups,
+        refused=ServiceUnavailable,
         AutoScalingGroupNames=[group],
     )
     groups = answer["AutoScalingGroups"]

@@ -1,4 +1,4 @@
-"""boto3 clients for one region, and the one place boto3 errors become ours."""
+"""The AWS boundary: every boto3 client is made here, and every botocore error becomes ours."""
 
 from __future__ import annotations
 
@@ -29,9 +29,17 @@ from orchestrator.errors import (
 # boto3 clients are generated at run time; there is no static type to name.
 BotoClient = Any
 
+# The one client configuration. Calls run inside a step (leave/join a load balancer, read an
+# SSM secret, suspend a group) whose default deadline is 120 s: 4 attempts of at most 5 s to
+# connect and 15 s to read, with standard mode's jittered backoff (at most 1+2+4 s), give up
+# after about 90 s, so a hung endpoint fails the step instead of outliving it. Provisioning's
+# calls are short API calls too; its former read 30 s / 5 attempts (about 190 s) did not fit.
 _CONFIG = Config(
-    connect_timeout=5, read_timeout=30, retries={"max_attempts": 5, "mode": "standard"}
+    connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"}
 )
+# Client settings, not session settings: accepted among session kwargs so one dict from the
+# settings reaches both (a test's moto endpoint_url is the common case).
+_CLIENT_KEYS = frozenset({"config", "verify", "use_ssl"})
 _UNREACHABLE = (
     EndpointConnectionError,
     ConnectionClosedError,
@@ -49,28 +57,26 @@ class AwsClients:
         self._endpoint_url = endpoint_url
         self._made: dict[str, BotoClient] = {}
 
-    def _client(self, service: str) -> BotoClient:
+    def client(self, service: str) -> BotoClient:
         if service not in self._made:
-            self._made[service] = self._session.client(
-                service, endpoint_url=self._endpoint_url, config=_CONFIG
-            )
+            self._made[service] = _make(self._session, service, self._endpoint_url)
         return self._made[service]
 
     @property
     def ec2(self) -> BotoClient:
-        return self._client("ec2")
+        return self.client("ec2")
 
     @property
     def autoscaling(self) -> BotoClient:
-        return self._client("autoscaling")
+        return self.client("autoscaling")
 
     @property
     def cloudwatch(self) -> BotoClient:
-        return self._client("cloudwatch")
+        return self.client("cloudwatch")
 
     @property
     def iam(self) -> BotoClient:
-        return self._client("iam")
+        return self.client("iam")
 
     def close(self) -> None:
         # Left open, pooled sockets warn at exit (and warnings fail the tests).
@@ -82,6 +88,39 @@ class AwsClients:
 def connect(region: str, endpoint_url: str | None = None, **session_kwargs: Any) -> AwsClients:
     """Clients with bounded calls; credentials from boto3's usual chain unless given."""
     return AwsClients(region, endpoint_url, **session_kwargs)
+
+
+def aws_client(
+    service: str, region: str | None = None, endpoint_url: str | None = None, **kwargs: Any
+) -> BotoClient:
+    """One client with bounded calls; the caller closes it. `kwargs` are session settings
+    (credentials, profile) or client ones (verify, use_ssl, a `config` merged over ours)."""
+    session_kwargs = {k: v for k, v in kwargs.items() if k not in _CLIENT_KEYS}
+    client_kwargs = {k: v for k, v in kwargs.items() if k in _CLIENT_KEYS}
+    session = boto3.session.Session(region_name=region, **session_kwargs)
+    return _make(session, service, endpoint_url, **client_kwargs)
+
+
+def _make(
+    session: boto3.session.Session,
+    service: str,
+    endpoint_url: str | None,
+    config: Config | None = None,
+    **client_kwargs: Any,
+) -> BotoClient:
+    # Every client of the project is made here, with the one bounded configuration.
+    merged = _CONFIG.merge(config) if config is not None else _CONFIG
+    try:
+        return session.client(service, endpoint_url=endpoint_url, config=merged, **client_kwargs)
+    except BotoCoreError as exc:  # no region, or a malformed one
+        raise ConfigError(
+            f"cannot make an AWS {service} client: {exc}; set ORCHESTRATOR_AWS_REGION"
+        ) from exc
+
+
+def has_credentials() -> bool:
+    """Whether boto3's usual chain finds credentials (env, profile, instance role)."""
+    return boto3.session.Session().get_credentials() is not None
 
 
 def error_code(exc: ClientError) -> str:
@@ -119,7 +158,15 @@ def call(
         raise refused(f"{what}: {exc}") from exc
 
 
-def pages(what: str, client: BotoClient, operation: str, key: str, **kwargs: Any) -> list[Any]:
+def pages(
+    what: str,
+    client: BotoClient,
+    operation: str,
+    key: str,
+    *,
+    refused: type[OrchestratorError] = ProvisioningFailed,
+    **kwargs: Any,
+) -> list[Any]:
     """Every item of a paginated describe call."""
     out: list[Any] = []
     paginator = client.get_paginator(operation)
@@ -129,5 +176,5 @@ def pages(what: str, client: BotoClient, operation: str, key: str, **kwargs: Any
             out.extend(page.get(key, []))
         return {}
 
-    call(what, collect)
+    call(what, collect, refused=refused)
     return out

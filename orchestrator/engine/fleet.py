@@ -70,8 +70,9 @@ class Fleet:
         if source == "auto" and not aws_configured():
             return FleetView(box_type, beats, boxes=sorted(beats))
         from orchestrator.engine import asg
+        from orchestrator.engine.aws import aws_client
 
-        found = asg.find_group(asg.aws_client("autoscaling", *self.aws), box_type)
+        found = asg.find_group(aws_client("autoscaling", *self.aws), box_type)
         if found is None:
             if source == "asg":
                 raise ConfigError(
@@ -79,7 +80,7 @@ class Fleet:
                     f"{BOX_TYPE_TAG}={box_type}"
                 )
             return FleetView(box_type, beats, boxes=sorted(beats))
-        instances = asg.group_instances(found, asg.aws_client("ec2", *self.aws))
+        instances = asg.group_instances(found, aws_client("ec2", *self.aws))
         joined = asg.AsgFleet(found["AutoScalingGroupName"], instances, beats)
         return FleetView(
             box_type,
@@ -94,6 +95,6 @@ class Fleet:
 
 def aws_configured() -> bool:
     """Credentials boto3 would use: without them, `auto` means live heartbeats only."""
-    import boto3
+    from orchestrator.engine.aws import has_credentials
 
-    return boto3.Session().get_credentials() is not None
+    return has_credentials()

@@ -8,15 +8,11 @@ import time
 import redis
 
 from orchestrator.engine.redisconn import RedisClient
-from orchestrator.errors import ConfigError, ServiceUnavailable
+from orchestrator.errors import ReleaseMismatch, ServiceUnavailable
 from schemas.boxfile import BoxSpec
 from schemas.contract import Keys
 from schemas.fleet import FleetSettings
 from schemas.release import Release
-
-
-class ReleaseMismatch(ConfigError):
-    """A release in Redis whose content doesn't match the hash a task carries."""
 
 
 def make_release(

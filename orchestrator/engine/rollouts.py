@@ -282,10 +282,11 @@ class Rollouts:
     def suspend_group(self, rollout_id: str, group: str) -> None:
         """Suspend what would replace a box out for its swap; the end resumes it."""
         from orchestrator.engine import asg
+        from orchestrator.engine.aws import aws_client
 
         assert self.aws is not None, "a group came from AWS"
         self.client.hset(self.keys.rollout(rollout_id), "asg", group)
-        asg.suspend(asg.aws_client("autoscaling", *self.aws), group)
+        asg.suspend(aws_client("autoscaling", *self.aws), group)
 
     def resume_group(self, rollout_id: str, st: dict[str, str] | None = None) -> None:
         """Resume what the rollout suspended on its auto scaling group, however it ended."""
@@ -293,6 +294,7 @@ class Rollouts:
         if not group or self.aws is None:
             return
         from orchestrator.engine import asg
+        from orchestrator.engine.aws import aws_client
 
-        asg.resume(asg.aws_client("autoscaling", *self.aws), group)
+        asg.resume(aws_client("autoscaling", *self.aws), group)
         self.client.hdel(self.keys.rollout(rollout_id), "asg")

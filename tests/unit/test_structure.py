@@ -71,6 +71,19 @@ def test_schemas_do_no_io_and_import_nothing_of_ours() -> None:
     assert violations("schemas", ("schemas",), denied=denied) == []
 
 
+def test_every_aws_client_is_made_at_the_one_boundary() -> None:
+    # orchestrator/engine/aws.py makes every boto3 client, with one bounded botocore Config.
+    makers = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for package in PRODUCT
+        for mod, path, tree in modules(package)
+        if mod != "orchestrator.engine.aws"
+        for line, name in imports(tree)
+        if under(name, "boto3", "botocore.config", "botocore.session")
+    ]
+    assert makers == []
+
+
 def test_the_rule_is_not_vacuous() -> None:
     # The engine is really used by the worker, and the reader sees imports inside functions.
     seen = {name for _, _, tree in modules("worker") for _, name in imports(tree)}

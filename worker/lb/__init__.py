@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
+from orchestrator.engine.aws import BotoClient, aws_client
 from orchestrator.errors import ConfigError
 from worker.lb.base import LoadBalancer, MemberState
 from worker.lb.elb import ClassicElbLB
@@ -25,10 +23,6 @@ __all__ = [
 ]
 
 LB_KINDS = ("elb", "elbv2", "haproxy", "none")
-
-# Client settings, not session settings: accepted in boto_session_kwargs so one dict from the
-# settings reaches both (a test's moto endpoint_url is the common case).
-_CLIENT_KEYS = frozenset({"endpoint_url", "config", "verify", "use_ssl"})
 
 
 def make_load_balancer(
@@ -58,12 +52,7 @@ def make_load_balancer(
     )
 
 
-def _boto_client(service: str, kwargs: dict[str, Any] | None) -> Any:
-    session_kwargs = {k: v for k, v in (kwargs or {}).items() if k not in _CLIENT_KEYS}
-    client_kwargs = {k: v for k, v in (kwargs or {}).items() if k in _CLIENT_KEYS}
-    # Bounded calls: a hung AWS endpoint must fail a step before its deadline, not hold it.
-    client_kwargs.setdefault(
-        "config",
-        Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 4, "mode": "standard"}),
-    )
-    return boto3.session.Session(**session_kwargs).client(service, **client_kwargs)
+def _boto_client(service: str, kwargs: dict[str, Any] | None) -> BotoClient:
+    # One dict from the settings: region, endpoint (a test's moto), credentials, client options.
+    rest = dict(kwargs or {})
+    return aws_client(service, rest.pop("region_name", None), **rest)

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.engine.aws import call
+from orchestrator.engine.aws import BotoClient, call
 from orchestrator.errors import LoadBalancerError
 from worker.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
-
-# boto3 clients are generated at run time; there is no static type to name.
-BotoClient = Any
 
 
 def aws_call(
