@@ -133,13 +133,21 @@ def follow(
     pauses this watcher: the rollout goes on without it, and it re-attaches by itself."""
     # Start at the rollout's own first event: the stream holds every rollout of the type.
     after = f"{int(rollout.created_at * 1000) - 1}-0"
+    finished: set[str] = set()
+
+    def drain() -> None:
+        nonlocal after
+        for sid, e in engine.events.read(rollout.box_type, after=after):
+            after = sid
+            if e.get("rollout") == rollout.id:
+                show(sid, e)
+                if e.get("step") == "deploy.finish" and e.get("phase") == "end":
+                    finished.add(e.get("box", ""))
+
     lost = False
     while True:
         try:
-            for sid, e in engine.events.read(rollout.box_type, after=after):
-                after = sid
-                if e.get("rollout") == rollout.id:
-                    show(sid, e)
+            drain()
             st = engine.status(rollout.id)
             if st and "ended" not in st and engine.inflight(rollout.id):
                 # Watchers renew only while something is in flight (protocol rule 6).
@@ -160,6 +168,12 @@ def follow(
         if not st:
             return {"state": "lost", "halt_reason": LOST}
         if "ended" in st:
+            # The last box's finish ends the rollout before it logs its own end: show it.
+            deadline = time.monotonic() + 2.0
+            counted = {b for b, outcome in engine.done(rollout.id).items() if outcome != "dead"}
+            while counted - finished and time.monotonic() < deadline:
+                time.sleep(0.05)
+                drain()
             return st
         if on_tick:
             on_tick()
