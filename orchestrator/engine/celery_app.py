@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from kombu.entity import Exchange, Queue
 
 # Nothing should ever land here: every signature names its box's queue. A message in this
 # queue is a routing bug, and a queue nobody consumes makes it visible instead of lost.
@@ -47,3 +48,22 @@ def make_celery(
         task_track_started=True,
     )
     return app
+
+
+def ensure_routes(app: Celery, queue_names: list[str]) -> list[str]:
+    """Declare again the routes of `queue_names` that the broker lost; returns those re-made.
+
+    A broker Redis that restarts without persistence (or is wiped) forgets kombu's binding
+    tables (`_kombu.binding.<exchange>`): every message sent to the queue is then dropped with
+    "Cannot route message". A live consumer does not notice; its heartbeat calls this.
+    """
+    remade = []
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in queue_names:
+            if not channel.get_table(name):
+                exchange = Exchange(name, type="direct")  # type: ignore[no-untyped-call]
+                queue = Queue(name, exchange, routing_key=name)  # type: ignore[no-untyped-call]
+                queue.declare(channel=channel)  # type: ignore[no-untyped-call]
+                remade.append(name)
+    return remade

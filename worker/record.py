@@ -1,0 +1,112 @@
+"""The box's own record on its disk: what it left and what it is changing, written before it acts.
+
+Redis is a record of intent that may be lost; this file is not. After a restart, a Redis
+restart without persistence or a pause past its slot, the worker finishes what this record
+says (restore, then rejoin once healthy) unless a newer chain owns the box.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Member(BaseModel):
+    """A load balancer membership the box gave up, enough to take it back without Redis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(description="elb, elbv2, haproxy")
+    name: str = Field(description="The load balancer: ELB, target group or HAProxy backend")
+    member: str = Field(description="This box's member name at that load balancer")
+    port: int | None = Field(None, description="Member port where the kind registers one")
+
+
+class BoxState(BaseModel):
+    """Everything the box must still finish; empty when it is in service and at rest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rollout: str = Field("", description="The chain that wrote last: rollout (or boot) id")
+    token: str = Field("", description="That chain's fencing token")
+    out: dict[str, Member] = Field(
+        default_factory=dict, description="app -> the membership it left; rejoined once healthy"
+    )
+    intents: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="app -> the swap under way (restore reads it)"
+    )
+
+    @property
+    def idle(self) -> bool:
+        return not self.out and not self.intents
+
+
+class BoxRecord:
+    """`<state_dir>/<box>.json`, replaced atomically (write, fsync, rename, fsync the folder)."""
+
+    def __init__(self, state_dir: str | Path, box_id: str) -> None:
+        self.path = Path(state_dir) / f"{box_id}.json"
+        self._lock = threading.Lock()
+
+    def read(self) -> BoxState:
+        try:
+            return BoxState.model_validate_json(self.path.read_bytes())
+        except FileNotFoundError:
+            return BoxState()
+
+    def write(self, state: BoxState) -> None:
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(state.model_dump_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            folder = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+
+    def owned_by(self, rollout: str, token: str) -> BoxState:
+        """The record, now written by this chain (a newer chain takes over what is out)."""
+        state = self.read()
+        if (state.rollout, state.token) != (rollout, token):
+            state.rollout, state.token = rollout, token
+        return state
+
+    def left(self, rollout: str, token: str, app: str, member: Member) -> None:
+        state = self.owned_by(rollout, token)
+        state.out[app] = member
+        self.write(state)
+
+    def joined(self, app: str) -> None:
+        state = self.read()
+        if state.out.pop(app, None) is not None:
+            self.write(state)
+
+    def intend(self, rollout: str, token: str, app: str, intent: dict[str, Any]) -> None:
+        state = self.owned_by(rollout, token)
+        state.intents[app] = intent
+        self.write(state)
+
+    def settle(self) -> None:
+        """The chain is done with the box's containers: intents are history now."""
+        state = self.read()
+        if state.intents:
+            state.intents = {}
+            self.write(state)
+
+    def clear(self) -> None:
+        self.write(BoxState())
+
+
+def dumps(state: BoxState) -> str:
+    return json.dumps(state.model_dump(mode="json"), sort_keys=True)
