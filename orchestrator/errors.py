@@ -8,8 +8,12 @@ OrchestratorError
     ├── LoadBalancerError    leaving or joining a load balancer failed
     ├── RuntimeFailure       the container runtime refused an action
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
+    ├── StartFailed          new containers did not start or prove healthy; none is left
+    ├── SecretUnavailable    a secret reference could not be resolved (names the reference)
     ├── LeaseLost            this rollout no longer owns its box type
     └── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
+
+InjectedFault (a RuntimeError, outside the tree on purpose) is raised only by a test hook.
 """
 
 from __future__ import annotations
@@ -51,9 +55,28 @@ class RegistryAuthFailed(RuntimeFailure):
     """A registry refused to serve an image: credentials missing or wrong (never shown)."""
 
 
+class StartFailed(DeployError):
+    """New containers did not start or prove healthy; none of them is left."""
+
+    def __init__(self, reason: str, log_tail: str) -> None:
+        super().__init__(reason)
+        self.log_tail = log_tail
+
+
+class SecretUnavailable(DeployError):
+    """A secret reference could not be resolved; the message names the reference only."""
+
+
 class LeaseLost(DeployError):
     """The rollout no longer owns the box type's lease."""
 
 
 class ProvisioningFailed(DeployError):
     """AWS refused a change to a box type's template, group, policies or security group."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose (ORCHESTRATOR_FAULT_STEP) to prove that escaped errors are rescued.
+
+    Not an OrchestratorError: it must escape the step protocol to reach the rescue errback.
+    """

@@ -6,14 +6,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import DeployError
+from orchestrator.errors import SecretUnavailable
 from schemas.boxfile import SecretRef
 from schemas.fleet import RegistryAuth
 from schemas.refs import parse_image
-
-
-class SecretUnavailable(DeployError):
-    """A secret reference could not be resolved; the message names the reference only."""
 
 
 def _from_file(ref: str) -> str:
