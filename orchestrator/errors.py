@@ -12,12 +12,16 @@ OrchestratorError
     ├── LoadBalancerError    leaving or joining a load balancer failed
     ├── RuntimeFailure       the container runtime refused an action
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
+    ├── StartFailed          new containers did not start or prove healthy; none is left
+    ├── SecretUnavailable    a secret reference could not be resolved (names the reference)
     ├── LeaseLost            this rollout no longer owns its box type
     ├── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
     │
     │   the coordinator's refusals (the rollout start, `resume`):
     ├── LeaseHeld            another rollout holds the box type
     └── PreflightFailed      some boxes can't take the release; nothing was changed
+
+InjectedFault (a RuntimeError, outside the tree on purpose) is raised only by a test hook.
 """
 
 from __future__ import annotations
@@ -69,6 +73,18 @@ class RegistryAuthFailed(RuntimeFailure):
     """A registry refused to serve an image: credentials missing or wrong (never shown)."""
 
 
+class StartFailed(DeployError):
+    """New containers did not start or prove healthy; none of them is left."""
+
+    def __init__(self, reason: str, log_tail: str) -> None:
+        super().__init__(reason)
+        self.log_tail = log_tail
+
+
+class SecretUnavailable(DeployError):
+    """A secret reference could not be resolved; the message names the reference only."""
+
+
 class LeaseLost(DeployError):
     """The rollout no longer owns the box type's lease."""
 
@@ -114,3 +130,10 @@ class LeaseHeld(DeployError):
 
 class PreflightFailed(DeployError):
     """Some boxes can't take the release; nothing was changed."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose (ORCHESTRATOR_FAULT_STEP) to prove that escaped errors are rescued.
+
+    Not an OrchestratorError: it must escape the step protocol to reach the rescue errback.
+    """

@@ -7,7 +7,8 @@ import time
 
 from schemas.checks import app_order
 from schemas.contract import Label, Outcome, StepRequest, StepResult, TaskName
-from worker.steps import STEPS, StepContext, run_step
+from worker.steps.protocol import StepContext, run_step
+from worker.steps.registry import STEPS
 
 log = logging.getLogger("orchestrator.worker.boot")
 

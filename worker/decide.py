@@ -1,13 +1,14 @@
-"""Facts in, decision out: what one app's swap must do on this box, as a pure function."""
+"""Facts in, decision out: what one app's swap, or its restore, must do on this box; pure."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from schemas.contract import Label
+from worker.facts import ContainerFact
 from worker.runspec import PREVIOUS_SUFFIX
-from worker.runtime import ContainerFact
 
 
 def is_previous(fact: ContainerFact) -> bool:
@@ -89,3 +90,67 @@ def decide_swap(
         previous_release=first.labels.get(Label.RELEASE) if first else None,
         adopted=bool(first) and not is_managed(first) if first else False,
     )
+
+
+@dataclass(frozen=True)
+class SwapIntent:
+    """What a swap noted (`intent:swap:<app>`) before acting: what ran, and what it brings."""
+
+    new_hash: str
+    new_release: str
+    previous_hash: str | None = None
+    previous_release: str | None = None
+    adopted: bool = False
+
+    def note(self) -> dict[str, str | None]:
+        return {
+            "previous_hash": self.previous_hash,
+            "previous_release": self.previous_release,
+            "adopted": "1" if self.adopted else "",
+            "new_hash": self.new_hash,
+            "new_release": self.new_release,
+        }
+
+    @classmethod
+    def from_note(cls, note: Mapping[str, str | None]) -> SwapIntent:
+        return cls(
+            new_hash=str(note["new_hash"]),
+            new_release=str(note["new_release"]),
+            previous_hash=note.get("previous_hash"),
+            previous_release=note.get("previous_release"),
+            adopted=bool(note.get("adopted")),
+        )
+
+
+@dataclass(frozen=True)
+class RestoreDecision:
+    """How to put one app back after a failed or interrupted swap.
+
+    reinstate: remove `remove` (the new containers), rename `reinstate` back and restart it.
+    swap_back: the previous containers are gone: swap to release `swap_back_to` again.
+    remove_new: nothing ran before the swap: remove `remove`. noop: nothing to put back.
+    """
+
+    action: Literal["reinstate", "swap_back", "remove_new", "noop"]
+    remove: tuple[ContainerFact, ...] = ()
+    reinstate: tuple[ContainerFact, ...] = ()
+    swap_back_to: str | None = None
+
+
+def decide_restore(facts: Iterable[ContainerFact], intent: SwapIntent) -> RestoreDecision:
+    """Decide one app's restore from its containers (as `app_facts` returns them) and the
+    intent its swap noted; whenever the swap was interrupted, the facts say how far it got."""
+    facts = list(facts)
+    previous = [f for f in facts if is_previous(f)]
+    new = [
+        f for f in facts if not is_previous(f) and f.labels.get(Label.SPEC_HASH) == intent.new_hash
+    ]
+    # Killed between stopping the old version and renaming it: it is stopped, not `.prev`.
+    stopped_old = [f for f in facts if not is_previous(f) and f not in new and f.state != "running"]
+    if previous or stopped_old:
+        return RestoreDecision("reinstate", remove=tuple(new), reinstate=(*previous, *stopped_old))
+    if new and intent.previous_release:
+        return RestoreDecision("swap_back", swap_back_to=intent.previous_release)
+    if new:
+        return RestoreDecision("remove_new", remove=tuple(new))
+    return RestoreDecision("noop")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.contract import Label
 from worker.decide import is_previous
-from worker.steps import StepContext
+from worker.steps.protocol import StepContext
 
 
 def leave_all(ctx: StepContext, box_id: str, box_type: str) -> list[str]:

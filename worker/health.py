@@ -12,7 +12,7 @@ from typing import Protocol
 
 from orchestrator.errors import HealthCheckFailed, OrchestratorError
 from schemas.boxfile import ContainerSpec, HealthCheck
-from worker.runtime import ContainerFact
+from worker.facts import ContainerFact
 
 # How often the container's state is polled between attempts: an exit shows within this.
 STATE_POLL = 0.1

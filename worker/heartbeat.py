@@ -14,8 +14,8 @@ from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.rollouts import Rollouts
 from schemas.contract import AppRunning, Heartbeat, Keys, Label
 from worker.decide import is_previous
-from worker.runtime import ContainerRuntime
-from worker.steps import Busy
+from worker.facts import ContainerRuntime
+from worker.steps.protocol import Busy
 
 log = logging.getLogger("orchestrator.worker.heartbeat")
 

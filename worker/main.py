@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-import time
 
 import click
+from celery import Celery
 from pydantic import ValidationError
 
 from orchestrator.engine.celery_app import make_celery
@@ -17,16 +17,17 @@ from orchestrator.engine.redisconn import connect
 from orchestrator.engine.releases import ReleaseStore
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.errors import OrchestratorError
-from schemas.contract import Keys, Outcome, StepRequest, StepResult, TaskName, queue_for
+from schemas.contract import Keys, queue_for
+from worker.facts import BoxEnv, ContainerRuntime
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
-from worker.runtime import ContainerRuntime, DockerRuntime
+from worker.recovery import recover
+from worker.runtime import DockerRuntime
 from worker.runtime_noop import NoopRuntime
 from worker.secrets import ssm_fetcher
 from worker.services import ServiceReconciler, ensure_services
 from worker.settings import WorkerSettings
-from worker.steps import STEPS, StepContext, run_step
-from worker.swap import BoxEnv
+from worker.steps.protocol import StepContext
 from worker.tasks import register_tasks
 
 log = logging.getLogger("orchestrator.worker")
@@ -63,32 +64,6 @@ def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepCo
         events=Events(client, keys),
         box_env=box_env,
     )
-
-
-def recover(ctx: StepContext, box_id: str) -> None:
-    """End the chain this box was running when its worker died: restore, then rejoin."""
-    raw = ctx.redis.get(ctx.keys.active_chain(box_id))
-    if raw is None:
-        return
-    req = StepRequest.model_validate_json(raw)
-    log.warning("ending interrupted chain of rollout %s on %s", req.rollout_id, box_id)
-    now = time.time()
-    # Recorded as a failure, so the chain's redelivered steps skip and only restore/join act.
-    ctx.journal.record(
-        StepResult(
-            step="recover",
-            rollout_id=req.rollout_id,
-            box_id=box_id,
-            outcome=Outcome.FAILED,
-            reason="the worker restarted in the middle of this box's chain",
-            started=now,
-            ended=now,
-        )
-    )
-    payload = req.model_copy(update={"app": None}).model_dump(mode="json")
-    for step in (TaskName.RESTORE, TaskName.JOIN_LB):
-        out = run_step(ctx, step, payload, STEPS[step])
-        log.warning("recovery %s: %s %s", step, out.get("outcome"), out.get("reason"))
 
 
 def boot(ctx: StepContext, box_id: str, box_type: str) -> None:
@@ -143,6 +118,19 @@ def cli(loglevel: str, leave_lb: bool) -> None:
         left = leave_all(ctx, box_id, box_type)
         click.echo(f"{box_id}: left {', '.join(left) or 'no load balancer'}")
         return
+    app = celery_app(ctx)
+    for served in (box_id, *settings.extra_box_ids):
+        recover(ctx, served)
+    boot(ctx, box_id, box_type)
+    heartbeat, reconciler = start_threads(ctx, runtime, box_id, box_type)
+    app.worker_main(worker_argv(settings, loglevel, box_id))
+    heartbeat.stop()
+    reconciler.stop()
+
+
+def celery_app(ctx: StepContext) -> Celery:
+    """The Celery app with every task registered, and the rollout engine the tasks drive."""
+    settings = ctx.settings
     app = make_celery(
         settings.broker_url,
         visibility_timeout=settings.visibility_timeout,
@@ -157,9 +145,14 @@ def cli(loglevel: str, leave_lb: bool) -> None:
         aws=(settings.aws_region, settings.aws_endpoint_url),
     )
     register_tasks(app, lambda: ctx)
-    for served in (box_id, *settings.extra_box_ids):
-        recover(ctx, served)
-    boot(ctx, box_id, box_type)
+    return app
+
+
+def start_threads(
+    ctx: StepContext, runtime: DockerRuntime | NoopRuntime, box_id: str, box_type: str
+) -> tuple[HeartbeatThread, ServiceReconciler]:
+    """The heartbeat (what runs here, the running step's slot) and the services reconciler."""
+    settings = ctx.settings
     heartbeat = HeartbeatThread(
         ctx.redis,
         ctx.keys,
@@ -180,26 +173,27 @@ def cli(loglevel: str, leave_lb: bool) -> None:
         settings.services_interval, lambda: services_tick(ctx, box_id, box_type)
     )
     reconciler.start()
+    return heartbeat, reconciler
+
+
+def worker_argv(settings: WorkerSettings, loglevel: str, box_id: str) -> list[str]:
+    """Celery's worker arguments: this box's queues (and those it serves for others)."""
     queues = [queue_for(b) for b in (box_id, *settings.extra_box_ids)]
-    app.worker_main(
-        [
-            "worker",
-            f"--loglevel={loglevel}",
-            "-Q",
-            ",".join(queues),
-            "-n",
-            f"box-{box_id}@{socket.gethostname()}",
-            "-c",
-            str(settings.concurrency),
-            "-P",
-            "solo" if settings.concurrency == 1 else "threads",
-            "-E",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
-    heartbeat.stop()
-    reconciler.stop()
+    return [
+        "worker",
+        f"--loglevel={loglevel}",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        f"box-{box_id}@{socket.gethostname()}",
+        "-c",
+        str(settings.concurrency),
+        "-P",
+        "solo" if settings.concurrency == 1 else "threads",
+        "-E",
+        "--without-gossip",
+        "--without-mingle",
+    ]
 
 
 def main() -> int:

@@ -9,7 +9,8 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from schemas.contract import CONTRACT_VERSION, Outcome, StepRequest, StepResult, TaskName
-from worker.steps import StepContext, pull_image
+from worker.steps.apps import pull_image
+from worker.steps.protocol import StepContext
 
 MIN_FREE_BYTES = 1 << 30
 

@@ -8,7 +8,7 @@ from typing import Literal
 from orchestrator.errors import ConfigError
 from schemas.boxfile import ContainerSpec
 from schemas.contract import Label
-from worker.runtime import Bind, PortBinding, RunRequest
+from worker.facts import Bind, PortBinding, RunRequest
 
 Role = Literal["app", "service"]
 

@@ -1,4 +1,4 @@
-"""The container runtime the worker drives: a small Protocol and its docker-py implementation."""
+"""The container runtime the worker drives: ContainerRuntime on docker-py (see worker.facts)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,26 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any
 
 import docker
 import docker.errors
 import requests
 from docker.utils import parse_repository_tag
 
-from orchestrator.errors import RuntimeFailure, ServiceUnavailable
-from schemas.contract import Label
+from orchestrator.errors import RegistryAuthFailed, RuntimeFailure, ServiceUnavailable
+from worker.facts import ContainerFact, PortBinding, RunRequest
 
 # How the engine words a registry it could not reach (Go's net and TLS errors).
 _UNREACHABLE = re.compile(
     r"dial tcp|connection refused|no such host|i/o timeout|TLS handshake timeout|"
     r"connection reset|Client\.Timeout exceeded|no route to host|network is unreachable"
+)
+# How registries (through the engine) word a refused login or a missing one.
+_AUTH_REFUSED = re.compile(
+    r"no basic auth credentials|unauthorized|authentication required|access denied|"
+    r"denied: requested access|incorrect username or password",
+    re.IGNORECASE,
 )
 # How long `remove` waits for a removal another caller started.
 _REMOVAL_WAIT = 30.0
@@ -30,143 +35,13 @@ _REMOVAL_WAIT = 30.0
 _EXEC_POLL = 0.02
 
 
-class PortBinding(NamedTuple):
-    """One published port. host_ip "" binds every address of the box."""
+def refused_credentials(status: int | None, text: str) -> bool:
+    """Did the registry refuse the pull's credentials (or their absence)?
 
-    host_ip: str
-    host_port: int
-    container_port: int
-    protocol: str = "tcp"
-
-
-class Bind(NamedTuple):
-    """One bind mount: a host path or a volume name, the path in the container, rw or ro."""
-
-    source: str
-    target: str
-    mode: str = "rw"
-
-
-@dataclass(frozen=True)
-class ContainerFact:
-    """What the engine says about one container, read back from its labels and state."""
-
-    id: str
-    name: str
-    image: str  # the reference the container was created from, as given to `run`
-    image_id: str
-    state: str  # "running", "exited", "created", "restarting", "paused", "dead", ...
-    labels: dict[str, str] = field(hash=False)
-    created: str  # ISO 8601, as the engine reports it
-    exit_code: int | None = None  # the last exit code; None while it never exited
-    restart_count: int = 0  # restarts by the restart policy: a rise means it crashed
-    ports: tuple[PortBinding, ...] = ()  # as configured (HostConfig), running or not
-
-    def _label(self, key: str) -> str | None:
-        return self.labels.get(key)
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def managed(self) -> bool:
-        return self.labels.get(Label.MANAGED) == "1"
-
-    @property
-    def box(self) -> str | None:
-        return self._label(Label.BOX)
-
-    @property
-    def box_type(self) -> str | None:
-        return self._label(Label.BOX_TYPE)
-
-    @property
-    def app(self) -> str | None:
-        return self._label(Label.APP)
-
-    @property
-    def container(self) -> str | None:
-        return self._label(Label.CONTAINER)
-
-    @property
-    def spec_hash(self) -> str | None:
-        return self._label(Label.SPEC_HASH)
-
-    @property
-    def release(self) -> str | None:
-        return self._label(Label.RELEASE)
-
-    @property
-    def token(self) -> int | None:
-        """The fencing token that made the container; None when absent or not a number."""
-        raw = self._label(Label.TOKEN)
-        return int(raw) if raw is not None and raw.isdigit() else None
-
-    @property
-    def role(self) -> str | None:
-        return self._label(Label.ROLE)
-
-    @property
-    def generation(self) -> str | None:
-        return self._label(Label.GENERATION)
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything `run` needs to create and start one container; built by worker.runspec."""
-
-    name: str
-    image: str
-    command: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict, hash=False)
-    ports: list[PortBinding] = field(default_factory=list, hash=False)
-    binds: list[Bind] = field(default_factory=list, hash=False)
-    labels: dict[str, str] = field(default_factory=dict, hash=False)
-    hostname: str | None = None
-    restart_on_failure: bool = False
-    stop_timeout: int = 10
-    # Binds whose source is under this directory forward logs: the caller creates them.
-    log_root: str | None = None
-
-
-@runtime_checkable
-class ContainerRuntime(Protocol):
-    """The engine operations a deploy needs. Errors are RuntimeFailure or ServiceUnavailable."""
-
-    def list(
-        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
-    ) -> builtins.list[ContainerFact]:
-        """Containers in any state with all of `labels` and (if given) one of exact `names`."""
-        ...
-
-    def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
-        """Pull `ref` (tag or digest) and return the local image id."""
-        ...
-
-    def has_image(self, ref: str) -> bool: ...
-
-    def run(self, req: RunRequest) -> ContainerFact:
-        """Create and start; on a failed start nothing is left behind."""
-        ...
-
-    def stop(self, container_id: str, timeout: int) -> None: ...
-
-    def start(self, container_id: str) -> None: ...
-
-    def rename(self, container_id: str, new_name: str) -> None: ...
-
-    def remove(self, container_id: str) -> None:
-        """Remove even when running; a container that is already gone counts as removed."""
-        ...
-
-    def logs_tail(self, container_id: str, lines: int = 20) -> str:
-        """The last lines of stdout+stderr; "" when the container is gone."""
-        ...
-
-    def exec(self, container_id: str, argv: builtins.list[str], timeout: float) -> int:
-        """Run `argv` in the running container; its exit code. RuntimeFailure past timeout."""
-        ...
+    The engine says so by status (401, 403) or, answering 500 or inside the progress
+    stream, only in the registry's words.
+    """
+    return status in (401, 403) or bool(_AUTH_REFUSED.search(text))
 
 
 def _message(exc: BaseException) -> str:
@@ -278,6 +153,11 @@ class DockerRuntime:
             # outage, worth a retry, not a refusal of this image.
             if _UNREACHABLE.search(str(exc)):
                 raise ServiceUnavailable(f"registry not reachable: {exc}") from exc.__cause__ or exc
+            cause = exc.__cause__
+            status = cause.status_code if isinstance(cause, docker.errors.APIError) else None
+            # The engine's words only: the reference itself may hold any of them.
+            if refused_credentials(status, str(exc).removeprefix(f"pull {ref}: ")):
+                raise RegistryAuthFailed(str(exc)) from cause or exc
             raise
         return image_id
 

@@ -6,7 +6,7 @@ import builtins
 import itertools
 import threading
 
-from worker.runtime import ContainerFact, RunRequest
+from worker.facts import ContainerFact, RunRequest
 
 
 class NoopRuntime:

@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from orchestrator.errors import DeployError, OrchestratorError
+from orchestrator.errors import OrchestratorError, SecretUnavailable
 from schemas.boxfile import SecretRef
 from schemas.fleet import RegistryAuth
 from schemas.refs import parse_image
-
-
-class SecretUnavailable(DeployError):
-    """A secret reference could not be resolved; the message names the reference only."""
 
 
 def _from_file(ref: str) -> str:

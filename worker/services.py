@@ -10,9 +10,9 @@ from dataclasses import replace
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Label
 from schemas.release import Release, service_spec_hash
+from worker.facts import BoxEnv
 from worker.runspec import build_run_request, log_dirs
 from worker.secrets import resolve_env
-from worker.swap import BoxEnv
 
 log = logging.getLogger("orchestrator.worker.services")
 

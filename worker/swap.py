@@ -5,44 +5,22 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from orchestrator.errors import DeployError
+from orchestrator.errors import DeployError, StartFailed
 from schemas.boxfile import ContainerSpec
 from schemas.contract import Label, Outcome
 from schemas.release import Release
-from worker.decide import app_facts, decide_swap, is_managed, is_previous
+from worker.decide import SwapIntent, app_facts, decide_swap, is_managed, is_previous
+from worker.facts import BoxEnv, ContainerFact, RunRequest
 from worker.health import wait_healthy
 from worker.runspec import PREVIOUS_SUFFIX, build_run_request, log_dirs
-from worker.runtime import ContainerFact, ContainerRuntime, RunRequest
 from worker.secrets import resolve_env
+from worker.steps.protocol import StepOutcome
 
 
-@dataclass
-class BoxEnv:
-    """What a swap needs to know about this box, and its container runtime."""
-
-    box_id: str
-    box_type: str
-    runtime: ContainerRuntime
-    log_root: str
-    bind_ip: str | None = None
-    health_host: str = "127.0.0.1"
-    hostname: str | None = None
-    settle_time: float = 2.0
-    ssm: Callable[[str], str] | None = None
-    extra_labels: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SwapOutcome:
-    outcome: Outcome
-    reason: str = ""
-    log_tail: str = ""
-    details: dict[str, str] = field(default_factory=dict)
-
-
-def _facts(env: BoxEnv, release: Release, app: str) -> list[ContainerFact]:
+def app_containers(env: BoxEnv, release: Release, app: str) -> list[ContainerFact]:
+    """This app's containers on the box, in any state: what its swap and restore decide on."""
     names = list(release.spec.apps[app].containers)
     ours = env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
     # A pre-orchestrator deploy named its containers as box.yml does, without labels.
@@ -110,14 +88,6 @@ def start_app(
     return [fact for fact, _, _ in started]
 
 
-class StartFailed(DeployError):
-    """New containers did not start or prove healthy; none of them is left."""
-
-    def __init__(self, reason: str, log_tail: str) -> None:
-        super().__init__(reason)
-        self.log_tail = log_tail
-
-
 def _tail(env: BoxEnv, fact: ContainerFact) -> str:
     try:
         return env.runtime.logs_tail(fact.id, 20)
@@ -155,27 +125,27 @@ def swap_app(
     token: int,
     deadline: float,
     note_intent: Callable[[dict[str, str | None]], None],
-) -> SwapOutcome:
+) -> StepOutcome:
     """Bring one app to `release`: a no-op when its spec hash already runs."""
     spec = release.spec.apps[app]
     spec_hash = release.spec_hash(app)
     decision = decide_swap(
-        _facts(env, release, app), container_names=spec.containers, spec_hash=spec_hash
+        app_containers(env, release, app), container_names=spec.containers, spec_hash=spec_hash
     )
     if not decision.needed:
         for fact in decision.discard:
             env.runtime.remove(fact.id)
-        return SwapOutcome(Outcome.NOOP, decision.reason, details={"spec_hash": spec_hash})
+        return StepOutcome(Outcome.NOOP, decision.reason, details={"spec_hash": spec_hash})
 
     # Written before acting: a worker killed mid-swap finds what to put back.
     note_intent(
-        {
-            "previous_hash": decision.previous_hash,
-            "previous_release": decision.previous_release,
-            "adopted": "1" if decision.adopted else "",
-            "new_hash": spec_hash,
-            "new_release": release.id,
-        }
+        SwapIntent(
+            new_hash=spec_hash,
+            new_release=release.id,
+            previous_hash=decision.previous_hash,
+            previous_release=decision.previous_release,
+            adopted=decision.adopted,
+        ).note()
     )
     for fact in decision.discard:
         env.runtime.remove(fact.id)
@@ -193,7 +163,7 @@ def swap_app(
         reason = str(exc)
         if back:
             reason += f"; and the previous version did not come back: {back}"
-        return SwapOutcome(
+        return StepOutcome(
             Outcome.FAILED,
             reason,
             log_tail=exc.log_tail,
@@ -206,7 +176,7 @@ def swap_app(
         # A pre-orchestrator deploy's containers stay (stopped, `.prev`) for a manual clean-up.
         if is_managed(fact):
             env.runtime.remove(fact.id)
-    return SwapOutcome(
+    return StepOutcome(
         Outcome.OK,
         f"{decision.reason}: now {spec_hash[:12]}",
         details={

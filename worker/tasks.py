@@ -1,4 +1,4 @@
-"""Thin Celery tasks: JSON in, a step of worker/steps.py, JSON out. Names from the contract."""
+"""Thin Celery tasks: JSON in, a step of worker/steps, JSON out. Names from the contract."""
 
 from __future__ import annotations
 
@@ -7,24 +7,24 @@ from typing import Any
 
 from celery import Celery
 
+from orchestrator.errors import InjectedFault
 from schemas.contract import TaskName
-from worker.rollout_steps import claim, finish
-from worker.steps import STEPS, Body, StepContext, run_step
-
-# Every step a chain can name; the contract test checks this against TaskName.
-ALL_STEPS: dict[TaskName, Body] = {**STEPS, TaskName.CLAIM: claim, TaskName.FINISH: finish}
+from worker import recovery
+from worker.steps.protocol import StepContext, run_step
+from worker.steps.registry import STEPS
 
 
 def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
     """Register every task of the contract on `app`; `context` is built once per process."""
 
     def make(step: TaskName) -> Callable[..., dict[str, Any]]:
-        body = ALL_STEPS[step]
+        body = STEPS[step]
 
         def task(payload: dict[str, Any]) -> dict[str, Any]:
             ctx = context()
             app = payload.get("app") if isinstance(payload, dict) else None
             if ctx.settings.fault_step in (step.value, f"{step.value}:{app}"):
+                # Raised before run_step, which would journal it: it must reach `rescue`.
                 raise InjectedFault(f"{step.value}: injected by ORCHESTRATOR_FAULT_STEP")
             return run_step(ctx, step, payload, body)
 
@@ -32,14 +32,10 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
         task.__doc__ = (body.__doc__ or step.value).strip().splitlines()[0]
         return task
 
-    for step in ALL_STEPS:
+    for step in STEPS:
         app.task(name=step.value, bind=False, acks_late=True, shared=False)(make(step))
     app.task(name=TaskName.PREFLIGHT.value, acks_late=True, shared=False)(_preflight(context))
     app.task(name=TaskName.RESCUE.value, shared=False)(_rescue(context))
-
-
-class InjectedFault(RuntimeError):
-    """Raised on purpose (ORCHESTRATOR_FAULT_STEP) to prove that escaped errors are rescued."""
 
 
 def _rescue(context: Callable[[], StepContext]) -> Callable[..., None]:
@@ -48,24 +44,10 @@ def _rescue(context: Callable[[], StepContext]) -> Callable[..., None]:
 
         Celery calls this errback with the failing task's request, in the worker that ran it.
         """
-        from worker.steps import rescue_chain
-
-        ctx = context()
         payload = request.args[0] if request.args else {}
-        rescue_chain(ctx, str(request.task), payload, f"{type(exc).__name__}: {exc}")
-        if _in_rollout(ctx, payload):
-            # The chain stopped at the error, before its `finish`: without this the rollout
-            # halted only once the box's slot expired (slot TTL, 30 s by default).
-            run_step(ctx, TaskName.FINISH, {**payload, "app": None}, finish)
+        recovery.rescue(context(), str(request.task), payload, f"{type(exc).__name__}: {exc}")
 
     return rescue
-
-
-def _in_rollout(ctx: StepContext, payload: Any) -> bool:
-    """A rollout's chain (it ends with `finish`), not a bare box chain."""
-    if ctx.rollouts is None or not isinstance(payload, dict) or not payload.get("rollout_id"):
-        return False
-    return bool(ctx.redis.exists(ctx.keys.rollout_part(str(payload["rollout_id"]), "spec")))
 
 
 def _preflight(context: Callable[[], StepContext]) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -21,9 +21,10 @@ from schemas.contract import Label
 from tests.harness.common import TEST_LABEL, free_port, wait_for
 from tests.harness.docker_fx import TEST_CONTAINER_LABELS, WebImages
 from tests.harness.registry_fx import Registry
+from worker.facts import ContainerFact, RunRequest
 from worker.health import wait_healthy
 from worker.runspec import build_run_request, log_dirs, previous_name
-from worker.runtime import ContainerFact, DockerRuntime, RunRequest
+from worker.runtime import DockerRuntime
 
 BIND_IP = "127.0.0.11"  # one simulated box's address: ports never clash with other tests'
 

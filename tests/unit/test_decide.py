@@ -1,12 +1,12 @@
-"""The swap decision, table-tested: facts about one app's containers in, what to do out."""
+"""Swap and restore decisions, table-tested: facts about one app's containers in, what to do out."""
 
 from __future__ import annotations
 
 import pytest
 
 from schemas.contract import Label
-from worker.decide import app_facts, decide_swap
-from worker.runtime import ContainerFact
+from worker.decide import SwapIntent, app_facts, decide_restore, decide_swap
+from worker.facts import ContainerFact
 
 NEW, OLD = "new-hash", "old-hash"
 
@@ -74,3 +74,56 @@ def test_app_facts_ignores_other_boxes_apps_and_services() -> None:
     ]
     names = [f.name for f in app_facts(facts, box_id="b1", app="web", container_names=["web"])]
     assert names == ["b1.web.web", "web"]
+
+
+# The intent a swap from r1 (OLD) to r2 (NEW) noted before acting.
+INTENT = SwapIntent(new_hash=NEW, new_release="r2", previous_hash=OLD, previous_release="r1")
+FIRST = SwapIntent(new_hash=NEW, new_release="r2")  # nothing ran before this swap
+NEW_WEB = fact("b1.web.web", spec=NEW, release="r2")
+
+# (case, intent, facts, action, remove names, reinstate names, swap back to)
+RESTORES = [
+    ("killed before stopping the old version", INTENT, [fact("b1.web.web", spec=OLD)],
+     "noop", [], [], None),
+    ("killed between stop and rename", INTENT, [fact("b1.web.web", spec=OLD, state="exited")],
+     "reinstate", [], ["b1.web.web"], None),
+    ("killed after the rename, before the new started", INTENT,
+     [fact("b1.web.web.prev", spec=OLD, state="exited")],
+     "reinstate", [], ["b1.web.web.prev"], None),
+    ("after the rename, the new one runs", INTENT,
+     [fact("b1.web.web.prev", spec=OLD, state="exited"), NEW_WEB],
+     "reinstate", ["b1.web.web"], ["b1.web.web.prev"], None),
+    ("after the rename, the new one half-started", INTENT,
+     [fact("b1.web.web.prev", spec=OLD, state="exited"),
+      fact("b1.web.web", spec=NEW, state="created", release="r2")],
+     "reinstate", ["b1.web.web"], ["b1.web.web.prev"], None),
+    ("an adopted pre-orchestrator deploy is put back", INTENT,
+     [fact("web.prev", spec=None, state="exited"), NEW_WEB],
+     "reinstate", ["b1.web.web"], ["web.prev"], None),
+    ("the new one runs, the previous is gone: swap back", INTENT, [NEW_WEB],
+     "swap_back", [], [], "r1"),
+    ("the new one runs, nothing ran before: remove it", FIRST, [NEW_WEB],
+     "remove_new", ["b1.web.web"], [], None),
+    ("nothing at all", INTENT, [], "noop", [], [], None),
+    ("nothing at all, nothing ran before", FIRST, [], "noop", [], [], None),
+]
+
+
+@pytest.mark.parametrize(("case", "intent", "facts", "action", "remove", "reinstate", "back"),
+                         RESTORES, ids=[c[0] for c in RESTORES])
+def test_decide_restore(case: str, intent: SwapIntent, facts: list[ContainerFact], action: str,
+                        remove: list[str], reinstate: list[str], back: str | None) -> None:
+    d = decide_restore(facts, intent)
+    assert d.action == action
+    assert [f.name for f in d.remove] == remove
+    assert [f.name for f in d.reinstate] == reinstate
+    assert d.swap_back_to == back
+
+
+def test_swap_intent_round_trips_through_its_note() -> None:
+    note = INTENT.note()
+    assert note == {"previous_hash": OLD, "previous_release": "r1", "adopted": "",
+                    "new_hash": NEW, "new_release": "r2"}
+    assert SwapIntent.from_note(note) == INTENT
+    adopted = SwapIntent(new_hash=NEW, new_release="r2", adopted=True)
+    assert adopted.note()["adopted"] == "1" and SwapIntent.from_note(adopted.note()) == adopted

@@ -14,8 +14,8 @@ import pytest
 
 from orchestrator.errors import HealthCheckFailed, RuntimeFailure
 from schemas.boxfile import ContainerSpec
+from worker.facts import ContainerFact, PortBinding
 from worker.health import wait_healthy
-from worker.runtime import ContainerFact, PortBinding
 
 FACT = ContainerFact(
     id="c1",

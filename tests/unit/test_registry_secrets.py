@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.engine.releases import make_release
-from orchestrator.errors import RegistryAuthFailed, RuntimeFailure
+from orchestrator.errors import RegistryAuthFailed, RuntimeFailure, SecretUnavailable
 from schemas.boxfile import BoxSpec, SecretRef
 from schemas.fleet import FleetSettings, RegistryAuth
 from schemas.release import Release
-from worker.secrets import SecretUnavailable, registry_auth, resolve_env, resolve_secret
-from worker.steps import pull_image
-from worker.swap import BoxEnv
+from worker.facts import BoxEnv
+from worker.runtime import refused_credentials
+from worker.secrets import registry_auth, resolve_env, resolve_secret
+from worker.steps.apps import pull_image
 
 DIGEST = "sha256:" + "a" * 64
 SPEC = BoxSpec.model_validate(
@@ -100,7 +101,8 @@ def test_release_carries_references_and_hashes_them(env_file: Path) -> None:
 
 
 class RefusingRuntime:
-    """Just enough of a runtime to see what the pull step hands it and how it fails."""
+    """Just enough of a runtime to see what the pull step hands it and how it fails: like
+    DockerRuntime, it says itself (RegistryAuthFailed) when the registry refused credentials."""
 
     def __init__(self, error: str) -> None:
         self.error = error
@@ -108,7 +110,8 @@ class RefusingRuntime:
 
     def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
         self.auths.append(auth)
-        raise RuntimeFailure(f"pull {ref}: {self.error}")
+        typed = RegistryAuthFailed if refused_credentials(None, self.error) else RuntimeFailure
+        raise typed(f"pull {ref}: {self.error}")
 
 
 def _env(runtime: RefusingRuntime) -> BoxEnv:
@@ -141,3 +144,21 @@ def test_pull_refused_names_image_and_user_never_the_password(env_file: Path) ->
     with pytest.raises(RuntimeFailure, match="manifest unknown") as other:
         pull_image(_env(runtime), release, image)
     assert not isinstance(other.value, RegistryAuthFailed)
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "refused"),
+    [
+        (401, "Head https://reg/v2/web/manifests/v1: something", True),
+        (403, "forbidden", True),
+        (500, 'Get "https://reg/v2/": no basic auth credentials', True),
+        (500, "unauthorized: authentication required", True),
+        (None, "denied: requested access to the resource is denied", True),
+        (None, "unauthorized: incorrect username or password", True),
+        (404, "manifest for reg/web:v9 not found: manifest unknown", False),
+        (500, "received unexpected HTTP status: 502 Bad Gateway", False),
+        (None, "manifest unknown", False),
+    ],
+)
+def test_the_runtime_tells_a_refused_login(status: int | None, text: str, refused: bool) -> None:
+    assert refused_credentials(status, text) is refused

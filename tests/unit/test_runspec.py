@@ -9,8 +9,8 @@ import pytest
 from orchestrator.errors import ConfigError
 from schemas.boxfile import AppSpec, ContainerSpec
 from schemas.contract import Label
+from worker.facts import Bind, PortBinding, RunRequest
 from worker.runspec import Role, build_run_request, log_dirs, previous_name
-from worker.runtime import Bind, PortBinding, RunRequest
 
 LOG_ROOT = "/var/log/orch"
 

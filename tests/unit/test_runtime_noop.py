@@ -7,9 +7,9 @@ import time
 from orchestrator.engine.releases import make_release
 from schemas.boxfile import BoxSpec
 from schemas.contract import Outcome
-from worker.runtime import ContainerRuntime
+from worker.facts import BoxEnv, ContainerRuntime
 from worker.runtime_noop import NoopRuntime
-from worker.swap import BoxEnv, swap_app
+from worker.swap import swap_app
 
 SPEC = BoxSpec.model_validate({"apps": {"web": {"image": "r.example.com/web:1",
                                                 "containers": {"web": {}}}}})

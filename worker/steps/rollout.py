@@ -5,17 +5,16 @@ from __future__ import annotations
 from orchestrator.engine.lease import Lease
 from schemas.contract import Outcome, StepRequest, StepResult, TaskName
 from schemas.release import Release
-from worker.steps import StepContext
-from worker.swap import SwapOutcome
+from worker.steps.protocol import StepContext, StepOutcome
 
 
-def claim(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None) -> SwapOutcome:
+def claim(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None) -> StepOutcome:
     """Lease owner, rollout state and a fresh fencing token in one Lua script."""
     got = Lease(ctx.redis, ctx.keys).claim(req.box_type, req.rollout_id, req.box_id)
     if not got.ok:
         # Not a failure of this box: it never started, and it never leaves its LB.
-        return SwapOutcome(Outcome.SKIPPED, f"not started: {got.reason}")
-    return SwapOutcome(Outcome.OK, f"token {got.token}", details={"token": str(got.token)})
+        return StepOutcome(Outcome.SKIPPED, f"not started: {got.reason}")
+    return StepOutcome(Outcome.OK, f"token {got.token}", details={"token": str(got.token)})
 
 
 def box_outcome(entries: dict[str, StepResult]) -> str:
@@ -28,10 +27,10 @@ def box_outcome(entries: dict[str, StepResult]) -> str:
     return "ok"
 
 
-def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None) -> SwapOutcome:
+def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None) -> StepOutcome:
     """Count this box once, start its successors, and end the rollout if it was the last."""
     if ctx.rollouts is None:
-        return SwapOutcome(Outcome.FAILED, "this worker has no rollout engine configured")
+        return StepOutcome(Outcome.FAILED, "this worker has no rollout engine configured")
     entries = ctx.journal.entries(req.rollout_id, req.box_id)
     outcome = box_outcome(entries)
     first = ctx.journal.first_failure(req.rollout_id, req.box_id)
@@ -39,9 +38,9 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
     rollout = ctx.rollouts.get(req.rollout_id)
     fill = ctx.rollouts.advance(rollout, req.box_id, outcome, why)
     if fill.kind == "dup":
-        return SwapOutcome(Outcome.NOOP, f"box {outcome}: already counted")
+        return StepOutcome(Outcome.NOOP, f"box {outcome}: already counted")
     started = ", ".join(fill.started) or "none"
-    return SwapOutcome(
+    return StepOutcome(
         Outcome.OK,
         f"box {outcome}; started {started}; rollout {ctx.rollouts.state(rollout.id)}",
         details={"box": outcome, "started": ",".join(fill.started)},

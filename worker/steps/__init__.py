@@ -1,0 +1,1 @@
+"""The box's deploy steps: the protocol every step runs under, and the bodies, by noun."""

@@ -1,0 +1,141 @@
+"""The app steps: pull the images, swap one app, restore every app after a failure."""
+
+from __future__ import annotations
+
+from orchestrator.errors import RegistryAuthFailed, RuntimeFailure, SecretUnavailable
+from schemas.contract import Label, Outcome, StepRequest, StepResult
+from schemas.refs import parse_image
+from schemas.release import Release
+from worker.decide import SwapIntent, decide_restore, is_previous
+from worker.facts import BoxEnv
+from worker.secrets import registry_auth
+from worker.steps.protocol import StepContext, StepOutcome
+from worker.swap import app_containers, reinstate, swap_app
+
+
+def pull_image(env: BoxEnv, release: Release, ref: str) -> None:
+    """Pull `ref` with the credentials the release names for its registry, resolved here.
+
+    The runtime says when the registry refused: the error then names the image, the registry
+    and the user; the password is resolved only for the engine and never appears in a message.
+    """
+    host = parse_image(ref).registry or "docker.io"
+    try:
+        auth = registry_auth(ref, release.registries, env.ssm)
+    except SecretUnavailable as exc:
+        raise SecretUnavailable(f"pull {ref}: credentials for registry {host}: {exc}") from None
+    try:
+        env.runtime.pull(ref, auth)
+    except RegistryAuthFailed as exc:
+        who = (
+            f"as user {auth['username']!r}"
+            if auth
+            else "without credentials (the release lists none for this registry)"
+        )
+        detail = _detail(exc, ref, auth)
+        raise RegistryAuthFailed(
+            f"pull {ref}: authentication failed at registry {host} {who}: {detail}"
+        ) from None
+    except RuntimeFailure as exc:
+        if auth:
+            raise RuntimeFailure(f"pull {ref}: {_detail(exc, ref, auth)}") from None
+        raise
+
+
+def _detail(exc: RuntimeFailure, ref: str, auth: dict[str, str] | None) -> str:
+    """The engine's words, without our prefix and without the password, should it echo it."""
+    detail = str(exc).removeprefix(f"pull {ref}: ")
+    if auth and auth["password"]:
+        detail = detail.replace(auth["password"], "***")
+    return detail
+
+
+def pull(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None) -> StepOutcome:
+    """Pull every image of the chain by digest, while the box still serves."""
+    env = ctx.box_env(req.box_id, req.box_type)
+    refs = [release.image_of(a) for a in (req.changed_apps or release.spec.apps)]
+    refs += [s.image for s in release.services.values()]
+    pulled = [ref for ref in refs if not env.runtime.has_image(ref)]
+    for ref in pulled:
+        pull_image(env, release, ref)
+    reason = f"pulled {len(pulled)} image(s)" if pulled else "all images present"
+    return StepOutcome(Outcome.OK if pulled else Outcome.NOOP, reason)
+
+
+def live_hashes(env: BoxEnv, release: Release) -> dict[str, str]:
+    """app -> the spec hash running now, for apps whose every container runs with one hash."""
+    running = [
+        f
+        for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
+        if f.state == "running" and not is_previous(f)
+    ]
+    out = {}
+    for app, spec in release.spec.apps.items():
+        mine = [f for f in running if f.labels.get(Label.APP) == app]
+        hashes = {f.labels.get(Label.SPEC_HASH, "") for f in mine}
+        names = {f.labels.get(Label.CONTAINER) for f in mine}
+        if len(hashes) == 1 and names == set(spec.containers):
+            out[app] = hashes.pop()
+    return out
+
+
+def swap(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None) -> StepOutcome:
+    app = req.app
+    if app is None or app not in release.spec.apps:
+        return StepOutcome(Outcome.FAILED, f"swap needs an app of release {release.id}: {app!r}")
+    env = ctx.box_env(req.box_id, req.box_type)
+    return swap_app(
+        env,
+        release,
+        app,
+        req.token,
+        ctx.deadline(),
+        lambda intent: ctx.journal.note(req.rollout_id, req.box_id, f"intent:swap:{app}", intent),
+    )
+
+
+def restore(
+    ctx: StepContext, req: StepRequest, release: Release, prior: StepResult | None
+) -> StepOutcome:
+    """After a failure: put back every app this box changed (or began to) in this rollout."""
+    if prior is None:
+        return StepOutcome(Outcome.NOOP, "nothing failed")
+    env = ctx.box_env(req.box_id, req.box_type)
+    done, problems = [], []
+    for app in reversed(req.changed_apps):
+        note = ctx.journal.read_note(req.rollout_id, req.box_id, f"intent:swap:{app}")
+        if note is None:
+            continue  # never touched
+        out = restore_app(ctx, env, app, SwapIntent.from_note(note), req.token)
+        if out.outcome == Outcome.FAILED:
+            problems.append(f"{app}: {out.reason}")
+        elif out.outcome == Outcome.OK:
+            done.append(app)
+    if problems:
+        return StepOutcome(Outcome.FAILED, "; ".join(problems))
+    return StepOutcome(
+        Outcome.OK if done else Outcome.NOOP,
+        f"restored {', '.join(done)}" if done else "no app needed restoring",
+        details={"restored": ",".join(done)},
+    )
+
+
+def restore_app(
+    ctx: StepContext, env: BoxEnv, app: str, intent: SwapIntent, token: int
+) -> StepOutcome:
+    """Put one app back as `decide_restore` says, from what is on the box now."""
+    new_release = ctx.releases.get(intent.new_release)
+    decision = decide_restore(app_containers(env, new_release, app), intent)
+    for fact in decision.remove:
+        env.runtime.remove(fact.id)
+    if decision.action == "reinstate":
+        problem = reinstate(env, decision.reinstate)
+        if problem:
+            return StepOutcome(Outcome.FAILED, problem)
+        return StepOutcome(Outcome.OK, "previous containers restarted")
+    if decision.action == "swap_back":
+        old = ctx.releases.get(str(decision.swap_back_to))
+        return swap_app(env, old, app, token, ctx.deadline(), lambda _: None)
+    if decision.action == "remove_new":
+        return StepOutcome(Outcome.OK, "removed: nothing ran here before")
+    return StepOutcome(Outcome.NOOP, "already on the previous version")

@@ -1,0 +1,137 @@
+"""The load balancer steps: leave before a swap, rejoin once what runs is proven healthy."""
+
+from __future__ import annotations
+
+from orchestrator.engine.changes import box_changes
+from orchestrator.errors import OrchestratorError
+from schemas.contract import Label, Outcome, StepRequest, StepResult, TaskName
+from schemas.release import Release
+from worker.capacity import refusal
+from worker.decide import is_previous
+from worker.facts import BoxEnv
+from worker.health import wait_healthy
+from worker.steps.apps import live_hashes
+from worker.steps.protocol import StepContext, StepOutcome
+
+
+def leave_lb(
+    ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
+) -> StepOutcome:
+    """Leave, once, the load balancers of the apps that change and of those depending on them.
+
+    Decided from what runs on the box now, not from a heartbeat that may be seconds old.
+    """
+    # From here on, a restarted worker must bring this box back by itself.
+    ctx.redis.set(ctx.keys.active_chain(req.box_id), req.model_dump_json())
+    env = ctx.box_env(req.box_id, req.box_type)
+    affected = box_changes(release, live_hashes(env, release))[1]
+    apps = list(req.lb_apps) if req.leave_all else [a for a in affected if a in req.lb_apps]
+    lbs = [(a, lb) for a in apps if (lb := ctx.load_balancer(release, a)) is not None]
+    # The capacity guard reads every load balancer first: a refused box never leaves any.
+    for app, lb in lbs:
+        member = ctx.member(req.box_id, release.lb_kind(app))
+        refused = refusal(lb.members(), member, release.spec.min_healthy)
+        if refused:
+            return StepOutcome(
+                Outcome.FAILED, f"{app} ({lb.name}): {refused}", details={"refused": "1"}
+            )
+    # Noted before leaving: a worker killed mid-leave still knows what to rejoin.
+    ctx.journal.note(req.rollout_id, req.box_id, "intent:leave", {"apps": [a for a, _ in lbs]})
+    left = []
+    for app, lb in lbs:
+        member = ctx.member(req.box_id, release.lb_kind(app))
+        ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "out")
+        lb.leave(member)
+        left.append(app)
+        lb.wait_drained(member, ctx.settings.drain_timeout)
+    return StepOutcome(
+        Outcome.OK if left else Outcome.NOOP,
+        f"left {', '.join(left)}" if left else "no load balancer to leave: nothing here changes",
+        details={"left": ",".join(left)},
+    )
+
+
+def left_apps(ctx: StepContext, req: StepRequest) -> list[str]:
+    """What this box left in this chain: the leave_lb record, or, when its worker died
+    mid-leave (no record), the intent leave_lb noted before leaving."""
+    left = ctx.journal.get(req.rollout_id, req.box_id, str(TaskName.LEAVE_LB), None)
+    if left is not None and (
+        left.details.get("refused") == "1"
+        or left.outcome in (Outcome.SKIPPED, Outcome.SUPERSEDED, Outcome.NOOP)
+    ):
+        return []
+    if left is not None and left.outcome == Outcome.OK:
+        return [a for a in left.details.get("left", "").split(",") if a]
+    intent = ctx.journal.read_note(req.rollout_id, req.box_id, "intent:leave")
+    return list(intent["apps"]) if intent else []
+
+
+def join_lb(
+    ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
+) -> StepOutcome:
+    """Rejoin whatever the box left, once what runs there is proven healthy."""
+    apps = left_apps(ctx, req)
+    if not apps:
+        ctx.redis.delete(ctx.keys.active_chain(req.box_id))
+        return StepOutcome(Outcome.NOOP, "the box did not leave a load balancer")
+    env = ctx.box_env(req.box_id, req.box_type)
+    joined, unhealthy = [], []
+    for app in apps:
+        lb = ctx.load_balancer(release, app)
+        if lb is None:
+            continue
+        problem = prove_healthy(ctx, env, app, release)
+        if problem:
+            unhealthy.append(f"{app}: {problem}")
+            continue
+        member = ctx.member(req.box_id, release.lb_kind(app))
+        lb.join(member)
+        lb.wait_in_service(member, ctx.settings.drain_timeout)
+        ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "in")
+        joined.append(app)
+    ctx.redis.delete(ctx.keys.active_chain(req.box_id))
+    if unhealthy:
+        return StepOutcome(
+            Outcome.FAILED,
+            "left out of its load balancer, not healthy (needs attention: "
+            f"`orchestrator repair {req.box_id}`): " + "; ".join(unhealthy),
+            details={"joined": ",".join(joined)},
+        )
+    return StepOutcome(
+        Outcome.OK, f"joined {', '.join(joined)}", details={"joined": ",".join(joined)}
+    )
+
+
+def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release) -> str:
+    """'' when every container of the app that runs now passes its own release's check."""
+    running = [
+        f
+        for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
+        if not is_previous(f)
+    ]
+    if not running:
+        return "no container runs"
+    for fact in running:
+        rel = release
+        if fact.labels.get(Label.RELEASE) not in (None, release.id):
+            rel = ctx.releases.get(fact.labels[Label.RELEASE])
+        cspec = rel.spec.apps[app].containers.get(fact.labels.get(Label.CONTAINER, ""))
+        if cspec is None:
+            return f"{fact.name} is not in release {rel.id}"
+        ports = [
+            (p.host_ip or env.bind_ip or "", p.host_port, p.container_port, p.protocol)
+            for p in cspec.ports
+        ]
+        try:
+            wait_healthy(
+                env.runtime,
+                fact,
+                cspec,
+                host=env.health_host,
+                ports=ports,
+                settle=0.0,
+                deadline=ctx.deadline(),
+            )
+        except OrchestratorError as exc:
+            return str(exc)
+    return ""

@@ -1,0 +1,235 @@
+"""Every step's protocol: contract, redelivery, fencing, attempts, failure gating, journal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from orchestrator.engine.events import Events
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.redisconn import RedisClient
+from orchestrator.engine.releases import ReleaseStore
+from orchestrator.engine.rollouts import Rollouts
+from orchestrator.errors import OrchestratorError
+from schemas.contract import (
+    CONTRACT_VERSION,
+    Keys,
+    Outcome,
+    StepRequest,
+    StepResult,
+    TaskName,
+)
+from schemas.release import Release
+from worker.facts import BoxEnv
+from worker.lb import LoadBalancer, make_load_balancer
+from worker.settings import WorkerSettings
+
+log = logging.getLogger("orchestrator.worker")
+
+# Steps that still act after a failure: a box that left its load balancer always comes back.
+ACT_AFTER_FAILURE = {TaskName.RESTORE, TaskName.JOIN_LB, TaskName.FINISH}
+# Steps that run before `claim` hands out the box's token.
+BEFORE_CLAIM = {TaskName.PULL, TaskName.CLAIM}
+# A message delivered this many times means the worker died running it each time.
+MAX_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step's body says happened; the protocol journals it as the step's result."""
+
+    outcome: Outcome
+    reason: str = ""
+    log_tail: str = ""
+    details: dict[str, str] = field(default_factory=dict)
+
+
+Body = Callable[["StepContext", StepRequest, Release, StepResult | None], StepOutcome]
+
+
+@dataclass
+class Busy:
+    """Steps running now, by box; the heartbeat renews their slots only within deadline."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+
+    def start(self, req: StepRequest, step: str, deadline: float) -> None:
+        with self.lock:
+            self.running[req.box_id] = (req.rollout_id, step, deadline)
+
+    def end(self, req: StepRequest) -> None:
+        with self.lock:
+            self.running.pop(req.box_id, None)
+
+    def snapshot(self) -> dict[str, tuple[str, str, float]]:
+        with self.lock:
+            return dict(self.running)
+
+
+@dataclass
+class StepContext:
+    settings: WorkerSettings
+    redis: RedisClient
+    keys: Keys
+    journal: Journal
+    releases: ReleaseStore
+    events: Events
+    box_env: Callable[[str, str], BoxEnv]
+    lb_factory: Callable[[str, str, int | None], LoadBalancer] | None = None
+    busy: Busy = field(default_factory=Busy)
+    rollouts: Rollouts | None = None
+    # The ensure_services step, boot and the reconciler must not start the same service;
+    # re-entrant, as boot runs the ensure_services step.
+    services_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def load_balancer(self, release: Release, app: str) -> LoadBalancer | None:
+        spec = release.spec.apps[app]
+        kind = release.lb_kind(app)
+        if spec.elb is None or kind == "none":
+            return None
+        if self.lb_factory is not None:
+            return self.lb_factory(kind, spec.elb, spec.lb_port)
+        return make_load_balancer(
+            kind,
+            spec.elb,
+            member_port=spec.lb_port,
+            haproxy_socket=self.settings.haproxy_socket,
+            boto_session_kwargs={
+                "region_name": self.settings.aws_region,
+                **(
+                    {"endpoint_url": self.settings.aws_endpoint_url}
+                    if self.settings.aws_endpoint_url
+                    else {}
+                ),
+            },
+        )
+
+    def member(self, box_id: str, kind: str) -> str:
+        if kind == "haproxy":
+            return self.settings.haproxy_server or box_id
+        return box_id
+
+    def deadline(self) -> float:
+        """The monotonic time by which a step started now must be done."""
+        return time.monotonic() + self.settings.step_deadline
+
+
+def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> dict[str, object]:
+    """Run `body` as `step` once the gates let it; journal and return the step's result."""
+    started = time.time()
+    try:
+        req = StepRequest.model_validate(payload)
+    except ValidationError as exc:
+        # Nothing to journal without ids: say so loudly; the chain goes on to its end.
+        log.error("%s: malformed request: %s", step, exc)
+        return {"step": str(step), "outcome": Outcome.FAILED, "reason": f"malformed: {exc}"}
+    done = ctx.journal.get(req.rollout_id, req.box_id, str(step), req.app)
+    if done is not None:
+        return done.model_dump(mode="json")  # a redelivery: the first run's result stands
+    claimed = _with_claimed_token(ctx, step, req)
+    if isinstance(claimed, StepOutcome):
+        return _record(ctx, step, req, started, claimed)
+    req = claimed
+    refused, prior = _gate(ctx, step, req)
+    if refused is not None:
+        return _record(ctx, step, req, started, refused)
+    return _record(ctx, step, req, started, _run_body(ctx, step, req, prior, body))
+
+
+def _with_claimed_token(
+    ctx: StepContext, step: TaskName, req: StepRequest
+) -> StepRequest | StepOutcome:
+    """A rollout's chain is enqueued before its claim: the token is the claimed one."""
+    if req.token != 0 or step in BEFORE_CLAIM:
+        return req
+    claimed = ctx.redis.hget(ctx.keys.rollout_part(req.rollout_id, "tokens"), req.box_id)
+    if claimed is None and step != TaskName.FINISH:  # finish counts unstarted boxes too
+        return StepOutcome(Outcome.SKIPPED, "the box was not claimed: it did not start")
+    if claimed is None:
+        return req
+    return req.model_copy(update={"token": int(claimed)})
+
+
+def _gate(
+    ctx: StepContext, step: TaskName, req: StepRequest
+) -> tuple[StepOutcome | None, StepResult | None]:
+    """Why the step must not run (fenced off, another contract, redelivered too often, after a
+    failure), or None; and the box's first failure in this chain, which restore acts on."""
+    recorded = ctx.redis.get(ctx.keys.box_token(req.box_id))
+    if req.token and recorded is not None and int(recorded) > req.token:
+        reason = f"token {req.token} < {int(recorded)} on this box"
+        return StepOutcome(Outcome.SUPERSEDED, reason), None
+    if req.contract_version != CONTRACT_VERSION:
+        reason = f"contract version {req.contract_version} != this worker's {CONTRACT_VERSION}"
+        return StepOutcome(Outcome.FAILED, reason), None
+    attempts = ctx.journal.count_attempt(req.rollout_id, req.box_id, str(step), req.app)
+    prior = ctx.journal.first_failure(req.rollout_id, req.box_id)
+    if attempts > MAX_ATTEMPTS:
+        reason = f"delivered {attempts} times: the worker died running it"
+        return StepOutcome(Outcome.FAILED, reason), prior
+    if prior is not None and step not in ACT_AFTER_FAILURE:
+        return StepOutcome(Outcome.SKIPPED, f"after {prior.step} failed on this box"), prior
+    return None, prior
+
+
+def _run_body(
+    ctx: StepContext, step: TaskName, req: StepRequest, prior: StepResult | None, body: Body
+) -> StepOutcome:
+    """The body, announced and marked busy; whatever it raises becomes a failed outcome."""
+    ctx.events.emit(
+        req.box_type,
+        rollout=req.rollout_id,
+        box=req.box_id,
+        app=req.app,
+        step=str(step),
+        phase="start",
+    )
+    ctx.busy.start(req, str(step), ctx.deadline())
+    try:
+        release = ctx.releases.get(req.release_id, req.release_hash)
+        return body(ctx, req, release, prior)
+    except OrchestratorError as exc:
+        return StepOutcome(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # an escaped error is a failure like any other: restore acts
+        log.exception("%s on %s failed unexpectedly", step, req.box_id)
+        return StepOutcome(Outcome.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        ctx.busy.end(req)
+
+
+def _record(
+    ctx: StepContext, step: TaskName, req: StepRequest, started: float, out: StepOutcome
+) -> dict[str, object]:
+    """Journal the step's result and announce its end."""
+    res = ctx.journal.record(
+        StepResult(
+            step=str(step),
+            app=req.app,
+            rollout_id=req.rollout_id,
+            box_id=req.box_id,
+            outcome=out.outcome,
+            reason=out.reason,
+            log_tail=out.log_tail,
+            details=out.details,
+            started=started,
+            ended=time.time(),
+        )
+    )
+    ctx.events.emit(
+        req.box_type,
+        rollout=req.rollout_id,
+        box=req.box_id,
+        app=req.app,
+        step=res.step,
+        phase="end",
+        outcome=res.outcome,
+        reason=res.reason,
+        duration=f"{res.ended - res.started:.3f}",
+    )
+    return res.model_dump(mode="json")
