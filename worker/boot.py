@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from orchestrator.engine.lease import Lease
+from orchestrator.engine.state import RolloutStates, boot_id
 from schemas.checks import app_order
 from schemas.contract import Label, Outcome, StepRequest, StepResult, TaskName
 from worker.steps.protocol import StepContext, run_step
@@ -24,9 +26,8 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
     # (even between steps, even with every container briefly gone mid-swap) is left alone.
     if env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"}):
         return "apps already run here"
-    if ctx.redis.exists(ctx.keys.active(box_type)) or ctx.redis.exists(
-        ctx.keys.active_chain(box_id)
-    ):
+    states = RolloutStates(ctx.redis, ctx.keys)
+    if states.active(box_type) or ctx.redis.exists(ctx.keys.active_chain(box_id)):
         return "waiting: a rollout of this box type is running; it deploys this box"
     if box_id in ctx.busy.snapshot():
         return "apps already run here"
@@ -34,11 +35,10 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
     if current is None:
         return f"waiting: box type {box_type} has no successful release yet"
     # A fresh token: a rollout that claims this box later supersedes this convergence.
-    token = int(ctx.redis.incr(ctx.keys.fence(box_type)))
-    ctx.redis.set(ctx.keys.box_token(box_id), token)
+    token = Lease(ctx.redis, ctx.keys).fresh_token(box_type, box_id)
     apps = app_order(current.spec)
     req = StepRequest(
-        rollout_id=f"boot-{box_id}-{int(time.time())}",
+        rollout_id=boot_id(box_id),
         box_id=box_id,
         box_type=box_type,
         release_id=current.id,

@@ -69,6 +69,12 @@ class Lease:
             _HANDOVER(self.client, [self.keys.lease(box_type)], [parent, child, int(ttl * 1000)])
         )
 
+    def fresh_token(self, box_type: str, box_id: str) -> int:
+        """A new token for a box acting on its own (boot): any later claim supersedes it."""
+        token = int(self.client.incr(self.keys.fence(box_type)))
+        self.client.set(self.keys.box_token(box_id), token)
+        return token
+
     def claim(self, box_type: str, rollout_id: str, box_id: str) -> Claim:
         ok, value = _CLAIM(
             self.client,
