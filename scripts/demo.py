@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 import docker
 import redis
 
-from worker.lb.haproxy import HAProxyLB
+from orchestrator.engine.lb.haproxy import HAProxyLB
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from worker.lb.base import MemberState
+from orchestrator.engine.lb.base import MemberState
 
 
 def required_healthy(min_healthy: str, total: int) -> int:

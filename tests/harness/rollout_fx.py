@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.engine.lb.haproxy import HAProxyLB
 from tests.harness.box_fx import BoxWorker, BoxWorkers, PushedImages
 from tests.harness.common import TIMINGS, wait_for
 from tests.harness.haproxy_fx import HAProxyHandle
 from tests.harness.redis_fx import ProductRedis
-from worker.lb.haproxy import HAProxyLB
 
 WEB_YML = """\
 apps:

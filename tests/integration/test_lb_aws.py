@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
+from orchestrator.engine.lb import ClassicElbLB, NoopLB, TargetGroupLB, make_load_balancer
+from orchestrator.engine.lb.base import LoadBalancer, MemberState
 from orchestrator.errors import ConfigError, LoadBalancerError, ServiceUnavailable
 from tests.harness.aws_fx import DUMMY_CREDENTIALS, AwsAccount
 from tests.harness.common import free_port
-from worker.lb import ClassicElbLB, NoopLB, TargetGroupLB, make_load_balancer
-from worker.lb.base import LoadBalancer, MemberState
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.engine.lb import HAProxyLB, make_load_balancer
+from orchestrator.engine.lb.base import LoadBalancer
 from orchestrator.errors import ConfigError, LoadBalancerError, ServiceUnavailable
 from tests.harness.common import wait_for
 from tests.harness.haproxy_fx import HAProxyHandle, HttpBackend, HttpBackends
 from tests.harness.traffic import TrafficLoop, TrafficStats
-from worker.lb import HAProxyLB, make_load_balancer
-from worker.lb.base import LoadBalancer
 
 Fleet = tuple[HAProxyHandle, HAProxyLB, dict[str, HttpBackend]]
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import docker
 
+from orchestrator.engine.lb.haproxy import HAProxyLB
 from schemas.contract import Label, Outcome
 from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages, wait_http
 from tests.harness.common import wait_for
 from tests.harness.haproxy_fx import HAProxyHandle
-from worker.lb.haproxy import HAProxyLB
 
 WEB = """
 apps:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.engine.lb.base import MemberState
 from worker.capacity import refusal, required_healthy
-from worker.lb.base import MemberState
 
 
 def members(*states: bool) -> list[MemberState]:

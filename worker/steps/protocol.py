@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
+from orchestrator.engine.lb import LoadBalancer, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.releases import ReleaseStore
 from orchestrator.engine.rollouts import Rollouts
@@ -26,7 +27,6 @@ from schemas.contract import (
 )
 from schemas.release import Release
 from worker.facts import BoxEnv
-from worker.lb import LoadBalancer, make_load_balancer
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("orchestrator.worker")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.engine.aws import BotoClient, aws_client
+from orchestrator.engine.lb.base import LoadBalancer, MemberState
+from orchestrator.engine.lb.elb import ClassicElbLB
+from orchestrator.engine.lb.elbv2 import TargetGroupLB
+from orchestrator.engine.lb.haproxy import HAProxyLB
+from orchestrator.engine.lb.noop import NoopLB
 from orchestrator.errors import ConfigError
-from worker.lb.base import LoadBalancer, MemberState
-from worker.lb.elb import ClassicElbLB
-from worker.lb.elbv2 import TargetGroupLB
-from worker.lb.haproxy import HAProxyLB
-from worker.lb.noop import NoopLB
 
 __all__ = [
     "ClassicElbLB",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.engine.aws import BotoClient
+from orchestrator.engine.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
+from orchestrator.engine.lb.elb import aws_call
 from orchestrator.errors import LoadBalancerError
-from worker.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
-from worker.lb.elb import aws_call
 
 NOT_REGISTERED = "not registered"
 # `unused`: not registered, or the group serves no load balancer; either way no traffic.

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.engine.aws import BotoClient, call
+from orchestrator.engine.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
 from orchestrator.errors import LoadBalancerError
-from worker.lb.base import DEFAULT_POLL_INTERVAL, MemberState, poll_state
 
 
 def aws_call(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.lb.base import MemberState
+from orchestrator.engine.lb.base import MemberState
 
 
 class NoopLB:

@@ -7,8 +7,8 @@ import re
 import socket
 from dataclasses import dataclass
 
+from orchestrator.engine.lb.base import MemberState, poll_state
 from orchestrator.errors import ConfigError, LoadBalancerError, ServiceUnavailable
-from worker.lb.base import MemberState, poll_state
 
 # The runtime API is a local socket answering in well under a millisecond: poll it often. At
 # the 0.2 s that suits cloud APIs, a drain that found a request in flight cost 0.2 s of the
