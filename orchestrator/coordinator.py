@@ -196,7 +196,7 @@ class Coordinator:
                 box_type=box_type,
                 release_id=release.id,
                 release_hash=release.hash,
-                token=0,
+                token="",
             )
             self.app.send_task(
                 TaskName.PREFLIGHT.value, args=(req.model_dump(mode="json"),), queue=queue_for(box)

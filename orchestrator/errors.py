@@ -14,7 +14,7 @@ OrchestratorError
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
     ├── StartFailed          new containers did not start or prove healthy; none is left
     ├── SecretUnavailable    a secret reference could not be resolved (names the reference)
-    ├── LeaseLost            this rollout no longer owns its box type
+    ├── Fenced               the chain's token is no longer the box's: it must not act
     ├── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
     │
     │   the coordinator's refusals (the rollout start, `resume`):
@@ -85,8 +85,9 @@ class SecretUnavailable(DeployError):
     """A secret reference could not be resolved; the message names the reference only."""
 
 
-class LeaseLost(DeployError):
-    """The rollout no longer owns the box type's lease."""
+class Fenced(DeployError):
+    """A chain's token is no longer its box's (revoked, superseded, lost) or its rollout is
+    gone: the action it was about to take is not taken."""
 
 
 class ProvisioningFailed(DeployError):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Bump when a message, key or label changes meaning; preflight refuses a mismatch.
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 
 QUEUE_TEMPLATE = "box.{box_id}"
 # The tag naming an instance's (and an auto scaling group's) box type.
@@ -66,11 +66,12 @@ class Keys:
         return f"{self.prefix}lease:{box_type}"
 
     def fence(self, box_type: str) -> str:
-        return f"{self.prefix}fence:{box_type}"
+        """Hash {epoch, n}: tokens are `<epoch>.<n>`; a new epoch whenever the hash is gone."""
+        return f"{self.prefix}fencing:{box_type}"
 
     def box_token(self, box_id: str) -> str:
-        """The newest fencing token handed to this box; older tokens are superseded."""
-        return f"{self.prefix}boxtoken:{box_id}"
+        """Hash {token, rollout}: the one chain that may act on this box now (none: nobody)."""
+        return f"{self.prefix}boxowner:{box_id}"
 
     def heartbeat(self, box_id: str) -> str:
         return f"{self.prefix}box:{box_id}"
@@ -81,10 +82,6 @@ class Keys:
     def journal(self, rollout_id: str, box_id: str) -> str:
         """One hash per (rollout, box); field `<step>:<app>` holds that step's result."""
         return f"{self.prefix}journal:{rollout_id}:{box_id}"
-
-    def active_chain(self, box_id: str) -> str:
-        """The chain this box is running, so a restarted worker can end it itself."""
-        return f"{self.prefix}active:{box_id}"
 
     def slot(self, rollout_id: str, box_id: str) -> str:
         return f"{self.prefix}slot:{rollout_id}:{box_id}"
@@ -121,7 +118,7 @@ class Outcome(StrEnum):
     NOOP = "noop"  # nothing to do: the box already was as asked
     FAILED = "failed"  # a domain failure: the reason says why; the chain goes on to restore
     SKIPPED = "skipped"  # an earlier failure of this box means this step must not act
-    SUPERSEDED = "superseded"  # a newer token was handed to this box: do nothing
+    SUPERSEDED = "superseded"  # the box's token is not this chain's (newer, revoked, lost)
 
 
 class Message(BaseModel):
@@ -137,7 +134,9 @@ class StepRequest(Message):
     box_type: str
     release_id: str = Field(description="Release to deploy; the worker fetches it from Redis")
     release_hash: str = Field(description="Content hash the fetched release must match")
-    token: int = Field(ge=0, description="Fencing token taken at claim")
+    token: str = Field(
+        "", description="Fencing token `<epoch>.<n>` taken at claim; '' before the claim"
+    )
     app: str | None = Field(None, description="The app of a per-app step (swap)")
     changed_apps: list[str] = Field(
         default_factory=list, description="Apps this chain swaps, in start order"
@@ -170,6 +169,15 @@ class StepResult(Message):
     @property
     def failed(self) -> bool:
         return self.outcome == Outcome.FAILED
+
+
+class Member(Message):
+    """A box's membership at one load balancer: enough to leave or rejoin it without Redis."""
+
+    kind: str = Field(description="elb, elbv2, haproxy")
+    name: str = Field(description="The load balancer: ELB, target group or HAProxy backend")
+    member: str = Field(description="This box's member name there (instance id, server name)")
+    port: int | None = Field(None, description="The member's port where the kind has one")
 
 
 class AppRunning(Message):

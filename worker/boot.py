@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from orchestrator.engine.lease import Lease
 from orchestrator.engine.state import RolloutStates, boot_id
 from schemas.checks import app_order
-from schemas.contract import Label, Outcome, StepRequest, StepResult, TaskName
+from schemas.contract import Label, StepRequest, TaskName
+from schemas.release import Release
+from worker.steps.lb import membership
 from worker.steps.protocol import StepContext, run_step
 from worker.steps.registry import STEPS
 
@@ -21,24 +22,37 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
     A new box starts out of service, so there is no load balancer to leave first; an
     unhealthy one never joins. Returns what happened, for the log.
     """
+    with ctx.box_lock(box_id):  # nothing else acts on the box meanwhile (recovery waits)
+        waiting = why_not(ctx, box_id, box_type)
+        current = ctx.releases.current(box_type) if not waiting else None
+        if current is None:
+            return waiting or f"waiting: box type {box_type} has no successful release yet"
+        return converge(ctx, box_id, box_type, current)
+
+
+def why_not(ctx: StepContext, box_id: str, box_type: str) -> str:
+    """Why the box must not converge by itself now; '' when it should."""
     env = ctx.box_env(box_id, box_type)
     # Only a box that never got anything converges by itself; a box in a rollout's hands
     # (even between steps, even with every container briefly gone mid-swap) is left alone.
     if env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"}):
         return "apps already run here"
-    states = RolloutStates(ctx.redis, ctx.keys)
-    if states.active(box_type) or ctx.redis.exists(ctx.keys.active_chain(box_id)):
+    if RolloutStates(ctx.redis, ctx.keys).active(box_type):
         return "waiting: a rollout of this box type is running; it deploys this box"
+    if ctx.record(box_id).read().intents:
+        return "waiting: the box's own record of a swap is not finished yet"
     if box_id in ctx.busy.snapshot():
         return "apps already run here"
-    current = ctx.releases.current(box_type)
-    if current is None:
-        return f"waiting: box type {box_type} has no successful release yet"
+    return ""
+
+
+def converge(ctx: StepContext, box_id: str, box_type: str, current: Release) -> str:
     # A fresh token: a rollout that claims this box later supersedes this convergence.
-    token = Lease(ctx.redis, ctx.keys).fresh_token(box_type, box_id)
+    rollout_id = boot_id(box_id)
+    token = Lease(ctx.redis, ctx.keys).fresh_token(box_type, box_id, rollout_id)
     apps = app_order(current.spec)
     req = StepRequest(
-        rollout_id=boot_id(box_id),
+        rollout_id=rollout_id,
         box_id=box_id,
         box_type=box_type,
         release_id=current.id,
@@ -47,6 +61,10 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
         changed_apps=apps,
         lb_apps=[a for a in apps if current.spec.apps[a].elb],
     )
+    # The box was never in service: its record says it is out, so join_lb proves and joins.
+    record = ctx.record(box_id)
+    for app in req.lb_apps:
+        record.left(rollout_id, token, app, membership(ctx, box_id, current, app))
     payload = req.model_dump(mode="json")
     run_step(ctx, TaskName.PULL, payload, STEPS[TaskName.PULL])
     for app in apps:
@@ -54,20 +72,7 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
     run_step(ctx, TaskName.ENSURE_SERVICES, payload, STEPS[TaskName.ENSURE_SERVICES])
     failure = ctx.journal.first_failure(req.rollout_id, box_id)
     if failure is not None:
+        run_step(ctx, TaskName.RESTORE, payload, STEPS[TaskName.RESTORE])
         return f"not joining any load balancer: {failure.step} failed: {failure.reason}"
-    # The box was never in service: record it as having left, so join_lb proves and joins.
-    now = time.time()
-    ctx.journal.record(
-        StepResult(
-            step=TaskName.LEAVE_LB.value,
-            rollout_id=req.rollout_id,
-            box_id=box_id,
-            outcome=Outcome.OK,
-            started=now,
-            ended=now,
-            reason="a new box starts out of service",
-            details={"left": ",".join(req.lb_apps)},
-        )
-    )
     joined = run_step(ctx, TaskName.JOIN_LB, payload, STEPS[TaskName.JOIN_LB])
     return f"converged to {current.id}; join_lb {joined.get('outcome')}: {joined.get('reason')}"

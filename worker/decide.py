@@ -8,6 +8,7 @@ from typing import Literal
 
 from schemas.contract import Label
 from worker.facts import ContainerFact
+from worker.record import BoxState
 from worker.runspec import PREVIOUS_SUFFIX
 
 
@@ -154,3 +155,35 @@ def decide_restore(facts: Iterable[ContainerFact], intent: SwapIntent) -> Restor
     if new:
         return RestoreDecision("remove_new", remove=tuple(new))
     return RestoreDecision("noop")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who may act on the box now, as Redis says: a token and the chain it belongs to."""
+
+    token: str
+    rollout: str
+    live: bool  # a rollout's token whose rollout is recorded and has not ended
+
+
+def decide_recovery(
+    state: BoxState, owner: Owner | None, *, restarted: bool
+) -> tuple[Literal["nothing", "wait", "finish"], str]:
+    """Whether the box finishes what its own record says (restore, then rejoin once healthy),
+    and why. A live newer chain owns the box and takes over what is out; a chain whose token
+    is gone, whose rollout is gone or ended, or whose worker restarted, is finished here."""
+    if state.idle:
+        return "nothing", "the box is at rest"
+    if state.draining and not restarted:
+        return "wait", "it left its load balancers for a stop: it rejoins when it starts again"
+    if owner is not None and owner.live:
+        if owner.token != state.token:
+            return "wait", f"rollout {owner.rollout} owns the box now: it rejoins what is out"
+        if not restarted:
+            return "wait", f"its chain in rollout {owner.rollout} goes on"
+        return "finish", "the worker restarted in the middle of its chain"
+    if owner is None:
+        return "finish", "its token is gone: revoked, or lost with Redis's data"
+    if owner.token != state.token:
+        return "finish", f"the box's newer owner {owner.rollout} is gone or has ended"
+    return "finish", f"its rollout {owner.rollout} is gone or has ended"

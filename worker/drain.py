@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.contract import Label
 from worker.decide import is_previous
+from worker.steps.lb import membership
 from worker.steps.protocol import StepContext
 
 
@@ -17,15 +18,18 @@ def leave_all(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
     ]
     releases = {f.labels.get(Label.RELEASE) for f in running} - {None, ""}
     left = []
+    record = ctx.record(box_id)
     for rid in sorted(r for r in releases if r):
         release = ctx.releases.get(rid)
         for app in release.spec.apps:
             lb = ctx.load_balancer(release, app)
             if lb is None or app in left:
                 continue
-            member = ctx.member(box_id, release.lb_kind(app))
+            member = membership(ctx, box_id, release, app)
+            # A box stopped but not terminated rejoins, once healthy, when its worker starts.
+            record.drained(app, member)
             ctx.redis.hset(ctx.keys.lb_state(box_id), app, "out")
-            lb.leave(member)
-            lb.wait_drained(member, ctx.settings.drain_timeout)
+            lb.leave(member.member)
+            lb.wait_drained(member.member, ctx.settings.drain_timeout)
             left.append(app)
     return left

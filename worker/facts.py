@@ -78,10 +78,9 @@ class ContainerFact:
         return self._label(Label.RELEASE)
 
     @property
-    def token(self) -> int | None:
-        """The fencing token that made the container; None when absent or not a number."""
-        raw = self._label(Label.TOKEN)
-        return int(raw) if raw is not None and raw.isdigit() else None
+    def token(self) -> str | None:
+        """The fencing token that made the container; None when absent."""
+        return self._label(Label.TOKEN) or None
 
     @property
     def role(self) -> str | None:

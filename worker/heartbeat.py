@@ -71,6 +71,7 @@ class HeartbeatThread(threading.Thread):
         slot_ttl: float = 30.0,
         bind_ip: str | None = None,
         extra_box_ids: list[str] | None = None,
+        on_beat: Callable[[], None] | None = None,
     ) -> None:
         extra_box_ids = extra_box_ids or []
         super().__init__(name=f"heartbeat-{box_id}", daemon=True)
@@ -83,6 +84,7 @@ class HeartbeatThread(threading.Thread):
         self.rollouts = rollouts
         self.slot_ttl = slot_ttl
         self.bind_ip = bind_ip
+        self.on_beat = on_beat  # after each beat: the box's own record, the broker's routes
         self.stopped = threading.Event()
 
     def beat(self) -> None:
@@ -136,6 +138,11 @@ class HeartbeatThread(threading.Thread):
                 self.beat()
             except redis.RedisError as exc:
                 log.warning("heartbeat not written: %s", exc)
+            if self.on_beat is not None:
+                try:
+                    self.on_beat()
+                except Exception:  # the heartbeat must go on, whatever the tick met
+                    log.exception("heartbeat tick failed")
             self.stopped.wait(self.interval)
 
     def stop(self) -> None:

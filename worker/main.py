@@ -10,18 +10,19 @@ import click
 from celery import Celery
 from pydantic import ValidationError
 
-from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.celery_app import ensure_routes, make_celery
 from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import connect
-from orchestrator.engine.releases import ReleaseStore
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Keys, queue_for
 from worker.facts import BoxEnv, ContainerRuntime
+from worker.fence import Fault
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
-from worker.recovery import recover
+from worker.recovery import recover, settle
+from worker.releases import BoxReleases
 from worker.runtime import DockerRuntime
 from worker.runtime_noop import NoopRuntime
 from worker.secrets import ssm_fetcher
@@ -60,9 +61,10 @@ def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepCo
         redis=client,
         keys=keys,
         journal=Journal(client, keys),
-        releases=ReleaseStore(client, keys),
+        releases=BoxReleases(client, keys, settings.state_dir),
         events=Events(client, keys),
-        box_env=box_env,
+        make_env=box_env,
+        fault=Fault(settings.fault_point),
     )
 
 
@@ -84,7 +86,7 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
             return
         rid, _, token = raw.decode().partition(" ")
         release = ctx.releases.get(rid)
-        changed = ensure_services(ctx.box_env(box_id, box_type), release, int(token or 0))
+        changed = ensure_services(ctx.box_env(box_id, box_type), release, token)
     if changed:
         log.warning("services reconciled: %s", ", ".join(changed))
 
@@ -120,9 +122,9 @@ def cli(loglevel: str, leave_lb: bool) -> None:
         return
     app = celery_app(ctx)
     for served in (box_id, *settings.extra_box_ids):
-        recover(ctx, served)
+        recover(ctx, served, box_type)
     boot(ctx, box_id, box_type)
-    heartbeat, reconciler = start_threads(ctx, runtime, box_id, box_type)
+    heartbeat, reconciler = start_threads(ctx, app, runtime, box_id, box_type)
     app.worker_main(worker_argv(settings, loglevel, box_id))
     heartbeat.stop()
     reconciler.stop()
@@ -148,11 +150,29 @@ def celery_app(ctx: StepContext) -> Celery:
     return app
 
 
+def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> None:
+    """After each heartbeat: routes a wiped broker forgot, and each box's unfinished record."""
+    try:
+        remade = ensure_routes(app, [queue_for(b) for b in box_ids])
+    except Exception as exc:  # the broker is down: its own reconnection handles it
+        log.debug("routes not checked: %s", exc)
+    else:
+        if remade:
+            log.warning("the broker had lost the routes of %s: declared again", ", ".join(remade))
+    for served in box_ids:
+        settle(ctx, served, box_type)
+
+
 def start_threads(
-    ctx: StepContext, runtime: DockerRuntime | NoopRuntime, box_id: str, box_type: str
+    ctx: StepContext,
+    app: Celery,
+    runtime: DockerRuntime | NoopRuntime,
+    box_id: str,
+    box_type: str,
 ) -> tuple[HeartbeatThread, ServiceReconciler]:
     """The heartbeat (what runs here, the running step's slot) and the services reconciler."""
     settings = ctx.settings
+    box_ids = [box_id, *settings.extra_box_ids]
     heartbeat = HeartbeatThread(
         ctx.redis,
         ctx.keys,
@@ -167,6 +187,7 @@ def start_threads(
         slot_ttl=settings.slot_ttl,
         bind_ip=settings.bind_ip,
         extra_box_ids=settings.extra_box_ids,
+        on_beat=lambda: tick(ctx, app, box_ids, box_type),
     )
     heartbeat.start()
     reconciler = ServiceReconciler(

@@ -7,7 +7,6 @@ says (restore, then rejoin once healthy) unless a newer chain owns the box.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -15,16 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class Member(BaseModel):
-    """A load balancer membership the box gave up, enough to take it back without Redis."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: str = Field(description="elb, elbv2, haproxy")
-    name: str = Field(description="The load balancer: ELB, target group or HAProxy backend")
-    member: str = Field(description="This box's member name at that load balancer")
-    port: int | None = Field(None, description="Member port where the kind registers one")
+from schemas.contract import Member
 
 
 class BoxState(BaseModel):
@@ -39,6 +29,9 @@ class BoxState(BaseModel):
     )
     intents: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="app -> the swap under way (restore reads it)"
+    )
+    draining: bool = Field(
+        False, description="Left for a stop (scale-in): rejoined only when the worker starts"
     )
 
     @property
@@ -87,6 +80,12 @@ class BoxRecord:
         state.out[app] = member
         self.write(state)
 
+    def drained(self, app: str, member: Member) -> None:
+        state = self.read()
+        state.out[app] = member
+        state.draining = True
+        self.write(state)
+
     def joined(self, app: str) -> None:
         state = self.read()
         if state.out.pop(app, None) is not None:
@@ -107,6 +106,3 @@ class BoxRecord:
     def clear(self) -> None:
         self.write(BoxState())
 
-
-def dumps(state: BoxState) -> str:
-    return json.dumps(state.model_dump(mode="json"), sort_keys=True)

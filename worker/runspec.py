@@ -64,7 +64,7 @@ def build_run_request(
     env: dict[str, str],
     spec_hash: str,
     release: str,
-    token: int,
+    token: str,
     role: Role,
     log_root: str,
     bind_ip: str | None,
@@ -79,7 +79,7 @@ def build_run_request(
         Label.CONTAINER: container,
         Label.SPEC_HASH: spec_hash,
         Label.RELEASE: release,
-        Label.TOKEN: str(token),
+        Label.TOKEN: token,
         Label.ROLE: role,
         Label.GENERATION: "current",
     }

@@ -17,7 +17,7 @@ from worker.secrets import resolve_env
 log = logging.getLogger("orchestrator.worker.services")
 
 
-def ensure_services(env: BoxEnv, release: Release, token: int) -> list[str]:
+def ensure_services(env: BoxEnv, release: Release, token: str) -> list[str]:
     """Start what is missing, replace what changed, remove what is no longer named."""
     import os
 

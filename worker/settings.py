@@ -47,6 +47,16 @@ class WorkerSettings(BaseSettings):
         "docker", description="Container runtime; noop only for benchmarks"
     )
     concurrency: int = Field(1, ge=1, description="Pool size (1 per real box)")
+    state_dir: str = Field(
+        "/var/lib/orchestrator",
+        description="The box's own record (what it left, what it is changing) and the "
+        "releases it ran: what it finishes after a restart or a loss of Redis",
+    )
+    fault_point: str | None = Field(
+        None,
+        description="Drills and tests only: `<step>:<action>[=stop|kill]` (actions: run, "
+        "stop, start, rename, remove, leave, join) stops or kills the worker just before it",
+    )
     fault_step: str | None = Field(
         None,
         description="Drills and tests only: this task (`deploy.swap` or `deploy.swap:<app>`) "

@@ -31,7 +31,7 @@ def app_containers(env: BoxEnv, release: Release, app: str) -> list[ContainerFac
 
 
 def _requests(
-    env: BoxEnv, release: Release, app: str, token: int
+    env: BoxEnv, release: Release, app: str, token: str
 ) -> list[tuple[RunRequest, ContainerSpec]]:
     spec = release.spec.apps[app]
     out = []
@@ -59,7 +59,7 @@ def _requests(
 
 
 def start_app(
-    env: BoxEnv, release: Release, app: str, token: int, deadline: float
+    env: BoxEnv, release: Release, app: str, token: str, deadline: float
 ) -> list[ContainerFact]:
     """Start every container of the app and prove each healthy; on failure remove them all."""
     started: list[tuple[ContainerFact, RunRequest, ContainerSpec]] = []
@@ -122,7 +122,7 @@ def swap_app(
     env: BoxEnv,
     release: Release,
     app: str,
-    token: int,
+    token: str,
     deadline: float,
     note_intent: Callable[[dict[str, str | None]], None],
 ) -> StepOutcome:

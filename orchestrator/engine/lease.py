@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.engine.redisconn import LuaScript, RedisClient
 from orchestrator.engine.state import MOVING
@@ -15,12 +18,15 @@ _RELEASE = LuaScript.load("lease_release")
 _HANDOVER = LuaScript.load("lease_hand_over")
 # Claim: lease owner, rollout state and a fresh token, in one step (protocol rule 3).
 _CLAIM = LuaScript.load("claim")
+_MINT = LuaScript.load("mint")
+_REVOKE = LuaScript.load("revoke")
+_FENCE = LuaScript.load("fence")
 
 
 @dataclass(frozen=True)
 class Claim:
     ok: bool
-    token: int = 0
+    token: str = ""
     reason: str = ""
 
 
@@ -69,11 +75,40 @@ class Lease:
             _HANDOVER(self.client, [self.keys.lease(box_type)], [parent, child, int(ttl * 1000)])
         )
 
-    def fresh_token(self, box_type: str, box_id: str) -> int:
-        """A new token for a box acting on its own (boot): any later claim supersedes it."""
-        token = int(self.client.incr(self.keys.fence(box_type)))
-        self.client.set(self.keys.box_token(box_id), token)
-        return token
+    def fresh_token(self, box_type: str, box_id: str, owner: str, kind: str = "box") -> str:
+        """A new token for a box acting on its own (boot: kind `box`, valid while its token
+        is the box's): any later claim supersedes it. Kind `rollout` ties it to the life of
+        rollout `owner`'s record, as a claim does."""
+        keys = [self.keys.fence(box_type), self.keys.box_token(box_id)]
+        return _text(_MINT(self.client, keys, [new_epoch(), owner, kind]))
+
+    def owner(self, box_id: str) -> tuple[str, str] | None:
+        """(token, rollout) of the one chain that may act on the box now; None: nobody."""
+        token, rollout = self.client.hmget(self.keys.box_token(box_id), ["token", "rollout"])
+        return (_text(token), _text(rollout)) if token is not None else None
+
+    def owner_lives(self, box_id: str) -> bool:
+        """The box's token was claimed by a rollout that is recorded and has not ended."""
+        _, kind, rollout = self.client.hmget(
+            self.keys.box_token(box_id), ["token", "kind", "rollout"]
+        )
+        if kind != b"rollout" or rollout is None:
+            return False
+        pipe = self.client.pipeline()
+        pipe.exists(self.keys.rollout(_text(rollout)))
+        pipe.hexists(self.keys.rollout(_text(rollout)), "ended")
+        exists, ended = pipe.execute()
+        return bool(exists) and not ended
+
+    def may_act(self, box_id: str, token: str) -> str:
+        """'' while `token` is the box's and its rollout (if a rollout claimed it) lives; else
+        why not."""
+        keys = [self.keys.box_token(box_id)]
+        return _text(_FENCE(self.client, keys, [token, self.keys.rollout("")]))
+
+    def revoke(self, box_id: str, rollout_id: str) -> bool:
+        """The rollout counted the box dead: its token stops being valid at this moment."""
+        return bool(_REVOKE(self.client, [self.keys.box_token(box_id)], [rollout_id]))
 
     def claim(self, box_type: str, rollout_id: str, box_id: str) -> Claim:
         ok, value = _CLAIM(
@@ -85,7 +120,16 @@ class Lease:
                 self.keys.box_token(box_id),
                 self.keys.rollout_part(rollout_id, "tokens"),
             ],
-            [rollout_id, box_id, *sorted(MOVING)],
+            [rollout_id, box_id, new_epoch(), *sorted(MOVING)],
         )
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        return Claim(True, int(text)) if ok else Claim(False, reason=text)
+        text = _text(value)
+        return Claim(True, text) if ok else Claim(False, reason=text)
+
+
+def new_epoch() -> str:
+    """Used only when the fencing hash is gone: unique, and never seen before."""
+    return f"{int(time.time()):x}{secrets.token_hex(3)}"
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

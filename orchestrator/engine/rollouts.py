@@ -153,7 +153,7 @@ class Rollouts:
             box_type=rollout.box_type,
             release_id=release.id,
             release_hash=release.hash,
-            token=0,  # taken by `claim`; later steps read it from the rollout's tokens
+            token="",  # taken by `claim`; later steps read it from the rollout's tokens
             changed_apps=changed,
             lb_apps=lb,
             leave_all=rollout.kind == "repair",  # a repair proves health and rejoins anyway
@@ -224,6 +224,8 @@ class Rollouts:
         if dead:
             rollout = self.get(rollout_id)
             for box in dead:
+                # Counted dead now: a worker that wakes later finds no token and stops.
+                self.lease.revoke(box, rollout_id)
                 self.events.emit(
                     box_type,
                     rollout=rollout_id,

@@ -25,6 +25,7 @@ from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.chains import box_chain
 from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
+from orchestrator.engine.lease import Lease
 from orchestrator.engine.redisconn import RedisClient, connect
 from orchestrator.engine.releases import ReleaseStore, make_release
 from orchestrator.engine.state import RolloutStates
@@ -32,6 +33,7 @@ from schemas.boxfile import BoxSpec
 from schemas.contract import Keys, StepRequest, StepResult, TaskName
 from schemas.fleet import FleetSettings
 from schemas.release import Release
+from schemas.rollout import RolloutState
 from tests.harness.common import TIMINGS, wait_for
 from tests.harness.docker_fx import TEST_CONTAINER_LABELS, WebImages
 from tests.harness.redis_fx import ProductRedis, stop_process
@@ -204,12 +206,21 @@ class DeployKit:
         """Make `release` the box type's last successful one (as a rollout's end does)."""
         RolloutStates(self.client, self.keys).set_current(release.box_type, release.id)
 
-    def request(self, release: Release, box_id: str, *, token: int = 1,
+    def request(self, release: Release, box_id: str, *, token: str | None = None,
                 changed: list[str] | None = None, lb: list[str] | None = None,
                 rollout_id: str | None = None) -> StepRequest:
+        """A bare box chain's request. Its token is minted for the box now (as a claim would:
+        valid while its rollout record, made here, lives), unless `token` reuses one."""
         changed = changed if changed is not None else list(release.spec.apps)
+        rollout_id = rollout_id or f"t{uuid.uuid4().hex[:8]}"
+        if token is None:
+            states = RolloutStates(self.client, self.keys)
+            if not states.state(rollout_id):
+                states.move(rollout_id, RolloutState.RUNNING, fields={"box_type": self.box_type})
+            token = Lease(self.client, self.keys).fresh_token(
+                self.box_type, box_id, rollout_id, kind="rollout")
         return StepRequest(
-            rollout_id=rollout_id or f"t{uuid.uuid4().hex[:8]}",
+            rollout_id=rollout_id,
             box_id=box_id,
             box_type=self.box_type,
             release_id=release.id,
@@ -218,6 +229,16 @@ class DeployKit:
             changed_apps=changed,
             lb_apps=lb if lb is not None else [a for a in changed if release.spec.apps[a].elb],
         )
+
+    def supersede(self, box_id: str) -> str:
+        """Another chain takes the box (as a newer claim does); its token."""
+        return self.request_token(box_id, f"t{uuid.uuid4().hex[:8]}")
+
+    def request_token(self, box_id: str, rollout_id: str) -> str:
+        states = RolloutStates(self.client, self.keys)
+        states.move(rollout_id, RolloutState.RUNNING, fields={"box_type": self.box_type})
+        return Lease(self.client, self.keys).fresh_token(
+            self.box_type, box_id, rollout_id, kind="rollout")
 
     def send(self, req: StepRequest) -> StepRequest:
         box_chain(self.app, req).apply_async()

@@ -63,7 +63,7 @@ def make(box: str, tmp_path: Path, test_images: WebImages) -> Make:
             env={"GREETING": "hi"},
             spec_hash="h1",
             release="r1",
-            token=7,
+            token="e1.7",
             role="app",
             log_root=str(tmp_path / "logs"),
             bind_ip=BIND_IP,
@@ -122,7 +122,7 @@ def test_run_v1_with_labels_ports_binds_hostname_and_policy(
 
     [listed] = runtime.list(labels={Label.BOX: box, Label.APP: "shop"})
     assert listed.id == fact.id
-    assert (listed.box, listed.app, listed.container, listed.token) == (box, "shop", "web", 7)
+    assert (listed.box, listed.app, listed.container, listed.token) == (box, "shop", "web", "e1.7")
     assert (listed.role, listed.generation, listed.release) == ("app", "current", "r1")
     assert listed.labels[TEST_LABEL] == "1"
 

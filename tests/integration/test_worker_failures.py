@@ -58,7 +58,7 @@ def test_failed_health_check_keeps_v1_serving(
     deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
     wait_http(f"http://{box.bind_ip}:18080/", "v1")
 
-    out = deploy.wait_end(deploy.send(deploy.request(bad, box.box_id, token=2)))
+    out = deploy.wait_end(deploy.send(deploy.request(bad, box.box_id)))
     swap = out["deploy.swap:web"]
     assert swap.outcome == Outcome.FAILED
     assert "HealthCheckFailed" in swap.reason and "/health" in swap.reason, swap.reason
@@ -82,7 +82,7 @@ def test_second_app_failing_restores_the_first(
     deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
     wait_http(f"http://{box.bind_ip}:18080/", "v1")
 
-    out = deploy.wait_end(deploy.send(deploy.request(mixed, box.box_id, token=2)))
+    out = deploy.wait_end(deploy.send(deploy.request(mixed, box.box_id)))
     assert out["deploy.swap:a"].outcome == Outcome.OK
     assert out["deploy.swap:b"].outcome == Outcome.FAILED
     restore = out["deploy.restore:-"]
@@ -104,11 +104,12 @@ def test_superseded_token_changes_nothing(
                         command=SERVE)
     v2 = deploy.release(ONE_APP, {"web": pushed_images.v2}, repo=pushed_images.repo,
                         command=SERVE)
-    deploy.wait_end(deploy.send(deploy.request(v1, box.box_id, token=5)))
+    deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
     before = containers(docker_client, box.box_id)
-    deploy.client.set(deploy.keys.box_token(box.box_id), 7)  # a newer claim took the box
+    stale = deploy.request(v2, box.box_id)
+    deploy.supersede(box.box_id)  # a newer claim took the box
 
-    out = deploy.wait_end(deploy.send(deploy.request(v2, box.box_id, token=6)))
+    out = deploy.wait_end(deploy.send(stale))
     assert {r.outcome for r in out.values()} == {Outcome.SUPERSEDED}
     assert containers(docker_client, box.box_id) == before
     wait_http(f"http://{box.bind_ip}:18080/", "v1")
@@ -124,14 +125,14 @@ def test_redelivered_step_returns_its_journal_entry(
     v2 = deploy.release(ONE_APP, {"web": pushed_images.v2}, repo=pushed_images.repo,
                         command=SERVE)
     deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
-    req = deploy.request(v2, box.box_id, token=2)
+    req = deploy.request(v2, box.box_id)
     first = deploy.wait_end(deploy.send(req))["deploy.swap:web"]
     started = {c.id for c in docker_client.containers.list(filters={"label": f"{Label.BOX}="
                                                                         f"{box.box_id}"})}
     events_before = len(deploy.events.read(deploy.box_type))
 
     # The same swap message again (as the broker redelivers it), then a marker step.
-    marker = deploy.request(v2, box.box_id, token=2)
+    marker = deploy.request(v2, box.box_id, token=req.token)
     step(deploy.app, TaskName.SWAP, req, "web").apply_async()
     step(deploy.app, TaskName.RESTORE, marker).apply_async()
     wait_for(lambda: deploy.journal.get(marker.rollout_id, box.box_id, "deploy.restore", None),
@@ -161,7 +162,7 @@ def test_error_escaping_a_step_is_rescued_by_link_error(
     box.env["ORCHESTRATOR_FAULT_STEP"] = "deploy.swap:b"  # b's swap raises, after a changed
     box.start()
 
-    req = deploy.send(deploy.request(v2, box.box_id, token=2))
+    req = deploy.send(deploy.request(v2, box.box_id))
     join = wait_for(lambda: deploy.journal.get(req.rollout_id, box.box_id, "deploy.join_lb",
                                                None), "the rescue's join_lb")
     out = deploy.journal.entries(req.rollout_id, box.box_id)

@@ -117,9 +117,9 @@ def web_release(
     return deploy.release(box_yml, {"web": image}, repo=images.repo, port=fleet.port)
 
 
-def deploy_all(deploy: DeployKit, release: Release, fleet: Fleet, token: int) -> None:
+def deploy_all(deploy: DeployKit, release: Release, fleet: Fleet) -> None:
     """The first release on every box at once (no traffic yet)."""
-    reqs = [deploy.send(deploy.request(release, b.box_id, token=token)) for b in fleet.boxes]
+    reqs = [deploy.send(deploy.request(release, b.box_id)) for b in fleet.boxes]
     for req in reqs:
         entries = deploy.wait_end(req, timeout=CHAIN_TIMEOUT)
         swap = entries[f"{TaskName.SWAP.value}:web"]
@@ -129,12 +129,12 @@ def deploy_all(deploy: DeployKit, release: Release, fleet: Fleet, token: int) ->
 
 
 def roll(
-    deploy: DeployKit, release: Release, boxes: list[BoxWorker], traffic: TrafficLoop, token: int
+    deploy: DeployKit, release: Release, boxes: list[BoxWorker], traffic: TrafficLoop
 ) -> list[dict[str, StepResult]]:
     """One box at a time: send its chain, wait for its end, let traffic reach it again."""
     out = []
     for box in boxes:
-        req = deploy.send(deploy.request(release, box.box_id, token=token))
+        req = deploy.send(deploy.request(release, box.box_id))
         out.append(deploy.wait_end(req, timeout=CHAIN_TIMEOUT))
         traffic.wait_total(traffic.stats.total + 60)
     return out
@@ -168,12 +168,12 @@ def test_drained_rolling_swap_behind_haproxy_loses_no_request(
     proxy, boxes = fleet.proxy, fleet.boxes
     v1 = web_release(deploy, BEHIND_HAPROXY, pushed_images, "v1", fleet)
     v2 = web_release(deploy, BEHIND_HAPROXY, pushed_images, "v2", fleet)
-    deploy_all(deploy, v1, fleet, token=1)
+    deploy_all(deploy, v1, fleet)
     wait_for(lambda: all_ready(proxy, boxes), "HAProxy to see every box UP and ready")
 
     with TrafficLoop(proxy.url, THREADS, RATE_PER_THREAD, MAX_REQUESTS, MAX_SECONDS) as traffic:
         traffic.wait_total(100)
-        chains = roll(deploy, v2, boxes, traffic, token=2)
+        chains = roll(deploy, v2, boxes, traffic)
     stats = traffic.stats
 
     for box, entries in zip(boxes, chains, strict=True):
@@ -214,12 +214,12 @@ def test_naive_swap_behind_haproxy_loses_requests(
     proxy, boxes = fleet.proxy, fleet.boxes
     v1 = web_release(deploy, NAIVE, pushed_images, "v1", fleet)
     v2 = web_release(deploy, NAIVE, pushed_images, "v2", fleet)
-    deploy_all(deploy, v1, fleet, token=1)
+    deploy_all(deploy, v1, fleet)
     wait_for(lambda: all_ready(proxy, boxes), "HAProxy to see every box UP by its checks")
 
     with TrafficLoop(proxy.url, THREADS, RATE_PER_THREAD, MAX_REQUESTS, MAX_SECONDS) as traffic:
         traffic.wait_total(100)
-        chains = roll(deploy, v2, boxes, traffic, token=2)
+        chains = roll(deploy, v2, boxes, traffic)
         # HAProxy's own checks bring each box back; let the last one rejoin under traffic.
         wait_for(lambda: all_ready(proxy, boxes), "HAProxy to see every box UP again")
     stats = traffic.stats

@@ -40,7 +40,7 @@ def test_kill_after_leave_lb_then_restart_ends_the_chain(
     assert first["deploy.join_lb:-"].outcome == Outcome.OK, first
     wait_for(lambda: lb.state(box.box_id).in_service, "box in service on v1")
 
-    req = deploy.send(deploy.request(v2, box.box_id, token=2))
+    req = deploy.send(deploy.request(v2, box.box_id))
     # The recorded point: the box has left HAProxy (journal), its swap is under way.
     wait_for(lambda: deploy.journal.get(req.rollout_id, box.box_id, "deploy.leave_lb", None),
              "leave_lb in the journal", interval=0.005)
@@ -59,7 +59,7 @@ def test_kill_after_leave_lb_then_restart_ends_the_chain(
     wait_http(f"http://{box.bind_ip}:18080/", "v1")
 
     # And a new rollout converges.
-    again = deploy.wait_end(deploy.send(deploy.request(v2, box.box_id, token=3)))
+    again = deploy.wait_end(deploy.send(deploy.request(v2, box.box_id)))
     assert again["deploy.swap:web"].outcome == Outcome.OK
     assert again["deploy.join_lb:-"].outcome == Outcome.OK
     wait_http(f"http://{box.bind_ip}:18080/", "v2")

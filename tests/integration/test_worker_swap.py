@@ -39,7 +39,7 @@ def test_swap_v1_to_v2_pulled_by_digest(
     assert first["deploy.swap:web"].outcome == Outcome.OK, first["deploy.swap:web"]
     wait_http(f"http://{box.bind_ip}:18080/", "v1")
 
-    second = deploy.wait_end(deploy.send(deploy.request(v2, box.box_id, token=2)))
+    second = deploy.wait_end(deploy.send(deploy.request(v2, box.box_id)))
     assert second["deploy.swap:web"].outcome == Outcome.OK, second["deploy.swap:web"]
     assert second["deploy.swap:web"].details["previous_release"] == v1.id
     wait_http(f"http://{box.bind_ip}:18080/", "v2")
@@ -57,7 +57,7 @@ def test_same_swap_twice_is_a_noop(
     deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
     before = {c.id: c.attrs["State"]["StartedAt"] for c in running(docker_client, box.box_id)}
 
-    again = deploy.wait_end(deploy.send(deploy.request(v1, box.box_id, token=2)))
+    again = deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
     assert again["deploy.swap:web"].outcome == Outcome.NOOP, again["deploy.swap:web"]
     after = {c.id: c.attrs["State"]["StartedAt"] for c in running(docker_client, box.box_id)}
     assert after == before  # same container, not restarted

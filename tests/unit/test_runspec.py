@@ -35,7 +35,7 @@ def request(
         env=env or {},
         spec_hash="h123",
         release="r42",
-        token=17,
+        token="e1.17",
         role=role,
         log_root=LOG_ROOT,
         bind_ip=bind_ip,
@@ -61,7 +61,7 @@ def test_labels_record_every_fact() -> None:
         Label.CONTAINER: "api",
         Label.SPEC_HASH: "h123",
         Label.RELEASE: "r42",
-        Label.TOKEN: "17",
+        Label.TOKEN: "e1.17",
         Label.ROLE: "service",
         Label.GENERATION: "current",
     }

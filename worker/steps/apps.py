@@ -84,14 +84,14 @@ def swap(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | N
     if app is None or app not in release.spec.apps:
         return StepOutcome(Outcome.FAILED, f"swap needs an app of release {release.id}: {app!r}")
     env = ctx.box_env(req.box_id, req.box_type)
-    return swap_app(
-        env,
-        release,
-        app,
-        req.token,
-        ctx.deadline(),
-        lambda intent: ctx.journal.note(req.rollout_id, req.box_id, f"intent:swap:{app}", intent),
-    )
+    record = ctx.record(req.box_id)
+
+    def note(intent: dict[str, str | None]) -> None:
+        # The box's own disk first: a restore must not depend on Redis remembering.
+        record.intend(req.rollout_id, req.token, app, intent)
+        ctx.journal.note(req.rollout_id, req.box_id, f"intent:swap:{app}", intent)
+
+    return swap_app(env, release, app, req.token, ctx.deadline(), note)
 
 
 def restore(
@@ -100,13 +100,25 @@ def restore(
     """After a failure: put back every app this box changed (or began to) in this rollout."""
     if prior is None:
         return StepOutcome(Outcome.NOOP, "nothing failed")
-    env = ctx.box_env(req.box_id, req.box_type)
-    done, problems = [], []
+    state = ctx.record(req.box_id).read()
+    kept = state.intents if state.rollout == req.rollout_id else {}
+    intents = {}
     for app in reversed(req.changed_apps):
         note = ctx.journal.read_note(req.rollout_id, req.box_id, f"intent:swap:{app}")
-        if note is None:
-            continue  # never touched
-        out = restore_app(ctx, env, app, SwapIntent.from_note(note), req.token)
+        note = note or kept.get(app)
+        if note is not None:  # else: never touched
+            intents[app] = SwapIntent.from_note(note)
+    return restore_apps(ctx, req.box_id, req.box_type, intents, req.token)
+
+
+def restore_apps(
+    ctx: StepContext, box_id: str, box_type: str, intents: dict[str, SwapIntent], token: str
+) -> StepOutcome:
+    """Put back each app of `intents` (in the order given), from what is on the box now."""
+    env = ctx.box_env(box_id, box_type)
+    done, problems = [], []
+    for app, intent in intents.items():
+        out = restore_app(ctx, env, app, intent, token)
         if out.outcome == Outcome.FAILED:
             problems.append(f"{app}: {out.reason}")
         elif out.outcome == Outcome.OK:
@@ -121,7 +133,7 @@ def restore(
 
 
 def restore_app(
-    ctx: StepContext, env: BoxEnv, app: str, intent: SwapIntent, token: int
+    ctx: StepContext, env: BoxEnv, app: str, intent: SwapIntent, token: str
 ) -> StepOutcome:
     """Put one app back as `decide_restore` says, from what is on the box now."""
     new_release = ctx.releases.get(intent.new_release)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.engine.changes import box_changes
 from orchestrator.errors import OrchestratorError
-from schemas.contract import Label, Outcome, StepRequest, StepResult, TaskName
+from schemas.contract import Label, Member, Outcome, StepRequest, StepResult, TaskName
 from schemas.release import Release
 from worker.capacity import refusal
 from worker.decide import is_previous
@@ -21,34 +21,43 @@ def leave_lb(
 
     Decided from what runs on the box now, not from a heartbeat that may be seconds old.
     """
-    # From here on, a restarted worker must bring this box back by itself.
-    ctx.redis.set(ctx.keys.active_chain(req.box_id), req.model_dump_json())
     env = ctx.box_env(req.box_id, req.box_type)
     affected = box_changes(release, live_hashes(env, release))[1]
     apps = list(req.lb_apps) if req.leave_all else [a for a in affected if a in req.lb_apps]
     lbs = [(a, lb) for a in apps if (lb := ctx.load_balancer(release, a)) is not None]
     # The capacity guard reads every load balancer first: a refused box never leaves any.
     for app, lb in lbs:
-        member = ctx.member(req.box_id, release.lb_kind(app))
-        refused = refusal(lb.members(), member, release.spec.min_healthy)
+        name = ctx.member(req.box_id, release.lb_kind(app))
+        refused = refusal(lb.members(), name, release.spec.min_healthy)
         if refused:
             return StepOutcome(
                 Outcome.FAILED, f"{app} ({lb.name}): {refused}", details={"refused": "1"}
             )
     # Noted before leaving: a worker killed mid-leave still knows what to rejoin.
     ctx.journal.note(req.rollout_id, req.box_id, "intent:leave", {"apps": [a for a, _ in lbs]})
+    record = ctx.record(req.box_id)
     left = []
     for app, lb in lbs:
-        member = ctx.member(req.box_id, release.lb_kind(app))
+        member = membership(ctx, req.box_id, release, app)
+        # On the box's own disk first: whatever happens to Redis, the box knows to come back.
+        record.left(req.rollout_id, req.token, app, member)
         ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "out")
-        lb.leave(member)
+        lb.leave(member.member)
         left.append(app)
-        lb.wait_drained(member, ctx.settings.drain_timeout)
+        lb.wait_drained(member.member, ctx.settings.drain_timeout)
     return StepOutcome(
         Outcome.OK if left else Outcome.NOOP,
         f"left {', '.join(left)}" if left else "no load balancer to leave: nothing here changes",
         details={"left": ",".join(left)},
     )
+
+
+def membership(ctx: StepContext, box_id: str, release: Release, app: str) -> Member:
+    """This box's membership at the load balancer of `app` in `release`."""
+    spec = release.spec.apps[app]
+    kind = release.lb_kind(app)
+    name = ctx.member(box_id, kind)
+    return Member(kind=kind, name=spec.elb or "", member=name, port=spec.lb_port)
 
 
 def left_apps(ctx: StepContext, req: StepRequest) -> list[str]:
@@ -69,27 +78,17 @@ def left_apps(ctx: StepContext, req: StepRequest) -> list[str]:
 def join_lb(
     ctx: StepContext, req: StepRequest, release: Release, _: StepResult | None
 ) -> StepOutcome:
-    """Rejoin whatever the box left, once what runs there is proven healthy."""
-    apps = left_apps(ctx, req)
-    if not apps:
-        ctx.redis.delete(ctx.keys.active_chain(req.box_id))
+    """Rejoin whatever the box left (in this chain, or by the box's own record in an earlier
+    one that did not come back), once what runs there is proven healthy."""
+    record = ctx.record(req.box_id)
+    out = dict(record.read().out)
+    for app in left_apps(ctx, req):
+        if app in release.spec.apps and release.spec.apps[app].elb:
+            out.setdefault(app, membership(ctx, req.box_id, release, app))
+    if not out:
+        record.settle()
         return StepOutcome(Outcome.NOOP, "the box did not leave a load balancer")
-    env = ctx.box_env(req.box_id, req.box_type)
-    joined, unhealthy = [], []
-    for app in apps:
-        lb = ctx.load_balancer(release, app)
-        if lb is None:
-            continue
-        problem = prove_healthy(ctx, env, app, release)
-        if problem:
-            unhealthy.append(f"{app}: {problem}")
-            continue
-        member = ctx.member(req.box_id, release.lb_kind(app))
-        lb.join(member)
-        lb.wait_in_service(member, ctx.settings.drain_timeout)
-        ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "in")
-        joined.append(app)
-    ctx.redis.delete(ctx.keys.active_chain(req.box_id))
+    joined, unhealthy = rejoin(ctx, req.box_id, req.box_type, out, release)
     if unhealthy:
         return StepOutcome(
             Outcome.FAILED,
@@ -97,12 +96,38 @@ def join_lb(
             f"`orchestrator repair {req.box_id}`): " + "; ".join(unhealthy),
             details={"joined": ",".join(joined)},
         )
+    record.settle()
     return StepOutcome(
         Outcome.OK, f"joined {', '.join(joined)}", details={"joined": ",".join(joined)}
     )
 
 
-def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release) -> str:
+def rejoin(
+    ctx: StepContext,
+    box_id: str,
+    box_type: str,
+    out: dict[str, Member],
+    release: Release | None = None,
+) -> tuple[list[str], list[str]]:
+    """Join each membership whose app proves healthy; (joined apps, `app: why not` lines)."""
+    env = ctx.box_env(box_id, box_type)
+    record = ctx.record(box_id)
+    joined, unhealthy = [], []
+    for app, member in out.items():
+        problem = prove_healthy(ctx, env, app, release)
+        if problem:
+            unhealthy.append(f"{app}: {problem}")
+            continue
+        lb = ctx.member_lb(member)
+        lb.join(member.member)
+        lb.wait_in_service(member.member, ctx.settings.drain_timeout)
+        record.joined(app)
+        ctx.redis.hset(ctx.keys.lb_state(box_id), app, "in")
+        joined.append(app)
+    return joined, unhealthy
+
+
+def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release | None) -> str:
     """'' when every container of the app that runs now passes its own release's check."""
     running = [
         f
@@ -113,8 +138,12 @@ def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release) -> 
         return "no container runs"
     for fact in running:
         rel = release
-        if fact.labels.get(Label.RELEASE) not in (None, release.id):
+        if rel is None or fact.labels.get(Label.RELEASE) not in (None, rel.id):
+            if not fact.labels.get(Label.RELEASE):
+                return f"{fact.name} names no release: nothing to check it against"
             rel = ctx.releases.get(fact.labels[Label.RELEASE])
+        if app not in rel.spec.apps:
+            return f"{fact.name} is not in release {rel.id}"
         cspec = rel.spec.apps[app].containers.get(fact.labels.get(Label.CONTAINER, ""))
         if cspec is None:
             return f"{fact.name} is not in release {rel.id}"

@@ -5,21 +5,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
 
 from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import LoadBalancer, make_load_balancer
+from orchestrator.engine.lease import Lease
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.releases import ReleaseStore
 from orchestrator.engine.rollouts import Rollouts
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import Fenced, OrchestratorError
 from schemas.contract import (
     CONTRACT_VERSION,
     Keys,
+    Member,
     Outcome,
     StepRequest,
     StepResult,
@@ -27,6 +30,8 @@ from schemas.contract import (
 )
 from schemas.release import Release
 from worker.facts import BoxEnv
+from worker.fence import ChainFence, Fault, FencedLB, FencedRuntime, Guard
+from worker.record import BoxRecord
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("orchestrator.worker")
@@ -35,6 +40,8 @@ log = logging.getLogger("orchestrator.worker")
 ACT_AFTER_FAILURE = {TaskName.RESTORE, TaskName.JOIN_LB, TaskName.FINISH}
 # Steps that run before `claim` hands out the box's token.
 BEFORE_CLAIM = {TaskName.PULL, TaskName.CLAIM}
+# Steps that change nothing on the box: no token is needed (finish only counts the box).
+UNFENCED = BEFORE_CLAIM | {TaskName.FINISH}
 # A message delivered this many times means the worker died running it each time.
 MAX_ATTEMPTS = 2
 
@@ -80,40 +87,95 @@ class StepContext:
     journal: Journal
     releases: ReleaseStore
     events: Events
-    box_env: Callable[[str, str], BoxEnv]
+    make_env: Callable[[str, str], BoxEnv]
     lb_factory: Callable[[str, str, int | None], LoadBalancer] | None = None
     busy: Busy = field(default_factory=Busy)
     rollouts: Rollouts | None = None
     # The ensure_services step, boot and the reconciler must not start the same service;
     # re-entrant, as boot runs the ensure_services step.
     services_lock: threading.RLock = field(default_factory=threading.RLock)
+    # One actor per box at a time: a step, boot, or the recovery of the box's own record.
+    box_locks: dict[str, threading.RLock] = field(default_factory=dict)
+    acting: threading.local = field(default_factory=threading.local)
+    fault: Fault = field(default_factory=lambda: Fault(None))
+    # box -> (when its unfinished record may be tried again, the last pause)
+    retries: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def box_env(self, box_id: str, box_type: str) -> BoxEnv:
+        """The box's environment; inside a step, its runtime asks the step's fence first."""
+        env = self.make_env(box_id, box_type)
+        guard = getattr(self.acting, "guard", None)
+        if guard is None:
+            return env
+        return replace(env, runtime=FencedRuntime(env.runtime, guard, self._fault_hook()))
 
     def load_balancer(self, release: Release, app: str) -> LoadBalancer | None:
         spec = release.spec.apps[app]
         kind = release.lb_kind(app)
         if spec.elb is None or kind == "none":
             return None
+        lb = self.raw_load_balancer(kind, spec.elb, spec.lb_port)
+        guard = getattr(self.acting, "guard", None)
+        return lb if guard is None else FencedLB(lb, guard, self._fault_hook())
+
+    def raw_load_balancer(self, kind: str, name: str, port: int | None) -> LoadBalancer:
         if self.lb_factory is not None:
-            return self.lb_factory(kind, spec.elb, spec.lb_port)
+            return self.lb_factory(kind, name, port)
+        endpoint = self.settings.aws_endpoint_url
         return make_load_balancer(
             kind,
-            spec.elb,
-            member_port=spec.lb_port,
+            name,
+            member_port=port,
             haproxy_socket=self.settings.haproxy_socket,
             boto_session_kwargs={
                 "region_name": self.settings.aws_region,
-                **(
-                    {"endpoint_url": self.settings.aws_endpoint_url}
-                    if self.settings.aws_endpoint_url
-                    else {}
-                ),
+                **({"endpoint_url": endpoint} if endpoint else {}),
             },
         )
+
+    def member_lb(self, member: Member) -> LoadBalancer:
+        """The load balancer of a recorded membership, fenced like any other inside a step."""
+        lb = self.raw_load_balancer(member.kind, member.name, member.port)
+        guard = getattr(self.acting, "guard", None)
+        return lb if guard is None else FencedLB(lb, guard, self._fault_hook())
 
     def member(self, box_id: str, kind: str) -> str:
         if kind == "haproxy":
             return self.settings.haproxy_server or box_id
         return box_id
+
+    def record(self, box_id: str) -> BoxRecord:
+        return BoxRecord(self.settings.state_dir, box_id)
+
+    def box_lock(self, box_id: str) -> threading.RLock:
+        return self.box_locks.setdefault(box_id, threading.RLock())
+
+    @contextmanager
+    def acting_as(self, guard: Guard | None, step: str) -> Iterator[None]:
+        """Inside: every change this thread makes to the box asks `guard` first."""
+        self.acting.guard, self.acting.step = guard, step
+        try:
+            yield
+        finally:
+            self.acting.guard = self.acting.step = None
+
+    def _fault_hook(self) -> Callable[[str], None]:
+        step = getattr(self.acting, "step", None) or "-"
+        return lambda action: self.fault.hit(step, action)
+
+    def retry_at(self, box_id: str) -> float:
+        return self.retries.get(box_id, (0.0, 0.0))[0]
+
+    def backoff(self, box_id: str, *, done: bool) -> None:
+        """A record left unfinished is tried again later and later (up to 5 minutes)."""
+        if done:
+            self.retries.pop(box_id, None)
+            return
+        pause = min(
+            300.0,
+            max(self.settings.heartbeat_interval, 2 * self.retries.get(box_id, (0.0, 0.0))[1]),
+        )
+        self.retries[box_id] = (time.monotonic() + pause, pause)
 
     def deadline(self) -> float:
         """The monotonic time by which a step started now must be done."""
@@ -146,14 +208,14 @@ def _with_claimed_token(
     ctx: StepContext, step: TaskName, req: StepRequest
 ) -> StepRequest | StepOutcome:
     """A rollout's chain is enqueued before its claim: the token is the claimed one."""
-    if req.token != 0 or step in BEFORE_CLAIM:
+    if req.token or step in BEFORE_CLAIM:
         return req
     claimed = ctx.redis.hget(ctx.keys.rollout_part(req.rollout_id, "tokens"), req.box_id)
     if claimed is None and step != TaskName.FINISH:  # finish counts unstarted boxes too
         return StepOutcome(Outcome.SKIPPED, "the box was not claimed: it did not start")
     if claimed is None:
         return req
-    return req.model_copy(update={"token": int(claimed)})
+    return req.model_copy(update={"token": claimed.decode()})
 
 
 def _gate(
@@ -161,10 +223,16 @@ def _gate(
 ) -> tuple[StepOutcome | None, StepResult | None]:
     """Why the step must not run (fenced off, another contract, redelivered too often, after a
     failure), or None; and the box's first failure in this chain, which restore acts on."""
-    recorded = ctx.redis.get(ctx.keys.box_token(req.box_id))
-    if req.token and recorded is not None and int(recorded) > req.token:
-        reason = f"token {req.token} < {int(recorded)} on this box"
-        return StepOutcome(Outcome.SUPERSEDED, reason), None
+    if step not in UNFENCED:
+        owner = Lease(ctx.redis, ctx.keys).owner(req.box_id)
+        if owner is None or owner[0] != req.token:
+            held = (
+                "no token (revoked, or lost with Redis's data)"
+                if owner is None
+                else (f"token {owner[0]} of {owner[1]}")
+            )
+            reason = f"fenced: this chain's token is {req.token or 'none'}; the box has {held}"
+            return StepOutcome(Outcome.SUPERSEDED, reason), None
     if req.contract_version != CONTRACT_VERSION:
         reason = f"contract version {req.contract_version} != this worker's {CONTRACT_VERSION}"
         return StepOutcome(Outcome.FAILED, reason), None
@@ -181,7 +249,8 @@ def _gate(
 def _run_body(
     ctx: StepContext, step: TaskName, req: StepRequest, prior: StepResult | None, body: Body
 ) -> StepOutcome:
-    """The body, announced and marked busy; whatever it raises becomes a failed outcome."""
+    """The body, announced, marked busy, alone on its box and fenced at every action;
+    whatever it raises becomes a failed outcome (a fenced action: superseded)."""
     ctx.events.emit(
         req.box_type,
         rollout=req.rollout_id,
@@ -190,10 +259,15 @@ def _run_body(
         step=str(step),
         phase="start",
     )
+    guard = None if step in UNFENCED else ChainFence(ctx.redis, ctx.keys, req.box_id, req.token)
     ctx.busy.start(req, str(step), ctx.deadline())
     try:
-        release = ctx.releases.get(req.release_id, req.release_hash)
-        return body(ctx, req, release, prior)
+        with ctx.box_lock(req.box_id), ctx.acting_as(guard, str(step)):
+            release = ctx.releases.get(req.release_id, req.release_hash)
+            return body(ctx, req, release, prior)
+    except Fenced as exc:
+        log.warning("%s on %s stopped: %s", step, req.box_id, exc)
+        return StepOutcome(Outcome.SUPERSEDED, f"fenced: {exc}")
     except OrchestratorError as exc:
         return StepOutcome(Outcome.FAILED, f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # an escaped error is a failure like any other: restore acts
