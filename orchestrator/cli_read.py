@@ -15,19 +15,20 @@ from orchestrator.errors import ConfigError, RolloutNotSucceeded
 @click.argument("box_type")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per box.")
 def status(box_type: str, json_out: bool) -> None:
-    """What runs where, as the boxes report it (not as planned)."""
+    """What runs where, as the boxes report it, and where each box stands in its load
+    balancer, as the load balancer says. Exit 1 when any box needs attention."""
     from orchestrator.status import fleet_status
 
     c = coordinator()
     try:
-        report = fleet_status(c.client, c.keys, box_type)
+        report = fleet_status(c.client, c.keys, box_type, c.read_lb)
     finally:
         c.close()
     if json_out:
         for row in report.rows:
             click.echo(json.dumps(row))
-        return
-    click.echo(report.render())
+    else:
+        click.echo(report.render())
     if report.attention:
         raise RolloutNotSucceeded(f"{len(report.attention)} box(es) need attention")
 

@@ -14,6 +14,7 @@ from celery import Celery
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.journal import Journal
+from orchestrator.engine.lb import MemberState, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
@@ -24,7 +25,7 @@ from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem, check_box
-from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
+from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
@@ -56,6 +57,21 @@ class Coordinator:
             aws=(settings.aws_region, settings.aws_endpoint_url),
         )
         return cls(settings, client, keys, app, engine)
+
+    def read_lb(self, member: Member) -> list[MemberState]:
+        """Every member of the load balancer `member` belongs to, as it says now."""
+        endpoint = self.settings.aws_endpoint_url
+        lb = make_load_balancer(
+            member.kind,
+            member.name,
+            member_port=member.port,
+            haproxy_socket=self.settings.haproxy_socket,
+            boto_session_kwargs={
+                "region_name": self.settings.aws_region,
+                **({"endpoint_url": endpoint} if endpoint else {}),
+            },
+        )
+        return lb.members()
 
     def close(self) -> None:
         self.app.close()

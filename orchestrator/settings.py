@@ -28,6 +28,9 @@ class CoordinatorSettings(BaseSettings):
     slot_ttl: float = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
     preflight_timeout: float = Field(120.0, gt=0, description="Seconds for every box's preflight")
     watch_interval: float = Field(0.2, gt=0, description="Seconds between event stream reads")
+    haproxy_socket: str | None = Field(
+        None, description="HAProxy runtime API socket: `status` reads memberships through it"
+    )
     aws_region: str = Field("us-east-1", description="AWS region of the box types' groups")
     aws_endpoint_url: str | None = Field(None, description="AWS endpoint (tests: moto server)")
     fleet_source: Literal["auto", "heartbeats", "asg"] = Field(

@@ -202,4 +202,11 @@ class Heartbeat(Message):
         default_factory=list,
         description="What the box itself finds wrong, e.g. hand-made containers",
     )
+    problems: dict[str, str] = Field(
+        default_factory=dict,
+        description="app -> what is wrong with it: nothing runs, exited, unhealthy",
+    )
+    members: dict[str, Member] = Field(
+        default_factory=dict, description="app -> its load balancer membership, when it has one"
+    )
     at: float

@@ -534,6 +534,7 @@ class Demo:
                 "ORCHESTRATOR_KEY_PREFIX": s["prefix"],
                 "ORCHESTRATOR_BIND_IP": ip,
                 "ORCHESTRATOR_LOG_ROOT": str(self.tmp / box / "logs"),
+                "ORCHESTRATOR_STATE_DIR": str(self.tmp / box / "state"),
                 "ORCHESTRATOR_HAPROXY_SOCKET": s["haproxy_socket"],
                 "ORCHESTRATOR_HAPROXY_SERVER": box,
                 "ORCHESTRATOR_AWS_ENDPOINT_URL": s["moto_url"],

@@ -191,3 +191,33 @@ def wait_healthy(
                 f"{probe.describe} failed {counted} counted attempts ({attempts} in all)", last
             )
         watch_until(min(began + hc.interval, deadline), last)
+
+
+def check_once(
+    fact: ContainerFact, spec: ContainerSpec, *, host: str, ports: Sequence[Port], timeout: float
+) -> str | None:
+    """One look, for the heartbeat: None when an HTTP or TCP check passes (or the container
+    has none), else what failed. Command checks are left to deploys: an exec every beat would
+    cost the box more than the answer is worth."""
+    hc = spec.health
+    if hc is None or hc.command is not None:
+        return None
+    try:
+        probe = _probe(_NO_EXEC, fact, hc, host, ports)
+    except HealthCheckFailed as exc:
+        return str(exc)
+    failed = probe.attempt(min(hc.timeout, timeout))
+    return f"{probe.describe}: {failed}" if failed else None
+
+
+class _NoExec:
+    def list(
+        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
+    ) -> builtins.list[ContainerFact]:
+        return []
+
+    def exec(self, container_id: str, argv: builtins.list[str], timeout: float) -> int:
+        raise AssertionError("check_once runs no command")
+
+
+_NO_EXEC = _NoExec()

@@ -12,7 +12,7 @@ import redis
 
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.rollouts import Rollouts
-from schemas.contract import AppRunning, Heartbeat, Keys, Label
+from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
 from worker.decide import is_previous
 from worker.facts import ContainerRuntime
 from worker.steps.protocol import Busy
@@ -72,6 +72,7 @@ class HeartbeatThread(threading.Thread):
         bind_ip: str | None = None,
         extra_box_ids: list[str] | None = None,
         on_beat: Callable[[], None] | None = None,
+        inspect: Callable[[str, str], tuple[dict[str, str], dict[str, Member]]] | None = None,
     ) -> None:
         extra_box_ids = extra_box_ids or []
         super().__init__(name=f"heartbeat-{box_id}", daemon=True)
@@ -85,6 +86,7 @@ class HeartbeatThread(threading.Thread):
         self.slot_ttl = slot_ttl
         self.bind_ip = bind_ip
         self.on_beat = on_beat  # after each beat: the box's own record, the broker's routes
+        self.inspect = inspect  # each app's problem and membership, as the box sees them
         self.stopped = threading.Event()
 
     def beat(self) -> None:
@@ -99,12 +101,16 @@ class HeartbeatThread(threading.Thread):
         leases: set[str] = set()
         for box_id in self.box_ids:
             apps, flags, state = {}, [], "error"
+            problems: dict[str, str] = {}
+            members: dict[str, Member] = {}
+            rollout_id, step, deadline = running.get(box_id, ("", "", 0.0))
+            busy = f"{rollout_id}/{step}" if step else None
             if docker_ok:
                 apps = what_runs(self.runtime, box_id)
                 flags = hand_made(self.runtime, box_id, self.bind_ip)
                 state = "ready"
-            rollout_id, step, deadline = running.get(box_id, ("", "", 0.0))
-            busy = f"{rollout_id}/{step}" if step else None
+                if self.inspect is not None and not busy:
+                    problems, members = self.inspect(box_id, self.box_type)
             hb = Heartbeat(
                 box_id=box_id,
                 box_type=self.box_type,
@@ -115,6 +121,8 @@ class HeartbeatThread(threading.Thread):
                 busy=busy,
                 state=state,
                 flags=flags,
+                problems=problems,
+                members=members,
                 at=time.time(),
             )
             pipe.set(self.keys.heartbeat(box_id), hb.model_dump_json(), px=int(self.ttl * 1000))

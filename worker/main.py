@@ -21,6 +21,7 @@ from worker.facts import BoxEnv, ContainerRuntime
 from worker.fence import Fault
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
+from worker.inspect import Inspector
 from worker.recovery import recover, settle
 from worker.releases import BoxReleases
 from worker.runtime import DockerRuntime
@@ -188,6 +189,7 @@ def start_threads(
         bind_ip=settings.bind_ip,
         extra_box_ids=settings.extra_box_ids,
         on_beat=lambda: tick(ctx, app, box_ids, box_type),
+        inspect=Inspector(ctx, probe=settings.runtime == "docker"),
     )
     heartbeat.start()
     reconciler = ServiceReconciler(

@@ -144,6 +144,7 @@ class BoxWorkers:
                 "ORCHESTRATOR_KEY_PREFIX": self.product.prefix,
                 "ORCHESTRATOR_BIND_IP": bind_ip,
                 "ORCHESTRATOR_LOG_ROOT": str(log_root),
+                "ORCHESTRATOR_STATE_DIR": str(self.tmp / box_id / "state"),
                 "ORCHESTRATOR_HAPROXY_SERVER": box_id,
                 "ORCHESTRATOR_HEARTBEAT_INTERVAL": str(TIMINGS.heartbeat_interval),
                 "ORCHESTRATOR_HEARTBEAT_TTL": str(TIMINGS.heartbeat_ttl),

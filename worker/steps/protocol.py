@@ -223,7 +223,8 @@ def _gate(
 ) -> tuple[StepOutcome | None, StepResult | None]:
     """Why the step must not run (fenced off, another contract, redelivered too often, after a
     failure), or None; and the box's first failure in this chain, which restore acts on."""
-    if step not in UNFENCED:
+    # A chain that carries a token (all but a rollout's pull and claim) acts only with it.
+    if step not in UNFENCED or (req.token and step != TaskName.FINISH):
         owner = Lease(ctx.redis, ctx.keys).owner(req.box_id)
         if owner is None or owner[0] != req.token:
             held = (

@@ -21,6 +21,7 @@ class MemberState:
     in_service: bool  # the LB sends it new traffic now
     raw: str  # the LB's own description, for messages and logs
     sessions: int | None = None  # open sessions, where the LB reports them
+    port: int | None = None  # the member's port, where the LB reports one
 
 
 @runtime_checkable

@@ -114,7 +114,8 @@ class TargetGroupLB:
             if self.port is not None and target.get("Port") != self.port:
                 continue
             state = str(entry.get("TargetHealth", {}).get("State", "unknown"))
-            out.append(MemberState(str(target.get("Id")), state == "healthy", state))
+            port = target.get("Port")
+            out.append(MemberState(str(target.get("Id")), state == "healthy", state, port=port))
         return out
 
     def _target(self, member: str) -> dict[str, Any]:

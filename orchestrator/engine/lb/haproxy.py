@@ -126,7 +126,9 @@ class HAProxyLB:
         for row in self._server_rows():
             op, admin = int(row["srv_op_state"]), int(row["srv_admin_state"])
             serving = op == OP_RUNNING and admin == 0
-            out.append(MemberState(row["srv_name"], serving, f"op {op} admin {admin}"))
+            port = int(row["srv_port"]) if row.get("srv_port", "").isdigit() else None
+            raw = f"op {op} admin {admin}"
+            out.append(MemberState(row["srv_name"], serving, raw, port=port))
         return out
 
     def state(self, member: str) -> MemberState:
