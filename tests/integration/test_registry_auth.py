@@ -186,7 +186,7 @@ def test_pull_without_credentials_fails_clearly_and_runs_nothing(
         docker_client.images.get(auth_image.ref)
 
     # The same box, with the credentials: the refusal was about them, nothing else.
-    ok = deploy.wait_end(deploy.send(deploy.request(good, box.box_id, token=2)))
+    ok = deploy.wait_end(deploy.send(deploy.request(good, box.box_id)))
     assert ok[PULL].outcome == Outcome.OK, ok[PULL]
     assert ok[SWAP].outcome == Outcome.OK, ok[SWAP]
     wait_http(f"http://{box.bind_ip}:18080/", "v1")
@@ -220,7 +220,7 @@ def test_wrong_password_names_the_user_not_the_password(
     assert box_containers(docker_client, box.box_id) == []
 
     # A reference that names no value: the reason says which reference, not a value.
-    out = deploy.wait_end(deploy.send(deploy.request(missing, box.box_id, token=2)))
+    out = deploy.wait_end(deploy.send(deploy.request(missing, box.box_id)))
     pull = out[PULL]
     assert pull.outcome == Outcome.FAILED, pull
     assert "SecretUnavailable" in pull.reason and "NO_SUCH_KEY" in pull.reason, pull.reason
@@ -255,7 +255,7 @@ def test_preflight_pulls_with_the_release_credentials(
         def ask(release_id: str, release_hash: str) -> dict[str, object]:
             req = StepRequest(
                 rollout_id="preflight", box_id="pf-box", box_type=deploy.box_type,
-                release_id=release_id, release_hash=release_hash, token=1,
+                release_id=release_id, release_hash=release_hash,
                 changed_apps=["web"], lb_apps=[],
             )
             return run_preflight(ctx, req.model_dump(mode="json"))
