@@ -113,3 +113,15 @@ def test_worker_image_copies_what_exists() -> None:
         for src in line.split()[1:-1]
     ]
     assert sources and all((REPO / src).exists() for src in sources), sources
+
+
+def test_redis_keeps_an_append_only_file(config: dict[str, Any]) -> None:
+    command = config["services"]["redis"]["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    assert (flags["--appendonly"], flags["--appendfsync"]) == ("yes", "everysec")
+    assert mounts(config["services"]["redis"]).get("/data")
+
+
+def test_workers_keep_their_own_record_on_the_host(config: dict[str, Any]) -> None:
+    for name in WORKERS:
+        assert mounts(config["services"][name])["/var/lib/orchestrator"] == "/var/lib/orchestrator"
