@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from devstack.traffic import TrafficLoop
 from tests.harness.redis_fx import ProductRedis
 from tests.harness.rollout_fx import Fleet, json_lines
-from tests.harness.traffic import TrafficLoop
 
 
 def test_three_box_rollout_under_traffic_has_no_failed_request(

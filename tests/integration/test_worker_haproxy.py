@@ -14,12 +14,13 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from devstack.haproxy import HAProxy
+from devstack.traffic import TrafficLoop, TrafficStats
+from devstack.workers import BoxWorker
 from schemas.contract import Outcome, StepResult, TaskName
 from schemas.release import Release
-from tests.harness.box_fx import BoxWorker, BoxWorkers, DeployKit, PushedImages, wait_http
+from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages, wait_http
 from tests.harness.common import wait_for
-from tests.harness.haproxy_fx import HAProxyHandle
-from tests.harness.traffic import TrafficLoop, TrafficStats
 
 BOXES = 3
 THREADS = 4
@@ -53,12 +54,12 @@ apps:
         health: {{http: /health, interval: 0.1, timeout: 1, retries: 20}}
 """
 
-ProxyFactory = Callable[..., HAProxyHandle]
+ProxyFactory = Callable[..., HAProxy]
 
 
 @dataclass(frozen=True)
 class Fleet:
-    proxy: HAProxyHandle
+    proxy: HAProxy
     boxes: list[BoxWorker]
     port: int  # the app's published port, the same on every box
 
@@ -90,7 +91,7 @@ def start_fleet(box_workers: BoxWorkers, haproxy_factory: ProxyFactory) -> Fleet
     return Fleet(proxy, boxes, port)
 
 
-def servers_state(proxy: HAProxyHandle) -> dict[str, tuple[int, int]]:
+def servers_state(proxy: HAProxy) -> dict[str, tuple[int, int]]:
     """(srv_op_state, srv_admin_state) per server, read with the harness's own client."""
     reply = proxy.command(f"show servers state {proxy.backend}")
     header = next(line for line in reply.splitlines() if line.startswith("# "))
@@ -103,7 +104,7 @@ def servers_state(proxy: HAProxyHandle) -> dict[str, tuple[int, int]]:
     return out
 
 
-def all_ready(proxy: HAProxyHandle, boxes: list[BoxWorker]) -> bool:
+def all_ready(proxy: HAProxy, boxes: list[BoxWorker]) -> bool:
     """Every box's server running (op 2), not in maint or drain (admin 0), last check passed."""
     state = servers_state(proxy)
     checks = proxy.server_checks()
@@ -140,7 +141,7 @@ def roll(
     return out
 
 
-def after_rollout(proxy: HAProxyHandle) -> TrafficStats:
+def after_rollout(proxy: HAProxy) -> TrafficStats:
     with TrafficLoop(proxy.url, threads=2, rate_per_thread=100, max_requests=60) as after:
         after.wait_total(60)
     return after.stats
