@@ -27,6 +27,8 @@ import subprocess
 import time
 from typing import Any
 
+from benchmarks._measure import StateSampler, breakdown, ms, read_events, windows
+from benchmarks._report import median, save, table, timed, verdict
 from benchmarks._stack import (
     APP_PORT,
     BACKEND,
@@ -34,30 +36,19 @@ from benchmarks._stack import (
     CONTAINER_LABELS,
     HOST_PORT,
     PYTHON,
-    HAProxy,
-    Proc,
     Stack,
-    StateSampler,
-    TrafficLoop,
-    TrafficStats,
-    breakdown,
     build_web_images,
     cli_env,
-    median,
-    ms,
     need,
-    read_events,
-    save,
-    subnet,
-    table,
-    timed,
-    verdict,
-    wait_for,
     wait_heartbeats,
-    windows,
     worker_env,
 )
-from benchmarks.window import WEB_YML
+from benchmarks.window import box_yml
+from devstack.haproxy import HAProxy
+from devstack.net import subnet
+from devstack.process import wait_for
+from devstack.traffic import TrafficLoop, TrafficStats
+from devstack.workers import BoxWorker
 
 BOX_TYPE = "web"
 WALL_RATIO = 6.0
@@ -158,7 +149,7 @@ def ours_timeline(events: list[dict[str, str]], clock: dict[str, float],
 def under_traffic(hap: HAProxy, rate: float, action: Any) -> tuple[Any, TrafficStats,
                                                                      dict[str, list[float]]]:
     """Run `action()` while the request loop and the HAProxy sampler run."""
-    with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate=rate,
+    with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate_per_thread=rate,
                                                    max_requests=100_000,
                                                    max_seconds=300) as loop:
         time.sleep(1.0)  # traffic flows before anything moves
@@ -192,7 +183,7 @@ def main() -> int:
         repo = refs["v1"].split("@")[0]
         yml = boxes_dir / f"{BOX_TYPE}.yml"
         product = redis_server.client(1)
-        workers: list[Proc] = []
+        workers: list[BoxWorker] = []
 
         def remove_boxes_containers() -> None:
             for c in stack.docker.containers.list(all=True, sparse=True,
@@ -210,8 +201,7 @@ def main() -> int:
                 haproxy_socket=hap.socket_path, log_root=str(stack.dir / b / "logs")),
                 name=f"worker-{b}-{round_no}") for b in boxes]
             stack.wait_ready(workers)
-            yml.write_text(WEB_YML.format(image=f"{repo}:v1", port=HOST_PORT,
-                                          app_port=APP_PORT))
+            yml.write_text(box_yml(f"{repo}:v1"))
             first = stack.cli(env, "rollout", BOX_TYPE, "--json").check()
             wait_heartbeats(product, prefix, boxes,
                             str(first.json_lines()[-1]["summary"]["release"]))
@@ -260,11 +250,11 @@ def main() -> int:
                          "windows_stream": ours_stream, "parts": parts, "timeline": timeline,
                          "requests": ours_traffic.total, "failed": ours_traffic.failed,
                          "failures": dict(ours_traffic.failures),
-                         "bodies": dict(ours_traffic.bodies), "samples": ours_traffic.samples},
+                         "bodies": dict(ours_traffic.answers()), "samples": ours_traffic.samples},
                 "ansible": {"wall_s": play_wall, "windows_sampled": play_windows,
                             "requests": play_traffic.total, "failed": play_traffic.failed,
                             "failures": dict(play_traffic.failures),
-                            "bodies": dict(play_traffic.bodies),
+                            "bodies": dict(play_traffic.answers()),
                             "samples": play_traffic.samples,
                             "recap": play_log.strip().splitlines()[-4:]},
             })
@@ -311,7 +301,7 @@ def main() -> int:
              verdict(worst, WINDOW_RATIO, smaller_is_better=False)],
         ]
         table("result", ["measure", "value", "target", "verdict"], verdicts)
-        save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": WEB_YML,
+        save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": box_yml("IMAGE"),
                       "play": PLAY, "rounds": rounds, "rows": rows, "verdicts": verdicts,
                       "backend": BACKEND})
     return 0

@@ -21,17 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks._stack import (
-    RESULTS,
-    Stack,
-    cli_env,
-    need,
-    save,
-    table,
-    timed,
-    wait_heartbeats,
-    worker_env,
-)
+from benchmarks._report import RESULTS, save, table, timed
+from benchmarks._stack import Stack, cli_env, need, wait_heartbeats, worker_env
 from benchmarks.overhead import BOX_YML, DIGESTS
 
 OURS = ("(worker/", "(orchestrator/", "(schemas/")
@@ -106,7 +97,7 @@ def main() -> int:
         cli_report = RESULTS / f"profile-coordinator-{stamp}.txt"
         raws = [stack.dir / f"worker{i}.raw" for i in range(len(workers))]
         spies = [subprocess.Popen(
-            [py_spy, "record", "--pid", str(w.popen.pid), "--format", "raw",
+            [py_spy, "record", "--pid", str(w.pid), "--format", "raw",
              "--rate", str(args.rate), "--output", str(raw), "--nonblocking",
              *(["--gil"] if args.gil else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w, raw in zip(

@@ -29,30 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._attribution import attributed, per_step_table
-from benchmarks._stack import (
-    CpuMeter,
-    Proc,
-    Stack,
-    cli_env,
-    ms,
-    read_events,
-    save,
-    table,
-    timed,
-    verdict,
-    wait_for,
-    wait_heartbeats,
-    worker_env,
-)
+from benchmarks._measure import CpuMeter, ms, read_events
+from benchmarks._report import save, table, timed, verdict
+from benchmarks._stack import Stack, cli_env, wait_heartbeats, worker_env
 from benchmarks.overhead import BOX_YML, DIGESTS, STEPS
+from devstack.process import wait_for
+from devstack.workers import BoxWorker
 
 RSS_TARGET_MB = 200.0
 HALT_TARGET_S = 1.0
 IDLE_SECONDS = 12.0  # a little over two heartbeat intervals
 
 
-def rss_mb(proc: Proc) -> float:
-    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+def rss_mb(proc: BoxWorker) -> float:
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
@@ -116,9 +106,9 @@ def main() -> int:
         hb_rate = sum(idle_p.values()) / IDLE_SECONDS
         kombu_idle_rate = sum(idle_b.values()) / IDLE_SECONDS
 
-        meter = CpuMeter({"redis (product)": product.proc.popen.pid,
-                          "redis (broker)": broker.proc.popen.pid,
-                          **{f"worker {i + 1}": w.popen.pid for i, w in enumerate(workers)}})
+        meter = CpuMeter({"redis (product)": product.pid,
+                          "redis (broker)": broker.pid,
+                          **{f"worker {i + 1}": w.pid for i, w in enumerate(workers)}})
         run, summary, dp, db = rollout(DIGESTS[1], f"measured rollout: {n} boxes, batch {batch}")
         meter.stop()
         run.check()

@@ -25,43 +25,30 @@ from typing import Any
 
 import docker
 
+from benchmarks._measure import breakdown, ms, read_events, windows
+from benchmarks._report import median, save, table, timed, verdict
 from benchmarks._stack import (
     APP_PORT,
     CONTAINER_LABELS,
     HOST_PORT,
     Stack,
-    breakdown,
     build_web_images,
     cli_env,
-    forget_local,
-    median,
-    ms,
-    read_events,
-    save,
-    subnet,
-    table,
-    timed,
-    verdict,
-    wait_for,
     wait_heartbeats,
-    windows,
     worker_env,
 )
+from devstack.engine import forget
+from devstack.images import web_box_yml
+from devstack.net import subnet
+from devstack.process import wait_for
 
 BOX_TYPE = "web"
-WEB_YML = """\
-apps:
-  web:
-    elb: web
-    lb_kind: haproxy
-    image: {image}
-    containers:
-      web:
-        ports: ["{port}:{app_port}"]
-        health: {{http: /health, interval: 0.1, timeout: 1, retries: 30}}
-"""
 TARGET_RATIO = 1.15
 DRAIN_TIME = 0.0  # HAProxy: no configured drain time (it waits for 0 sessions; none here)
+
+
+def box_yml(image: str) -> str:
+    return web_box_yml(image, HOST_PORT, retries=30)
 
 
 def first_200(host: str, port: int, deadline: float, poll: float = 0.005) -> None:
@@ -150,12 +137,11 @@ def main() -> int:
         product = broker.client(1)
         # Only the registry's references are kept: forgetting them deletes the image, so a
         # rollout's preflight downloads its layers for real.
-        forget_local(stack.docker, *local.values())
+        forget(stack.docker, *local.values())
 
         def deploy(version: str) -> tuple[str, float]:
-            yml.write_text(WEB_YML.format(image=f"{repo}:{version}", port=HOST_PORT,
-                                          app_port=APP_PORT))
-            forget_local(stack.docker, f"{repo}:{version}", refs[version])
+            yml.write_text(box_yml(f"{repo}:{version}"))
+            forget(stack.docker, f"{repo}:{version}", refs[version])
             run = stack.cli(env, "rollout", BOX_TYPE, "--json", "--reason", version).check()
             summary = run.json_lines()[-1]["summary"]
             # The next rollout plans from the heartbeats: let them report this release.
@@ -226,13 +212,13 @@ def main() -> int:
         table("result", ["measure", "value", "target", "verdict"], result_rows)
         save("window", {
             "boxes": len(boxes), "rollouts": args.rollouts,
-            "box_yml": WEB_YML, "windows": rows, "window_parts": parts, "floor": floors,
+            "box_yml": box_yml("IMAGE"), "windows": rows, "window_parts": parts, "floor": floors,
             "pulls": pulls,
             "median_window_s": win_med, "median_floor_s": floor_med,
             "ratio": win_med / floor_med, "target_ratio": TARGET_RATIO,
             "drain_time_s": DRAIN_TIME, "target_s": target,
             "met": win_med <= target, "pulls_outside_window": pulls_outside,
-            "haproxy_log": hap.proc.log(1000),
+            "haproxy_log": hap.log()[-1000:],
         })
     return 0
 
