@@ -8,6 +8,7 @@ exactly what this run made.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ import redis
 
 from devstack import engine, images, stack
 from devstack.haproxy import HAProxy, ServerSpec
+from devstack.net import box_addresses
 from devstack.process import find_binary, wait_for
 from devstack.redis import RedisServer
 from devstack.registry import Registry
@@ -198,6 +200,83 @@ def build_web_images(client: docker.DockerClient) -> dict[str, str]:
     for version, tag in tags.items():
         images.build_web_image(client, tag, f"{version}\n", {BENCH_LABEL: "1"})
     return tags
+
+
+@dataclass
+class WebFleet:
+    """Benchmarks 1 and 3: one redis (broker db 0, product db 1), the registry holding the web
+    images, `boxes` behind HAProxy each on its own address, and the CLI's environment."""
+
+    stack: Stack
+    server: RedisServer
+    local: dict[str, str]  # version -> local tag
+    refs: dict[str, str]  # version -> HOST/bench-web@sha256:...
+    ips: dict[str, str]  # box -> address
+    hap: HAProxy
+    box_type: str = "web"
+    prefix: str = "bench:"
+
+    @classmethod
+    def start(cls, stack: Stack, boxes: int) -> WebFleet:
+        redis_server, registry = stack.redis("redis"), stack.registry()
+        local = build_web_images(stack.docker)
+        refs = {v: registry.push(stack.docker, tag, "bench-web", v) for v, tag in local.items()}
+        names = [f"box{i + 1}" for i in range(boxes)]
+        ips = dict(zip(names, box_addresses(boxes), strict=True))
+        hap = stack.haproxy([(b, ips[b], HOST_PORT) for b in names])
+        (stack.dir / "boxes").mkdir()
+        return cls(stack, redis_server, local, refs, ips, hap)
+
+    @property
+    def boxes(self) -> list[str]:
+        return list(self.ips)
+
+    @property
+    def repo(self) -> str:
+        return self.refs["v1"].split("@")[0]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return cli_env(self.stack.dir / "boxes", f"{self.server.url}/0", f"{self.server.url}/1",
+                       self.prefix)
+
+    @property
+    def product(self) -> redis.Redis[Any]:
+        return self.server.client(1)
+
+    def box_yml(self, image: str) -> str:
+        return images.web_box_yml(image, HOST_PORT, retries=30)
+
+    def start_workers(self, suffix: str = "") -> list[BoxWorker]:
+        """One `orchestrator-worker` per box, told HAProxy's socket; ready."""
+        workers = [self.stack.worker(b, worker_env(
+            b, self.box_type, f"{self.server.url}/0", f"{self.server.url}/1", self.prefix,
+            bind_ip=ip, haproxy_socket=self.hap.socket_path,
+            log_root=str(self.stack.dir / b / "logs")), name=f"worker-{b}{suffix}")
+            for b, ip in self.ips.items()]
+        self.stack.wait_ready(workers)
+        return workers
+
+    def deploy(self, image: str, *args: str) -> CliRun:
+        """`orchestrator rollout` of `image` (box file written), once every heartbeat reports
+        its release: the next rollout plans from them."""
+        (self.stack.dir / "boxes" / f"{self.box_type}.yml").write_text(self.box_yml(image))
+        run = self.stack.cli(self.env, "rollout", self.box_type, "--json", *args).check()
+        with self.product as product:
+            wait_heartbeats(product, self.prefix, self.boxes,
+                            str(run.json_lines()[-1]["summary"]["release"]))
+        return run
+
+
+def fleet_arguments(doc: str | None, boxes: int, batch: int,
+                    processes: int) -> argparse.ArgumentParser:
+    """The options of the no-op fleets (scale, profile): how many boxes, how many at once,
+    and how many worker processes serve them (boxes dealt round-robin)."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--boxes", type=int, default=boxes)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--processes", type=int, default=processes, help="worker processes")
+    return parser
 
 
 def wait_heartbeats(product: redis.Redis[Any], prefix: str, boxes: Sequence[str],

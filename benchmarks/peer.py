@@ -37,15 +37,10 @@ from benchmarks._stack import (
     HOST_PORT,
     PYTHON,
     Stack,
-    build_web_images,
-    cli_env,
+    WebFleet,
     need,
-    wait_heartbeats,
-    worker_env,
 )
-from benchmarks.window import box_yml
 from devstack.haproxy import HAProxy
-from devstack.net import subnet
 from devstack.process import wait_for
 from devstack.traffic import TrafficLoop, TrafficStats
 from devstack.workers import BoxWorker
@@ -102,10 +97,6 @@ PLAY = """\
         socket: "{{ haproxy_socket }}"
         wait: true
 """
-
-
-def all_up(hap: HAProxy) -> bool:
-    return all(s.startswith("UP") for s, _ in hap.servers().values())
 
 
 def run_play(stack: Stack, hap: HAProxy, ips: dict[str, str], image: str) -> tuple[float, str]:
@@ -167,22 +158,9 @@ def main() -> int:
 
     with Stack("peer") as stack:
         with timed("services, images"):
-            redis_server = stack.redis("redis")
-            registry = stack.registry()
-            local = build_web_images(stack.docker)
-            refs = {v: registry.push(stack.docker, tag, "bench-web", v) for v, tag in local.items()}
-        net = subnet()
-        boxes = ["box1", "box2", "box3"]
-        ips = {b: f"{net}.{11 + i}" for i, b in enumerate(boxes)}
-        hap = stack.haproxy([(b, ips[b], HOST_PORT) for b in boxes])
-        prefix = "bench:"
-        broker_url, product_url = f"{redis_server.url}/0", f"{redis_server.url}/1"
-        boxes_dir = stack.dir / "boxes"
-        boxes_dir.mkdir()
-        env = cli_env(boxes_dir, broker_url, product_url, prefix)
-        repo = refs["v1"].split("@")[0]
-        yml = boxes_dir / f"{BOX_TYPE}.yml"
-        product = redis_server.client(1)
+            fleet = WebFleet.start(stack, 3)
+        boxes, ips, hap, repo, refs = fleet.boxes, fleet.ips, fleet.hap, fleet.repo, fleet.refs
+        env, product = fleet.env, fleet.product
         workers: list[BoxWorker] = []
 
         def remove_boxes_containers() -> None:
@@ -196,16 +174,9 @@ def main() -> int:
         def ours_on_v1(round_no: int) -> None:
             """Our workers, each box on v1 deployed by us (not measured)."""
             remove_boxes_containers()
-            workers[:] = [stack.worker(b, worker_env(
-                b, BOX_TYPE, broker_url, product_url, prefix, bind_ip=ips[b],
-                haproxy_socket=hap.socket_path, log_root=str(stack.dir / b / "logs")),
-                name=f"worker-{b}-{round_no}") for b in boxes]
-            stack.wait_ready(workers)
-            yml.write_text(box_yml(f"{repo}:v1"))
-            first = stack.cli(env, "rollout", BOX_TYPE, "--json").check()
-            wait_heartbeats(product, prefix, boxes,
-                            str(first.json_lines()[-1]["summary"]["release"]))
-            wait_for(lambda: all_up(hap), "every box UP in HAProxy")
+            workers[:] = fleet.start_workers(f"-{round_no}")
+            fleet.deploy(f"{repo}:v1")
+            wait_for(hap.all_up, "every box UP in HAProxy")
 
         def play_on_v1() -> None:
             """No worker; each box runs v1 as a play would have left it (not measured)."""
@@ -216,7 +187,7 @@ def main() -> int:
                 stack.docker.containers.run(
                     refs["v1"], detach=True, init=True, name=f"web-{b}", labels=CONTAINER_LABELS,
                     ports={f"{APP_PORT}/tcp": (ips[b], HOST_PORT)})
-            wait_for(lambda: all_up(hap), "every box UP in HAProxy", timeout=30)
+            wait_for(hap.all_up, "every box UP in HAProxy", timeout=30)
 
         rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
@@ -235,7 +206,7 @@ def main() -> int:
                 run, ours_traffic, ours_out = under_traffic(hap, args.rate, ours)
             run.check()
             summary = run.json_lines()[-1]["summary"]
-            ours_events = read_events(product, prefix, BOX_TYPE, str(summary["rollout"]))
+            ours_events = read_events(product, fleet.prefix, BOX_TYPE, str(summary["rollout"]))
             ours_stream = windows(ours_events)
             parts = {b: breakdown(ours_events, b) for b in boxes}
             timeline = ours_timeline(ours_events, clock,
@@ -301,7 +272,7 @@ def main() -> int:
              verdict(worst, WINDOW_RATIO, smaller_is_better=False)],
         ]
         table("result", ["measure", "value", "target", "verdict"], verdicts)
-        save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": box_yml("IMAGE"),
+        save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": fleet.box_yml("IMAGE"),
                       "play": PLAY, "rounds": rounds, "rows": rows, "verdicts": verdicts,
                       "backend": BACKEND})
     return 0

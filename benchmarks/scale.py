@@ -21,7 +21,6 @@ the halt, from stream ids (target <= 1 s): the halt is when the rollout stops st
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ from typing import Any
 from benchmarks._attribution import attributed, per_step_table
 from benchmarks._measure import CpuMeter, ms, read_events
 from benchmarks._report import save, table, timed, verdict
-from benchmarks._stack import Stack, cli_env, wait_heartbeats, worker_env
+from benchmarks._stack import Stack, cli_env, fleet_arguments, wait_heartbeats, worker_env
 from benchmarks.overhead import BOX_YML, DIGESTS, STEPS
 from devstack.process import wait_for
 from devstack.workers import BoxWorker
@@ -49,10 +48,7 @@ def rss_mb(proc: BoxWorker) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--boxes", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--processes", type=int, default=4, help="worker processes")
+    parser = fleet_arguments(__doc__, boxes=1000, batch=50, processes=4)
     parser.add_argument("--threads", type=int, default=0, help="pool per process (0: batch)")
     args = parser.parse_args()
     n, batch, nproc = args.boxes, args.batch, args.processes

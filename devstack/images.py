@@ -95,12 +95,15 @@ apps:
     image: {image}
     containers:
       web:
-        ports: ["{port}:{app_port}"]
+        ports: ["{port}:{app_port}"]{command}
         health: {{http: /health, interval: 0.1, timeout: 1, retries: {retries}}}
 """
 
 
-def web_box_yml(image: str, port: int, retries: int = 15) -> str:
+def web_box_yml(image: str, port: int, retries: int = 15, command: str | None = None) -> str:
     """boxes/<type>.yml for the web image: app `web` in HAProxy backend `web`, published on
-    `port` of each box's own address, healthy once GET /health answers."""
-    return WEB_BOX_YML.format(image=image, port=port, app_port=APP_PORT, retries=retries)
+    `port` of each box's own address, healthy once GET /health answers. `command`: the
+    container's, as YAML (a flow list), instead of the image's."""
+    line = f"\n        command: {command}" if command else ""
+    return WEB_BOX_YML.format(image=image, port=port, app_port=APP_PORT, retries=retries,
+                              command=line)

@@ -22,12 +22,17 @@ def free_port(host: str = LOCALHOST) -> int:
         return int(s.getsockname()[1])
 
 
-def port_free_on(hosts: Sequence[str], tries: int = 50) -> int:
-    """A port free on every one of `hosts` (each simulated box publishes it on its address)."""
+def port_free_on(hosts: Sequence[str], span: tuple[int, int] | None = None,
+                 tries: int = 50) -> int:
+    """A port free on every one of `hosts` (each simulated box publishes it on its address):
+    the kernel's pick on the first, or a random one in [low, high) when `span` is given (to
+    stay outside the ephemeral range, where outgoing connections take ports)."""
+    rng = random.SystemRandom()
     for _ in range(tries):
-        port = free_port(hosts[0])
+        port = rng.randrange(*span) if span else free_port(hosts[0])
+        checked = hosts if span else hosts[1:]  # the kernel's pick is free on the first
         try:
-            for host in hosts[1:]:
+            for host in checked:
                 with socket.socket() as s:
                     s.bind((host, port))
         except OSError:

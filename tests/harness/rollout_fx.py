@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,10 +45,9 @@ class Fleet:
     def lb(self) -> HAProxyLB:
         return HAProxyLB(self.proxy.socket_path, "web")
 
-    def write(self, image: str, text: str | None = None) -> None:
-        """boxes/<type>.yml: the web app at `image`, or `text` formatted with image=."""
-        body = web_box_yml(image, PORT) if text is None else text.format(image=image)
-        (self.boxes_dir / f"{self.box_type}.yml").write_text(body)
+    def write(self, image: str, **options: Any) -> None:
+        """boxes/<type>.yml: the web app at `image` (options: devstack's web_box_yml's)."""
+        (self.boxes_dir / f"{self.box_type}.yml").write_text(web_box_yml(image, PORT, **options))
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -9,12 +9,11 @@ replaced) must lose some, which proves the traffic loop can see a gap.
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from devstack.haproxy import HAProxy
+from devstack.net import port_free_on
 from devstack.traffic import TrafficLoop, TrafficStats
 from devstack.workers import BoxWorker
 from schemas.contract import Outcome, StepResult, TaskName
@@ -64,26 +63,12 @@ class Fleet:
     port: int  # the app's published port, the same on every box
 
 
-def port_free_on(hosts: list[str]) -> int:
-    """A port free on every box's address, outside the ephemeral range and the other tests'
-    18080: tests run side by side on a developer machine must not serve each other's boxes."""
-    rng = random.SystemRandom()
-    for _ in range(50):
-        port = rng.randrange(20_000, 30_000)
-        try:
-            for host in hosts:
-                with socket.socket() as s:
-                    s.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no free port on {hosts}")
-
-
 def start_fleet(box_workers: BoxWorkers, haproxy_factory: ProxyFactory) -> Fleet:
     """HAProxy first (its servers named after the box ids), then the workers, told its socket."""
     boxes = box_workers.start(BOXES, start=False)
-    port = port_free_on([box.bind_ip for box in boxes])
+    # Outside the ephemeral range and the other tests' 18080: tests run side by side on a
+    # developer machine must not serve each other's boxes.
+    port = port_free_on([box.bind_ip for box in boxes], span=(20_000, 30_000))
     proxy = haproxy_factory([(box.box_id, box.bind_ip, port) for box in boxes], wait_healthy=False)
     for box in boxes:
         box.env["ORCHESTRATOR_HAPROXY_SOCKET"] = proxy.socket_path
