@@ -119,6 +119,14 @@ def remove_owned(client: docker.DockerClient, label: str, only_orphans: bool) ->
     return remove_containers(client, label, keep)
 
 
+def forget_registry(client: docker.DockerClient, label: str, host: str) -> None:
+    """Untag the references to registry HOST of images labelled `label` (their other tags
+    stay): once that registry is gone, they point nowhere."""
+    for image in client.images.list(filters={"label": label}):
+        refs = (image.attrs.get("RepoTags") or []) + (image.attrs.get("RepoDigests") or [])
+        forget(client, *(ref for ref in refs if ref.startswith(f"{host}/")))
+
+
 def forget(client: docker.DockerClient, *refs: str) -> None:
     """Untag these references; once none is left the engine deletes the image (unless a
     container uses it), so that the next pull really downloads its layers."""

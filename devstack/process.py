@@ -178,7 +178,13 @@ class Service:
         return self
 
     def start(self, timeout: float | None = None) -> Self:
-        return self.launch().wait_ready(timeout)
+        """Launch and wait until ready; a start that fails leaves no process behind."""
+        self.launch()
+        try:
+            return self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is not None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import docker
-import docker.errors
 
+from devstack.engine import forget_registry
 from devstack.net import LOCALHOST, free_port, http
 from devstack.process import Service, ServiceError, find_binary
 
@@ -98,11 +97,5 @@ class Registry(Service):
         return f"{remote}@{digest or self.manifest_digest(repo, tag)}"
 
     def forget_local_refs(self, client: docker.DockerClient, label: str) -> None:
-        """Untag this registry's references to images labelled `label` (its other tags stay):
-        once the registry is gone, they point nowhere."""
-        for image in client.images.list(filters={"label": label}):
-            refs = (image.attrs.get("RepoTags") or []) + (image.attrs.get("RepoDigests") or [])
-            for ref in refs:
-                if ref.startswith(f"{self.host}/"):
-                    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                        client.images.remove(ref)
+        """Untag this registry's references to images labelled `label`, once it is gone."""
+        forget_registry(client, label, self.host)

@@ -366,10 +366,7 @@ def stop_kept(directory: Path) -> int:
         try:
             removed = remove_containers(client, state["boxes"], state["run"])
             if state.get("registry"):
-                for image in client.images.list(filters={"label": f"{DEMO_LABEL}=1"}):
-                    engine.forget(client, *(r for r in (image.attrs.get("RepoTags") or [])
-                                            + (image.attrs.get("RepoDigests") or [])
-                                            if r.startswith(f"{state['registry']}/")))
+                engine.forget_registry(client, DEMO_LABEL, state["registry"])
         finally:
             client.close()
     except (docker.errors.DockerException, ServiceError) as exc:
