@@ -207,16 +207,20 @@ class Demo:
         say(f"built {IMAGE}:v1 and {IMAGE}:v2 (busybox httpd FROM scratch, "
             f"label {DEMO_LABEL}=1)")
         self.redis.wait_ready()
-        self.stack.start(self.flower, *self.workers)  # the broker's clients, once it answers
+        for service in (self.flower, *self.workers):  # the broker's clients, once it answers
+            self.stack.add(service).launch()
         self.save_state()
-        for service in early[1:]:
-            service.wait_ready()
-        with contextlib.closing(self.moto.client("ssm")) as ssm:
-            # The app's setting, resolved by each box when its container starts.
-            ssm.put_parameter(Name=SSM_PARAMETER, Value=secrets.token_hex(8),
-                              Type="SecureString", Overwrite=True)
+        # While they start: the images into the registry, the app's setting into SSM.
+        self.registry.wait_ready()
         for version in ("v1", "v2"):
             self.registry.push(self.docker(), f"{IMAGE}:{version}", IMAGE, version)
+        self.moto.wait_ready()
+        with contextlib.closing(self.moto.client("ssm")) as ssm:
+            # Resolved by each box when its container starts.
+            ssm.put_parameter(Name=SSM_PARAMETER, Value=secrets.token_hex(8),
+                              Type="SecureString", Overwrite=True)
+        for service in (self.haproxy, self.flower, *self.workers):
+            service.wait_ready()
 
     # -- the CLI ---------------------------------------------------------------------------------
 
