@@ -25,6 +25,7 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ENV PATH=/bin
 COPY www /www
+LABEL {{labels}}
 EXPOSE {APP_PORT}
 CMD ["busybox", "httpd", "-f", "-p", "{APP_PORT}", "-h", "/www"]
 """
@@ -48,10 +49,12 @@ def check_busybox() -> None:
 
 
 def build_image(client: docker.DockerClient, tag: str, dockerfile: str,
-                files: Mapping[str, bytes | str | Path], labels: Mapping[str, str]) -> Any:
-    """Build with the legacy builder (what docker-py uses); the engine caches it across runs.
-    When the tag moves (the cache was pruned), the image it leaves untagged is removed, unless
-    something still uses it."""
+                files: Mapping[str, bytes | str | Path], labels: Mapping[str, str],
+                replace: bool = False) -> Any:
+    """Build with the legacy builder (what docker-py uses); the engine caches it across runs,
+    so the same inputs give the same image id (test sessions side by side share it). With
+    `replace`, when the tag moves (the cache was pruned), the image it leaves untagged is
+    removed, unless something still uses it."""
     with tempfile.TemporaryDirectory(prefix="devstack-build-") as ctx:
         root = Path(ctx)
         (root / "Dockerfile").write_text(dockerfile)
@@ -68,7 +71,7 @@ def build_image(client: docker.DockerClient, tag: str, dockerfile: str,
             before = None
         image, _logs = client.images.build(path=ctx, tag=tag, rm=True, forcerm=True,
                                            labels=dict(labels))
-    if before and before != image.id:
+    if replace and before and before != image.id:
         with contextlib.suppress(docker.errors.APIError):
             old = client.images.get(before)
             if not old.tags and not old.attrs.get("RepoDigests"):
@@ -77,14 +80,18 @@ def build_image(client: docker.DockerClient, tag: str, dockerfile: str,
 
 
 def build_web_image(client: docker.DockerClient, tag: str, body: str,
-                    labels: Mapping[str, str], health: bool = True) -> Any:
+                    labels: Mapping[str, str], *, health: bool = True,
+                    extra_labels: Mapping[str, str] | None = None, replace: bool = False) -> Any:
     """busybox httpd (2 MB): GET / answers `body`; GET /health answers ok, or 404 when
-    `health` is false (an image that runs but never gets healthy)."""
+    `health` is false (an image that runs but never gets healthy). `labels` (what clean-up
+    looks for) and `extra_labels` are written into the Dockerfile; `labels` are also the
+    build's own."""
     check_busybox()
     files: dict[str, bytes | str | Path] = {"busybox": BUSYBOX, "www/index.html": body}
     if health:
         files["www/health"] = "ok\n"
-    return build_image(client, tag, WEB_DOCKERFILE, files, labels)
+    line = " ".join(f"{k}={v}" for k, v in {**labels, **(extra_labels or {})}.items())
+    return build_image(client, tag, WEB_DOCKERFILE.format(labels=line), files, labels, replace)
 
 
 WEB_BOX_YML = """\

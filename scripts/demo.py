@@ -203,7 +203,7 @@ class Demo:
         self.docker()
         for version in ("v1", "v2"):  # while the services start
             images.build_web_image(self.docker(), f"{IMAGE}:{version}", f"{IMAGE} {version}\n",
-                                   {DEMO_LABEL: "1"})
+                                   {DEMO_LABEL: "1"}, replace=True)
         say(f"built {IMAGE}:v1 and {IMAGE}:v2 (busybox httpd FROM scratch, "
             f"label {DEMO_LABEL}=1)")
         self.redis.wait_ready()

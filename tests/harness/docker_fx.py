@@ -81,9 +81,10 @@ def test_images(docker_client: docker.DockerClient) -> WebImages:
     web = WebImages()
     for tag in (web.v1, web.v2, web.broken):
         version = tag.rsplit(":", 1)[1]
-        labels = {TEST_LABEL: "1", f"{TEST_LABEL}.web": version}
-        built = images.build_web_image(docker_client, tag, f"{version}\n", labels,
-                                       health=version != "broken")  # no /health: 404
+        built = images.build_web_image(
+            docker_client, tag, f"{version}\n", {TEST_LABEL: "1"},
+            extra_labels={f"{TEST_LABEL}.web": version}, health=version != "broken",
+        )  # broken: no /health, httpd answers 404
         web.ids[tag] = built.id
     return web
 
