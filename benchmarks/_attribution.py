@@ -15,7 +15,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from benchmarks._stack import Monitor, Proc, RedisServer, Stack, client_ports
+from benchmarks._measure import Monitor, client_ports
+from benchmarks._stack import Stack
+from devstack.redis import RedisServer
+from devstack.workers import BoxWorker
 
 T = TypeVar("T")
 
@@ -75,14 +78,14 @@ def attribute(monitor: Monitor, worker_ports: dict[int, int], prefix: str) -> di
         "totals": {k: sum(v.values()) for k, v in by.items()}}
 
 
-def attributed(stack: Stack, product: RedisServer, workers: list[Proc], prefix: str,
+def attributed(stack: Stack, product: RedisServer, workers: list[BoxWorker], prefix: str,
                run: Callable[[], T]) -> tuple[T, dict[str, Any]]:
     """Run `run()` with the product's redis monitored; its result and `attribute`'s counts."""
-    monitor = Monitor(stack, product)
+    monitor = Monitor(stack.dir, product)
     try:
         result = run()
     finally:
-        ports = client_ports([w.popen.pid for w in workers], product.port)
+        ports = client_ports([w.pid for w in workers], product.port)
         monitor.stop()
     return result, attribute(monitor, ports, prefix)
 

@@ -32,21 +32,9 @@ import time
 from typing import Any
 
 from benchmarks._attribution import attributed
-from benchmarks._stack import (
-    PYTHON,
-    Stack,
-    cli_env,
-    median,
-    ms,
-    need,
-    read_events,
-    save,
-    table,
-    timed,
-    verdict,
-    wait_heartbeats,
-    worker_env,
-)
+from benchmarks._measure import ms, read_events
+from benchmarks._report import median, save, table, timed, verdict
+from benchmarks._stack import PYTHON, Stack, cli_env, need, wait_heartbeats, worker_env
 
 STEPS = ("pull", "claim", "leave_lb", "swap", "restore", "join_lb", "ensure_services", "finish")
 # Pinned already: the coordinator does not ask a registry, and the noop runtime pulls nothing.
@@ -114,12 +102,8 @@ class CeleryFloor:
         from benchmarks import _floor_app
 
         self.mod = _floor_app
-        env = {**os.environ}
-        self.proc = stack.spawn("floor-worker", [
-            PYTHON, "-m", "celery", "-A", "benchmarks._floor_app", "worker", "--loglevel=INFO",
-            "-Q", _floor_app.QUEUE, "-n", "floor@bench", "-c", "1", "-P", "solo", "-E",
-            "--without-gossip", "--without-mingle"], env)
-        stack.wait_ready([self.proc])
+        self.worker = stack.celery_worker("benchmarks._floor_app", _floor_app.QUEUE,
+                                          "floor@bench", dict(os.environ))
         import redis
 
         self.marks = redis.Redis.from_url(mark_url)

@@ -27,6 +27,8 @@ import subprocess
 import time
 from typing import Any
 
+from benchmarks._measure import StateSampler, breakdown, ms, read_events, windows
+from benchmarks._report import median, save, table, timed, verdict
 from benchmarks._stack import (
     APP_PORT,
     BACKEND,
@@ -34,30 +36,14 @@ from benchmarks._stack import (
     CONTAINER_LABELS,
     HOST_PORT,
     PYTHON,
-    HAProxy,
-    Proc,
     Stack,
-    StateSampler,
-    TrafficLoop,
-    TrafficStats,
-    breakdown,
-    build_web_images,
-    cli_env,
-    median,
-    ms,
+    WebFleet,
     need,
-    read_events,
-    save,
-    subnet,
-    table,
-    timed,
-    verdict,
-    wait_for,
-    wait_heartbeats,
-    windows,
-    worker_env,
 )
-from benchmarks.window import WEB_YML
+from devstack.haproxy import HAProxy
+from devstack.process import wait_for
+from devstack.traffic import TrafficLoop, TrafficStats
+from devstack.workers import BoxWorker
 
 BOX_TYPE = "web"
 WALL_RATIO = 6.0
@@ -113,10 +99,6 @@ PLAY = """\
 """
 
 
-def all_up(hap: HAProxy) -> bool:
-    return all(s.startswith("UP") for s, _ in hap.servers().values())
-
-
 def run_play(stack: Stack, hap: HAProxy, ips: dict[str, str], image: str) -> tuple[float, str]:
     import json
 
@@ -158,7 +140,7 @@ def ours_timeline(events: list[dict[str, str]], clock: dict[str, float],
 def under_traffic(hap: HAProxy, rate: float, action: Any) -> tuple[Any, TrafficStats,
                                                                      dict[str, list[float]]]:
     """Run `action()` while the request loop and the HAProxy sampler run."""
-    with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate=rate,
+    with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate_per_thread=rate,
                                                    max_requests=100_000,
                                                    max_seconds=300) as loop:
         time.sleep(1.0)  # traffic flows before anything moves
@@ -176,23 +158,10 @@ def main() -> int:
 
     with Stack("peer") as stack:
         with timed("services, images"):
-            redis_server = stack.redis("redis")
-            registry = stack.registry()
-            local = build_web_images(stack.docker)
-            refs = {v: registry.push(stack.docker, tag, "bench-web", v) for v, tag in local.items()}
-        net = subnet()
-        boxes = ["box1", "box2", "box3"]
-        ips = {b: f"{net}.{11 + i}" for i, b in enumerate(boxes)}
-        hap = stack.haproxy([(b, ips[b], HOST_PORT) for b in boxes])
-        prefix = "bench:"
-        broker_url, product_url = f"{redis_server.url}/0", f"{redis_server.url}/1"
-        boxes_dir = stack.dir / "boxes"
-        boxes_dir.mkdir()
-        env = cli_env(boxes_dir, broker_url, product_url, prefix)
-        repo = refs["v1"].split("@")[0]
-        yml = boxes_dir / f"{BOX_TYPE}.yml"
-        product = redis_server.client(1)
-        workers: list[Proc] = []
+            fleet = WebFleet.start(stack, 3)
+        boxes, ips, hap, repo, refs = fleet.boxes, fleet.ips, fleet.hap, fleet.repo, fleet.refs
+        env, product = fleet.env, fleet.product
+        workers: list[BoxWorker] = []
 
         def remove_boxes_containers() -> None:
             for c in stack.docker.containers.list(all=True, sparse=True,
@@ -205,17 +174,9 @@ def main() -> int:
         def ours_on_v1(round_no: int) -> None:
             """Our workers, each box on v1 deployed by us (not measured)."""
             remove_boxes_containers()
-            workers[:] = [stack.worker(b, worker_env(
-                b, BOX_TYPE, broker_url, product_url, prefix, bind_ip=ips[b],
-                haproxy_socket=hap.socket_path, log_root=str(stack.dir / b / "logs")),
-                name=f"worker-{b}-{round_no}") for b in boxes]
-            stack.wait_ready(workers)
-            yml.write_text(WEB_YML.format(image=f"{repo}:v1", port=HOST_PORT,
-                                          app_port=APP_PORT))
-            first = stack.cli(env, "rollout", BOX_TYPE, "--json").check()
-            wait_heartbeats(product, prefix, boxes,
-                            str(first.json_lines()[-1]["summary"]["release"]))
-            wait_for(lambda: all_up(hap), "every box UP in HAProxy")
+            workers[:] = fleet.start_workers(f"-{round_no}")
+            fleet.deploy(f"{repo}:v1")
+            wait_for(hap.all_up, "every box UP in HAProxy")
 
         def play_on_v1() -> None:
             """No worker; each box runs v1 as a play would have left it (not measured)."""
@@ -226,7 +187,7 @@ def main() -> int:
                 stack.docker.containers.run(
                     refs["v1"], detach=True, init=True, name=f"web-{b}", labels=CONTAINER_LABELS,
                     ports={f"{APP_PORT}/tcp": (ips[b], HOST_PORT)})
-            wait_for(lambda: all_up(hap), "every box UP in HAProxy", timeout=30)
+            wait_for(hap.all_up, "every box UP in HAProxy", timeout=30)
 
         rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
@@ -245,7 +206,7 @@ def main() -> int:
                 run, ours_traffic, ours_out = under_traffic(hap, args.rate, ours)
             run.check()
             summary = run.json_lines()[-1]["summary"]
-            ours_events = read_events(product, prefix, BOX_TYPE, str(summary["rollout"]))
+            ours_events = read_events(product, fleet.prefix, BOX_TYPE, str(summary["rollout"]))
             ours_stream = windows(ours_events)
             parts = {b: breakdown(ours_events, b) for b in boxes}
             timeline = ours_timeline(ours_events, clock,
@@ -260,11 +221,11 @@ def main() -> int:
                          "windows_stream": ours_stream, "parts": parts, "timeline": timeline,
                          "requests": ours_traffic.total, "failed": ours_traffic.failed,
                          "failures": dict(ours_traffic.failures),
-                         "bodies": dict(ours_traffic.bodies), "samples": ours_traffic.samples},
+                         "bodies": dict(ours_traffic.answers()), "samples": ours_traffic.samples},
                 "ansible": {"wall_s": play_wall, "windows_sampled": play_windows,
                             "requests": play_traffic.total, "failed": play_traffic.failed,
                             "failures": dict(play_traffic.failures),
-                            "bodies": dict(play_traffic.bodies),
+                            "bodies": dict(play_traffic.answers()),
                             "samples": play_traffic.samples,
                             "recap": play_log.strip().splitlines()[-4:]},
             })
@@ -311,7 +272,7 @@ def main() -> int:
              verdict(worst, WINDOW_RATIO, smaller_is_better=False)],
         ]
         table("result", ["measure", "value", "target", "verdict"], verdicts)
-        save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": WEB_YML,
+        save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": fleet.box_yml("IMAGE"),
                       "play": PLAY, "rounds": rounds, "rows": rows, "verdicts": verdicts,
                       "backend": BACKEND})
     return 0

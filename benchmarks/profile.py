@@ -14,24 +14,14 @@ takes CPU from the workers it watches.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks._stack import (
-    RESULTS,
-    Stack,
-    cli_env,
-    need,
-    save,
-    table,
-    timed,
-    wait_heartbeats,
-    worker_env,
-)
+from benchmarks._report import RESULTS, save, table, timed
+from benchmarks._stack import Stack, cli_env, fleet_arguments, need, wait_heartbeats, worker_env
 from benchmarks.overhead import BOX_YML, DIGESTS
 
 OURS = ("(worker/", "(orchestrator/", "(schemas/")
@@ -65,10 +55,7 @@ def hot_functions(raw: Path, top: int = 25) -> tuple[list[list[object]], list[li
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--boxes", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--processes", type=int, default=1, help="worker processes")
+    parser = fleet_arguments(__doc__, boxes=50, batch=1, processes=1)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--gil", action="store_true",
                         help="sample only the thread holding the GIL: where the CPU goes")
@@ -106,7 +93,7 @@ def main() -> int:
         cli_report = RESULTS / f"profile-coordinator-{stamp}.txt"
         raws = [stack.dir / f"worker{i}.raw" for i in range(len(workers))]
         spies = [subprocess.Popen(
-            [py_spy, "record", "--pid", str(w.popen.pid), "--format", "raw",
+            [py_spy, "record", "--pid", str(w.pid), "--format", "raw",
              "--rate", str(args.rate), "--output", str(raw), "--nonblocking",
              *(["--gil"] if args.gil else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w, raw in zip(

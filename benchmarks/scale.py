@@ -21,7 +21,6 @@ the halt, from stream ids (target <= 1 s): the halt is when the rollout stops st
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import Counter
@@ -29,40 +28,27 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._attribution import attributed, per_step_table
-from benchmarks._stack import (
-    CpuMeter,
-    Proc,
-    Stack,
-    cli_env,
-    ms,
-    read_events,
-    save,
-    table,
-    timed,
-    verdict,
-    wait_for,
-    wait_heartbeats,
-    worker_env,
-)
+from benchmarks._measure import CpuMeter, ms, read_events
+from benchmarks._report import save, table, timed, verdict
+from benchmarks._stack import Stack, cli_env, fleet_arguments, wait_heartbeats, worker_env
 from benchmarks.overhead import BOX_YML, DIGESTS, STEPS
+from devstack.process import wait_for
+from devstack.workers import BoxWorker
 
 RSS_TARGET_MB = 200.0
 HALT_TARGET_S = 1.0
 IDLE_SECONDS = 12.0  # a little over two heartbeat intervals
 
 
-def rss_mb(proc: Proc) -> float:
-    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+def rss_mb(proc: BoxWorker) -> float:
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--boxes", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--processes", type=int, default=4, help="worker processes")
+    parser = fleet_arguments(__doc__, boxes=1000, batch=50, processes=4)
     parser.add_argument("--threads", type=int, default=0, help="pool per process (0: batch)")
     args = parser.parse_args()
     n, batch, nproc = args.boxes, args.batch, args.processes
@@ -116,9 +102,9 @@ def main() -> int:
         hb_rate = sum(idle_p.values()) / IDLE_SECONDS
         kombu_idle_rate = sum(idle_b.values()) / IDLE_SECONDS
 
-        meter = CpuMeter({"redis (product)": product.proc.popen.pid,
-                          "redis (broker)": broker.proc.popen.pid,
-                          **{f"worker {i + 1}": w.popen.pid for i, w in enumerate(workers)}})
+        meter = CpuMeter({"redis (product)": product.pid,
+                          "redis (broker)": broker.pid,
+                          **{f"worker {i + 1}": w.pid for i, w in enumerate(workers)}})
         run, summary, dp, db = rollout(DIGESTS[1], f"measured rollout: {n} boxes, batch {batch}")
         meter.stop()
         run.check()

@@ -25,41 +25,19 @@ from typing import Any
 
 import docker
 
+from benchmarks._measure import breakdown, ms, read_events, windows
+from benchmarks._report import median, save, table, timed, verdict
 from benchmarks._stack import (
     APP_PORT,
     CONTAINER_LABELS,
     HOST_PORT,
     Stack,
-    breakdown,
-    build_web_images,
-    cli_env,
-    forget_local,
-    median,
-    ms,
-    read_events,
-    save,
-    subnet,
-    table,
-    timed,
-    verdict,
-    wait_for,
-    wait_heartbeats,
-    windows,
-    worker_env,
+    WebFleet,
 )
+from devstack.engine import forget
+from devstack.process import wait_for
 
 BOX_TYPE = "web"
-WEB_YML = """\
-apps:
-  web:
-    elb: web
-    lb_kind: haproxy
-    image: {image}
-    containers:
-      web:
-        ports: ["{port}:{app_port}"]
-        health: {{http: /health, interval: 0.1, timeout: 1, retries: 30}}
-"""
 TARGET_RATIO = 1.15
 DRAIN_TIME = 0.0  # HAProxy: no configured drain time (it waits for 0 sessions; none here)
 
@@ -126,48 +104,25 @@ def main() -> int:
 
     with Stack("window") as stack:
         with timed("services, images"):
-            broker = stack.redis("redis")
-            registry = stack.registry()
-            local = build_web_images(stack.docker)
-            refs = {v: registry.push(stack.docker, tag, "bench-web", v) for v, tag in local.items()}
-        net = subnet()
-        boxes = [f"box{i + 1}" for i in range(args.boxes)]
-        ips = {b: f"{net}.{11 + i}" for i, b in enumerate(boxes)}
-        hap = stack.haproxy([(b, ips[b], HOST_PORT) for b in boxes])
-        prefix = "bench:"
-        broker_url, product_url = f"{broker.url}/0", f"{broker.url}/1"
-        boxes_dir = stack.dir / "boxes"
-        boxes_dir.mkdir()
+            fleet = WebFleet.start(stack, args.boxes)
+        boxes, hap, repo, refs = fleet.boxes, fleet.hap, fleet.repo, fleet.refs
         with timed(f"{len(boxes)} box workers"):
-            workers = [stack.worker(b, worker_env(
-                b, BOX_TYPE, broker_url, product_url, prefix, bind_ip=ips[b],
-                haproxy_socket=hap.socket_path, log_root=str(stack.dir / b / "logs")))
-                for b in boxes]
-            stack.wait_ready(workers)
-        env = cli_env(boxes_dir, broker_url, product_url, prefix)
-        yml = boxes_dir / f"{BOX_TYPE}.yml"
-        repo = refs["v1"].split("@")[0]
-        product = broker.client(1)
+            fleet.start_workers()
+        product, prefix = fleet.product, fleet.prefix
         # Only the registry's references are kept: forgetting them deletes the image, so a
         # rollout's preflight downloads its layers for real.
-        forget_local(stack.docker, *local.values())
+        forget(stack.docker, *fleet.local.values())
 
         def deploy(version: str) -> tuple[str, float]:
-            yml.write_text(WEB_YML.format(image=f"{repo}:{version}", port=HOST_PORT,
-                                          app_port=APP_PORT))
-            forget_local(stack.docker, f"{repo}:{version}", refs[version])
-            run = stack.cli(env, "rollout", BOX_TYPE, "--json", "--reason", version).check()
-            summary = run.json_lines()[-1]["summary"]
-            # The next rollout plans from the heartbeats: let them report this release.
-            wait_heartbeats(product, prefix, boxes, str(summary["release"]))
-            return str(summary["rollout"]), run.wall
+            forget(stack.docker, f"{repo}:{version}", refs[version])
+            run = fleet.deploy(f"{repo}:{version}", "--reason", version)
+            return str(run.json_lines()[-1]["summary"]["rollout"]), run.wall
 
         with timed("first deploy (v1, not measured)"):
             deploy("v1")
-            wait_for(lambda: all(s.startswith("UP") for s, _ in hap.servers().values()),
-                     "every box UP in HAProxy")
+            wait_for(hap.all_up, "every box UP in HAProxy")
 
-        spare = f"{net}.{11 + len(boxes)}"
+        spare = fleet.ips[boxes[-1]].rsplit(".", 1)[0] + f".{11 + len(boxes)}"
         rows: list[list[object]] = []
         all_windows: list[float] = []
         pulls: list[dict[str, object]] = []
@@ -226,13 +181,13 @@ def main() -> int:
         table("result", ["measure", "value", "target", "verdict"], result_rows)
         save("window", {
             "boxes": len(boxes), "rollouts": args.rollouts,
-            "box_yml": WEB_YML, "windows": rows, "window_parts": parts, "floor": floors,
-            "pulls": pulls,
+            "box_yml": fleet.box_yml("IMAGE"), "windows": rows, "window_parts": parts,
+            "floor": floors, "pulls": pulls,
             "median_window_s": win_med, "median_floor_s": floor_med,
             "ratio": win_med / floor_med, "target_ratio": TARGET_RATIO,
             "drain_time_s": DRAIN_TIME, "target_s": target,
             "met": win_med <= target, "pulls_outside_window": pulls_outside,
-            "haproxy_log": hap.proc.log(1000),
+            "haproxy_log": hap.log()[-1000:],
         })
     return 0
 

@@ -15,7 +15,10 @@ from schemas.provision import WorkerBoot
 VENV = "/opt/orchestrator/venv"
 ENV_FILE = "/etc/orchestrator/worker.env"
 REFS_FILE = "/etc/orchestrator/worker.refs.json"
-RESOLVER = "/usr/local/lib/orchestrator/resolve-worker-env"
+# The worker package's console script (worker/bootenv.py): on the box, at boot, it resolves the
+# references into values, in a file only root reads; the user data (readable through the EC2
+# API) holds references only.
+WORKER_ENV_COMMAND = f"{VENV}/bin/orchestrator-worker-env"
 UNIT_PATH = "/etc/systemd/system/orchestrator-worker.service"
 
 # Kept equal to examples/systemd/orchestrator-worker.service by a test.
@@ -43,32 +46,6 @@ RestartSec=2
 [Install]
 WantedBy=multi-user.target
 """
-
-# Runs on the box with the installed package: references become values there, in a file
-# only root reads; the user data (readable through the EC2 API) holds references only.
-RESOLVER_SCRIPT = """\
-\"\"\"Write worker.env from worker.refs.json, resolving secret references on this box.\"\"\"
-import json
-import os
-import sys
-
-from schemas.boxfile import SecretRef
-from worker.secrets import resolve_env, ssm_fetcher
-
-source, target = sys.argv[1], sys.argv[2]
-with open(source) as f:
-    raw = json.load(f)
-env = {k: SecretRef.model_validate(v) if isinstance(v, dict) else v for k, v in raw.items()}
-values = resolve_env(env, ssm_fetcher(raw["ORCHESTRATOR_AWS_REGION"], None))
-bad = sorted(k for k, v in values.items() if "\\n" in v)
-if bad:
-    sys.exit("worker settings must be one line: " + ", ".join(bad))
-fd = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-with os.fdopen(fd, "w") as f:
-    f.writelines(f"{k}={v}\\n" for k, v in values.items())
-os.replace(target + ".tmp", target)
-"""
-
 
 def worker_env(box_type: str, region: str, boot: WorkerBoot) -> dict[str, Any]:
     """ORCHESTRATOR_* settings for the box: plain values, or {"secret": ref} references."""
@@ -102,12 +79,6 @@ def cloud_config(box_type: str, region: str, boot: WorkerBoot) -> str:
                 "content": json.dumps(worker_env(box_type, region, boot), indent=2) + "\n",
             },
             {
-                "path": RESOLVER,
-                "owner": "root:root",
-                "permissions": "0700",
-                "content": RESOLVER_SCRIPT,
-            },
-            {
                 "path": UNIT_PATH,
                 "owner": "root:root",
                 "permissions": "0644",
@@ -118,7 +89,7 @@ def cloud_config(box_type: str, region: str, boot: WorkerBoot) -> str:
             "systemctl enable --now docker",
             shlex.join(["python3", "-m", "venv", VENV]),
             shlex.join([pip, "install", "--quiet", boot.package]),
-            shlex.join([f"{VENV}/bin/python", RESOLVER, REFS_FILE, ENV_FILE]),
+            shlex.join([WORKER_ENV_COMMAND, REFS_FILE, ENV_FILE]),
             "systemctl daemon-reload",
             "systemctl enable --now orchestrator-worker",
         ],

@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +14,10 @@ import pytest
 import yaml
 from celery import Celery
 
+from devstack import engine
+from devstack.net import subnet
+from devstack.registry import Registry
+from devstack.workers import BoxWorker, worker_env
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.chains import box_chain
 from orchestrator.engine.events import Events
@@ -30,14 +27,13 @@ from orchestrator.engine.redisconn import RedisClient, connect
 from orchestrator.engine.releases import ReleaseStore, make_release
 from orchestrator.engine.state import RolloutStates
 from schemas.boxfile import BoxSpec
-from schemas.contract import Keys, StepRequest, StepResult, TaskName
+from schemas.contract import Keys, Label, StepRequest, StepResult, TaskName
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import RolloutState
-from tests.harness.common import TIMINGS, wait_for
+from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.docker_fx import TEST_CONTAINER_LABELS, WebImages
-from tests.harness.redis_fx import ProductRedis, stop_process
-from tests.harness.registry_fx import Registry
+from tests.harness.redis_fx import ProductRedis
 
 
 @dataclass(frozen=True)
@@ -63,54 +59,7 @@ def pushed_images(
 
 def untag_local(client: docker.DockerClient, ref: str) -> None:
     """Forget a registry reference locally (the image stays under its test tag)."""
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.remove(ref)
-
-
-@dataclass
-class BoxWorker:
-    """One simulated box: an `orchestrator-worker` process with its own queue and address."""
-
-    box_id: str
-    box_type: str
-    bind_ip: str
-    log_root: Path
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, ready_timeout: float = TIMINGS.service_start) -> BoxWorker:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.main", "--loglevel", "INFO"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for(
-            lambda: b" ready." in self.log_path.read_bytes() or self._died(),
-            f"worker {self.box_id} ready (log {self.log_path})",
-            timeout=ready_timeout,
-        )
-        if self._died():
-            raise RuntimeError(f"worker {self.box_id} exited:\n{self.log()}")
-        return self
-
-    def _died(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+    engine.forget(client, ref)
 
 
 @dataclass
@@ -120,11 +69,8 @@ class BoxWorkers:
     tmp: Path
     box_type: str
     started: list[BoxWorker] = field(default_factory=list)
-    # Each fixture gets its own 127.x.y.0/24 (all of 127/8 is loopback): parallel sessions
-    # on one machine never fight over the same address and port.
-    subnet: str = field(
-        default_factory=lambda: f"127.{random.randint(1, 250)}.{random.randint(1, 250)}"
-    )
+    # Each fixture gets its own 127.x.y.0/24: parallel sessions never share an address.
+    subnet: str = field(default_factory=subnet)
 
     def start(
         self, n: int = 1, *, extra_env: dict[str, str] | None = None, start: bool = True
@@ -133,36 +79,24 @@ class BoxWorkers:
         for _ in range(n):
             index = len(self.started) + 1
             box_id = f"box{index}-{uuid.uuid4().hex[:6]}"
-            bind_ip = f"{self.subnet}.{10 + index}"
-            log_root = self.tmp / box_id / "logs"
-            env = {
-                **os.environ,
-                "ORCHESTRATOR_BOX_ID": box_id,
-                "ORCHESTRATOR_BOX_TYPE": self.box_type,
-                "ORCHESTRATOR_BROKER_URL": self.broker_url,
-                "ORCHESTRATOR_REDIS_URL": self.product.url,
-                "ORCHESTRATOR_KEY_PREFIX": self.product.prefix,
-                "ORCHESTRATOR_BIND_IP": bind_ip,
-                "ORCHESTRATOR_LOG_ROOT": str(log_root),
-                "ORCHESTRATOR_STATE_DIR": str(self.tmp / box_id / "state"),
-                "ORCHESTRATOR_HAPROXY_SERVER": box_id,
-                "ORCHESTRATOR_HEARTBEAT_INTERVAL": str(TIMINGS.heartbeat_interval),
-                "ORCHESTRATOR_HEARTBEAT_TTL": str(TIMINGS.heartbeat_ttl),
-                "ORCHESTRATOR_STEP_DEADLINE": str(TIMINGS.step_deadline),
-                "ORCHESTRATOR_VISIBILITY_TIMEOUT": str(TIMINGS.visibility_timeout),
-                "ORCHESTRATOR_RESTORE_INTERVAL": str(TIMINGS.restore_interval),
-                "ORCHESTRATOR_SETTLE_TIME": "0.3",
-                "ORCHESTRATOR_DRAIN_TIMEOUT": "10",
-                "ORCHESTRATOR_SERVICES_INTERVAL": "1",
-                "ORCHESTRATOR_EXTRA_LABELS": json.dumps(TEST_CONTAINER_LABELS),
-                **(extra_env or {}),
-            }
-            worker = BoxWorker(
-                box_id, self.box_type, bind_ip, log_root, env, self.tmp / f"{box_id}.log"
+            env = worker_env(
+                box_id, self.box_type, self.broker_url, self.product.url, self.product.prefix,
+                TEST_CONTAINER_LABELS,
+                bind_ip=f"{self.subnet}.{10 + index}",
+                log_root=str(self.tmp / box_id / "logs"),
+                heartbeat_interval=str(TIMINGS.heartbeat_interval),
+                heartbeat_ttl=str(TIMINGS.heartbeat_ttl),
+                step_deadline=str(TIMINGS.step_deadline),
+                visibility_timeout=str(TIMINGS.visibility_timeout),
+                restore_interval=str(TIMINGS.restore_interval),
+                settle_time="0.3",
+                drain_timeout="10",
+                services_interval="1",
             )
+            worker = BoxWorker(self.tmp, {**env, **(extra_env or {})})
             self.started.append(worker)
             if start:
-                worker.start()
+                started(worker)
             out.append(worker)
         return out
 
@@ -176,12 +110,7 @@ def box_workers(
     for w in workers.started:
         w.stop()
     for w in workers.started:
-        # sparse: no inspect per container, which races with other sessions' clean-ups.
-        for c in docker_client.containers.list(
-            all=True, sparse=True, filters={"label": f"orchestrator.box={w.box_id}"}
-        ):
-            with contextlib.suppress(docker.errors.NotFound):
-                c.remove(force=True)
+        engine.remove_containers(docker_client, f"{Label.BOX}={w.box_id}")
 
 
 @dataclass
@@ -215,11 +144,7 @@ class DeployKit:
         changed = changed if changed is not None else list(release.spec.apps)
         rollout_id = rollout_id or f"t{uuid.uuid4().hex[:8]}"
         if token is None:
-            states = RolloutStates(self.client, self.keys)
-            if not states.state(rollout_id):
-                states.move(rollout_id, RolloutState.RUNNING, fields={"box_type": self.box_type})
-            token = Lease(self.client, self.keys).fresh_token(
-                self.box_type, box_id, rollout_id, kind="rollout")
+            token = self.take_box(box_id, rollout_id)
         return StepRequest(
             rollout_id=rollout_id,
             box_id=box_id,
@@ -231,13 +156,12 @@ class DeployKit:
             lb_apps=lb if lb is not None else [a for a in changed if release.spec.apps[a].elb],
         )
 
-    def supersede(self, box_id: str) -> str:
-        """Another chain takes the box (as a newer claim does); its token."""
-        return self.request_token(box_id, f"t{uuid.uuid4().hex[:8]}")
-
-    def request_token(self, box_id: str, rollout_id: str) -> str:
+    def take_box(self, box_id: str, rollout_id: str | None = None) -> str:
+        """Make the box `rollout_id`'s (a new one by default), as a claim does; its token."""
+        rollout_id = rollout_id or f"t{uuid.uuid4().hex[:8]}"
         states = RolloutStates(self.client, self.keys)
-        states.move(rollout_id, RolloutState.RUNNING, fields={"box_type": self.box_type})
+        if not states.state(rollout_id):
+            states.move(rollout_id, RolloutState.RUNNING, fields={"box_type": self.box_type})
         return Lease(self.client, self.keys).fresh_token(
             self.box_type, box_id, rollout_id, kind="rollout")
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
 
+from devstack import process
+from devstack.net import free_port
+from devstack.process import MissingTool, Service
+
+__all__ = ["IN_CI", "TEST_LABEL", "TIMINGS", "free_port", "need", "need_binary", "started",
+           "wait_for"]
+
 T = TypeVar("T")
+S = TypeVar("S", bound=Service)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -55,36 +61,16 @@ def need_binary(name: str) -> str:
     return path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def started(service: S, timeout: float = TIMINGS.service_start) -> S:
+    """The dev stack's service, started and ready; a missing program skips (fails in CI)."""
+    try:
+        return service.start(timeout)
+    except MissingTool as exc:
+        need(False, str(exc))
+        raise
 
 
-def wait_for(
-    probe: Callable[[], T | None],
-    what: str,
-    timeout: float = TIMINGS.event_wait,
-    interval: float = 0.05,
-) -> T:
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TIMINGS.event_wait,
+             interval: float = 0.05) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-        except Exception as exc:  # the service may not answer yet
-            last_exc = exc
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(
-        f"timed out after {timeout:.1f}s waiting for {what} (last error: {last_exc!r})"
-    )
-
-
-def port_answers(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
+    return process.wait_for(probe, what, timeout, interval)

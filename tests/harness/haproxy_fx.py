@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -18,14 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness.common import TIMINGS, free_port, need_binary, wait_for
+from devstack.haproxy import HAProxy, ServerSpec
+from tests.harness.common import free_port, started, wait_for
 
-BACKEND = "web"
 # The longest /slow request a test may ask for: every request ends by itself.
 MAX_SLOW_SECONDS = 10.0
-
-# (server name, host, port) of one simulated box behind HAProxy.
-ServerSpec = tuple[str, str, int]
 
 
 def box_address(index: int) -> str:
@@ -165,135 +161,28 @@ def http_backends() -> Iterator[HttpBackends]:
 # -- HAProxy ----------------------------------------------------------------------------------
 
 
-def admin_command(socket_path: str, command: str, timeout: float = 5.0) -> str:
-    """One runtime API command (the harness's own client, independent of worker/lb)."""
-    chunks: list[bytes] = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(socket_path)
-        sock.sendall(command.encode() + b"\n")
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
-
-
-def render_config(
-    servers: list[ServerSpec], port: int, socket_path: str, *, check_inter_ms: int = 200
-) -> str:
-    lines = [
-        "global",
-        f"    stats socket {socket_path} mode 600 level admin",
-        "    maxconn 2000",
-        "defaults",
-        "    mode http",
-        # No retry and no redispatch: a request sent to a box that is gone must fail, so
-        # that a test of a swap without draining can see it.
-        "    retries 0",
-        "    timeout connect 1s",
-        "    timeout client 10s",
-        "    timeout server 10s",
-        "    timeout http-request 5s",
-        "    timeout check 1s",
-        "frontend fe",
-        f"    bind 127.0.0.1:{port}",
-        f"    default_backend {BACKEND}",
-        f"backend {BACKEND}",
-        "    balance roundrobin",
-        "    option httpchk GET /health",
-        f"    default-server inter {check_inter_ms}ms fall 2 rise 1",
-    ]
-    lines += [f"    server {name} {host}:{srv_port} check" for name, host, srv_port in servers]
-    return "\n".join(lines) + "\n"
-
-
-@dataclass
-class HAProxyHandle:
-    """A running `haproxy -db` with one backend `web`."""
-
-    url: str
-    socket_path: str
-    backend: str
-    config_path: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
-    start_seconds: float = 0.0
-
-    def command(self, command: str) -> str:
-        return admin_command(self.socket_path, command)
-
-    def server_checks(self) -> dict[str, str]:
-        """check_status of each server in `show stat` (L7OK once a health check passed)."""
-        reply = self.command(f"show stat {self.backend} 4 -1")
-        header, *rows = reply.lstrip("# ").splitlines()
-        columns = header.split(",")
-        out = {}
-        for row in rows:
-            if row:
-                values = dict(zip(columns, row.split(","), strict=False))
-                out[values["svname"]] = values["check_status"]
-        return out
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
 @pytest.fixture
-def haproxy_factory() -> Iterator[Callable[..., HAProxyHandle]]:
-    binary = need_binary("haproxy")
-    handles: list[HAProxyHandle] = []
+def haproxy_factory() -> Iterator[Callable[..., HAProxy]]:
+    """start(servers, *, check_inter_ms=200, wait_healthy=True) -> a running HAProxy with one
+    backend `web`; wait_healthy: until every server passed a health check."""
+    handles: list[HAProxy] = []
     # A unix socket path must fit in 108 bytes: pytest's tmp_path can be longer than that.
     workdir = Path(tempfile.mkdtemp(prefix="orch-haproxy-"))
 
     def start(
         servers: list[ServerSpec], *, check_inter_ms: int = 200, wait_healthy: bool = True
-    ) -> HAProxyHandle:
-        directory = workdir / str(len(handles))
-        directory.mkdir()
-        socket_path = str(directory / "admin.sock")
-        port = free_port()
-        config_path = directory / "haproxy.cfg"
-        config_path.write_text(
-            render_config(servers, port, socket_path, check_inter_ms=check_inter_ms)
-        )
-        log_path = directory / "haproxy.log"
-        started = time.monotonic()
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [binary, "-f", str(config_path), "-db"], stdout=log, stderr=subprocess.STDOUT
-            )
-        handle = HAProxyHandle(
-            f"http://127.0.0.1:{port}/", socket_path, BACKEND, config_path, log_path, process
-        )
-        handles.append(handle)
-
-        def answers_or_exited() -> bool:
-            # An exited haproxy (a bad config, a port taken) ends the wait at once.
-            return process.poll() is not None or "Name: HAProxy" in handle.command("show info")
-
-        wait_for(answers_or_exited, "HAProxy's runtime API", timeout=TIMINGS.service_start)
-        if process.poll() is not None:
-            pytest.fail(f"haproxy exited with {process.returncode}: {handle.log()}", pytrace=False)
-        handle.start_seconds = time.monotonic() - started
+    ) -> HAProxy:
+        proxy = HAProxy(workdir / str(len(handles)), servers, check_inter_ms=check_inter_ms)
+        handles.append(proxy)
+        started(proxy)
         if wait_healthy and servers:
             # Until its first check HAProxy assumes a server is up; tests want it proven.
-            wait_for(
-                lambda: all(s == "L7OK" for s in handle.server_checks().values()),
-                "every HAProxy server to pass a health check",
-            )
-        return handle
+            wait_for(proxy.all_checked, "every HAProxy server to pass a health check")
+        return proxy
 
     try:
         yield start
     finally:
-        for handle in handles:
-            handle.stop()
+        for proxy in handles:
+            proxy.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.harness.common import TIMINGS, free_port, need_binary, wait_for
+from devstack.redis import RedisServer
+from tests.harness.common import started
 
 # db 0 is Celery's broker and is never flushed: flushing under live workers deletes kombu's
 # binding keys and unacked messages. Product state lives in db 1, separated by key prefix.
 BROKER_DB = 0
 PRODUCT_DB = 1
-
-
-@dataclass(frozen=True)
-class RedisServer:
-    host: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -41,53 +28,10 @@ class ProductRedis:
     url: str
 
 
-def _answers(url: str) -> bool:
-    with redis.Redis.from_url(url, socket_timeout=0.5) as client:
-        return bool(client.ping())
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Terminate, wait with a deadline, then kill: never leave a zombie or a ResourceWarning."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = need_binary("redis-server")
-    workdir = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    log_path = workdir / "redis.log"
-    args = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-    ]
-    with log_path.open("wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    server = RedisServer("127.0.0.1", port, proc, log_path)
-    try:
-        wait_for(
-            lambda: proc.poll() is None and _answers(server.url),
-            f"redis-server on port {port} (log {log_path})",
-            TIMINGS.service_start,
-        )
+    with started(RedisServer(tmp_path_factory.mktemp("redis"))) as server:
         yield server
-    finally:
-        stop_process(proc)
 
 
 @pytest.fixture(scope="session")

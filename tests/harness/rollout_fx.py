@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devstack.haproxy import HAProxy
+from devstack.images import web_box_yml
+from devstack.workers import BoxWorker, cli_env
 from orchestrator.engine.lb.haproxy import HAProxyLB
-from tests.harness.box_fx import BoxWorker, BoxWorkers, PushedImages
-from tests.harness.common import TIMINGS, wait_for
-from tests.harness.haproxy_fx import HAProxyHandle
+from tests.harness.box_fx import BoxWorkers, PushedImages
+from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.redis_fx import ProductRedis
 
-WEB_YML = """\
-apps:
-  web:
-    elb: web
-    lb_kind: haproxy
-    image: {image}
-    containers:
-      web:
-        ports: ["18080:8080"]
-        health: {{http: /health, interval: 0.1, timeout: 1, retries: 15}}
-"""
+PORT = 18080  # what every box publishes, each on its own address
 
 ROLLOUT_TIMINGS = {
     "ORCHESTRATOR_LEASE_TTL": str(TIMINGS.lease_ttl),
@@ -43,7 +35,7 @@ class Fleet:
     box_type: str
     boxes_dir: Path
     workers: list[BoxWorker]
-    proxy: HAProxyHandle
+    proxy: HAProxy
     env: dict[str, str]
     images: PushedImages
     tmp: Path
@@ -53,8 +45,9 @@ class Fleet:
     def lb(self) -> HAProxyLB:
         return HAProxyLB(self.proxy.socket_path, "web")
 
-    def write(self, image: str, text: str = WEB_YML) -> None:
-        (self.boxes_dir / f"{self.box_type}.yml").write_text(text.format(image=image))
+    def write(self, image: str, **options: Any) -> None:
+        """boxes/<type>.yml: the web app at `image` (options: devstack's web_box_yml's)."""
+        (self.boxes_dir / f"{self.box_type}.yml").write_text(web_box_yml(image, PORT, **options))
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -84,30 +77,23 @@ def json_lines(text: str) -> list[dict[str, object]]:
 @pytest.fixture
 def fleet_factory(
     box_workers: BoxWorkers, product_redis: ProductRedis, broker_url: str,
-    pushed_images: PushedImages, haproxy_factory: Callable[..., HAProxyHandle], tmp_path: Path,
+    pushed_images: PushedImages, haproxy_factory: Callable[..., HAProxy], tmp_path: Path,
 ) -> Iterator[Callable[..., Fleet]]:
     made: list[Fleet] = []
 
     def make(n: int = 3, *, extra_env: dict[str, str] | None = None) -> Fleet:
         workers = box_workers.start(n, start=False, extra_env={**ROLLOUT_TIMINGS,
                                                               **(extra_env or {})})
-        proxy = haproxy_factory([(w.box_id, w.bind_ip, 18080) for w in workers],
+        proxy = haproxy_factory([(w.box_id, w.bind_ip, PORT) for w in workers],
                                 wait_healthy=False)
         for w in workers:
             w.env["ORCHESTRATOR_HAPROXY_SOCKET"] = proxy.socket_path
-            w.start()
+            started(w)
         boxes = tmp_path / "boxes"
         boxes.mkdir(exist_ok=True)
-        env = {
-            **os.environ,
-            "ORCHESTRATOR_BOXES_DIR": str(boxes),
-            "ORCHESTRATOR_BROKER_URL": broker_url,
-            "ORCHESTRATOR_REDIS_URL": product_redis.url,
-            "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix,
-            "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20",
-            "ORCHESTRATOR_WATCH_INTERVAL": "0.05",
-            **ROLLOUT_TIMINGS,
-        }
+        env = cli_env(boxes, broker_url, product_redis.url, product_redis.prefix,
+                      preflight_timeout="20", watch_interval="0.05")
+        env.update(ROLLOUT_TIMINGS)
         fleet = Fleet(box_workers.box_type, boxes, workers, proxy, env, pushed_images, tmp_path)
         made.append(fleet)
         return fleet

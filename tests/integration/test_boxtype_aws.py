@@ -16,7 +16,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator.aws.userdata import RESOLVER_SCRIPT
 from orchestrator.cli import cli, main
 from orchestrator.cli_boxtype import boxtype
 from tests.harness.aws_fx import DUMMY_CREDENTIALS, AwsAccount
@@ -293,12 +292,10 @@ def test_user_data_decodes_to_cloud_init_that_installs_and_starts_the_worker(
     # On the box, the reference is resolved from SSM into a root-only worker.env.
     refs_file = tmp_path / "worker.refs.json"
     refs_file.write_text(files["/etc/orchestrator/worker.refs.json"])
-    script = tmp_path / "resolve-worker-env"
-    script.write_text(RESOLVER_SCRIPT)
     target = tmp_path / "worker.env"
     env = {**os.environ, "AWS_ENDPOINT_URL": account.aws.endpoint_url}
-    subprocess.run(
-        [sys.executable, str(script), str(refs_file), str(target)],
+    subprocess.run(  # what the user data's orchestrator-worker-env runs
+        [sys.executable, "-m", "worker.bootenv", str(refs_file), str(target)],
         check=True,
         env=env,
         cwd=ROOT,

@@ -8,9 +8,9 @@ import uuid
 import docker
 import pytest
 
+from devstack.registry import Registry
 from tests.harness.common import TEST_LABEL
 from tests.harness.docker_fx import WebImages, build_image
-from tests.harness.registry_fx import Registry
 
 
 def test_push_rmi_pull_by_digest(

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from devstack.haproxy import HAProxy
+from devstack.traffic import TrafficLoop, TrafficStats
 from orchestrator.engine.lb import HAProxyLB, make_load_balancer
 from orchestrator.engine.lb.base import LoadBalancer
 from orchestrator.errors import ConfigError, LoadBalancerError, ServiceUnavailable
 from tests.harness.common import wait_for
-from tests.harness.haproxy_fx import HAProxyHandle, HttpBackend, HttpBackends
-from tests.harness.traffic import TrafficLoop, TrafficStats
+from tests.harness.haproxy_fx import HttpBackend, HttpBackends
 
-Fleet = tuple[HAProxyHandle, HAProxyLB, dict[str, HttpBackend]]
+Fleet = tuple[HAProxy, HAProxyLB, dict[str, HttpBackend]]
 
 # Enough traffic that a box taken out without draining is hit many times during its gap.
 THREADS = 4
@@ -27,14 +28,14 @@ RATE_PER_THREAD = 60.0
 
 @pytest.fixture
 def fleet(
-    http_backends: HttpBackends, haproxy_factory: Callable[..., HAProxyHandle]
+    http_backends: HttpBackends, haproxy_factory: Callable[..., HAProxy]
 ) -> Fleet:
     boxes = {f"box{i + 1}": box for i, box in enumerate(http_backends.boxes(3, "v1"))}
     proxy = haproxy_factory([(name, box.host, box.port) for name, box in boxes.items()])
     return proxy, HAProxyLB(proxy.socket_path, proxy.backend), boxes
 
 
-def admin_state(proxy: HAProxyHandle, server: str) -> int:
+def admin_state(proxy: HAProxy, server: str) -> int:
     """srv_admin_state read with the harness's own client, not the adapter under test."""
     for line in proxy.command(f"show servers state {proxy.backend}").splitlines():
         fields = line.split()
@@ -49,7 +50,7 @@ def swap(box: HttpBackend, body: str) -> None:
     wait_for(lambda: box.answers() == body, f"{box.url} to answer {body}")
 
 
-def naive_swap(proxy: HAProxyHandle, traffic: TrafficLoop, name: str, box: HttpBackend) -> None:
+def naive_swap(proxy: HAProxy, traffic: TrafficLoop, name: str, box: HttpBackend) -> None:
     box.stop()
     # The gap: nothing listens on the box while traffic goes on.
     traffic.wait_total(traffic.stats.total + 20)
@@ -58,7 +59,7 @@ def naive_swap(proxy: HAProxyHandle, traffic: TrafficLoop, name: str, box: HttpB
     wait_for(lambda: proxy.server_checks()[name] == "L7OK", f"HAProxy to check {name} UP")
 
 
-def only_v2_after(proxy: HAProxyHandle) -> Counter[str]:
+def only_v2_after(proxy: HAProxy) -> Counter[str]:
     with TrafficLoop(proxy.url, threads=2, rate_per_thread=100, max_requests=60) as after:
         after.wait_total(60)
     assert after.stats.failed == 0, after.stats.summary()
@@ -141,7 +142,7 @@ def slow_request(url: str, seconds: float, results: list[tuple[int, str]]) -> th
     return thread
 
 
-def one_session_on_box1(proxy: HAProxyHandle, lb: HAProxyLB, seconds: float,
+def one_session_on_box1(proxy: HAProxy, lb: HAProxyLB, seconds: float,
                         results: list[tuple[int, str]]) -> threading.Thread:
     # Only box1 takes traffic, so the slow request is certainly in flight on it.
     for other in ("box2", "box3"):

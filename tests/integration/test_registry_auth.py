@@ -15,13 +15,14 @@ from pathlib import Path
 import docker
 import pytest
 
+from devstack.registry import Registry
+from devstack.workers import BoxWorker
 from schemas.boxfile import SecretRef
 from schemas.contract import Label, Outcome, StepRequest
 from schemas.fleet import FleetSettings, RegistryAuth
-from tests.harness.box_fx import BoxWorker, BoxWorkers, DeployKit, untag_local, wait_http
+from tests.harness.box_fx import BoxWorkers, DeployKit, untag_local, wait_http
 from tests.harness.docker_fx import WebImages
 from tests.harness.redis_fx import ProductRedis
-from tests.harness.registry_fx import Registry
 
 WEB = """
 apps:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from devstack.traffic import TrafficLoop
 from tests.harness.redis_fx import ProductRedis
 from tests.harness.rollout_fx import Fleet, json_lines
-from tests.harness.traffic import TrafficLoop
 
 
 def test_three_box_rollout_under_traffic_has_no_failed_request(
@@ -70,18 +70,8 @@ def test_failing_canary_halts_and_stays_on_v1(fleet_factory: Callable[..., Fleet
     assert len({r["apps"]["web"]["release"] for r in status}) == 1  # type: ignore[index]
 
 
-SLOW_WEB_YML = """\
-apps:
-  web:
-    elb: web
-    lb_kind: haproxy
-    image: {image}
-    containers:
-      web:
-        ports: ["18080:8080"]
-        command: [sh, -c, "sleep 2; exec httpd -f -p 8080 -h /www"]
-        health: {{http: /health, interval: 0.1, timeout: 1, retries: 40}}
-"""
+# Its swap takes two seconds: the container answers only after a sleep.
+SLOW = {"retries": 40, "command": '[sh, -c, "sleep 2; exec httpd -f -p 8080 -h /www"]'}
 
 
 def test_second_concurrent_rollout_names_the_holder(
@@ -91,7 +81,7 @@ def test_second_concurrent_rollout_names_the_holder(
     from tests.harness.common import wait_for
 
     fleet = fleet_factory(1)
-    fleet.write(f"{fleet.images.repo}:v1", SLOW_WEB_YML)  # its swap takes two seconds
+    fleet.write(f"{fleet.images.repo}:v1", **SLOW)  # its swap takes two seconds
     first = fleet.start_cli("rollout", fleet.box_type, "--reason", "the first one")
     lease = Keys(product_redis.prefix).lease(fleet.box_type)
     wait_for(lambda: product_redis.client.get(lease), "the first rollout's lease")

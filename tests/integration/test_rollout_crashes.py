@@ -70,7 +70,7 @@ def test_killed_box_worker_halts_the_rollout_and_recovers(
     seen = read_until(cli, lambda e: e.get("step") == "deploy.leave_lb" and e.get("phase")
                       == "end" and e.get("box") == canary.box_id)
     cli.send_signal(signal.SIGKILL)  # no coordinator attached from here on
-    canary.kill()
+    canary.kill9()
     rollout_id = str(seen[0]["rollout"])
 
     # The other workers notice the silent box, halt the rollout naming it, free the lease.

@@ -15,12 +15,12 @@ from typing import Any
 import docker
 import pytest
 
+from devstack.registry import Registry
 from orchestrator.errors import HealthCheckFailed, RuntimeFailure, ServiceUnavailable
 from schemas.boxfile import ContainerSpec
 from schemas.contract import Label
 from tests.harness.common import TEST_LABEL, free_port, wait_for
 from tests.harness.docker_fx import TEST_CONTAINER_LABELS, WebImages
-from tests.harness.registry_fx import Registry
 from worker.facts import ContainerFact, RunRequest
 from worker.health import wait_healthy
 from worker.runspec import build_run_request, log_dirs, previous_name

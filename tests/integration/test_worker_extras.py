@@ -4,31 +4,28 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
 import redis
-import requests
 
+from devstack.flower import Flower
+from devstack.workers import BoxWorker
 from schemas.contract import Label, Outcome, StepResult
 from schemas.fleet import FleetSettings, ServiceSpec
 from tests.harness.box_fx import (
-    BoxWorker,
     BoxWorkers,
     DeployKit,
     PushedImages,
     untag_local,
     wait_http,
 )
-from tests.harness.common import TIMINGS, free_port, wait_for
-from tests.harness.redis_fx import ProductRedis, stop_process
+from tests.harness.common import free_port, started, wait_for
+from tests.harness.redis_fx import ProductRedis
 
 Containers = list[docker.models.containers.Container]
 
@@ -160,59 +157,11 @@ apps:
           DB_PASSWORD: {{secret: "file:{path}#DB_PASSWORD"}}
 """
 
-FLOWER_AUTH = ("orch", "flower-pw")
-
-
-@dataclass
-class Flower:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def get(self, path: str, **params: str) -> requests.Response:
-        with requests.Session() as session:
-            resp = session.get(f"{self.url}{path}", params=params, auth=FLOWER_AUTH, timeout=2)
-        resp.raise_for_status()
-        return resp
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def sees_worker(self, node: str) -> bool:
-        """Its event receiver got this worker's events (online or heartbeat): it is listening."""
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"flower exited with {self.proc.returncode}:\n{self.log()}")
-        return f'flower_worker_online{{worker="{node}"}} 1.0' in self.get("/metrics").text
-
-
 @pytest.fixture
 def flower(broker_url: str, tmp_path: Path) -> Iterator[Flower]:
     """Flower on the broker, with basic auth; started before any chain so it sees the events."""
-    port = free_port()
-    log_path = tmp_path / "flower.log"
-    args = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-b",
-        broker_url,
-        "flower",
-        "--address=127.0.0.1",
-        f"--port={port}",
-        f"--basic-auth={':'.join(FLOWER_AUTH)}",
-    ]
-    with log_path.open("wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    fl = Flower(f"http://127.0.0.1:{port}", proc, log_path)
-    try:
-        wait_for(
-            lambda: proc.poll() is None and fl.get("/healthcheck").text == "OK",
-            f"flower on port {port} (log {log_path})",
-            timeout=TIMINGS.service_start,
-        )
+    with started(Flower(tmp_path, broker_url, user="orch", password="flower-pw")) as fl:
         yield fl
-    finally:
-        stop_process(proc)
 
 
 def redis_dump(client: redis.Redis[str], pattern: str) -> dict[str, str]:
@@ -273,14 +222,14 @@ def test_secret_reaches_the_container_and_nothing_else(
 
     # Flower: it shows every task's arguments and results; wait until it has the whole chain.
     def chain_in_flower() -> dict[str, dict[str, object]] | None:
-        tasks: dict[str, dict[str, object]] = flower.get("/api/tasks").json()
+        tasks: dict[str, dict[str, object]] = json.loads(flower.get("/api/tasks"))
         mine = {k: t for k, t in tasks.items() if req.rollout_id in str(t.get("args"))}
         done = [t for t in mine.values() if t.get("state") == "SUCCESS"]
         return mine if len(done) == len(results) else None
 
     seen = wait_for(chain_in_flower, "flower listing the chain's tasks as SUCCESS")
     assert {t["name"] for t in seen.values()} == {k.split(":")[0] for k in results}
-    flower_text = flower.get("/api/tasks").text + json.dumps(seen)
+    flower_text = flower.get("/api/tasks") + json.dumps(seen)
     assert secret not in flower_text
 
     # Product state: every key under this test's prefix, strings, hashes and streams alike.

@@ -107,7 +107,7 @@ def test_superseded_token_changes_nothing(
     deploy.wait_end(deploy.send(deploy.request(v1, box.box_id)))
     before = containers(docker_client, box.box_id)
     stale = deploy.request(v2, box.box_id)
-    deploy.supersede(box.box_id)  # a newer claim took the box
+    deploy.take_box(box.box_id)  # a newer claim took the box
 
     out = deploy.wait_end(deploy.send(stale))
     assert {r.outcome for r in out.values()} == {Outcome.SUPERSEDED}

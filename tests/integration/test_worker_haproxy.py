@@ -9,17 +9,17 @@ replaced) must lose some, which proves the traffic loop can see a gap.
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from devstack.haproxy import HAProxy
+from devstack.net import port_free_on
+from devstack.traffic import TrafficLoop, TrafficStats
+from devstack.workers import BoxWorker
 from schemas.contract import Outcome, StepResult, TaskName
 from schemas.release import Release
-from tests.harness.box_fx import BoxWorker, BoxWorkers, DeployKit, PushedImages, wait_http
+from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages, wait_http
 from tests.harness.common import wait_for
-from tests.harness.haproxy_fx import HAProxyHandle
-from tests.harness.traffic import TrafficLoop, TrafficStats
 
 BOXES = 3
 THREADS = 4
@@ -53,36 +53,22 @@ apps:
         health: {{http: /health, interval: 0.1, timeout: 1, retries: 20}}
 """
 
-ProxyFactory = Callable[..., HAProxyHandle]
+ProxyFactory = Callable[..., HAProxy]
 
 
 @dataclass(frozen=True)
 class Fleet:
-    proxy: HAProxyHandle
+    proxy: HAProxy
     boxes: list[BoxWorker]
     port: int  # the app's published port, the same on every box
-
-
-def port_free_on(hosts: list[str]) -> int:
-    """A port free on every box's address, outside the ephemeral range and the other tests'
-    18080: tests run side by side on a developer machine must not serve each other's boxes."""
-    rng = random.SystemRandom()
-    for _ in range(50):
-        port = rng.randrange(20_000, 30_000)
-        try:
-            for host in hosts:
-                with socket.socket() as s:
-                    s.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no free port on {hosts}")
 
 
 def start_fleet(box_workers: BoxWorkers, haproxy_factory: ProxyFactory) -> Fleet:
     """HAProxy first (its servers named after the box ids), then the workers, told its socket."""
     boxes = box_workers.start(BOXES, start=False)
-    port = port_free_on([box.bind_ip for box in boxes])
+    # Outside the ephemeral range and the other tests' 18080: tests run side by side on a
+    # developer machine must not serve each other's boxes.
+    port = port_free_on([box.bind_ip for box in boxes], span=(20_000, 30_000))
     proxy = haproxy_factory([(box.box_id, box.bind_ip, port) for box in boxes], wait_healthy=False)
     for box in boxes:
         box.env["ORCHESTRATOR_HAPROXY_SOCKET"] = proxy.socket_path
@@ -90,7 +76,7 @@ def start_fleet(box_workers: BoxWorkers, haproxy_factory: ProxyFactory) -> Fleet
     return Fleet(proxy, boxes, port)
 
 
-def servers_state(proxy: HAProxyHandle) -> dict[str, tuple[int, int]]:
+def servers_state(proxy: HAProxy) -> dict[str, tuple[int, int]]:
     """(srv_op_state, srv_admin_state) per server, read with the harness's own client."""
     reply = proxy.command(f"show servers state {proxy.backend}")
     header = next(line for line in reply.splitlines() if line.startswith("# "))
@@ -103,7 +89,7 @@ def servers_state(proxy: HAProxyHandle) -> dict[str, tuple[int, int]]:
     return out
 
 
-def all_ready(proxy: HAProxyHandle, boxes: list[BoxWorker]) -> bool:
+def all_ready(proxy: HAProxy, boxes: list[BoxWorker]) -> bool:
     """Every box's server running (op 2), not in maint or drain (admin 0), last check passed."""
     state = servers_state(proxy)
     checks = proxy.server_checks()
@@ -140,7 +126,7 @@ def roll(
     return out
 
 
-def after_rollout(proxy: HAProxyHandle) -> TrafficStats:
+def after_rollout(proxy: HAProxy) -> TrafficStats:
     with TrafficLoop(proxy.url, threads=2, rate_per_thread=100, max_requests=60) as after:
         after.wait_total(60)
     return after.stats

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import docker
 
+from devstack.haproxy import HAProxy
 from orchestrator.engine.lb.haproxy import HAProxyLB
 from schemas.contract import Label, Outcome
 from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages, wait_http
 from tests.harness.common import wait_for
-from tests.harness.haproxy_fx import HAProxyHandle
 
 WEB = """
 apps:
@@ -27,7 +27,7 @@ apps:
 
 def test_kill_after_leave_lb_then_restart_ends_the_chain(
     deploy: DeployKit, box_workers: BoxWorkers, pushed_images: PushedImages,
-    docker_client: docker.DockerClient, haproxy_factory: Callable[..., HAProxyHandle],
+    docker_client: docker.DockerClient, haproxy_factory: Callable[..., HAProxy],
 ) -> None:
     (box,) = box_workers.start(1, start=False)
     proxy = haproxy_factory([(box.box_id, box.bind_ip, 18080)], wait_healthy=False)
@@ -44,7 +44,7 @@ def test_kill_after_leave_lb_then_restart_ends_the_chain(
     # The recorded point: the box has left HAProxy (journal), its swap is under way.
     wait_for(lambda: deploy.journal.get(req.rollout_id, box.box_id, "deploy.leave_lb", None),
              "leave_lb in the journal", interval=0.005)
-    box.kill()
+    box.kill9()
     assert not lb.state(box.box_id).in_service  # out of service, and nobody to bring it back
 
     box.start()  # same box, same queue: it ends its interrupted chain before new work
@@ -68,7 +68,7 @@ def test_kill_after_leave_lb_then_restart_ends_the_chain(
 
 def test_leave_lb_on_stop_drains_the_box_out(
     deploy: DeployKit, box_workers: BoxWorkers, pushed_images: PushedImages,
-    haproxy_factory: Callable[..., HAProxyHandle],
+    haproxy_factory: Callable[..., HAProxy],
 ) -> None:
     import subprocess
     import sys

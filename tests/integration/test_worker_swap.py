@@ -83,6 +83,6 @@ def test_heartbeat_says_what_runs_with_a_ttl(
     assert hb.apps["web"].release == v1.id and hb.apps["web"].spec_hash == v1.spec_hash("web")
     ttl_ms = deploy.client.pttl(deploy.keys.heartbeat(box.box_id))
     assert 0 < ttl_ms <= TIMINGS.heartbeat_ttl * 1000
-    box.kill()  # no more beats: the key expires by itself
+    box.kill9()  # no more beats: the key expires by itself
     wait_for(lambda: deploy.client.get(deploy.keys.heartbeat(box.box_id)) is None,
              "the heartbeat to expire", timeout=TIMINGS.heartbeat_ttl + 2)

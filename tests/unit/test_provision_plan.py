@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +27,8 @@ from orchestrator.aws.state import (
 from orchestrator.aws.userdata import (
     ENV_FILE,
     REFS_FILE,
-    RESOLVER_SCRIPT,
     UNIT_PATH,
+    WORKER_ENV_COMMAND,
     cloud_config,
     decode,
 )
@@ -374,32 +371,17 @@ def test_user_data_is_deterministic() -> None:
     assert desired().template["UserData"] == desired().template["UserData"]
 
 
-def test_resolver_writes_worker_env_readable_by_root_only(tmp_path: Path) -> None:
-    # The script the user data runs at boot, run here with the same package.
-    secret_file = tmp_path / "secrets.env"
-    secret_file.write_text("BROKER=redis://:pw@10.0.0.5:6379/0\n")
-    refs = tmp_path / "worker.refs.json"
-    refs.write_text(
-        json.dumps(
-            {
-                "ORCHESTRATOR_BOX_TYPE": "web",
-                "ORCHESTRATOR_AWS_REGION": "us-east-1",
-                "ORCHESTRATOR_BROKER_URL": {"secret": f"file:{secret_file}#BROKER"},
-            }
-        )
-    )
-    script = tmp_path / "resolve"
-    script.write_text(RESOLVER_SCRIPT)
-    target = tmp_path / "worker.env"
-    subprocess.run(
-        [sys.executable, str(script), str(refs), str(target)], check=True, cwd=ROOT, timeout=60
-    )
-    assert target.read_text() == (
-        "ORCHESTRATOR_BOX_TYPE=web\nORCHESTRATOR_AWS_REGION=us-east-1\n"
-        "ORCHESTRATOR_BROKER_URL=redis://:pw@10.0.0.5:6379/0\n"
-    )
-    assert os.stat(target).st_mode & 0o777 == 0o600
-    assert ENV_FILE.endswith("worker.env")
+def test_the_box_resolves_its_settings_at_boot_with_the_worker_package_command() -> None:
+    # No Python in the user data: the installed console script writes worker.env (mode 600;
+    # tests/unit/test_bootenv.py runs it), after the package is installed, before the unit.
+    doc = yaml.safe_load(decode(desired().template["UserData"]))
+    command = f"{WORKER_ENV_COMMAND} {REFS_FILE} {ENV_FILE}"
+    runcmd = doc["runcmd"]
+    assert command in runcmd
+    install = next(i for i, c in enumerate(runcmd) if " install --quiet " in c)
+    start = runcmd.index("systemctl enable --now orchestrator-worker")
+    assert install < runcmd.index(command) < start
+    assert [f["path"] for f in doc["write_files"]] == [REFS_FILE, UNIT_PATH]
 
 
 def test_worker_settings_and_redis_url_are_written() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,33 @@ def test_the_rule_is_not_vacuous() -> None:
     assert any(under(n, "orchestrator.engine") for n in seen)
     tree = ast.parse("def f():\n    from worker.x import y\n")
     assert list(imports(tree)) == [(2, "worker.x.y")]
+
+
+# A line of Python that imports the worker package: `import worker`, `from worker.x import y`.
+WORKER_IMPORT = re.compile(r"^\s*(import\s+worker\b|from\s+worker(\.\w+)*\s+import\b)", re.M)
+
+
+def string_constants(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """Every string literal (docstrings and f-string parts too), with its line."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def test_no_string_in_the_coordinator_holds_python_that_imports_the_worker() -> None:
+    # Code in a string (a script written to a box, say) escapes ruff, mypy and the import rules
+    # above; box-side code belongs in worker/, run on the box as one of its commands.
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for _, path, tree in modules("orchestrator")
+        for line, text in string_constants(tree)
+        if WORKER_IMPORT.search(text)
+    ]
+    assert found == []
+    script = 'S = """\\\nimport json\nfrom worker.secrets import resolve_env\n"""\n'
+    assert [line for line, text in string_constants(ast.parse(script))
+            if WORKER_IMPORT.search(text)] == [1]
+    assert not WORKER_IMPORT.search("the worker imports only the engine; from worker's side")
 
 
 def test_no_product_module_is_too_long() -> None:

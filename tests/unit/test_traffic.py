@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from devstack.net import assert_loopback
+from devstack.traffic import REFUSED, TrafficLoop
 from tests.harness.common import free_port
-from tests.harness.traffic import REFUSED, TrafficLoop, assert_loopback
 
 
 @pytest.mark.parametrize("url", [

@@ -1,15 +1,15 @@
-"""A bounded, rate-capped HTTP request loop that counts successes, failures and bodies."""
+"""A bounded, rate-capped HTTP request loop (loopback only) counting successes and failures."""
 
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
+
+from devstack.net import assert_loopback
 
 # Failure kinds, so a test can say which ones it expects.
 HTTP_5XX = "http_5xx"
@@ -19,21 +19,6 @@ REFUSED = "refused"
 TIMEOUT = "timeout"
 OTHER = "other"
 MAX_SAMPLES = 20
-
-
-def assert_loopback(url: str) -> tuple[str, int, str]:
-    """(host, port, path) of `url`; anything but a loopback address is refused."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    loopback = host == "localhost"
-    if not loopback:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-    if parts.scheme != "http" or not loopback:
-        raise ValueError(f"traffic is only sent to http:// on loopback addresses, not {url!r}")
-    return host, parts.port or 80, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 @dataclass
@@ -54,6 +39,13 @@ class TrafficStats:
     @property
     def total(self) -> int:
         return self.ok + self.failed
+
+    def answers(self) -> Counter[str]:
+        """Bodies without surrounding white space ("v2" for "v2\\n"): for tables."""
+        out: Counter[str] = Counter()
+        for body, count in self.bodies.items():
+            out[body.strip()] += count
+        return out
 
     def summary(self) -> str:
         return (f"{self.total} requests in {self.elapsed:.1f}s: {self.ok} ok, "

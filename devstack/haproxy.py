@@ -1,0 +1,119 @@
+"""HAProxy in front of simulated boxes: one backend, health checks, the runtime API socket."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from devstack.net import LOCALHOST, free_port
+from devstack.process import Service, find_binary
+
+BACKEND = "web"
+ServerSpec = tuple[str, str, int]  # (server name, host, port) of one box behind HAProxy
+MAX_SOCKET_PATH = 100  # a unix socket path must fit in 108 bytes
+
+
+def render_config(servers: Sequence[ServerSpec], port: int, socket_path: str, *,
+                  backend: str = BACKEND, check_inter_ms: int = 200, maxconn: int = 2000) -> str:
+    lines = [
+        "global",
+        f"    stats socket {socket_path} mode 600 level admin",
+        f"    maxconn {maxconn}",
+        "defaults",
+        "    mode http",
+        # No retry, no redispatch: a request sent to a box that is gone fails, so that a swap
+        # without draining shows up as failed requests.
+        "    retries 0",
+        "    timeout connect 1s",
+        "    timeout client 10s",
+        "    timeout server 10s",
+        "    timeout http-request 5s",
+        "    timeout check 1s",
+        "frontend fe",
+        f"    bind {LOCALHOST}:{port}",
+        f"    default_backend {backend}",
+        f"backend {backend}",
+        "    balance roundrobin",
+        "    option httpchk GET /health",
+        f"    default-server inter {check_inter_ms}ms fall 2 rise 1",
+    ]
+    lines += [f"    server {name} {host}:{srv_port} check" for name, host, srv_port in servers]
+    return "\n".join(lines) + "\n"
+
+
+def admin_command(socket_path: str, command: str, timeout: float = 5.0) -> str:
+    """One runtime API command (the dev stack's own client, independent of worker/lb)."""
+    chunks: list[bytes] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        sock.sendall(command.encode() + b"\n")
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+class HAProxy(Service):
+    """`haproxy -f CFG -db` with `stats socket ... level admin`; until its first check it
+    takes every server for up: wait_checked() waits for every server's check to pass."""
+
+    def __init__(self, workdir: Path, servers: Sequence[ServerSpec], name: str = "haproxy", *,
+                 backend: str = BACKEND, check_inter_ms: int = 200, maxconn: int = 2000,
+                 port: int | None = None, detach: bool = False) -> None:
+        super().__init__(workdir, name, detach=detach)
+        self.servers_spec = list(servers)
+        self.backend, self.check_inter_ms, self.maxconn = backend, check_inter_ms, maxconn
+        self.port = port or free_port()
+        self.config_path = self.workdir / f"{name}.cfg"
+        sock_dir = self.workdir
+        self._own_dir: Path | None = None
+        if len(str(sock_dir / f"{name}.sock")) > MAX_SOCKET_PATH:  # pytest's tmp_path can be
+            sock_dir = self._own_dir = Path(tempfile.mkdtemp(prefix="devstack-hap-"))
+        self.socket_path = str(sock_dir / f"{name}.sock")
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}/"
+
+    def prepare(self) -> None:
+        Path(self.socket_path).parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(render_config(
+            self.servers_spec, self.port, self.socket_path, backend=self.backend,
+            check_inter_ms=self.check_inter_ms, maxconn=self.maxconn))
+
+    def argv(self) -> list[str]:
+        return [find_binary("haproxy"), "-f", str(self.config_path), "-db"]
+
+    def ready(self) -> bool:
+        return "Name: HAProxy" in self.command("show info")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+
+    def command(self, command: str, timeout: float = 5.0) -> str:
+        return admin_command(self.socket_path, command, timeout)
+
+    def stat(self) -> list[dict[str, str]]:
+        """`show stat` of the backend's servers, one dict a server (svname, status, scur, ...)."""
+        header, *rows = self.command(f"show stat {self.backend} 4 -1").lstrip("# ").splitlines()
+        columns = header.split(",")
+        return [dict(zip(columns, row.split(","), strict=False)) for row in rows if row]
+
+    def servers(self) -> dict[str, tuple[str, int]]:
+        """server -> (status: UP, DOWN, MAINT, DRAIN, ...; current sessions)."""
+        return {s["svname"]: (s["status"], int(s["scur"] or 0)) for s in self.stat()}
+
+    def server_checks(self) -> dict[str, str]:
+        """server -> check_status (L7OK once a health check passed)."""
+        return {s["svname"]: s["check_status"] for s in self.stat()}
+
+    def all_up(self) -> bool:
+        return all(status.startswith("UP") for status, _ in self.servers().values())
+
+    def all_checked(self) -> bool:
+        return all(check == "L7OK" for check in self.server_checks().values())
