@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from devstack.net import LOCALHOST, free_port
@@ -22,8 +25,13 @@ def render_config(servers: Sequence[ServerSpec], port: int, socket_path: str, *,
         "global",
         f"    stats socket {socket_path} mode 600 level admin",
         f"    maxconn {maxconn}",
+        # Server state changes, timestamped to the microsecond, on stdout (the process log):
+        # what a test reads to tell when a box left or rejoined (state_changes()).
+        "    log stdout format rfc5424 local0 info",
         "defaults",
         "    mode http",
+        "    log global",
+        "    option dontlog-normal",
         # No retry, no redispatch: a request sent to a box that is gone fails, so that a swap
         # without draining shows up as failed requests.
         "    retries 0",
@@ -54,6 +62,28 @@ def admin_command(socket_path: str, command: str, timeout: float = 5.0) -> str:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks).decode()
+
+
+@dataclass(frozen=True)
+class StateChange:
+    at: datetime
+    server: str  # the server's name (a box id)
+    text: str  # HAProxy's words: "is going DOWN for maintenance", "enters drain state", ...
+
+
+_STATE_LINE = re.compile(
+    r"^<\d+>1 (?P<at>\S+) \S+ haproxy \d+ \S+ \S+ "
+    r"Server (?P<backend>[^/\s]+)/(?P<server>\S+) (?P<text>.*)$"
+)
+
+
+def parse_state_changes(log: str) -> list[StateChange]:
+    """The `Server <backend>/<server> ...` lines of an rfc5424 log."""
+    out = []
+    for line in log.splitlines():
+        if m := _STATE_LINE.match(line):
+            out.append(StateChange(datetime.fromisoformat(m["at"]), m["server"], m["text"]))
+    return out
 
 
 class HAProxy(Service):
@@ -111,6 +141,10 @@ class HAProxy(Service):
     def server_checks(self) -> dict[str, str]:
         """server -> check_status (L7OK once a health check passed)."""
         return {s["svname"]: s["check_status"] for s in self.stat()}
+
+    def state_changes(self) -> list[StateChange]:
+        """Every server state change HAProxy logged, oldest first (its own log, not samples)."""
+        return parse_state_changes(self.log_path.read_text(errors="replace"))
 
     def all_up(self) -> bool:
         return all(status.startswith("UP") for status, _ in self.servers().values())

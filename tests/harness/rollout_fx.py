@@ -92,7 +92,8 @@ def fleet_factory(
         boxes = tmp_path / "boxes"
         boxes.mkdir(exist_ok=True)
         env = cli_env(boxes, broker_url, product_redis.url, product_redis.prefix,
-                      preflight_timeout="20", watch_interval="0.05")
+                      preflight_timeout="20", watch_interval="0.05",
+                      haproxy_socket=proxy.socket_path)
         env.update(ROLLOUT_TIMINGS)
         fleet = Fleet(box_workers.box_type, boxes, workers, proxy, env, pushed_images, tmp_path)
         made.append(fleet)

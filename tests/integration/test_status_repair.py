@@ -54,3 +54,37 @@ def test_rollback_to_an_earlier_release(fleet_factory: Callable[..., Fleet]) -> 
     assert "rollback" in fleet.cli("history", fleet.box_type).stdout
     missing = fleet.cli("rollback", fleet.box_type, "--to", "r-nope")
     assert missing.returncode == 2 and "not in Redis" in missing.stderr
+
+
+def test_status_tells_the_truth_and_repair_fixes_it(
+    fleet_factory: Callable[..., Fleet], docker_client: docker.DockerClient,
+) -> None:
+    fleet = fleet_factory(2)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+    assert fleet.cli("status", fleet.box_type).returncode == 0
+    box, other = fleet.workers
+
+    # An app container dies while nothing runs a rollout.
+    (web,) = docker_client.containers.list(filters={"label": f"orchestrator.box={box.box_id}"})
+    web.kill()
+    wait_for(lambda: "is exited" in fleet.cli("status", fleet.box_type).stdout,
+             "status to flag the dead container", timeout=20)
+    dead = fleet.cli("status", fleet.box_type)
+    assert dead.returncode == 1 and f"{box.box_id}.web.web is exited" in dead.stdout, dead.stdout
+    # Out of HAProxy by hand (no rollout): the load balancer's own word, not a record.
+    fleet.lb.leave(other.box_id)
+    wait_for(lambda: "out of its load balancer" in fleet.cli("status", fleet.box_type).stdout,
+             "status to read HAProxy")
+    out = fleet.cli("status", fleet.box_type, "--json")
+    flags = {r["box"]: r["flags"] for r in json_lines(out.stdout)}
+    assert out.returncode == 1
+    assert any("out of its load balancer (haproxy web" in f for f in flags[other.box_id]), flags
+
+    for target in (box, other):
+        repaired = fleet.cli("repair", target.box_id)
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    fleet.wait_all_in_service()
+    wait_for(lambda: fleet.cli("status", fleet.box_type).returncode == 0,
+             "status exit 0 once repaired")

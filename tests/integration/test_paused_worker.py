@@ -1,0 +1,109 @@
+"""A box worker paused (SIGSTOP) inside a step for longer than its slot, with and without a
+second rollout meanwhile: once its rollout counted it dead, it takes no forward action (shown
+from Docker's event timestamps and HAProxy's state-change log), then it restores from its own
+record, rejoins, and the box ends on the box type's current release, under traffic.
+
+The pause is injected at a recorded point: the worker stops itself just before the action.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+import pytest
+
+from devstack.traffic import TrafficLoop
+from devstack.workers import BoxWorker
+from orchestrator.engine.events import stream_ms
+from schemas.contract import Label
+from tests.harness.common import started
+from tests.harness.rollout_fx import Fleet, json_lines
+
+
+def stopped(worker: BoxWorker) -> bool:
+    state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state == "T"
+
+
+def halted_at(fleet: Fleet, out: str) -> datetime:
+    """When the rollout counted the canary dead: its `slot` event, by its stream id's clock."""
+    for line in json_lines(out):
+        if line.get("step") == "slot" and line.get("outcome") == "failed":
+            return datetime.fromtimestamp(stream_ms(str(line["id"])) / 1000, UTC)
+    raise AssertionError(f"the rollout never counted a box dead:\n{out}")
+
+
+def docker_actions(client: docker.DockerClient, box: str, since: datetime) -> list[dict]:
+    """The engine's own record of what happened to the box's containers since `since`."""
+    now = datetime.now(UTC)
+    events = client.events(since=since, until=now, decode=True,
+                           filters={"type": "container", "label": f"{Label.BOX}={box}"})
+    return [e for e in events if e.get("Action") in ("create", "start", "stop", "rename",
+                                                      "destroy", "kill")]
+
+
+POINTS = [
+    ("deploy.leave_lb:leave", False),
+    ("deploy.swap:stop", False),
+    ("deploy.swap:run", False),
+    ("deploy.join_lb:join", False),
+    ("deploy.swap:run", True),
+    ("deploy.leave_lb:leave", True),
+]
+
+
+@pytest.mark.parametrize(("point", "second"), POINTS, ids=[f"{p}{'+rollout' if s else ''}"
+                                                           for p, s in POINTS])
+def test_a_paused_worker_acts_no_more_once_counted_dead(
+    fleet_factory: Callable[..., Fleet], docker_client: docker.DockerClient,
+    point: str, second: bool,
+) -> None:
+    fleet = fleet_factory(3)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+    canary = sorted(fleet.workers, key=lambda w: w.box_id)[0]
+    canary.stop()
+    canary.env["ORCHESTRATOR_FAULT_POINT"] = point
+    started(canary)
+
+    with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=120) as loop:
+        loop.wait_total(20, timeout=10)
+        run = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2",
+                        "--json", timeout=60)
+        assert stopped(canary), run.stdout + run.stderr  # it ended while the canary slept
+        assert run.returncode == 1 and '"state": "halted"' in run.stdout, run.stdout
+        halt = halted_at(fleet, run.stdout)
+        if second:  # meanwhile: a rollout to the current release, without the sleeping box
+            meanwhile = fleet.cli("rollout", fleet.box_type, "--image",
+                                  f"web={fleet.images.repo}:v1", "--json")
+            assert meanwhile.returncode == 0, meanwhile.stdout + meanwhile.stderr
+        os.kill(canary.pid, signal.SIGCONT)
+        fleet.wait_all_in_service()
+        loop.wait_total(loop.stats.total + 20, timeout=10)
+    stats = loop.stop()
+    assert stats.failed == 0, stats.summary()
+
+    v2 = json_lines(run.stdout)[-1]["summary"]["release"]  # type: ignore[index]
+    actions = docker_actions(docker_client, canary.box_id, halt)
+    forward = [e for e in actions if e["Actor"]["Attributes"].get(Label.RELEASE) == v2
+               and e["Action"] in ("create", "start")]
+    assert forward == [], forward  # nothing of the halted rollout's release started after it
+    changes = [c for c in fleet.proxy.state_changes()
+               if c.server == canary.box_id and c.at > halt]
+    left = [c for c in changes if "maintenance" in c.text and "going DOWN" in c.text
+            or "drain" in c.text]
+    assert left == [], changes  # it did not leave HAProxy after the halt
+
+    status = fleet.cli("status", fleet.box_type, "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = {r["box"]: r for r in json_lines(status.stdout)}
+    current = rows[canary.box_id]["apps"]["web"]["release"]  # type: ignore[index]
+    assert len({r["apps"]["web"]["release"] for r in rows.values()}) == 1  # type: ignore[index]
+    assert current != v2
+    assert fleet.cli("lock", "status", fleet.box_type).stdout.strip().endswith("free")

@@ -1,0 +1,116 @@
+"""Redis killed -9 and restarted mid-swap (with its append-only file, and wiped): no box is left
+out of HAProxy or on a stale release, under traffic, and `status` says so only when true.
+
+The fault is injected at a recorded point: the canary's worker stops itself (SIGSTOP) just
+before it starts the new container, with its old one stopped and itself out of HAProxy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.redis import RedisServer
+from devstack.traffic import TrafficLoop
+from devstack.workers import BoxWorker
+from tests.harness.common import TIMINGS, started, wait_for
+from tests.harness.redis_fx import ProductRedis, isolated_product_redis
+from tests.harness.rollout_fx import Fleet, json_lines
+
+AOF = ["--appendonly", "yes", "--appendfsync", "everysec"]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """This module's broker and state: one redis-server the test may kill."""
+    with started(RedisServer(tmp_path / "own-redis", args=AOF)) as server:
+        yield server
+
+
+@pytest.fixture
+def broker_url(own_redis: RedisServer) -> str:
+    return f"{own_redis.url}/0"
+
+
+@pytest.fixture
+def product_redis(own_redis: RedisServer) -> Iterator[ProductRedis]:
+    with isolated_product_redis(own_redis.url) as product:
+        yield product
+
+
+def stopped(worker: BoxWorker) -> bool:
+    """The worker's process is stopped (state T): it reached its fault point."""
+    state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state == "T"
+
+
+def with_fault(worker: BoxWorker, point: str) -> None:
+    worker.stop()
+    worker.env["ORCHESTRATOR_FAULT_POINT"] = point
+    started(worker)
+
+
+def assert_converged(fleet: Fleet) -> None:
+    """Every box in HAProxy, one release everywhere, the lease free, `status` exit 0."""
+    fleet.wait_all_in_service()
+    status = fleet.cli("status", fleet.box_type, "--json")
+    rows = json_lines(status.stdout)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert len(rows) == len(fleet.workers)
+    assert len({r["apps"]["web"]["release"] for r in rows}) == 1, rows  # type: ignore[index]
+    assert all(r["apps"]["web"]["lb"] == "in" for r in rows), rows  # type: ignore[index]
+    lock = fleet.cli("lock", "status", fleet.box_type)
+    assert lock.stdout.strip().endswith("free"), lock.stdout
+
+
+@pytest.mark.parametrize("loss", ["aof", "wiped"])
+def test_redis_restarted_mid_swap_strands_no_box(
+    fleet_factory: Callable[..., Fleet], own_redis: RedisServer, loss: str
+) -> None:
+    fleet = fleet_factory(3)
+    fleet.env["ORCHESTRATOR_REDIS_WAIT"] = "30"
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+    canary = sorted(fleet.workers, key=lambda w: w.box_id)[0]
+    with_fault(canary, "deploy.swap:run")
+
+    with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=120) as loop:
+        loop.wait_total(20, timeout=10)
+        run = fleet.start_cli("rollout", fleet.box_type, "--image",
+                              f"web={fleet.images.repo}:v2", "--json")
+        wait_for(lambda: stopped(canary), "the canary stopped at its fault point")
+        assert not fleet.in_service()[canary.box_id]  # out of HAProxy, its old container off
+
+        own_redis.kill9()
+        if loss == "wiped":
+            shutil.rmtree(own_redis.data_dir)
+            own_redis.data_dir.mkdir()
+        own_redis.restart()
+        back = time.monotonic()
+        os.kill(canary.pid, signal.SIGCONT)
+        wait_for(lambda: fleet.in_service()[canary.box_id], "the canary back in HAProxy",
+                 timeout=30, interval=0.02)
+        rejoined = time.monotonic() - back
+        out, err = run.communicate(timeout=60)
+        assert "Traceback" not in err, err
+
+        # A rollout afterwards: nothing is left out, whatever the first one became.
+        again = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2")
+        assert again.returncode == 0, again.stdout + again.stderr
+        same = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2")
+        assert same.returncode == 0, same.stdout + same.stderr
+        loop.wait_total(loop.stats.total + 20, timeout=10)
+    stats = loop.stop()
+    assert stats.failed == 0, stats.summary()
+    assert_converged(fleet)
+    # Within a heartbeat of Redis's return the box finishes its record; proving the old
+    # container healthy and joining take the rest.
+    assert rejoined < TIMINGS.heartbeat_interval + 5.0, rejoined
+    print(f"{loss}: the canary was back in HAProxy {rejoined:.2f}s after Redis returned")
