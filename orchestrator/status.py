@@ -11,9 +11,11 @@ from typing import Any
 from orchestrator.engine.fleet import heartbeats
 from orchestrator.engine.lb.base import MemberState
 from orchestrator.engine.redisconn import RedisClient
+from orchestrator.engine.releases import ReleaseStore
 from orchestrator.engine.state import RolloutStates
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Heartbeat, Keys, Member
+from schemas.release import Release
 
 # (kind, name, port) -> every member's state, as that load balancer says now.
 ReadLB = Callable[[Member], list[MemberState]]
@@ -84,6 +86,7 @@ def fleet_status(
 ) -> FleetReport:
     states = RolloutStates(client, keys)
     report = FleetReport(box_type, states.current(box_type))
+    current = ReleaseStore(client, keys).get(report.current) if report.current else None
     active = states.active(box_type)
     inflight = (
         set(b.decode() for b in client.smembers(keys.rollout_part(active, "inflight")))
@@ -94,7 +97,7 @@ def fleet_status(
     releases: dict[str, Counter[str]] = {}
     for box_id, hb in sorted(heartbeats(client, keys, box_type).items()):
         moving = bool(hb.busy) or box_id in inflight
-        row = box_row(hb, report.current, lbs, moving, client, keys)
+        row = box_row(hb, current, lbs, moving, client, keys)
         for app, v in row["apps"].items():
             releases.setdefault(app, Counter())[v["release"]] += 1
         if row["flags"]:
@@ -113,7 +116,7 @@ def fleet_status(
 
 def box_row(
     hb: Heartbeat,
-    current: str | None,
+    current: Release | None,
     lbs: Memberships,
     moving: bool,
     client: RedisClient,
@@ -134,8 +137,8 @@ def box_row(
         }
         if not moving:
             flags += [f"{app} {flag}"] if flag else []
-            if current and run.release and run.release != current:
-                flags.append(f"{app} runs release {run.release}, not current {current}")
+            if current and app in current.spec.apps and run.spec_hash != current.spec_hash(app):
+                flags.append(f"{app} runs release {run.release}, not current {current.id}")
     if not moving:
         flags += [f"{app}: {why}" for app, why in sorted(hb.problems.items())]
         for app, member in sorted(hb.members.items()):
