@@ -12,24 +12,28 @@ import redis
 from devstack.net import LOCALHOST, free_port
 from devstack.process import Service, find_binary
 
+# As production should run it: an append-only file fsynced every second (no RDB snapshots).
+DURABLE = ["--appendonly", "yes", "--appendfsync", "everysec"]
+VOLATILE = ["--appendonly", "no"]
+
 
 class RedisServer(Service):
-    """No persistence by default; `args` are appended (later settings win), e.g. AOF:
-    `RedisServer(d, args=["--appendonly", "yes", "--appendfsync", "everysec"])`, then
-    `kill9()` and `restart()` come back on the same port with the same data directory."""
+    """Durable by default (`DURABLE`; `durable=False` keeps nothing); `args` are appended
+    (later settings win). `kill9()` and `restart()` come back on the same port with the same
+    data directory, so what the append-only file holds survives."""
 
     stop_stage = 2  # the broker: stopped after its clients
 
     def __init__(self, workdir: Path, name: str = "redis", *, port: int | None = None,
-                 args: Sequence[str] = (), detach: bool = False) -> None:
+                 args: Sequence[str] = (), durable: bool = True, detach: bool = False) -> None:
         super().__init__(workdir, name, detach=detach)
         self.port = port or free_port()
         self.data_dir = self.workdir / f"{name}-data"
-        self.args = list(args)
+        self.args = [*(DURABLE if durable else VOLATILE), *args]
 
     def argv(self) -> list[str]:
         return [find_binary("redis-server"), "--port", str(self.port), "--bind", LOCALHOST,
-                "--save", "", "--appendonly", "no", "--dir", str(self.data_dir), *self.args]
+                "--save", "", "--dir", str(self.data_dir), *self.args]
 
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -182,7 +182,7 @@ class Demo:
     def cli_env(self) -> dict[str, str]:
         # Any AWS call goes to the demo's moto server, never to a real account.
         env = cli_env(self.tmp / "boxes", self.broker_url, self.redis_url, self.prefix,
-                      aws_endpoint_url=self.moto.url)
+                      aws_endpoint_url=self.moto.url, haproxy_socket=self.haproxy.socket_path)
         return {**env, "PATH": self.base_env()["PATH"], **DUMMY_ENV, **CLI_TIMINGS}
 
     def docker(self) -> docker.DockerClient:

@@ -60,13 +60,13 @@ def connect(
             return client
         except redis.RedisError as exc:
             left = deadline - time.monotonic()
+            if say is not None and wait > 0:
+                say(f"waiting for Redis at {redact(url)} ({redact(str(exc))}); {max(left, 0):.0f}s left")
             if left <= 0:
                 client.close()
                 raise ServiceUnavailable(
                     f"Redis at {redact(url)} does not answer: {redact(str(exc))}"
                 ) from None
-            if say is not None:
-                say(f"waiting for Redis at {redact(url)} ({redact(str(exc))}); {left:.0f}s left")
             time.sleep(min(pause, left))
             pause = min(pause * 2, 5.0)
 

@@ -10,26 +10,27 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from devstack.net import free_port
 from devstack.redis import RedisServer
 from devstack.traffic import TrafficLoop
-from devstack.workers import BoxWorker
+from devstack.workers import BoxWorker, cli_env
 from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.redis_fx import ProductRedis, isolated_product_redis
 from tests.harness.rollout_fx import Fleet, json_lines
-
-AOF = ["--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """This module's broker and state: one redis-server the test may kill."""
-    with started(RedisServer(tmp_path / "own-redis", args=AOF)) as server:
+    with started(RedisServer(tmp_path / "own-redis")) as server:  # durable: AOF everysec
         yield server
 
 
@@ -114,3 +115,15 @@ def test_redis_restarted_mid_swap_strands_no_box(
     # container healthy and joining take the rest.
     assert rejoined < TIMINGS.heartbeat_interval + 5.0, rejoined
     print(f"{loss}: the canary was back in HAProxy {rejoined:.2f}s after Redis returned")
+
+
+def test_a_command_without_redis_waits_says_so_and_ends_cleanly(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    url = f"redis://:S3cretPW@127.0.0.1:{port}"
+    env = cli_env(tmp_path, f"{url}/0", f"{url}/1", "x:", redis_wait="1.5")
+    run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", "web"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 1, run.stderr
+    assert f"waiting for Redis at redis://:***@127.0.0.1:{port}/1" in run.stderr
+    assert "ERROR (ServiceUnavailable)" in run.stderr and "does not answer" in run.stderr
+    assert "Traceback" not in run.stderr and "S3cretPW" not in run.stdout + run.stderr

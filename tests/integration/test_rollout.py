@@ -178,6 +178,10 @@ def test_rollback_on_third_box_returns_the_first_two(fleet_factory: Callable[...
     # The third box still fails every swap (the injected fault): the rollback returns the
     # other two; the third never changed.
     assert "rollback" in str(rollback["rollout"]) and rollback["ok"] >= 2, rollback
+    # What the rollback announced is what it ran: no box joined it on the way.
+    started = [e for e in events if e.get("rollout") == rollback["rollout"]
+               and e.get("step") == "rollout" and e.get("phase") == "start"]
+    assert started and f"on {rollback['boxes']} boxes" in str(started[0]["reason"]), started
     first_two = sorted(w.box_id for w in fleet.workers)[:2]
     for box in first_two:  # left and rejoined twice: the rollout, then its rollback
         joins = [e for e in events if e.get("box") == box and e.get("step") == "deploy.join_lb"
