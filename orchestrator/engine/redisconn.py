@@ -61,7 +61,8 @@ def connect(
         except redis.RedisError as exc:
             left = deadline - time.monotonic()
             if say is not None and wait > 0:
-                say(f"waiting for Redis at {redact(url)} ({redact(str(exc))}); {max(left, 0):.0f}s left")
+                why = redact(str(exc))
+                say(f"waiting for Redis at {redact(url)} ({why}); {max(left, 0):.0f}s left")
             if left <= 0:
                 client.close()
                 raise ServiceUnavailable(
