@@ -43,11 +43,11 @@ class Coordinator:
     def connect(
         cls, settings: CoordinatorSettings, say: Callable[[str], None] | None = None
     ) -> Coordinator:
-        client = connect(settings.redis_url, wait=settings.redis_wait, say=say)
+        client = connect(settings.redis_url, wait=settings.redis_wait, say=say, tls=settings.tls())
         if say is not None and (warning := volatility(client, settings.redis_url)):
             say(warning)
         keys = Keys(settings.key_prefix)
-        app = make_celery(settings.broker_url)
+        app = make_celery(settings.broker_url, tls=settings.tls())
         engine = Rollouts(
             client,
             keys,

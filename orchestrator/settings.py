@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.engine.tls import TlsPolicy
+
 
 class CoordinatorSettings(BaseSettings):
     """What `orchestrator rollout` and friends need; the README lists each."""
@@ -20,6 +22,15 @@ class CoordinatorSettings(BaseSettings):
     )
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
     redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
+    redis_ca: str | None = Field(
+        None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
+    )
+    insecure_redis_tls: bool = Field(
+        False, description="DANGER: accept any Redis TLS certificate; throw-away tests only"
+    )
+
+    def tls(self) -> TlsPolicy:
+        return TlsPolicy(self.redis_ca, self.insecure_redis_tls)
     key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
     redis_wait: float = Field(
         10.0, ge=0, description="Seconds a command waits for Redis to answer before giving up"

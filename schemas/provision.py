@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
@@ -88,12 +88,33 @@ def _url_or_ref(v: object) -> object:
         parts = urlsplit(v)
         if not parts.scheme or not parts.netloc:
             raise ValueError(f"{v!r} is not a URL; write e.g. 'redis://10.0.0.5:6379/0'")
-        if parts.password:
+        if parts.password or _secret_params(parts.query):
             raise ValueError(
                 "this URL carries a password, which would be readable in the launch template; "
                 "store the URL in SSM and write {secret: 'ssm:/orchestrator/broker-url'}"
             )
+        if _no_verify(parts.query):
+            raise ValueError(
+                "this URL turns off TLS certificate checks (ssl_cert_reqs=none/optional); "
+                "give the box the CA instead (ssl_ca_certs=/path/ca.crt, or the redis_ca "
+                "setting)"
+            )
     return v
+
+
+# Query parameters that carry a credential: refused in the user data as a password is.
+_SECRET_PARAMS = frozenset({"password", "passwd", "pass", "pwd", "token", "secret", "auth"})
+
+
+def _secret_params(query: str) -> list[str]:
+    return [k for k, _ in parse_qsl(query, keep_blank_values=True) if k.lower() in _SECRET_PARAMS]
+
+
+def _no_verify(query: str) -> bool:
+    return any(
+        k.lower() == "ssl_cert_reqs" and v.lower() in {"none", "optional", "cert_none"}
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    )
 
 
 UrlOrRef = Annotated[str | SecretRef, BeforeValidator(_url_or_ref)]
@@ -160,6 +181,11 @@ class WorkerBoot(Strict):
                 raise ValueError(
                     f"setting {name!r} is written by boxtype create; "
                     "set broker_url/redis_url above, region under provision"
+                )
+            if name == "insecure_redis_tls":
+                raise ValueError(
+                    "setting insecure_redis_tls turns off Redis certificate checks on every box; "
+                    "give the boxes the CA instead (setting redis_ca)"
                 )
             if isinstance(value, str) and any(w in name for w in _SECRET_WORDS):
                 raise ValueError(

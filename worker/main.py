@@ -36,7 +36,7 @@ log = logging.getLogger("orchestrator.worker")
 
 
 def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepContext:
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, tls=settings.tls())
     keys = Keys(settings.key_prefix)
     ssm = ssm_fetcher(settings.aws_region, settings.aws_endpoint_url)
     envs: dict[str, BoxEnv] = {}
@@ -138,6 +138,7 @@ def celery_app(ctx: StepContext) -> Celery:
         settings.broker_url,
         visibility_timeout=settings.visibility_timeout,
         restore_interval=settings.restore_interval,
+        tls=settings.tls(),
     )
     ctx.rollouts = Rollouts(
         ctx.redis,

@@ -7,6 +7,8 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
+from orchestrator.engine.tls import TlsPolicy
+
 # Nothing should ever land here: every signature names its box's queue. A message in this
 # queue is a routing bug, and a queue nobody consumes makes it visible instead of lost.
 UNROUTED_QUEUE = "orchestrator.unrouted"
@@ -18,6 +20,7 @@ def make_celery(
     visibility_timeout: float = 300.0,
     restore_interval: float = 5.0,
     main: str = "orchestrator",
+    tls: TlsPolicy | None = None,
 ) -> Celery:
     app = Celery(main, broker=broker_url, set_as_current=False)
     transport: dict[str, Any] = {
@@ -46,6 +49,7 @@ def make_celery(
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         task_track_started=True,
+        broker_use_ssl=(tls or TlsPolicy()).broker_ssl(broker_url),
     )
     return app
 

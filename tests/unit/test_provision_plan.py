@@ -459,6 +459,27 @@ BAD_PROVISION = [
         "carries a password",
     ),
     (
+        "password parameter in redis url",
+        ('{secret: "ssm:/orchestrator/broker-url"}', "redis://10.0.0.5:6379/0?password=hunter2"),
+        "provision.worker.broker_url",
+        "carries a password",
+    ),
+    (
+        "tls checks off in broker url",
+        ('{secret: "ssm:/orchestrator/broker-url"}', "rediss://10.0.0.5:6380/0?ssl_cert_reqs=none"),
+        "provision.worker.broker_url",
+        "turns off TLS certificate checks",
+    ),
+    (
+        "insecure tls setting",
+        (
+            'broker_url: {secret: "ssm:/orchestrator/broker-url"}',
+            "broker_url: rediss://r:6380/0\n    settings: {insecure_redis_tls: true}",
+        ),
+        "provision.worker.settings",
+        "turns off Redis certificate checks",
+    ),
+    (
         "secret-looking setting",
         (
             'broker_url: {secret: "ssm:/orchestrator/broker-url"}',
