@@ -169,3 +169,31 @@ def test_the_broker_verifies_the_server_certificate(tls_redis: TlsRedis, tmp_pat
     right = make_celery(url, tls=TlsPolicy(str(tls_redis.certs.ca)))
     with right.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1)
+
+
+def test_a_worker_with_a_wrong_password_or_ca_stops_without_printing_it(
+    tls_redis: TlsRedis, tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from devstack.workers import worker_env
+
+    wrong = "WrongPw-" + uuid.uuid4().hex
+    other = make_certs(tmp_path / "other-ca", cn="someone-else")
+    cases = [
+        (tls_redis.user_url("worker", wrong, 0), tls_redis.user_url("worker", wrong, 1),
+         str(tls_redis.certs.ca), "invalid username-password"),
+        (tls_redis.user_url("worker", WORKER_PW, 0), tls_redis.user_url("worker", WORKER_PW, 1),
+         str(other.ca), "certificate verify failed"),
+    ]
+    for broker, state, ca, reason in cases:
+        env = worker_env("box-tls", "web", broker, state, "t-tls:", runtime="noop",
+                         log_root=str(tmp_path / "logs"), redis_ca=ca)
+        run = subprocess.run([sys.executable, "-m", "worker.main"], env=env, text=True,
+                             capture_output=True, timeout=60)
+        out = run.stdout + run.stderr
+        assert run.returncode == 1 and reason in out, out
+        assert "Traceback" not in out
+        for secret in (wrong, WORKER_PW, ADMIN_PW):
+            assert secret not in out
