@@ -49,8 +49,10 @@ def make_celery(
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         task_track_started=True,
-        broker_use_ssl=(tls or TlsPolicy()).broker_ssl(broker_url),
     )
+    ssl_options = (tls or TlsPolicy()).broker_ssl(broker_url)
+    if ssl_options is not None:  # kombu alone would take a bare rediss:// with CERT_NONE
+        app.conf.broker_use_ssl = ssl_options
     return app
 
 
