@@ -43,7 +43,9 @@ def summary(path: Path, spec: BoxSpec) -> str:
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Rolling Docker deploys across fleets of boxes.
 
-    Exit codes: 0 ok, 1 a deploy failed or halted, 2 bad input (nothing was changed).
+    Exit codes: 0 ok, 1 a deploy failed or halted (or status found a problem), 2 bad input
+    (nothing was changed), 3 the lease is held by another rollout, 4 Redis, Docker, a
+    registry or AWS did not answer, 130 interrupted.
     """
     ctx.obj = {"verbose": verbose}
 

@@ -100,7 +100,8 @@ def rollout(
 ) -> None:
     """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.
 
-    Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed).
+    Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed),
+    3 another rollout holds the lease, 4 Redis, the registry or AWS did not answer.
     """
     policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
     c = coordinator()

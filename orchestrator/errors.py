@@ -21,6 +21,11 @@ OrchestratorError
     ├── LeaseHeld            another rollout holds the box type
     └── PreflightFailed      some boxes can't take the release; nothing was changed
 
+Exit codes (README "Exit codes" names the test that provokes each):
+0 ok · 1 a deploy failed or halted (or `status` found a problem) · 2 bad input, nothing changed ·
+3 the lease is held by another rollout · 4 Redis, Docker, a registry or AWS did not answer ·
+130 interrupted (Ctrl-C).
+
 InjectedFault (a RuntimeError, outside the tree on purpose) is raised only by a test hook.
 """
 
@@ -51,6 +56,8 @@ class IllegalTransition(ConfigError):
 
 class ServiceUnavailable(OrchestratorError):
     """A service we depend on (Redis, Docker, a registry, AWS) did not answer."""
+
+    exit_code = 4
 
 
 class DeployError(OrchestratorError):
@@ -127,6 +134,8 @@ class RolloutNotSucceeded(OrchestratorError):
 
 class LeaseHeld(DeployError):
     """Another rollout holds the box type."""
+
+    exit_code = 3
 
 
 class PreflightFailed(DeployError):

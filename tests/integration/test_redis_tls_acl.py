@@ -127,14 +127,14 @@ def test_wrong_ca_wrong_password_and_no_verify_fail_cleanly_without_the_password
     seen = []
 
     code, out = failing_status(fleet, ORCHESTRATOR_REDIS_CA=str(other.ca))
-    assert code == 1 and "certificate verify failed" in out, out
+    assert code == 4 and "certificate verify failed" in out, out
     seen.append(out)
 
     wrong = "WrongPw-" + uuid.uuid4().hex
     code, out = failing_status(
         fleet, ORCHESTRATOR_REDIS_CA=str(tls_redis.certs.ca),
         ORCHESTRATOR_REDIS_URL=tls_redis.user_url("coordinator", wrong, 1))
-    assert code == 1 and "invalid username-password" in out, out
+    assert code == 4 and "invalid username-password" in out, out
     assert wrong not in out
     seen.append(out)
 
@@ -193,7 +193,7 @@ def test_a_worker_with_a_wrong_password_or_ca_stops_without_printing_it(
         run = subprocess.run([sys.executable, "-m", "worker.main"], env=env, text=True,
                              capture_output=True, timeout=60)
         out = run.stdout + run.stderr
-        assert run.returncode == 1 and reason in out, out
+        assert run.returncode == 4 and reason in out, out
         assert "Traceback" not in out
         for secret in (wrong, WORKER_PW, ADMIN_PW):
             assert secret not in out
