@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args
     try:
-        cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
+        code = cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         lost = ServiceUnavailable(f"Redis does not answer: {redact(str(exc))}")
         click.echo(f"ERROR (ServiceUnavailable): {lost}", err=True)
         return lost.exit_code
-    return 0
+    return code if isinstance(code, int) else 0  # ctx.exit(n): e.g. `plan`'s "changes present"
 
 
 if __name__ == "__main__":

@@ -228,26 +228,40 @@ def repair(box_id: str, json_out: bool) -> None:
 
 @click.command()
 @click.argument("box_type")
+@click.option("--image", "images", multiple=True, metavar="APP=IMAGE",
+              help="Plan with this image for APP, as `rollout --image` would.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object (README: plan --json).")
 @policy_options
-def plan(box_type: str, canary: str, batch: str, max_failed: str, on_failure: str) -> None:
-    """Print the plan of a rollout of BOX_TYPE now; changes nothing."""
+@click.pass_context
+def plan(ctx: click.Context, box_type: str, images: tuple[str, ...], json_out: bool,
+         canary: str, batch: str, max_failed: str, on_failure: str) -> None:
+    """What a rollout of BOX_TYPE would change now, box by box: images (digests), spec
+    changes (env keys, never values), load balancers left, waves. Changes nothing.
+
+    Exit codes: 0 nothing to do, 5 changes present, 2 bad input, 4 unreachable.
+    """
+    import json
+
+    from orchestrator import plandiff
     from orchestrator.planner import make_plan
 
+    policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    overrides = parse_images(images)
     c = coordinator()
     try:
-        fleet = c.rollouts.fleet_of(box_type, c.settings.fleet_source).boxes
-        p = make_plan(
-            fleet, Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
-        )
+        release = c.build_release(box_type, overrides, reason="plan")
+        view = c.rollouts.fleet_of(box_type, c.settings.fleet_source)
+        p = make_plan(view.boxes, policy)
+        running = {r.release for b in view.heartbeats.values() for r in b.apps.values()}
+        stored = {rid: got for rid in running if (got := c.rollouts.releases.find(rid))}
+        skipped = {box: "no live worker" for box in view.missing}
+        skipped |= {box: "not in the group" for box in view.strays}
+        d = plandiff.diff(release, p, view.heartbeats, stored, skipped)
     finally:
         c.close()
-    click.echo(
-        f"{box_type}: {len(p.boxes)} boxes; canary {p.canary} "
-        f"({', '.join(p.canary_boxes) or 'none'}), then {p.batch} at a time; "
-        f"halt after {p.max_failed + 1} failed; on failure: {p.on_failure}"
-    )
-    for i, box in enumerate(p.boxes):
-        click.echo(f"  {i + 1:>4}. {box}{'  (canary)' if i < p.canary else ''}")
+    click.echo(json.dumps(d.as_json()) if json_out else plandiff.render(d))
+    if d.changes:
+        ctx.exit(plandiff.CHANGES_PRESENT)
 
 
 @click.command("watch")

@@ -83,6 +83,13 @@ class Coordinator:
         return load_fleet(path) if path else None
 
     def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
+        """The release a rollout of BOX_TYPE deploys, stored (by content, once)."""
+        release = self.build_release(box_type, images, reason)
+        self.rollouts.releases.put(release)
+        return release
+
+    def build_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
+        """boxes/<type>.yml with `images` applied, validated and pinned; stored nowhere."""
         path = self.settings.boxes_dir / f"{box_type}.yml"
         if not path.is_file():
             known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
@@ -99,9 +106,7 @@ class Coordinator:
             app: pin(a.image, insecure=self.settings.insecure_registries)
             for app, a in spec.apps.items()
         }
-        release = make_release(box_type, spec, pinned, fleet, reason=reason)
-        self.rollouts.releases.put(release)
-        return release
+        return make_release(box_type, spec, pinned, fleet, reason=reason)
 
     # --- start ---------------------------------------------------------------------------
     def start(
