@@ -7,6 +7,7 @@ OrchestratorError
 │   └── ReleaseMismatch      a release in Redis does not match the hash a task carries
 ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
 ├── RolloutNotSucceeded      a rollout, rollback or repair ended in another state (exit 1)
+├── Detached                 Ctrl-C on an attached CLI; the rollout goes on (exit 130)
 └── DeployError              a deploy step could not do its job (exit 1)
     ├── HealthCheckFailed    new containers never proved healthy
     ├── LoadBalancerError    leaving or joining a load balancer failed
@@ -130,6 +131,12 @@ class ReleaseMismatch(ConfigError):
 
 class RolloutNotSucceeded(OrchestratorError):
     """The rollout ended in another state than succeeded (exit 1)."""
+
+
+class Detached(OrchestratorError):
+    """Ctrl-C (or SIGTERM) on an attached CLI: the rollout goes on without it."""
+
+    exit_code = 130
 
 
 class LeaseHeld(DeployError):
