@@ -9,8 +9,9 @@ from typing import Any
 import docker
 
 from devstack.engine import forget_registry
-from devstack.net import LOCALHOST, free_port, http
+from devstack.net import LOCALHOST, Reply, free_port, http
 from devstack.process import Service, ServiceError, find_binary
+from devstack.tokens import ISSUER, SERVICE, TokenIssuer
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -31,13 +32,19 @@ def htpasswd_line(username: str, password: str) -> str:
 class Registry(Service):
     """`docker-registry serve CONFIG` with a config of its own (Debian's packaged one listens
     on :5000 and points htpasswd at a bad path). The engine trusts plain HTTP on 127/8 only.
-    `auth` {"username", "password"}: htpasswd (bcrypt) auth; None: it serves anyone."""
+    `auth` {"username", "password"}: htpasswd (bcrypt) auth; None: it serves anyone.
+    `tokens`: token auth instead (`auth: token:`): clients get a JWT from that issuer's realm
+    (ours), and the registry verifies it itself against the issuer's certificate."""
 
     def __init__(self, workdir: Path, name: str = "registry", *,
                  auth: dict[str, str] | None = None, port: int | None = None,
-                 detach: bool = False) -> None:
+                 tokens: TokenIssuer | None = None, detach: bool = False) -> None:
         super().__init__(workdir, name, detach=detach)
         self.port = port or free_port()
+        self.tokens = tokens
+        if tokens is not None and auth is None:
+            user, password = next(iter(tokens.users.items()))
+            auth = {"username": user, "password": password}
         self.auth = auth
         self.config_path = self.workdir / f"{name}.yml"
         self.storage = self.workdir / f"{name}-storage"
@@ -54,6 +61,17 @@ class Registry(Service):
     def _basic(self) -> tuple[str, str] | None:
         return (self.auth["username"], self.auth["password"]) if self.auth else None
 
+    def _get(self, path: str, scope: str, method: str = "GET",
+             headers: dict[str, str] | None = None) -> Reply:
+        """A request with what this registry asks for: Basic, a token for `scope`, nothing."""
+        if self.tokens is None:
+            return http(f"{self.url}{path}", method=method, auth=self._basic,
+                        headers=headers, timeout=5)
+        user = self.auth["username"] if self.auth else None
+        bearer = {"Authorization": f"Bearer {self.tokens.token(scope, user)}"}
+        return http(f"{self.url}{path}", method=method, headers={**(headers or {}), **bearer},
+                    timeout=5)
+
     def prepare(self) -> None:
         config: dict[str, Any] = {
             "version": 0.1,
@@ -62,7 +80,11 @@ class Registry(Service):
                         "delete": {"enabled": True}},
             "http": {"addr": self.host},
         }
-        if self.auth is not None:
+        if self.tokens is not None:
+            config["auth"] = {"token": {"realm": self.tokens.realm, "service": SERVICE,
+                                        "issuer": ISSUER,
+                                        "rootcertbundle": str(self.tokens.cert_path)}}
+        elif self.auth is not None:
             # Written before the start: without the file the registry makes up a user.
             htpasswd = self.workdir / f"{self.name}.htpasswd"
             htpasswd.write_text(htpasswd_line(self.auth["username"], self.auth["password"]))
@@ -73,12 +95,12 @@ class Registry(Service):
         return [find_binary("docker-registry"), "serve", str(self.config_path)]
 
     def ready(self) -> bool:
-        return http(f"{self.url}/v2/", auth=self._basic, timeout=0.5).status == 200
+        return self._get("/v2/", "").status == 200
 
     def manifest_digest(self, repo: str, tag: str) -> str:
         # Without this Accept the registry answers 400 (it tries to convert to schema 1).
-        reply = http(f"{self.url}/v2/{repo}/manifests/{tag}", method="HEAD",
-                     auth=self._basic, headers={"Accept": MANIFEST_V2}, timeout=5)
+        reply = self._get(f"/v2/{repo}/manifests/{tag}", f"repository:{repo}:pull",
+                          method="HEAD", headers={"Accept": MANIFEST_V2})
         if reply.status != 200:
             raise PushError(f"HEAD {repo}:{tag} on {self.host}: HTTP {reply.status}")
         return reply.headers["Docker-Content-Digest"]

@@ -21,7 +21,7 @@ from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
 from orchestrator.errors import ConfigError, DeployError, InvalidFile, LeaseHeld, PreflightFailed
 from orchestrator.planner import make_plan
-from orchestrator.registry import pin
+from orchestrator.registry_auth import make_client
 from orchestrator.settings import CoordinatorSettings
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem, check_box
@@ -102,10 +102,14 @@ class Coordinator:
         problems = check_box(spec, fleet)
         if problems:
             raise InvalidFile(str(path), problems)
-        pinned = {
-            app: pin(a.image, insecure=self.settings.insecure_registries)
-            for app, a in spec.apps.items()
-        }
+        # fleet.yml's credentials, resolved here for pinning only: never in the release.
+        client = make_client(
+            fleet.registries if fleet else [],
+            insecure=self.settings.insecure_registries,
+            region=self.settings.aws_region,
+            endpoint_url=self.settings.aws_endpoint_url,
+        )
+        pinned = {app: client.pin(a.image) for app, a in spec.apps.items()}
         return make_release(box_type, spec, pinned, fleet, reason=reason)
 
     # --- start ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator, model_validator
 
 from schemas.boxfile import ContainerSpec, LbKind, SecretRef, Strict, _check_image
@@ -19,12 +21,57 @@ class ServiceSpec(ContainerSpec):
         return _check_image(v)
 
 
+# An ECR registry host: <account>.dkr.ecr.<region>.amazonaws.com (.cn in China regions).
+ECR_HOST_RE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)"
+    r"\.amazonaws\.com(?:\.cn)?$"
+)
+
+
+def ecr_host(host: str | None) -> tuple[str, str] | None:
+    """(account, region) when `host` is an ECR registry, else None."""
+    m = ECR_HOST_RE.match((host or "").lower())
+    return (m["account"], m["region"]) if m else None
+
+
 class RegistryAuth(Strict):
-    """Credentials for one registry, by reference: the worker resolves them on the box."""
+    """Credentials for one registry, by reference: resolved where they are used (pinning on
+    the coordinator's machine, pulls on the box), never stored as values."""
 
     registry: str = Field(description="Registry host[:port], as in image references")
-    username: str = Field(description="User name (not a secret)")
-    password: SecretRef = Field(description="{secret: 'ssm:/...'} or {secret: 'file:/...#KEY'}")
+    username: str | None = Field(None, description="User name (not a secret)")
+    password: SecretRef | None = Field(
+        None, description="{secret: 'ssm:/...'} or {secret: 'file:/...#KEY'}"
+    )
+    ecr: str | None = Field(
+        None,
+        description="Credentials are ECR tokens (ecr:GetAuthorizationToken) of this ECR "
+        "registry host, <account>.dkr.ecr.<region>.amazonaws.com; ECR hosts need no entry",
+    )
+
+    @field_validator("ecr")
+    @classmethod
+    def _ecr(cls, v: str | None) -> str | None:
+        if v is not None and ecr_host(v) is None:
+            raise ValueError(
+                f"ecr {v!r} is not an ECR registry host: write "
+                "<12-digit account>.dkr.ecr.<region>.amazonaws.com"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RegistryAuth:
+        if self.ecr is not None and (self.username or self.password):
+            raise ValueError(
+                f"registry {self.registry}: give either ecr (tokens from AWS) or "
+                "username + password, not both"
+            )
+        if self.ecr is None and (self.username is None or self.password is None):
+            raise ValueError(
+                f"registry {self.registry}: needs username and password: {{secret: ...}} "
+                "(or ecr: <account>.dkr.ecr.<region>.amazonaws.com)"
+            )
+        return self
 
 
 class FleetSettings(Strict):

@@ -72,7 +72,10 @@ class Release(BaseModel):
         }
         # Only when there are some: releases made before this field keep their hash.
         if registries:
-            content["registries"] = [r.model_dump(mode="json") for r in registries]
+            # exclude_none: entries written before `ecr` existed keep their hash.
+            content["registries"] = [
+                r.model_dump(mode="json", exclude_none=True) for r in registries
+            ]
         return _digest(content)
 
     def verify(self) -> bool:

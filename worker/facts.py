@@ -162,3 +162,7 @@ class BoxEnv:
     settle_time: float = 2.0
     ssm: Callable[[str], str] | None = None
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # ECR pull credentials: (account, region) -> {"username", "password"}, refreshed by expiry.
+    ecr: Callable[[str, str], dict[str, str]] | None = None
+    # Where the box keeps its own files (the record, the key of its secret hashes).
+    state_dir: str | None = None

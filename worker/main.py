@@ -11,6 +11,7 @@ from celery import Celery
 from pydantic import ValidationError
 
 from orchestrator.engine.celery_app import ensure_routes, make_celery
+from orchestrator.engine.ecr import EcrTokens
 from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import connect
@@ -39,6 +40,7 @@ def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepCo
     client = connect(settings.redis_url, tls=settings.tls())
     keys = Keys(settings.key_prefix)
     ssm = ssm_fetcher(settings.aws_region, settings.aws_endpoint_url)
+    ecr = EcrTokens(settings.aws_endpoint_url)  # one token cache for every pull of this worker
     envs: dict[str, BoxEnv] = {}
 
     def box_env(box_id: str, box_type: str) -> BoxEnv:
@@ -54,6 +56,8 @@ def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepCo
                 settle_time=settings.settle_time,
                 ssm=ssm,
                 extra_labels=settings.extra_labels,
+                ecr=ecr.credentials,
+                state_dir=settings.state_dir,
             )
         return envs[box_id]
 

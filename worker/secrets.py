@@ -92,6 +92,6 @@ def registry_auth(
     host = parse_image(image_ref).registry
     wanted = {host.lower()} if host else _DOCKER_HUB
     for entry in registries:
-        if entry.registry.lower() in wanted:
+        if entry.registry.lower() in wanted and entry.username and entry.password:
             return {"username": entry.username, "password": resolve_secret(entry.password, ssm)}
     return None

@@ -8,7 +8,7 @@ from schemas.refs import parse_image
 from schemas.release import Release
 from worker.decide import SwapIntent, decide_restore, is_previous
 from worker.facts import BoxEnv
-from worker.secrets import registry_auth
+from worker.pullauth import pull_credentials
 from worker.steps.protocol import StepContext, StepOutcome
 from worker.swap import app_containers, reinstate, swap_app
 
@@ -21,7 +21,7 @@ def pull_image(env: BoxEnv, release: Release, ref: str) -> None:
     """
     host = parse_image(ref).registry or "docker.io"
     try:
-        auth = registry_auth(ref, release.registries, env.ssm)
+        auth = pull_credentials(env, release, ref)
     except SecretUnavailable as exc:
         raise SecretUnavailable(f"pull {ref}: credentials for registry {host}: {exc}") from None
     try:
