@@ -243,6 +243,7 @@ def plan(ctx: click.Context, box_type: str, images: tuple[str, ...], json_out: b
     import json
 
     from orchestrator import plandiff
+    from orchestrator.boxquery import ask_secrets
     from orchestrator.planner import make_plan
 
     policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
@@ -256,7 +257,11 @@ def plan(ctx: click.Context, box_type: str, images: tuple[str, ...], json_out: b
         stored = {rid: got for rid in running if (got := c.rollouts.releases.find(rid))}
         skipped = {box: "no live worker" for box in view.missing}
         skipped |= {box: "not in the group" for box in view.strays}
-        d = plandiff.diff(release, p, view.heartbeats, stored, skipped)
+        # Each box compares its own secret values (a keyed hash that never leaves it).
+        rotated, unanswered = ask_secrets(c.app, c.client, c.keys, release, p.boxes,
+                                          min(c.settings.preflight_timeout, 30.0))
+        skipped |= {box: f"secrets not checked: {why}" for box, why in unanswered.items()}
+        d = plandiff.diff(release, p, view.heartbeats, stored, skipped, rotated)
     finally:
         c.close()
     click.echo(json.dumps(d.as_json()) if json_out else plandiff.render(d))

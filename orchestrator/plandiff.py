@@ -89,22 +89,28 @@ def spec_changes(old: Release | None, new: Release, app: str) -> list[str]:
 
 
 def diff(release: Release, plan: Plan, beats: Mapping[str, Heartbeat],
-         running: Mapping[str, Release], skipped: Mapping[str, str]) -> PlanDiff:
-    """`running`: the releases the boxes report, by id (those still stored)."""
+         running: Mapping[str, Release], skipped: Mapping[str, str],
+         secret_changed: Mapping[str, list[str]] | None = None) -> PlanDiff:
+    """`running`: the releases the boxes report, by id (those still stored);
+    `secret_changed`: box -> apps whose secret values the box found rotated."""
     out = PlanDiff(release.box_type, release.id, plan.canary, plan.batch, skipped=dict(skipped))
+    secret_changed = secret_changed or {}
     for i, box in enumerate(plan.boxes):
         wave = 0 if i < plan.canary else 1 + (i - plan.canary) // plan.batch
         beat = beats.get(box)
         now = beat.apps if beat else {}
-        swap, leave = box_changes(release, {a: r.spec_hash for a, r in now.items()})
+        rotated = secret_changed.get(box, [])
+        swap, leave = box_changes(release, {a: r.spec_hash for a, r in now.items()}, rotated)
         row = BoxPlan(box, wave)
         for app in swap:
             was = now.get(app)
-            row.apps.append(AppChange(
-                app, was.image if was else None, release.images[app],
+            what = (
                 spec_changes(running.get(was.release) if was else None, release, app)
-                if was else [],
-            ))
+                if was and was.spec_hash != release.spec_hash(app) else []
+            )
+            if app in rotated:
+                what.append("secret changed")
+            row.apps.append(AppChange(app, was.image if was else None, release.images[app], what))
         members = beat.members if beat else {}
         row.leaves = [f"{m.kind} {m.name}" for a, m in sorted(members.items()) if a in leave]
         out.boxes.append(row)

@@ -39,7 +39,7 @@ class FleetReport:
             apps = (
                 "; ".join(
                     f"{a} {v['release'] or '(adopted)'} {v['spec_hash'][:12]} {v['digest']}"
-                    f" lb:{v['lb']}"
+                    f" lb:{v['lb']}{' secret changed' if v.get('secret_changed') else ''}"
                     for a, v in sorted(row["apps"].items())
                 )
                 or "nothing runs"
@@ -134,6 +134,8 @@ def box_row(
             "spec_hash": run.spec_hash,
             "digest": run.image.rsplit("@", 1)[-1][:19] if "@" in run.image else run.image,
             "lb": lb,
+            # The box compared (names only): a rollout swaps this app with the new values.
+            "secret_changed": app in hb.secret_changed,
         }
         if not moving:
             flags += [f"{app} {flag}"] if flag else []

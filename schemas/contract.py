@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Bump when a message, key or label changes meaning; preflight refuses a mismatch.
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3  # 3: secret hashes (label, heartbeat, deploy.secrets)
 
 QUEUE_TEMPLATE = "box.{box_id}"
 # The tag naming an instance's (and an auto scaling group's) box type.
@@ -31,6 +31,8 @@ class TaskName(StrEnum):
     JOIN_LB = "deploy.join_lb"
     ENSURE_SERVICES = "deploy.ensure_services"
     FINISH = "deploy.finish"
+    # `plan`'s question to a box: which apps' secret values changed (names only, no chain).
+    SECRETS = "deploy.secrets"
     # link_error of every chain step: an error that escaped a step still restores and rejoins.
     RESCUE = "deploy.rescue"
 
@@ -111,6 +113,8 @@ class Label:
     TOKEN = "orchestrator.token"
     ROLE = "orchestrator.role"  # "app" or "service"
     GENERATION = "orchestrator.generation"  # "current", or "previous" while a swap runs
+    # HMAC of the container's secret values under a key that never leaves the box
+    SECRET_HASH = "orchestrator.secret_hash"
 
 
 class Outcome(StrEnum):
@@ -208,5 +212,10 @@ class Heartbeat(Message):
     )
     members: dict[str, Member] = Field(
         default_factory=dict, description="app -> its load balancer membership, when it has one"
+    )
+    secret_changed: list[str] = Field(
+        default_factory=list,
+        description="Apps whose secret values changed since they started, as the box last "
+        "checked (names only: no value, no hash leaves the box)",
     )
     at: float

@@ -21,7 +21,8 @@ def app_spec_hash(app: AppSpec, pinned_image: str) -> str:
     """What makes an app's containers what they are; an unchanged hash means no swap.
 
     The load balancer is left out on purpose: moving an app to another LB needs no restart.
-    Secrets are hashed by reference, so rotating a value needs a new release reason, not a hash.
+    Secrets are hashed by reference here; their values are compared on the box (a keyed
+    hash per container, worker/secrethash.py), so a rotated value swaps the app too.
     """
     return _digest({"image": pinned_image, "containers": app.model_dump(mode="json")["containers"]})
 

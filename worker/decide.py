@@ -54,15 +54,38 @@ def app_facts(
     return out
 
 
+def _same_secrets(fact: ContainerFact, secret_hashes: Mapping[str, str]) -> bool:
+    """A container started with the secret values that resolve now (one made before secret
+    hashes existed carries no label and counts as the same)."""
+    label = fact.labels.get(Label.SECRET_HASH)
+    wanted = secret_hashes.get(fact.labels.get(Label.CONTAINER, ""))
+    return label is None or wanted is None or label == wanted
+
+
 def decide_swap(
-    facts: Iterable[ContainerFact], *, container_names: Iterable[str], spec_hash: str
+    facts: Iterable[ContainerFact],
+    *,
+    container_names: Iterable[str],
+    spec_hash: str,
+    secret_hashes: Mapping[str, str] | None = None,
 ) -> SwapDecision:
-    """Decide one app's swap from its containers (as returned by `app_facts`)."""
+    """Decide one app's swap from its containers (as returned by `app_facts`).
+
+    `secret_hashes`: container -> the keyed hash of its secret values as they resolve now; a
+    container of the same spec started with other values is replaced ("secret changed").
+    """
     wanted = set(container_names)
+    secret_hashes = secret_hashes or {}
     facts = list(facts)
     current = [f for f in facts if not is_previous(f)]
     previous = [f for f in facts if is_previous(f)]
-    ours_new = [f for f in current if is_managed(f) and f.labels.get(Label.SPEC_HASH) == spec_hash]
+    ours_new = [
+        f
+        for f in current
+        if is_managed(f)
+        and f.labels.get(Label.SPEC_HASH) == spec_hash
+        and _same_secrets(f, secret_hashes)
+    ]
     serving = [f for f in current if f not in ours_new]
 
     complete = (
@@ -82,9 +105,10 @@ def decide_swap(
     keep = serving or previous
     discard = ours_new + ([] if keep is previous else [f for f in previous if is_managed(f)])
     first = keep[0] if keep else None
+    rotated = bool(keep) and all(f.labels.get(Label.SPEC_HASH) == spec_hash for f in keep)
     return SwapDecision(
         needed=True,
-        reason="spec changed" if keep else "not running",
+        reason=("secret changed" if rotated else "spec changed") if keep else "not running",
         keep=tuple(keep),
         discard=tuple(discard),
         previous_hash=first.labels.get(Label.SPEC_HASH) if first else None,

@@ -15,6 +15,7 @@ from orchestrator.engine.rollouts import Rollouts
 from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
 from worker.decide import is_previous
 from worker.facts import ContainerRuntime
+from worker.secrethash import last_seen
 from worker.steps.protocol import Busy
 
 log = logging.getLogger("orchestrator.worker.heartbeat")
@@ -123,6 +124,7 @@ class HeartbeatThread(threading.Thread):
                 flags=flags,
                 problems=problems,
                 members=members,
+                secret_changed=last_seen(box_id) if docker_ok else [],
                 at=time.time(),
             )
             pipe.set(self.keys.heartbeat(box_id), hb.model_dump_json(), px=int(self.ttl * 1000))

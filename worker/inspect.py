@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from orchestrator.engine.state import RolloutStates
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Label, Member
 from schemas.release import Release
 from worker.decide import is_previous
-from worker.facts import ContainerFact
+from worker.facts import BoxEnv, ContainerFact
 from worker.health import check_once
+from worker.secrethash import secrets_changed
 from worker.steps.lb import membership
 from worker.steps.protocol import StepContext
 
@@ -26,6 +28,7 @@ class Inspector:
     def __init__(self, ctx: StepContext, *, probe: bool = True) -> None:
         self.ctx, self.probe = ctx, probe
         self._releases: dict[str, Release] = {}  # releases never change: read each once
+        self._secrets_checked: dict[str, float] = {}  # box -> monotonic time of its last check
 
     def __call__(self, box_id: str, box_type: str) -> tuple[dict[str, str], dict[str, Member]]:
         env = self.ctx.make_env(box_id, box_type)
@@ -46,7 +49,19 @@ class Inspector:
                 problems[app] = problem
             if spec.elb and release.lb_kind(app) != "none":
                 members[app] = membership(self.ctx, box_id, release, app)
+        self._check_secrets(box_id, env, release)
         return problems, members
+
+    def _check_secrets(self, box_id: str, env: BoxEnv, release: Release) -> None:
+        """Now and then, compare the secret values (SSM reads cost): `status` shows the result."""
+        interval = self.ctx.settings.secret_check_interval
+        if time.monotonic() - self._secrets_checked.get(box_id, -interval) < interval:
+            return
+        self._secrets_checked[box_id] = time.monotonic()
+        try:
+            secrets_changed(env, release)
+        except OrchestratorError as exc:
+            log.warning("secret check of %s: %s", box_id, exc)
 
     def _expected(self, box_type: str, facts: list[ContainerFact]) -> Release | None:
         """The release the box should run: its type's current one, else what runs."""

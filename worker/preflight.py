@@ -9,6 +9,7 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from schemas.contract import CONTRACT_VERSION, Outcome, StepRequest, StepResult, TaskName
+from worker.secrethash import secrets_changed
 from worker.steps.apps import pull_image
 from worker.steps.protocol import StepContext
 
@@ -19,6 +20,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Contract version, Docker, disk, and every image pulled by digest; journaled."""
     started = time.time()
     problems: list[str] = []
+    rotated: list[str] = []
     try:
         req = StepRequest.model_validate(payload)
     except ValueError as exc:
@@ -33,6 +35,8 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
             ref = release.image_of(app)
             if not env.runtime.has_image(ref):
                 pull_image(env, release, ref)
+        # Every secret resolves here, before any box leaves; rotated ones are named only.
+        rotated = secrets_changed(env, release, req.changed_apps or None)
     except OrchestratorError as exc:
         problems.append(f"{type(exc).__name__}: {exc}")
     root = ctx.settings.log_root if os.path.isdir(ctx.settings.log_root) else "/"
@@ -47,7 +51,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
             box_id=req.box_id,
             outcome=Outcome.FAILED if problems else Outcome.OK,
             reason="; ".join(problems),
-            details={"free_bytes": str(free)},
+            details={"free_bytes": str(free), "secret_changed": ",".join(rotated)},
             started=started,
             ended=time.time(),
         )

@@ -58,6 +58,11 @@ class WorkerSettings(BaseSettings):
         "docker", description="Container runtime; noop only for benchmarks"
     )
     concurrency: int = Field(1, ge=1, description="Pool size (1 per real box)")
+    secret_check_interval: float = Field(
+        60.0, gt=0,
+        description="Seconds between the box's own checks for rotated secret values (each "
+        "resolves every secret: SSM reads); `status` shows what the last one found",
+    )
     state_dir: str = Field(
         "/var/lib/orchestrator",
         description="The box's own record (what it left, what it is changing) and the "

@@ -15,6 +15,7 @@ from worker.decide import SwapIntent, app_facts, decide_swap, is_managed, is_pre
 from worker.facts import BoxEnv, ContainerFact, RunRequest
 from worker.health import wait_healthy
 from worker.runspec import PREVIOUS_SUFFIX, build_run_request, log_dirs
+from worker.secrethash import box_key, remember, secret_hash, wanted_hashes
 from worker.secrets import resolve_env
 from worker.steps.protocol import StepOutcome
 
@@ -35,7 +36,9 @@ def _requests(
 ) -> list[tuple[RunRequest, ContainerSpec]]:
     spec = release.spec.apps[app]
     out = []
+    key = box_key(env.state_dir) if env.state_dir else None
     for name, cspec in spec.containers.items():
+        values = resolve_env(cspec.env, env.ssm)
         req = build_run_request(
             box_id=env.box_id,
             box_type=env.box_type,
@@ -43,7 +46,7 @@ def _requests(
             container=name,
             spec=cspec,
             image=release.image_of(app),
-            env=resolve_env(cspec.env, env.ssm),
+            env=values,
             spec_hash=release.spec_hash(app),
             release=release.id,
             token=token,
@@ -54,6 +57,9 @@ def _requests(
         )
         if env.extra_labels:
             req = replace(req, labels={**req.labels, **env.extra_labels})
+        if key is not None and (hashed := secret_hash(key, cspec.env, values)):
+            # Which values it started with, as a keyed hash: a rotation shows as a change.
+            req = replace(req, labels={**req.labels, Label.SECRET_HASH: hashed})
         out.append((req, cspec))
     return out
 
@@ -130,7 +136,10 @@ def swap_app(
     spec = release.spec.apps[app]
     spec_hash = release.spec_hash(app)
     decision = decide_swap(
-        app_containers(env, release, app), container_names=spec.containers, spec_hash=spec_hash
+        app_containers(env, release, app),
+        container_names=spec.containers,
+        spec_hash=spec_hash,
+        secret_hashes=wanted_hashes(env, release, app),
     )
     if not decision.needed:
         for fact in decision.discard:
@@ -176,6 +185,7 @@ def swap_app(
         # A pre-orchestrator deploy's containers stay (stopped, `.prev`) for a manual clean-up.
         if is_managed(fact):
             env.runtime.remove(fact.id)
+    remember(env.box_id, [app], [])  # it runs with the values that resolve now
     return StepOutcome(
         Outcome.OK,
         f"{decision.reason}: now {spec_hash[:12]}",

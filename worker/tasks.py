@@ -36,6 +36,17 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
         app.task(name=step.value, bind=False, acks_late=True, shared=False)(make(step))
     app.task(name=TaskName.PREFLIGHT.value, acks_late=True, shared=False)(_preflight(context))
     app.task(name=TaskName.RESCUE.value, shared=False)(_rescue(context))
+    app.task(name=TaskName.SECRETS.value, shared=False)(_secrets(context))
+
+
+def _secrets(context: Callable[[], StepContext]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def secrets(payload: dict[str, Any]) -> dict[str, Any]:
+        """Which apps' secret values changed since they started (names only)."""
+        from worker.query import run_secrets_query
+
+        return run_secrets_query(context(), payload)
+
+    return secrets
 
 
 def _rescue(context: Callable[[], StepContext]) -> Callable[..., None]:

@@ -26,6 +26,10 @@ from tests.harness.docker_fx import WebImages
 from tests.harness.rollout_fx import Fleet, json_lines
 
 
+# Slots and leases that outlast a loaded machine's stalls (the shared CI box runs 5 suites).
+LOADED = {"ORCHESTRATOR_SLOT_TTL": "20", "ORCHESTRATOR_LEASE_TTL": "20"}
+
+
 def _creds(registry: Registry) -> tuple[str, str]:
     assert registry.auth is not None
     return registry.auth["username"], registry.auth["password"]
@@ -84,7 +88,8 @@ def test_rollout_from_an_authenticated_registry_under_traffic(
 ) -> None:
     registry: Registry = request.getfixturevalue(kind)
     repo, refs = _push(registry, docker_client, test_images, "v1", "v2")
-    fleet = fleet_factory(2)
+    fleet = fleet_factory(2, extra_env=LOADED)
+    fleet.env.update(LOADED)
     _fleet_yml(fleet, registry, "wrong-password-1")
     fleet.write(f"{repo}:v1")
     # Wrong credentials: refused while pinning, naming the registry; no box was asked.

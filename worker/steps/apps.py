@@ -9,6 +9,7 @@ from schemas.release import Release
 from worker.decide import SwapIntent, decide_restore, is_previous
 from worker.facts import BoxEnv
 from worker.pullauth import pull_credentials
+from worker.secrethash import secrets_changed
 from worker.steps.protocol import StepContext, StepOutcome
 from worker.swap import app_containers, reinstate, swap_app
 
@@ -59,6 +60,10 @@ def pull(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | N
     for ref in pulled:
         pull_image(env, release, ref)
     reason = f"pulled {len(pulled)} image(s)" if pulled else "all images present"
+    # Every secret resolves while the box still serves; a rotated one is named (not shown).
+    rotated = secrets_changed(env, release, req.changed_apps or None)
+    if rotated:
+        reason += f"; secret changed: {', '.join(rotated)}"
     return StepOutcome(Outcome.OK if pulled else Outcome.NOOP, reason)
 
 

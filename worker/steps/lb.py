@@ -10,6 +10,7 @@ from worker.capacity import refusal
 from worker.decide import is_previous
 from worker.facts import BoxEnv
 from worker.health import wait_healthy
+from worker.secrethash import secrets_changed
 from worker.steps.apps import live_hashes
 from worker.steps.protocol import StepContext, StepOutcome
 
@@ -22,7 +23,8 @@ def leave_lb(
     Decided from what runs on the box now, not from a heartbeat that may be seconds old.
     """
     env = ctx.box_env(req.box_id, req.box_type)
-    affected = box_changes(release, live_hashes(env, release))[1]
+    rotated = secrets_changed(env, release)  # compared here, on the box
+    affected = box_changes(release, live_hashes(env, release), rotated)[1]
     apps = list(req.lb_apps) if req.leave_all else [a for a in affected if a in req.lb_apps]
     lbs = [(a, lb) for a in apps if (lb := ctx.load_balancer(release, a)) is not None]
     # The capacity guard reads every load balancer first: a refused box never leaves any.
