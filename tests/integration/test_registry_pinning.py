@@ -25,7 +25,6 @@ from schemas.fleet import RegistryAuth
 from tests.harness.docker_fx import WebImages
 from tests.harness.rollout_fx import Fleet, json_lines
 
-
 # Slots and leases that outlast a loaded machine's stalls (the shared CI box runs 5 suites).
 LOADED = {"ORCHESTRATOR_SLOT_TTL": "20", "ORCHESTRATOR_LEASE_TTL": "20"}
 
