@@ -6,11 +6,33 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from orchestrator.engine.aws import aws_client, call
-from orchestrator.engine.ecr import EcrTokens, ecr_digest
+from orchestrator.engine.ecr import EcrTokens
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.registry import RegistryClient
 from schemas.base import SecretRef
 from schemas.fleet import RegistryAuth, ecr_host
+
+
+def ecr_digest(account: str, region: str, repository: str, tag: str,
+               endpoint_url: str | None = None) -> str:
+    """The digest ECR reports for repository:tag in `account` (registryId: cross-account)."""
+    what = f"ECR {account}.dkr.ecr.{region}: describe_images {repository}:{tag}"
+    client = aws_client("ecr", region, endpoint_url)
+    try:
+        answer = call(
+            what,
+            client.describe_images,
+            refused=ConfigError,
+            registryId=account,
+            repositoryName=repository,
+            imageIds=[{"imageTag": tag}],
+        )
+    finally:
+        client.close()
+    details = answer.get("imageDetails") or []
+    if not details or not details[0].get("imageDigest"):
+        raise ConfigError(f"{what}: no such image; push it first or fix the tag")
+    return str(details[0]["imageDigest"])
 
 
 def resolve_here(ref: SecretRef, region: str, endpoint_url: str | None) -> str:

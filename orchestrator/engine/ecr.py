@@ -1,4 +1,4 @@
-"""ECR as a registry kind: digests from describe_images, pull credentials from its tokens."""
+"""ECR pull credentials (both sides): tokens from get_authorization_token, kept by expiry."""
 
 from __future__ import annotations
 
@@ -13,28 +13,6 @@ from orchestrator.errors import ConfigError
 
 # A token is fetched again this long before the expiry ECR gave it (ECR's last 12 hours).
 REFRESH_MARGIN = 300.0
-
-
-def ecr_digest(account: str, region: str, repository: str, tag: str,
-               endpoint_url: str | None = None) -> str:
-    """The digest ECR reports for repository:tag in `account` (cross-account by registryId)."""
-    what = f"ECR {account}.dkr.ecr.{region}: describe_images {repository}:{tag}"
-    client = aws_client("ecr", region, endpoint_url)
-    try:
-        answer = call(
-            what,
-            client.describe_images,
-            refused=ConfigError,
-            registryId=account,
-            repositoryName=repository,
-            imageIds=[{"imageTag": tag}],
-        )
-    finally:
-        client.close()
-    details = answer.get("imageDetails") or []
-    if not details or not details[0].get("imageDigest"):
-        raise ConfigError(f"{what}: no such image; push it first or fix the tag")
-    return str(details[0]["imageDigest"])
 
 
 @dataclass

@@ -40,7 +40,9 @@ apps:
         env: {{API_KEY: {{secret: "ssm:/orch/api"}}}}
         health: {{http: /health, interval: 0.1, timeout: 1, retries: 30}}
 """
-LOADED = {"ORCHESTRATOR_SLOT_TTL": "20", "ORCHESTRATOR_LEASE_TTL": "20"}
+# A loaded machine (5 suites on 2 cores): steps, slots and leases get room; no timing asserts.
+LOADED = {"ORCHESTRATOR_SLOT_TTL": "20", "ORCHESTRATOR_LEASE_TTL": "20",
+          "ORCHESTRATOR_STEP_DEADLINE": "30", "ORCHESTRATOR_VISIBILITY_TIMEOUT": "60"}
 
 
 def _env_of(client: docker.DockerClient, box: str, app: str) -> dict[str, str]:
