@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from orchestrator.errors import OrchestratorError
-from schemas.contract import CONTRACT_VERSION, Outcome, StepRequest, StepResult, TaskName
+from schemas.contract import CONTRACT_VERSION, Label, Outcome, StepRequest, StepResult, TaskName
 from worker.secrethash import secrets_changed
 from worker.steps.protocol import StepContext
 
@@ -15,8 +15,25 @@ from worker.steps.protocol import StepContext
 ANSWER_TTL = 120
 
 
+def running_secrets_changed(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
+    """Each running app against the release it runs. `plan`'s release is stored nowhere, and
+    needs none: where its spec of an app differs from what runs, the app changes anyway;
+    where it is the same, so are its secret references."""
+    env = ctx.box_env(box_id, box_type)
+    by_release: dict[str, set[str]] = {}
+    for fact in env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"}):
+        rid, app = fact.labels.get(Label.RELEASE), fact.labels.get(Label.APP)
+        if rid and app and fact.state == "running":
+            by_release.setdefault(rid, set()).add(app)
+    changed: list[str] = []
+    for rid, apps in sorted(by_release.items()):
+        changed += secrets_changed(env, ctx.releases.get(rid), sorted(apps))
+    return sorted(set(changed))
+
+
 def run_secrets_query(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
-    """Compare, on this box, each app's secret values now with those it started with."""
+    """Compare, on this box, each app's secret values now with those it started with; the
+    request's release is only the plan's label (it is stored nowhere)."""
     started = time.time()
     req = StepRequest.model_validate(payload)
     outcome, reason, changed = Outcome.OK, "", []
@@ -24,8 +41,7 @@ def run_secrets_query(ctx: StepContext, payload: dict[str, Any]) -> dict[str, An
         outcome, reason = Outcome.FAILED, f"contract {req.contract_version} != {CONTRACT_VERSION}"
     else:
         try:
-            release = ctx.releases.get(req.release_id, req.release_hash)
-            changed = secrets_changed(ctx.box_env(req.box_id, req.box_type), release)
+            changed = running_secrets_changed(ctx, req.box_id, req.box_type)
         except OrchestratorError as exc:
             outcome, reason = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
     ctx.journal.record(
