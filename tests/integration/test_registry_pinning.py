@@ -177,3 +177,45 @@ def test_ecr_pins_through_describe_images(
         capture_output=True, text=True, timeout=60,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_rate_limits_denials_and_silence_are_named() -> None:
+    """docker-registry answers neither 429 nor a per-repository 403, and always answers: a
+    local HTTP server stands in for those three registry behaviours (our client is real)."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from orchestrator.errors import ServiceUnavailable
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802
+            if "/limited/" in self.path:
+                self.send_response(429)
+                self.send_header("Retry-After", "30")
+            else:
+                self.send_response(403)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts, never answers
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        client = RegistryClient(["127."], lambda _h: ("u", "pw"), timeout=1.0)
+        with pytest.raises(ServiceUnavailable, match=r"rate-limiting .* \(429\).*30s"):
+            client.pin(f"{host}/limited/app:v1")
+        with pytest.raises(ConfigError, match=rf"registry {host} denied .*'u' \(403\)"):
+            client.pin(f"{host}/team/app:v1")
+        quiet = f"127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ServiceUnavailable, match=rf"registry {quiet} did not answer within"):
+            client.pin(f"{quiet}/app:v1")
+    finally:
+        server.shutdown()
+        server.server_close()
+        silent.close()

@@ -57,3 +57,16 @@ def test_diff_per_box_with_waves_and_nothing_to_do() -> None:
     text = render(d)
     assert "b2: nothing to do" in text and "skipped b4: no live worker" in text
     assert not diff(v2, plan, {k: beat(k, v2) for k in beats}, {}, {}).changes
+
+
+def test_a_box_reported_rotated_secret_is_a_change_of_that_app_only() -> None:
+    v1 = release({"A": "1"}, IMG1)
+    beats = {"b1": beat("b1", v1), "b2": beat("b2", v1)}
+    plan = Plan(boxes=["b1", "b2"], canary=1, batch=1, max_failed=0, on_failure="halt")
+    d = diff(v1, plan, beats, {v1.id: v1}, {}, {"b1": ["web"], "b2": []})
+    b1, b2 = d.boxes
+    assert [(a.app, a.image_from, a.image_to, a.spec) for a in b1.apps] == [
+        ("web", IMG1, IMG1, ["secret changed"])
+    ]
+    assert b1.leaves == ["haproxy web"] and not b2.apps and d.changes
+    assert "secret changed" in render(d)
