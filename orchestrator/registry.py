@@ -227,13 +227,3 @@ class RegistryClient:
             )
         return ServiceUnavailable(f"registry {host} answered {reply.status} for {ref}")
 
-
-def pin(
-    ref: str,
-    *,
-    insecure: list[str],
-    credentials: tuple[str, str] | None = None,
-    timeout: float = 10.0,
-) -> str:
-    """One reference with one registry's credentials (the former interface)."""
-    return RegistryClient(insecure, lambda _h: credentials, timeout=timeout).pin(ref)
