@@ -95,12 +95,12 @@ def schema(fleet_schema: bool) -> None:
 
 @click.group()
 def lock() -> None:
-    """The lease of a box type: who holds it, and releasing it by hand."""
+    """Who holds a box type's lease, deploy freezes (acquire/release), releasing by hand."""
 
 
 def _register_commands() -> None:
     from orchestrator.cli_boxtype import boxtype
-    from orchestrator.cli_control import abort, lock_release, pause, resume
+    from orchestrator.cli_control import abort, lock_acquire, lock_release, pause, resume
     from orchestrator.cli_read import boxes, history, lock_status, status
     from orchestrator.cli_rollout import plan, repair, rollback, rollout, watch_cmd
 
@@ -110,6 +110,7 @@ def _register_commands() -> None:
         cli.add_command(command)
     lock.add_command(lock_status)
     lock.add_command(lock_release)
+    lock.add_command(lock_acquire)
 
 
 _register_commands()

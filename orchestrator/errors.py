@@ -19,7 +19,9 @@ OrchestratorError
     ├── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
     │
     │   the coordinator's refusals (the rollout start, `resume`):
-    ├── LeaseHeld            another rollout holds the box type
+    ├── LeaseHeld            another rollout holds the box type (exit 3)
+    │   └── Frozen           the box type is frozen by `lock acquire` (exit 3)
+    ├── HookFailed           hooks/pre-rollout said no; nothing was changed
     └── PreflightFailed      some boxes can't take the release; nothing was changed
 
 Exit codes (README "Exit codes" names the test that provokes each):
@@ -143,6 +145,14 @@ class LeaseHeld(DeployError):
     """Another rollout holds the box type."""
 
     exit_code = 3
+
+
+class Frozen(LeaseHeld):
+    """The box type is frozen (`lock acquire`): nothing may deploy it until `lock release`."""
+
+
+class HookFailed(DeployError):
+    """A coordinator hook (hooks/pre-rollout) exited non-zero or could not run."""
 
 
 class PreflightFailed(DeployError):
