@@ -20,6 +20,7 @@ from devstack.haproxy import HAProxy
 from devstack.net import port_free_on
 from orchestrator.engine.chains import step
 from schemas.contract import Label, Outcome, StepResult, TaskName, queue_for
+from schemas.fleet import FleetSettings, ServiceSpec
 from schemas.release import Release
 from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages, wait_http
 from tests.harness.common import wait_for
@@ -133,3 +134,21 @@ def test_an_allowed_sub_path_of_etc_mounts(
     assert out[f"{TaskName.SWAP.value}:web"].outcome == Outcome.OK, out
     (container,) = docker_client.containers.list(filters={"label": f"{Label.BOX}={box.box_id}"})
     assert any(m["Source"] == "/etc/ssl" for m in container.attrs["Mounts"])
+
+
+def test_the_service_reconciler_refuses_a_pointer_to_a_denied_release(
+    deploy: DeployKit, box_workers: BoxWorkers, pushed_images: PushedImages,
+    docker_client: docker.DockerClient,
+) -> None:
+    """`services:<box>` is a pointer anyone with Redis can set: the tick checks it too."""
+    (box,) = box_workers.start(1)
+    fleet = FleetSettings(services={
+        "agent": ServiceSpec(image=pushed_images.v1, volumes=["/:/host:ro"]),
+    })
+    bad = deploy.release("services: [agent]\napps: {{}}\n", {}, fleet=fleet)
+    deploy.client.set(deploy.keys.services(box.box_id), f"{bad.id} 1.1")
+    wait_for(lambda: "service reconcile failed: release" in box.log(), "the refusal in the log")
+    line = next(x for x in box.log().splitlines() if "service reconcile failed" in x)
+    assert "services.agent.volumes[0]: volume / refused: it is / (the host's root)" in line
+    assert docker_client.containers.list(
+        all=True, filters={"label": f"{Label.BOX}={box.box_id}"}) == []
