@@ -153,7 +153,7 @@ class WorkerBoot(Strict):
     )
     wheel: PinnedFile = Field(
         description="The worker wheel (gc-box-orchestrator) by https URL ending in .whl, "
-        "with its sha256: `python -m build --wheel`, `sha256sum dist/*.whl`"
+        "with its sha256: `pip wheel --no-deps -w dist .`, `sha256sum dist/*.whl`"
     )
     lock: PinnedFile = Field(
         description="requirements/worker.lock of the same version (every dependency pinned "
