@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,14 +31,14 @@ class EcrTokens:
     again, once; nothing loops on it."""
 
     endpoint_url: str | None = None
-    now: object = time.time
+    now: Callable[[], float] = time.time  # the clock expiries are compared with
     fetches: int = 0
     _cache: dict[tuple[str, str], _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def credentials(self, account: str, region: str) -> dict[str, str]:
         """{"username": "AWS", "password": <token>} for the registry of `account`/`region`."""
-        clock = self.now if callable(self.now) else time.time
+        clock = self.now
         with self._lock:
             got = self._cache.get((account, region))
             if got is not None and got.expires_at - REFRESH_MARGIN > clock():

@@ -90,3 +90,7 @@ def test_box_pulls_with_an_ecr_token_refetched_not_looped(
     second = tokens.credentials(account, region)
     assert first == second == {"username": "AWS", "password": password}
     assert tokens.fetches == 2
+    # Seen from a clock before 2015, the same token is fresh: it is kept and not fetched again.
+    early = EcrTokens(aws.endpoint_url, now=lambda: 0.0)
+    assert early.credentials(account, region) == early.credentials(account, region) == first
+    assert early.fetches == 1
