@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from orchestrator.engine.state import RolloutStates
@@ -53,15 +54,20 @@ class Inspector:
         return problems, members
 
     def _check_secrets(self, box_id: str, env: BoxEnv, release: Release) -> None:
-        """Now and then, compare the secret values (SSM reads cost): `status` shows the result."""
+        """Now and then, compare the secret values: `status` shows the result. In a thread of
+        its own: SSM reads may take long, and the heartbeat must not wait for them."""
         interval = self.ctx.settings.secret_check_interval
         if time.monotonic() - self._secrets_checked.get(box_id, -interval) < interval:
             return
         self._secrets_checked[box_id] = time.monotonic()
-        try:
-            secrets_changed(env, release)
-        except OrchestratorError as exc:
-            log.warning("secret check of %s: %s", box_id, exc)
+
+        def check() -> None:
+            try:
+                secrets_changed(env, release)
+            except OrchestratorError as exc:
+                log.warning("secret check of %s: %s", box_id, exc)
+
+        threading.Thread(target=check, name=f"secrets-{box_id}", daemon=True).start()
 
     def _expected(self, box_type: str, facts: list[ContainerFact]) -> Release | None:
         """The release the box should run: its type's current one, else what runs."""
