@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, Ser
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings
+from schemas.hostpaths import default_warnings
 
 
 def summary(path: Path, spec: BoxSpec) -> str:
@@ -66,21 +67,38 @@ def validate(paths: tuple[Path, ...], fleet_path: Path | None) -> None:
     if fleet_path is not None:
         explicit = load_fleet(fleet_path)
     for path in paths:
+        fleet_file = fleet_path
         try:
             fleet = explicit
-            if fleet is None and (found := find_fleet(path)) is not None:
-                fleet = load_fleet(found)
+            if fleet is None and (fleet_file := find_fleet(path)) is not None:
+                fleet = load_fleet(fleet_file)
             loaded = load_box(path, fleet)
         except InvalidFile as exc:
             failed.append(exc)
             click.echo(f"ERROR (InvalidFile): {exc}", err=True)
             continue
         click.echo(summary(path, loaded.spec))
+        _warn_host_paths(path, loaded.spec, fleet, fleet_file)
     if failed:
         n = sum(len(f.problems) for f in failed)
         raise ConfigError(
             f"{n} problem{'s' if n != 1 else ''} in {len(failed)} file(s); nothing was changed"
         )
+
+
+def _warn_host_paths(
+    path: Path, spec: BoxSpec, fleet: FleetSettings | None, fleet_file: Path | None
+) -> None:
+    """Warn (exit 0: a box's allow-list may open them) about paths boxes refuse by default."""
+    services = {n: fleet.services[n] for n in spec.services if n in fleet.services} if fleet else {}
+    for line in default_warnings(
+        str(path),
+        spec.apps,
+        str(fleet_file) if fleet_file else None,
+        services,
+        fleet.registries if fleet else (),
+    ):
+        click.echo(f"WARNING: {line}", err=True)
 
 
 @cli.command()

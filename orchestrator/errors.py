@@ -15,6 +15,7 @@ OrchestratorError
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
     ├── StartFailed          new containers did not start or prove healthy; none is left
     ├── SecretUnavailable    a secret reference could not be resolved (names the reference)
+    ├── HostPathDenied       a release asks for a host path the box's limits refuse
     ├── Fenced               the chain's token is no longer the box's: it must not act
     ├── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
     │
@@ -93,6 +94,10 @@ class StartFailed(DeployError):
 
 class SecretUnavailable(DeployError):
     """A secret reference could not be resolved; the message names the reference only."""
+
+
+class HostPathDenied(DeployError):
+    """A release asks to mount or read a host path the box refuses; names the rule and path."""
 
 
 class Fenced(DeployError):
