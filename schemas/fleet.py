@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,9 +29,9 @@ class RegistryAuth(Strict):
     password: SecretRef = Field(description="{secret: 'ssm:/...'} or {secret: 'file:/...#KEY'}")
 
 
-LIFECYCLE = ("started", "halted", "succeeded", "failed", "rolled-back", "aborted", "abandoned")
 Lifecycle = Literal["started", "halted", "succeeded", "failed", "rolled-back", "aborted",
                     "abandoned"]
+LIFECYCLE: tuple[Lifecycle, ...] = get_args(Lifecycle)
 
 
 class Notification(Strict):
