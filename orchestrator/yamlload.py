@@ -49,8 +49,9 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
         if self._depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
-                None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark
+                None, None, f"nested deeper than {MAX_DEPTH} levels", mark
             )
         try:
             return super().compose_node(parent, index)

@@ -190,7 +190,19 @@ class ScalingAlarm(Strict):
             "LessThanThreshold",
             "LessThanOrEqualToThreshold",
         ],
-        BeforeValidator(lambda v: COMPARISONS.get(v, v) if isinstance(v, str) else v),
+        BeforeValidator(
+            lambda v: COMPARISONS.get(v, v) if isinstance(v, str) else v,
+            json_schema_input_type=Literal[
+                ">",
+                ">=",
+                "<",
+                "<=",
+                "GreaterThanThreshold",
+                "GreaterThanOrEqualToThreshold",
+                "LessThanThreshold",
+                "LessThanOrEqualToThreshold",
+            ],
+        ),
     ] = Field(description="'>', '>=', '<', '<=' (or the CloudWatch operator name)")
     threshold: float = Field(description="The value compared with the metric")
     adjustment: int = Field(

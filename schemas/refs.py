@@ -132,6 +132,18 @@ def parse_port_spec(value: object) -> dict[str, object]:
     }
 
 
+def check_container_path(path: str, what: str) -> None:
+    """An absolute path in the container, with nothing the engine or a shell would trip on."""
+    if not path.startswith("/"):
+        raise ValueError(
+            f"{what} {path!r} must be an absolute path in the container, e.g. '/{path}'"
+        )
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise ValueError(f"{what} {path!r} has a control character; remove it")
+    if ".." in path.split("/"):
+        raise ValueError(f"{what} {path!r} has a '..' part; write the path it means")
+
+
 def check_ipv4(address: str, where: str) -> None:
     """An IPv4 address the engine can bind: four numbers 0-255 (not `999.999.999.999`)."""
     try:
