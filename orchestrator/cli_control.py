@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator import control
+from orchestrator.cli_args import box_type_arg
 from orchestrator.cli_rollout import coordinator
 
 
@@ -47,7 +48,7 @@ def abort(rollout_id: str) -> None:
 
 
 @click.command("release")
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 def lock_release(box_type: str) -> None:
     """Release BOX_TYPE's lease and run the end-of-rollout clean-up of its holder."""
     c = coordinator()

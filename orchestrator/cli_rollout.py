@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.cli_args import box_type_arg, make_policy, parse_images
 from orchestrator.engine.fleet import heartbeat
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
-from orchestrator.settings import CoordinatorSettings
+from orchestrator.settings import load_settings
 from orchestrator.watch import watch
 from schemas.rollout import Policy, Rollout, RolloutState
 
@@ -52,24 +53,14 @@ def policy_options(f: Any) -> Any:
     return f
 
 
-def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        app, sep, ref = pair.partition("=")
-        if not sep or not app or not ref:
-            raise ConfigError(f"--image {pair!r}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
-        out[app] = ref
-    return out
-
-
 def coordinator() -> Coordinator:
     from orchestrator.coordinator import Coordinator
 
-    return Coordinator.connect(CoordinatorSettings(), say=lambda m: click.echo(m, err=True))
+    return Coordinator.connect(load_settings(), say=lambda m: click.echo(m, err=True))
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option(
     "--image",
     "images",
@@ -102,10 +93,12 @@ def rollout(
 
     Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed).
     """
-    policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    # Every flag is checked before anything connects, writes or sends a task.
+    policy = make_policy(canary, batch, max_failed, on_failure)
+    overrides = parse_images(images)
     c = coordinator()
     try:
-        release = c.make_release(box_type, parse_images(images), reason)
+        release = c.make_release(box_type, overrides, reason)
         started = c.start(
             box_type, release, policy, reason=reason, wait=wait, skip_missing=skip_missing
         )
@@ -132,7 +125,7 @@ def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("--to", "to_release", default=None, help="A release id (default: the current one).")
 @click.option("--reason", default="", help="Why: shown in lock status and history.")
 @click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
@@ -152,6 +145,9 @@ def rollback(
     """Return BOX_TYPE's fleet to its current (last successful) release, or --to RELEASE."""
     from orchestrator.rollback import maybe_roll_back
 
+    policy = make_policy(
+        canary, batch, max_failed, "halt" if on_failure == "rollback" else on_failure
+    )
     c = coordinator()
     try:
         holder, _ = c.rollouts.lease.holder(box_type)
@@ -175,12 +171,6 @@ def rollback(
         release = c.rollouts.releases.get(target)
         if release.box_type != box_type:
             raise ConfigError(f"release {target} is of box type {release.box_type}, not {box_type}")
-        policy = Policy(
-            canary=canary,
-            batch=batch,
-            max_failed=max_failed,
-            on_failure="halt" if on_failure == "rollback" else on_failure,
-        )
         started = c.start(
             box_type,
             release,
@@ -226,18 +216,17 @@ def repair(box_id: str, json_out: bool) -> None:
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @policy_options
 def plan(box_type: str, canary: str, batch: str, max_failed: str, on_failure: str) -> None:
     """Print the plan of a rollout of BOX_TYPE now; changes nothing."""
     from orchestrator.planner import make_plan
 
+    policy = make_policy(canary, batch, max_failed, on_failure)
     c = coordinator()
     try:
         fleet = c.rollouts.fleet_of(box_type, c.settings.fleet_source).boxes
-        p = make_plan(
-            fleet, Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
-        )
+        p = make_plan(fleet, policy)
     finally:
         c.close()
     click.echo(

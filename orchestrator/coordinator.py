@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 from celery import Celery
+from pydantic import ValidationError
 
-from orchestrator.config import find_fleet, load_box, load_fleet
+from orchestrator.cli_args import check_box_type
+from orchestrator.config import find_fleet, load_box, load_fleet, problems_of
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
@@ -29,6 +32,8 @@ from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,6 +88,7 @@ class Coordinator:
         return load_fleet(path) if path else None
 
     def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
+        check_box_type(box_type)
         path = self.settings.boxes_dir / f"{box_type}.yml"
         if not path.is_file():
             known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
@@ -119,8 +125,8 @@ class Coordinator:
     ) -> Rollout:
         rollout_id = new_id(box_type)
         self.take_lease(box_type, rollout_id, wait)
-        self.rollouts.states.open(rollout_id, box_type, reason)
         try:
+            self.rollouts.states.open(rollout_id, box_type, reason)
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
                 raise DeployError(
@@ -142,12 +148,10 @@ class Coordinator:
                 kind=kind,
             )
             self.rollouts.create(rollout)
-        except Exception as exc:
+        except BaseException as exc:
             # Nothing started: the lease and the group's processes are given back, whatever
-            # went wrong, and the record says why.
-            self.rollouts.states.refuse(rollout_id, f"{type(exc).__name__}: {exc}")
-            self.rollouts.resume_group(rollout_id)
-            self.rollouts.lease.release(box_type, rollout_id)
+            # went wrong (a bug, a bad heartbeat, Ctrl-C included), and the record says why.
+            self.give_back(box_type, rollout_id, f"{type(exc).__name__}: {exc}")
             raise
         self.rollouts.events.emit(
             box_type,
@@ -158,6 +162,18 @@ class Coordinator:
         )
         self.rollouts.advance(rollout)
         return rollout
+
+    def give_back(self, box_type: str, rollout_id: str, why: str) -> None:
+        """Undo a start that did not start: each part tried even when another fails."""
+        for undo in (
+            lambda: self.rollouts.states.refuse(rollout_id, why),
+            lambda: self.rollouts.resume_group(rollout_id),
+            lambda: self.rollouts.lease.release(box_type, rollout_id),
+        ):
+            try:
+                undo()
+            except Exception as exc:  # noqa: BLE001 - the original error is the one raised
+                log.warning("giving back %s after a failed start: %s", rollout_id, exc)
 
     def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
         """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
@@ -258,5 +274,5 @@ def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpe
         data["apps"][app]["image"] = ref
     try:
         return BoxSpec.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"--image: {exc}") from None
+    except ValidationError as exc:
+        raise InvalidFile(f"{path} with --image", problems_of(exc)) from None
