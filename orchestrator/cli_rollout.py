@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orchestrator.cli_args import box_type_arg, make_policy, parse_images
+from orchestrator.config import release_spec
 from orchestrator.engine.fleet import heartbeat
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
 from orchestrator.settings import load_settings
@@ -96,6 +97,7 @@ def rollout(
     # Every flag is checked before anything connects, writes or sends a task.
     policy = make_policy(canary, batch, max_failed, on_failure)
     overrides = parse_images(images)
+    release_spec(load_settings(), box_type, overrides)  # the file and --image, checked now
     c = coordinator()
     try:
         release = c.make_release(box_type, overrides, reason)

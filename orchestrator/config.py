@@ -8,11 +8,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import InvalidFile
+from orchestrator.errors import ConfigError, InvalidFile
+from orchestrator.settings import CoordinatorSettings
 from orchestrator.yamlload import read_yaml
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem, check_box
 from schemas.fleet import FleetSettings
+from schemas.refs import NAME_RE
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,3 +105,55 @@ def load_box(path: Path, fleet: FleetSettings | None = None) -> LoadedBox:
     if problems:
         raise InvalidFile(str(path), problems, lines)
     return LoadedBox(path, path.stem, spec)
+
+
+def fleet_for(settings: CoordinatorSettings) -> FleetSettings | None:
+    """The fleet.yml the coordinator uses: the configured one, or beside/above boxes/."""
+    path = settings.fleet_file or find_fleet(settings.boxes_dir / "x.yml")
+    return load_fleet(path) if path else None
+
+
+def release_spec(
+    settings: CoordinatorSettings, box_type: str, images: dict[str, str]
+) -> tuple[BoxSpec, FleetSettings | None]:
+    """boxes/<type>.yml with `--image` applied, fully checked; no service is asked."""
+    if not NAME_RE.match(box_type):
+        raise ConfigError(f"box type {box_type!r} must be a name, not a path")
+    path = settings.boxes_dir / f"{box_type}.yml"
+    if not path.is_file():
+        known = sorted(p.stem for p in settings.boxes_dir.glob("*.yml"))
+        raise ConfigError(
+            f"no box type {box_type!r}: {path} does not exist "
+            f"(box types in {settings.boxes_dir}: {', '.join(known) or 'none'})"
+        )
+    fleet = fleet_for(settings)
+    spec = apply_overrides(load_box(path, fleet).spec, images, path)
+    problems = check_box(spec, fleet)
+    if problems:
+        raise InvalidFile(f"{path} with --image", problems)
+    return spec, fleet
+
+
+def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpec:
+    """`--image app=ref`: a new image for a known app, validated like the file itself."""
+    if not images:
+        return spec
+    unknown = sorted(set(images) - set(spec.apps))
+    if unknown:
+        raise InvalidFile(
+            str(path),
+            [
+                Problem(
+                    "apps",
+                    f"--image names unknown app(s) {', '.join(unknown)}; apps here: "
+                    f"{', '.join(sorted(spec.apps))}",
+                )
+            ],
+        )
+    data = spec.model_dump(mode="json")
+    for app, ref in images.items():
+        data["apps"][app]["image"] = ref
+    try:
+        return BoxSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFile(f"{path} with --image", problems_of(exc)) from None

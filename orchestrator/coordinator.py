@@ -7,14 +7,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from celery import Celery
-from pydantic import ValidationError
 
-from orchestrator.cli_args import check_box_type
-from orchestrator.config import find_fleet, load_box, load_fleet, problems_of
+from orchestrator.config import fleet_for, release_spec
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
@@ -22,12 +19,10 @@ from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
-from orchestrator.errors import ConfigError, DeployError, InvalidFile, LeaseHeld, PreflightFailed
+from orchestrator.errors import DeployError, LeaseHeld, PreflightFailed
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
-from schemas.boxfile import BoxSpec
-from schemas.checks import Problem, check_box
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
@@ -84,23 +79,10 @@ class Coordinator:
 
     # --- the release -------------------------------------------------------------------
     def fleet_settings(self) -> FleetSettings | None:
-        path = self.settings.fleet_file or find_fleet(self.settings.boxes_dir / "x.yml")
-        return load_fleet(path) if path else None
+        return fleet_for(self.settings)
 
     def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
-        check_box_type(box_type)
-        path = self.settings.boxes_dir / f"{box_type}.yml"
-        if not path.is_file():
-            known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
-            raise ConfigError(
-                f"no box type {box_type!r}: {path} does not exist "
-                f"(box types in {self.settings.boxes_dir}: {', '.join(known) or 'none'})"
-            )
-        fleet = self.fleet_settings()
-        spec = apply_overrides(load_box(path, fleet).spec, images, path)
-        problems = check_box(spec, fleet)
-        if problems:
-            raise InvalidFile(str(path), problems)
+        spec, fleet = release_spec(self.settings, box_type, images)
         pinned = {
             app: pin(a.image, insecure=self.settings.insecure_registries)
             for app, a in spec.apps.items()
@@ -253,26 +235,3 @@ class Coordinator:
                 f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
                 "changed:\n  " + "\n  ".join(problems)
             )
-
-
-def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpec:
-    """`--image app=ref`: a new image for a known app, validated like the file itself."""
-    unknown = sorted(set(images) - set(spec.apps))
-    if unknown:
-        raise InvalidFile(
-            str(path),
-            [
-                Problem(
-                    "apps",
-                    f"--image names unknown app(s) {', '.join(unknown)}; apps here: "
-                    f"{', '.join(sorted(spec.apps))}",
-                )
-            ],
-        )
-    data = spec.model_dump(mode="json")
-    for app, ref in images.items():
-        data["apps"][app]["image"] = ref
-    try:
-        return BoxSpec.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidFile(f"{path} with --image", problems_of(exc)) from None
