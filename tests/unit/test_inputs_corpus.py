@@ -4,6 +4,7 @@ traceback, each in its own process under RLIMIT_AS 200 MB and RLIMIT_CPU 10 s.""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_a_bad_command_line_is_refused_before_connecting(
     cli: LimitedCli, token: str, argv: list[str]
 ) -> None:
     env = dict(NOWHERE, ORCHESTRATOR_BOXES_DIR="boxes")
-    while argv and "=" in argv[0] and argv[0].isupper() is False and argv[0].split("=")[0].isupper():
+    while argv and re.fullmatch(r"[A-Z_]+=.*", argv[0]):
         key, value = argv.pop(0).split("=", 1)
         env[key] = value
     refused(cli.run(argv, env), token)
