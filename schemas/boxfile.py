@@ -6,7 +6,7 @@ import re
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from schemas.base import SecretRef, Strict
 from schemas.onbox import HTTP_PATH_RE, env_problem
@@ -95,7 +95,12 @@ def _abs_path(v: object) -> object:
 PortItem = Annotated[
     PortMapping, BeforeValidator(parse_port_spec, json_schema_input_type=str | int | PortMapping)
 ]
-LogPath = Annotated[str, BeforeValidator(_abs_path)]
+LogPath = Annotated[
+    str, BeforeValidator(_abs_path), WithJsonSchema({"type": "string", "pattern": "^/"})
+]
+# The same rules for editors (ECMA regexes, where `$` is the end of the text).
+_NAMES = {"propertyNames": {"pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"}}
+_ENV_NAMES = {"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
 
 
 def _argv(v: object) -> object:
@@ -108,7 +113,11 @@ def _argv(v: object) -> object:
 class HealthCheck(Strict):
     """How the worker proves new containers healthy: exactly one of http, tcp, command."""
 
-    http: str | None = Field(None, description="HTTP path that must answer 2xx/3xx, e.g. /health")
+    http: str | None = Field(
+        None,
+        description="HTTP path that must answer 2xx/3xx, e.g. /health",
+        json_schema_extra={"pattern": "^/[!-~]*$"},
+    )
     tcp: int | None = Field(None, ge=1, le=65535, description="Container port that must accept")
     command: Annotated[
         list[str] | None, BeforeValidator(_argv, json_schema_input_type=str | list[str] | None)
@@ -166,9 +175,11 @@ class ContainerSpec(Strict):
         "A list, or {name: [paths]}",
     )
     volumes: list[str] = Field(
+        json_schema_extra={"items": {"type": "string", "pattern": "^[^:]+:/[^:]*(:(ro|rw))?$"}},
         default_factory=list, description="'/host/path:/container/path[:ro]' or 'name:/path'"
     )
     env: dict[str, EnvValue] = Field(
+        json_schema_extra=_ENV_NAMES,
         default_factory=dict, description="Environment: {KEY: value} or {KEY: {secret: ref}}"
     )
     envs: list[str] | None = Field(
@@ -268,6 +279,7 @@ class AppSpec(Strict):
     lb_port: int | None = Field(None, ge=1, le=65535, description="ELBv2 target port")
     image: ImageField = Field(description="Image reference, with or without tag or digest")
     containers: dict[str, ContainerSpec] = Field(
+        json_schema_extra=_NAMES,
         min_length=1, description="Containers of this app, by name"
     )
 
@@ -307,7 +319,9 @@ class BoxSpec(Strict):
     services: list[str] = Field(
         default_factory=list, description="Standard services from the fleet catalog"
     )
-    apps: dict[str, AppSpec] = Field(description="Apps on this box type, by name")
+    apps: dict[str, AppSpec] = Field(
+        description="Apps on this box type, by name", json_schema_extra=_NAMES
+    )
     min_healthy: str = Field(
         "0",
         pattern=r"^(\d+|(100|[1-9]?\d)%)$",
