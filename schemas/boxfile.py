@@ -7,6 +7,7 @@ import shlex
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from schemas.base import SecretRef, Strict
 from schemas.onbox import HTTP_PATH_RE, env_problem
@@ -99,8 +100,8 @@ LogPath = Annotated[
     str, BeforeValidator(_abs_path), WithJsonSchema({"type": "string", "pattern": "^/"})
 ]
 # The same rules for editors (ECMA regexes, where `$` is the end of the text).
-_NAMES = {"propertyNames": {"pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"}}
-_ENV_NAMES = {"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
+_NAMES: JsonDict = {"propertyNames": {"pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"}}
+_ENV_NAMES: JsonDict = {"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
 
 
 def _argv(v: object) -> object:
