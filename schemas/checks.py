@@ -161,9 +161,11 @@ def _check_services(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]
                         "add it to fleet.yml or remove it",
                     )
                 )
+    seen: set[str] = set()
     for i, name in enumerate(spec.services):
-        if name in spec.services[:i]:
+        if name in seen:
             problems.append(Problem(f"services[{i}]", f"service {name!r} is listed twice"))
+        seen.add(name)
     return problems
 
 
@@ -224,14 +226,15 @@ def check_on_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Prob
     problems: list[Problem] = []
     settings = fleet or FleetSettings()
     names: dict[str, str] = {}  # `<app>.<container>` -> its path: our Docker names, less the box
+    services = set(spec.services)
     for a, app in spec.apps.items():
-        if a == SERVICE_NAMESPACE:
-            problems.append(
-                Problem(
-                    f"apps.{a}",
-                    f"app name {a!r} is the namespace of a box's services; rename the app",
-                )
+        if a == SERVICE_NAMESPACE or a in services:
+            what = (
+                "the namespace of a box's services"
+                if a == SERVICE_NAMESPACE
+                else "also the name of a service this box runs"
             )
+            problems.append(Problem(f"apps.{a}", f"app name {a!r} is {what}; rename the app"))
         if app.elb is not None:
             kind = app.lb_kind or settings.load_balancer
             if (why := lb_name_problem(kind, app.elb)) is not None:
