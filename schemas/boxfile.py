@@ -38,8 +38,8 @@ def _env_value(v: object) -> object:
         raise ValueError("env value is empty or ~, which YAML reads as null" + _QUOTE)
     if isinstance(v, bool):
         raise ValueError(
-            f"env value {v} is an unquoted yes/no/true/false/on/off, which YAML reads as a "
-            "boolean" + _QUOTE
+            "an unquoted yes/no/on/off/true/false is read by YAML as the boolean "
+            f"{str(v).lower()}" + _QUOTE
         )
     text = getattr(v, "source_text", None)
     if isinstance(v, int) and text is not None and not _PLAIN_INT.match(text):
