@@ -118,7 +118,10 @@ class Coordinator:
         skip_missing: bool = False,
     ) -> Rollout:
         rollout_id = new_id(box_type)
+        fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.take_lease(box_type, rollout_id, wait)
+        # fleet.yml's load balancer budgets, for every box's leave (across box types).
+        self.rollouts.budgets.publish(fleet_yml.budgets() if fleet_yml else {})
         self.rollouts.states.open(rollout_id, box_type, reason)
         try:
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
