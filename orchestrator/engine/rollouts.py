@@ -242,6 +242,13 @@ class Rollouts:
                 self.wake(self.budgets.release(box))
         return dead
 
+    def keep_waiting(self, box_type: str) -> None:
+        """The type's rollout waits for a load balancer place with nothing in flight: its
+        lease lives on while its workers beat (as a box's slot does while it works)."""
+        rollout_id = self.states.active(box_type)
+        if rollout_id and self.client.sismember(self.keys.lb_wait(), rollout_id):
+            self.lease.renew(box_type, rollout_id, self.lease_ttl)
+
     def wake(self, rollout_ids: list[str]) -> None:
         """Fill again each rollout a released load balancer place woke (any box type): its
         lease renewed first, as a box that held it waited with nothing in flight."""
