@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.engine.budget import Budgets
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.redisconn import connect
 from schemas.contract import Keys
