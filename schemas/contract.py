@@ -102,7 +102,8 @@ class Keys:
         return f"{self.prefix}lbbudget"
 
     def lb_out(self, lb_key: str) -> str:
-        """box -> `rollout token box_type`: the places reserved out of one load balancer."""
+        """box -> `rollout token box_type`: the places reserved out of one load balancer; `~seq`
+        orders its events across box types."""
         return f"{self.prefix}lbout:{lb_key}"
 
     def lb_wait(self) -> str:

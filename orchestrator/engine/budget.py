@@ -44,7 +44,7 @@ class Budgets:
     def holders(self, lb_key: str) -> dict[str, str]:
         """box -> `rollout token box_type` of the places reserved out of `lb_key`."""
         raw = self.client.hgetall(self.keys.lb_out(lb_key))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items() if not _text(k).startswith("~")}
 
     def reserve(
         self, box: str, box_type: str, rollout: str, token: str, lb_keys: list[str]

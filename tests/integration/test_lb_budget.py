@@ -35,16 +35,17 @@ SLACK = {"ORCHESTRATOR_LEASE_TTL": "10", "ORCHESTRATOR_SLOT_TTL": "10"}
 
 
 def out_at_most(events: list[tuple[str, dict[str, str]]]) -> tuple[int, list[str]]:
-    """The most places held at once, walking the reservation events in stream-id order."""
+    """The most places held at once, walking the reservation events in the load balancer's own
+    order (`seq`: two box types' streams can share a millisecond)."""
     held: set[str] = set()
     most, trail = 0, []
-    for sid, e in sorted(events, key=lambda x: tuple(int(p) for p in x[0].split("-"))):
+    for sid, e in sorted(events, key=lambda x: int(x[1]["seq"])):
         if e["outcome"] == "reserved":
             held.add(e["box"])
         elif e["outcome"] == "released":
             held.discard(e["box"])
         most = max(most, len(held))
-        trail.append(f"{sid} {e['box']} {e['outcome']} {e['reason']}")
+        trail.append(f"{e['seq']} {sid} {e['box']} {e['outcome']} {e['reason']}")
     return most, trail
 
 

@@ -46,7 +46,7 @@ def started(engine: NoLaunch, box_type: str, boxes: list[str]) -> tuple[Rollout,
 def budget_events(engine: NoLaunch, *types: str) -> list[tuple[str, str]]:
     rows = [(sid, e) for t in types for sid, e in engine.events.read(t)
             if e.get("step") == "lb_budget"]
-    rows.sort(key=lambda x: tuple(int(p) for p in x[0].split("-")))
+    rows.sort(key=lambda x: int(x[1]["seq"]))  # the load balancer's own order
     return [(e["box"], e["outcome"]) for _, e in rows]
 
 

@@ -10,8 +10,9 @@ if box ~= '' then
       redis.call('HDEL', out_prefix .. lb, box)
       local r, _, ty = string.match(v, '^(%S+) (%S+) (%S+)$')
       if ty then
+        local seq = redis.call('HINCRBY', out_prefix .. lb, '~seq', 1)
         redis.call('XADD', ev_prefix .. ty, 'MAXLEN', '~', maxlen, '*', 'rollout', r, 'box', box,
-          'step', 'lb_budget', 'phase', 'end', 'outcome', 'released', 'reason', lb)
+          'step', 'lb_budget', 'phase', 'end', 'outcome', 'released', 'reason', lb, 'seq', seq)
       end
     end
   end

@@ -6,9 +6,11 @@
 -- then the load balancer keys (in KEYS' order).
 local box, rollout, token, btype = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local slot_prefix, owner_prefix, ev_prefix, maxlen = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local function event(stream_type, r, b, outcome, reason)
+local function event(out_key, stream_type, r, b, outcome, reason)
+  local seq = redis.call('HINCRBY', out_key, '~seq', 1)
   redis.call('XADD', ev_prefix .. stream_type, 'MAXLEN', '~', maxlen, '*', 'rollout', r,
-    'box', b, 'step', 'lb_budget', 'phase', 'end', 'outcome', outcome, 'reason', reason)
+    'box', b, 'step', 'lb_budget', 'phase', 'end', 'outcome', outcome, 'reason', reason,
+    'seq', seq)
 end
 -- Only a rollout's box in flight (it has a slot) spends a budget: a boot chain does not.
 if redis.call('EXISTS', slot_prefix .. rollout .. ':' .. box) == 0 then return {'unbudgeted'} end
@@ -21,7 +23,7 @@ for i = 3, #KEYS do
     local holders = {}
     for j = 1, #held, 2 do
       local b, v = held[j], held[j + 1]
-      if b ~= box then  -- this box's own place (a redelivered leave) is taken again below
+      if b ~= box and string.sub(b, 1, 1) ~= '~' then  -- this box's own place (a redelivered leave) is taken again below
         local r, t, ty = string.match(v, '^(%S+) (%S+) (%S+)$')
         local live = r ~= nil and redis.call('EXISTS', slot_prefix .. r .. ':' .. b) == 1
           and redis.call('HGET', owner_prefix .. b, 'token') == t
@@ -29,7 +31,7 @@ for i = 3, #KEYS do
           table.insert(holders, b)
         else
           redis.call('HDEL', out_key, b)
-          event(ty or btype, r or '', b, 'released', lb .. ': its holder is gone (slot or token)')
+          event(out_key, ty or btype, r or '', b, 'released', lb .. ': its holder is gone (slot or token)')
         end
       end
     end
@@ -37,7 +39,7 @@ for i = 3, #KEYS do
       redis.call('SADD', KEYS[2], rollout)
       local why = lb .. ' full: ' .. #holders .. '/' .. max .. ' out (' ..
         table.concat(holders, ', ') .. ')'
-      event(btype, rollout, box, 'full', why)
+      event(out_key, btype, rollout, box, 'full', why)
       return {'full', why}
     end
     table.insert(plan, {out_key, lb, #holders + 1, max})
@@ -45,6 +47,6 @@ for i = 3, #KEYS do
 end
 for _, p in ipairs(plan) do
   redis.call('HSET', p[1], box, rollout .. ' ' .. token .. ' ' .. btype)
-  event(btype, rollout, box, 'reserved', p[2] .. ' ' .. p[3] .. '/' .. p[4])
+  event(p[1], btype, rollout, box, 'reserved', p[2] .. ' ' .. p[3] .. '/' .. p[4])
 end
 return {'reserved', tostring(#plan)}
