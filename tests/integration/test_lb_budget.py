@@ -18,6 +18,7 @@ from devstack.haproxy import HAProxy, StateChange
 from devstack.images import web_box_yml
 from devstack.traffic import TrafficLoop
 from devstack.workers import BoxWorker, cli_env
+from orchestrator.engine.budget import Budgets
 from orchestrator.engine.events import Events
 from orchestrator.engine.redisconn import connect
 from schemas.contract import Keys
@@ -140,7 +141,7 @@ def test_two_box_types_behind_one_backend_never_take_out_more_than_max_out(
         deferred = [e for f in (fa, fb) for _, e in Events(client, keys).read(f.box_type)
                     if e.get("step") == "deploy.leave_lb" and e.get("outcome") == "deferred"]
         published = client.hgetall(keys.lb_budget())
-        still_out = client.hgetall(keys.lb_out(lb_key("haproxy", "web", fa.proxy.socket_path)))
+        still_out = Budgets(client, keys).holders(lb_key("haproxy", "web", fa.proxy.socket_path))
     finally:
         client.close()
     assert published == {lb_key("haproxy", "web", fa.proxy.socket_path).encode(): b"1"}
