@@ -107,3 +107,21 @@ def test_the_load_balancer_key(kind: str, name: str, socket: str | None, key: st
 def test_one_backend_behind_two_haproxies_is_two_balancers() -> None:
     assert lb_key("haproxy", "web", "/a.sock") != lb_key("haproxy", "web", "/b.sock")
     assert lb_key("elb", "web") != lb_key("elbv2", "web")
+
+
+def test_a_deferred_leave_sends_the_box_back_not_counted_as_a_failure() -> None:
+    from schemas.contract import Outcome, StepResult
+    from worker.steps.rollout import box_outcome
+
+    def r(step: str, outcome: Outcome) -> StepResult:
+        return StepResult(step=step, rollout_id="r", box_id="b", outcome=outcome,
+                          started=0.0, ended=0.0)
+
+    claimed = {"deploy.claim:-": r("deploy.claim", Outcome.OK)}
+    deferred = {**claimed, "deploy.leave_lb:-": r("deploy.leave_lb", Outcome.DEFERRED),
+                "deploy.swap:web": r("deploy.swap", Outcome.DEFERRED)}
+    assert box_outcome(deferred) == "deferred"
+    left = {**claimed, "deploy.leave_lb:-": r("deploy.leave_lb", Outcome.OK)}
+    assert box_outcome(left) == "ok"
+    failed = {**deferred, "deploy.pull:-": r("deploy.pull", Outcome.FAILED)}
+    assert box_outcome(failed) == "failed"
