@@ -114,10 +114,13 @@ class Coordinator:
     ) -> Rollout:
         rollout_id = rollout_id or new_id(box_type)
         by = who(self.settings.performer)
+        fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.refuse_if_frozen(box_type)
         self.take_lease(box_type, rollout_id, wait)
         try:
             self.rollouts.states.open(rollout_id, box_type, reason, str(by))
+            # fleet.yml's load balancer budgets, for every box's leave (across box types).
+            self.rollouts.budgets.publish(fleet_yml.budgets() if fleet_yml else {})
             self.refuse_if_frozen(box_type)  # frozen while the lease was taken
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:

@@ -109,6 +109,19 @@ class Keys:
     def events(self, box_type: str) -> str:
         return f"{self.prefix}events:{box_type}"
 
+    def lb_budget(self) -> str:
+        """Load balancer key -> max_out (fleet.yml), as the last rollout started published it."""
+        return f"{self.prefix}lbbudget"
+
+    def lb_out(self, lb_key: str) -> str:
+        """box -> `rollout token box_type`: the places reserved out of one load balancer; `~seq`
+        orders its events across box types."""
+        return f"{self.prefix}lbout:{lb_key}"
+
+    def lb_wait(self) -> str:
+        """Rollouts with a box sent back to pending by a full load balancer."""
+        return f"{self.prefix}lbwait"
+
 
 class Label:
     """Docker labels on every container the worker makes: its facts, read back later."""
@@ -131,6 +144,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # a domain failure: the reason says why; the chain goes on to restore
     SKIPPED = "skipped"  # an earlier failure of this box means this step must not act
     SUPERSEDED = "superseded"  # the box's token is not this chain's (newer, revoked, lost)
+    DEFERRED = "deferred"  # its load balancer's budget is spent: the box goes back to pending
 
 
 class Message(BaseModel):

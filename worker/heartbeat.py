@@ -137,6 +137,7 @@ class HeartbeatThread(threading.Thread):
         if self.rollouts is not None:
             for rollout_id in leases:
                 self.rollouts.lease.renew(self.box_type, rollout_id, self.rollouts.lease_ttl)
+            self.rollouts.keep_waiting(self.box_type)
             # Every worker of the box type watches its rollout's boxes in flight.
             for dead in self.rollouts.reap_dead(self.box_type):
                 log.warning("box %s stopped answering: its rollout halts", dead)
