@@ -20,7 +20,7 @@ from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
-from orchestrator.errors import DeployError, Frozen, LeaseHeld, PreflightFailed
+from orchestrator.errors import DeployError, Frozen, LeaseHeld, MigrationFailed, PreflightFailed
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
@@ -129,6 +129,8 @@ class Coordinator:
                     f"(ORCHESTRATOR_BOX_TYPE={box_type}) and check `orchestrator status {box_type}`"
                 )
             self.preflight(rollout_id, box_type, release, fleet)
+            if release.spec.migrate is not None and kind == "rollout":
+                self.migrate(rollout_id, box_type, release, make_plan(fleet, policy).boxes[0])
             rollout = Rollout(
                 id=rollout_id,
                 box_type=box_type,
@@ -222,6 +224,26 @@ class Coordinator:
             f"{age:.0f}s old{by}, reason: {why}); wait with --wait, or see "
             f"`orchestrator lock status {box_type}`"
         )
+
+    def migrate(self, rollout_id: str, box_type: str, release: Release, box: str) -> None:
+        """box.yml's one-off task on the first box of the plan, before any box leaves its
+        load balancer; it must exit 0, or nothing is swapped."""
+        task = release.spec.migrate
+        assert task is not None
+        req = StepRequest(rollout_id=rollout_id, box_id=box, box_type=box_type,
+                          release_id=release.id, release_hash=release.hash, token="")
+        self.app.send_task(TaskName.MIGRATE.value, args=(req.model_dump(mode="json"),),
+                           queue=queue_for(box))
+        journal = Journal(self.client, self.keys)
+        # Its own deadline, plus the time to start its container and report.
+        deadline = time.monotonic() + task.deadline + 60
+        while (got := journal.get(rollout_id, box, TaskName.MIGRATE.value, None)) is None:
+            if time.monotonic() > deadline:
+                raise MigrationFailed(f"migrate on {box}: no answer in {task.deadline + 60:.0f}s; "
+                                      "nothing was swapped")
+            time.sleep(0.2)
+        if got.outcome != Outcome.OK:
+            raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")
 
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""

@@ -24,6 +24,7 @@ OrchestratorError
     ├── LeaseHeld            another rollout holds the box type (exit 3)
     │   └── Frozen           the box type is frozen by `lock acquire` (exit 3)
     ├── HookFailed           hooks/pre-rollout said no; nothing was changed
+    ├── MigrationFailed      box.yml's migrate task failed; nothing was swapped
     └── PreflightFailed      some boxes can't take the release; nothing was changed
 
 Exit codes (README "Exit codes" names the test that provokes each):
@@ -170,6 +171,10 @@ class Frozen(LeaseHeld):
 
 class HookFailed(DeployError):
     """A coordinator hook (hooks/pre-rollout) exited non-zero or could not run."""
+
+
+class MigrationFailed(DeployError):
+    """box.yml's one-off task failed (or ran past its deadline); nothing was swapped."""
 
 
 class PreflightFailed(DeployError):

@@ -31,6 +31,8 @@ class TaskName(StrEnum):
     JOIN_LB = "deploy.join_lb"
     ENSURE_SERVICES = "deploy.ensure_services"
     FINISH = "deploy.finish"
+    # box.yml's one-off task, on one box, before any box leaves its load balancer.
+    MIGRATE = "deploy.migrate"
     # link_error of every chain step: an error that escaped a step still restores and rejoins.
     RESCUE = "deploy.rescue"
 
@@ -134,7 +136,8 @@ class Label:
     SPEC_HASH = "orchestrator.spec_hash"
     RELEASE = "orchestrator.release"
     TOKEN = "orchestrator.token"
-    ROLE = "orchestrator.role"  # "app" or "service"
+    ROLE = "orchestrator.role"  # "app" or "service" ("migrate": a rollout's one-off task)
+    MIGRATE = "orchestrator.migrate"  # the rollout a one-off task container belongs to
     GENERATION = "orchestrator.generation"  # "current", or "previous" while a swap runs
 
 
