@@ -6,6 +6,7 @@ OrchestratorError
 │   ├── IllegalTransition    a rollout can't make that move from its state (engine/state.py)
 │   └── ReleaseMismatch      a release in Redis does not match the hash a task carries
 ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
+│   └── NotReplicated        no replica acknowledged a lease, claim or fence write (WAIT)
 ├── RolloutNotSucceeded      a rollout, rollback or repair ended in another state (exit 1)
 └── DeployError              a deploy step could not do its job (exit 1)
     ├── HealthCheckFailed    new containers never proved healthy
@@ -51,6 +52,11 @@ class IllegalTransition(ConfigError):
 
 class ServiceUnavailable(OrchestratorError):
     """A service we depend on (Redis, Docker, a registry, AWS) did not answer."""
+
+
+class NotReplicated(ServiceUnavailable):
+    """A lease, claim or fence write reached the master but no replica acknowledged it in
+    time: a failover could forget it, so what it granted is not used."""
 
 
 class DeployError(OrchestratorError):

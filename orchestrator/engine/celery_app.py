@@ -7,6 +7,8 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
+from orchestrator.engine.redisurl import is_sentinel, kombu_broker
+
 # Nothing should ever land here: every signature names its box's queue. A message in this
 # queue is a routing bug, and a queue nobody consumes makes it visible instead of lost.
 UNROUTED_QUEUE = "orchestrator.unrouted"
@@ -19,8 +21,11 @@ def make_celery(
     restore_interval: float = 5.0,
     main: str = "orchestrator",
 ) -> Celery:
-    app = Celery(main, broker=broker_url, set_as_current=False)
+    # sentinel://: kombu's Sentinel transport, one URL per sentinel, `master_name` below.
+    url, sentinel_options = kombu_broker(broker_url)
+    app = Celery(main, broker=url, set_as_current=False)
     transport: dict[str, Any] = {
+        **sentinel_options,
         "visibility_timeout": visibility_timeout,
         # kombu's defaults sweep unacked messages only every ~100 s; a dead box must not wait.
         "unacked_restore_interval": restore_interval,
@@ -47,6 +52,12 @@ def make_celery(
         worker_hijack_root_logger=False,
         task_track_started=True,
     )
+    if is_sentinel(broker_url):
+        # A message sent during a failover waits for the promotion (a few seconds), as
+        # the state client's commands do, instead of failing after kombu's 0.6 s.
+        app.conf.task_publish_retry_policy = {
+            "max_retries": 20, "interval_start": 0, "interval_step": 0.25, "interval_max": 1.0,
+        }
     return app
 
 
