@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from orchestrator.engine.redisurl import SentinelTarget, is_sentinel, parse_sentinel_url
 from orchestrator.errors import NotReplicated, ServiceUnavailable
@@ -76,6 +76,27 @@ def connect(
             pause = min(pause * 2, 5.0)
 
 
+class _FollowingConnection(SentinelManagedConnection):
+    """redis-py's sentinel connection, asking the sentinels for the master on every reconnect.
+
+    redis-py 8.1 asks them only in `connect()`; a command on a dropped connection reconnects
+    through `connect_check_health` to the address it cached: the dead master, until its
+    retries run out. Here every connect attempt goes through `connect()` (the sentinels)."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if getattr(self, "_sock", None):
+            return
+        if not retry_socket_connect:  # from connect_to(): the address was just asked for
+            # (redis-py 8 API; the types-redis stubs predate it)
+            super().connect_check_health(  # type: ignore[misc]
+                check_health, retry_socket_connect=False
+            )
+            return
+        self.connect()
+
+
 def client_for(url: str, **kwargs: Any) -> Any:
     """A client for a `redis://` URL, or for the master a `sentinel://` URL names (found
     through its sentinels again after every failover); `kwargs` go to redis-py."""
@@ -100,6 +121,7 @@ def client_for(url: str, **kwargs: Any) -> Any:
         db=target.db,
         username=target.username,
         password=target.password,
+        connection_class=_FollowingConnection,
         **options,
     )
     _DURABLE[client] = target
