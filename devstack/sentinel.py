@@ -111,7 +111,7 @@ class SentinelStack:
                 continue
             try:
                 with node.client() as c:
-                    addr = c.sentinel_get_master_addr_by_name(MASTER_NAME)
+                    addr = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
             except redis.RedisError:
                 continue
             if addr:
@@ -142,7 +142,7 @@ class SentinelStack:
     def _sentinels_agree(self) -> bool:
         for node in self.sentinels:
             with node.client() as c:
-                master: dict[str, Any] = c.sentinel_master(MASTER_NAME)
+                master: dict[str, Any] = c.execute_command("SENTINEL", "MASTER", MASTER_NAME)
             if int(master.get("num-other-sentinels", 0)) < len(self.sentinels) - 1:
                 return False
             if int(master.get("num-slaves", 0)) < len(self.servers) - 1:
