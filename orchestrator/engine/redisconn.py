@@ -64,13 +64,13 @@ def connect(
             return client
         except redis.RedisError as exc:
             left = deadline - time.monotonic()
+            why = _why(exc)
             if say is not None and wait > 0:
-                why = redact(str(exc))
                 say(f"waiting for Redis at {redact(url)} ({why}); {max(left, 0):.0f}s left")
             if left <= 0:
                 client.close()
                 raise ServiceUnavailable(
-                    f"Redis at {redact(url)} does not answer: {redact(str(exc))}"
+                    f"Redis at {redact(url)} does not answer: {why}"
                 ) from None
             time.sleep(min(pause, left))
             pause = min(pause * 2, 5.0)
@@ -95,6 +95,11 @@ class _FollowingConnection(SentinelManagedConnection):
             )
             return
         self.connect()
+
+
+def _why(exc: redis.RedisError) -> str:
+    """The error, redacted; redis-py's "No master found" without the sentinels' reprs."""
+    return redact(str(exc).split(" : <", 1)[0])
 
 
 def client_for(url: str, **kwargs: Any) -> Any:

@@ -11,10 +11,7 @@ from orchestrator.errors import ConfigError
 SENTINEL_PORT = 26379
 # Query parameters of a sentinel:// URL; anything else is a mistake worth naming.
 _PARAMS = {"master_name", "sentinel_password", "wait_replicas", "wait_timeout"}
-_FORM = (
-    "sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/DB?master_name=NAME"
-    "[&sentinel_password=...][&wait_replicas=1][&wait_timeout=1.0]"
-)
+_FORM = "sentinel://HOST:PORT[,HOST:PORT...]/DB?master_name=NAME (README: Redis Sentinel)"
 
 
 @dataclass(frozen=True)
