@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
@@ -94,7 +94,8 @@ class _FollowingConnection(SentinelManagedConnection):
                 check_health, retry_socket_connect=False
             )
             return
-        self.connect()
+        # One attempt: the command around this reconnect retries it (no retries in retries).
+        self._connect_retry()  # type: ignore[attr-defined]
 
 
 def _why(exc: redis.RedisError) -> str:
@@ -117,7 +118,11 @@ def client_for(url: str, **kwargs: Any) -> Any:
         return redis.Redis.from_url(url, **options)
     target = parse_sentinel_url(url)
     options["retry"] = _SENTINEL_RETRY
-    sentinel_kwargs: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+    # A sentinel that does not answer is skipped at once (the next one is asked); redis-py's
+    # default retries each for seconds, inside each of the command's own retries.
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": 2, "socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0)
+    }
     if target.sentinel_password is not None:
         sentinel_kwargs["password"] = target.sentinel_password
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from devstack.net import free_port
 from devstack.sentinel import SentinelStack
+from devstack.workers import cli_env
 from orchestrator.engine.lease import Lease
 from orchestrator.engine.redisconn import client_for, connect
 from orchestrator.errors import NotReplicated
@@ -76,3 +81,17 @@ def test_a_plain_client_reads_what_a_sentinel_client_wrote(sentinel_stack: Senti
         assert client.get("t-sentinel:plain") == "yes"
     with sentinel_stack.master().client(1) as direct:
         assert direct.get("t-sentinel:plain") == b"yes"
+
+
+def test_a_command_without_sentinels_waits_says_so_and_never_shows_a_password(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # no sentinel listens there
+    url = f"sentinel://:S3cretPW@127.0.0.1:{port}/1?master_name=m&sentinel_password=Sp4ss"
+    env = cli_env(tmp_path, url.replace("/1?", "/0?"), url, "x:", redis_wait="1.5")
+    run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", "web"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1, run.stderr
+    assert f"waiting for Redis at sentinel://:***@127.0.0.1:{port}/1" in run.stderr
+    assert "No master found for 'm'" in run.stderr and "Traceback" not in run.stderr
+    assert "S3cretPW" not in run.stdout + run.stderr and "Sp4ss" not in run.stderr
