@@ -28,6 +28,9 @@ OUTLAST_FAILOVER = {
     "ORCHESTRATOR_SLOT_TTL": "15",
     "ORCHESTRATOR_STEP_DEADLINE": "20",
     "ORCHESTRATOR_VISIBILITY_TIMEOUT": "30",
+    # Heartbeats every 0.5 s as in every test, but a late one (a loaded CI machine, a tick
+    # that reconnected through the sentinels) must not make `status` forget a box.
+    "ORCHESTRATOR_HEARTBEAT_TTL": "5",
 }
 
 
