@@ -8,6 +8,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from orchestrator.engine.redisurl import is_sentinel, kombu_broker
+from orchestrator.engine.tls import TlsPolicy
 
 # Nothing should ever land here: every signature names its box's queue. A message in this
 # queue is a routing bug, and a queue nobody consumes makes it visible instead of lost.
@@ -20,6 +21,7 @@ def make_celery(
     visibility_timeout: float = 300.0,
     restore_interval: float = 5.0,
     main: str = "orchestrator",
+    tls: TlsPolicy | None = None,
 ) -> Celery:
     # sentinel://: kombu's Sentinel transport, one URL per sentinel, `master_name` below.
     url, sentinel_options = kombu_broker(broker_url)
@@ -58,6 +60,9 @@ def make_celery(
         app.conf.task_publish_retry_policy = {
             "max_retries": 20, "interval_start": 0, "interval_step": 0.25, "interval_max": 1.0,
         }
+    ssl_options = (tls or TlsPolicy()).broker_ssl(broker_url)
+    if ssl_options is not None:  # kombu alone would take a bare rediss:// with CERT_NONE
+        app.conf.broker_use_ssl = ssl_options
     return app
 
 

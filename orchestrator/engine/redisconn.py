@@ -16,6 +16,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from orchestrator.engine.redisurl import SentinelTarget, is_sentinel, parse_sentinel_url
+from orchestrator.engine.tls import TlsPolicy
 from orchestrator.errors import NotReplicated, ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -50,10 +51,11 @@ def connect(
     check: bool = True,
     wait: float = 0.0,
     say: Callable[[str], None] | None = None,
+    tls: TlsPolicy | None = None,
 ) -> RedisClient:
     """A client for `url` that retries blips itself. With `check`, Redis must answer now, or
     within `wait` seconds (each retry `say`s what it waits for); else ServiceUnavailable."""
-    client: RedisClient = client_for(url)
+    client: RedisClient = client_for(url, tls=tls)
     if not check:
         return client
     deadline = time.monotonic() + wait
@@ -103,9 +105,10 @@ def _why(exc: redis.RedisError) -> str:
     return redact(str(exc).split(" : <", 1)[0])
 
 
-def client_for(url: str, **kwargs: Any) -> Any:
-    """A client for a `redis://` URL, or for the master a `sentinel://` URL names (found
-    through its sentinels again after every failover); `kwargs` go to redis-py."""
+def client_for(url: str, tls: TlsPolicy | None = None, **kwargs: Any) -> Any:
+    """A client for a `redis://` or `rediss://` URL (`tls`: how its certificate is checked),
+    or for the master a `sentinel://` URL names (found through its sentinels again after
+    every failover); `kwargs` go to redis-py."""
     options: dict[str, Any] = {
         "socket_timeout": 10,
         "socket_connect_timeout": 5,
@@ -115,7 +118,7 @@ def client_for(url: str, **kwargs: Any) -> Any:
         **kwargs,
     }
     if not is_sentinel(url):
-        return redis.Redis.from_url(url, **options)
+        return redis.Redis.from_url(url, **{**options, **(tls or TlsPolicy()).redis_kwargs(url)})
     target = parse_sentinel_url(url)
     options["retry"] = _SENTINEL_RETRY
     # A sentinel that does not answer is skipped at once (the next one is asked); redis-py's

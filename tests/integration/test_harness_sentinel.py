@@ -15,7 +15,7 @@ from devstack.sentinel import SentinelStack
 from devstack.workers import cli_env
 from orchestrator.engine.lease import Lease
 from orchestrator.engine.redisconn import client_for, connect
-from orchestrator.errors import NotReplicated
+from orchestrator.errors import NotReplicated, ServiceUnavailable
 from schemas.contract import Keys
 
 KEYS = Keys("t-sentinel:")
@@ -91,7 +91,7 @@ def test_a_command_without_sentinels_waits_says_so_and_never_shows_a_password(
     env = cli_env(tmp_path, url.replace("/1?", "/0?"), url, "x:", redis_wait="1.5")
     run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", "web"], env=env,
                          capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1, run.stderr
+    assert run.returncode == ServiceUnavailable.exit_code, run.stderr
     assert f"waiting for Redis at sentinel://:***@127.0.0.1:{port}/1" in run.stderr
     assert "No master found for 'm'" in run.stderr and "Traceback" not in run.stderr
     assert "S3cretPW" not in run.stdout + run.stderr and "Sp4ss" not in run.stderr
