@@ -13,6 +13,7 @@ import redis
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.version import version
+from orchestrator.errors import ServiceUnavailable
 from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
 from worker.decide import is_previous
 from worker.facts import ContainerRuntime
@@ -146,7 +147,8 @@ class HeartbeatThread(threading.Thread):
         while not self.stopped.is_set():
             try:
                 self.beat()
-            except redis.RedisError as exc:
+            except (redis.RedisError, ServiceUnavailable) as exc:
+                # ServiceUnavailable: a revocation no replica acknowledged; tried next tick.
                 log.warning("heartbeat not written: %s", exc)
             if self.on_beat is not None:
                 try:
