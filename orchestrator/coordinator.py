@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from celery import Celery
 
 from orchestrator.audit import who
-from orchestrator.config import find_fleet, load_box, load_fleet
+from orchestrator.config import fleet_for, release_spec
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
@@ -20,23 +20,16 @@ from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
-from orchestrator.errors import (
-    ConfigError,
-    DeployError,
-    Frozen,
-    InvalidFile,
-    LeaseHeld,
-    PreflightFailed,
-)
+from orchestrator.errors import DeployError, Frozen, LeaseHeld, MigrationFailed, PreflightFailed
 from orchestrator.planner import make_plan
 from orchestrator.registry_auth import make_client
 from orchestrator.settings import CoordinatorSettings
-from schemas.boxfile import BoxSpec
-from schemas.checks import Problem, check_box
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,8 +80,7 @@ class Coordinator:
 
     # --- the release -------------------------------------------------------------------
     def fleet_settings(self) -> FleetSettings | None:
-        path = self.settings.fleet_file or find_fleet(self.settings.boxes_dir / "x.yml")
-        return load_fleet(path) if path else None
+        return fleet_for(self.settings)
 
     def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
         """The release a rollout of BOX_TYPE deploys, stored (by content, once)."""
@@ -98,18 +90,7 @@ class Coordinator:
 
     def build_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
         """boxes/<type>.yml with `images` applied, validated and pinned; stored nowhere."""
-        path = self.settings.boxes_dir / f"{box_type}.yml"
-        if not path.is_file():
-            known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
-            raise ConfigError(
-                f"no box type {box_type!r}: {path} does not exist "
-                f"(box types in {self.settings.boxes_dir}: {', '.join(known) or 'none'})"
-            )
-        fleet = self.fleet_settings()
-        spec = apply_overrides(load_box(path, fleet).spec, images, path)
-        problems = check_box(spec, fleet)
-        if problems:
-            raise InvalidFile(str(path), problems)
+        spec, fleet = release_spec(self.settings, box_type, images)
         # fleet.yml's credentials, resolved here for pinning only: never in the release.
         client = make_client(
             fleet.registries if fleet else [],
@@ -137,10 +118,13 @@ class Coordinator:
     ) -> Rollout:
         rollout_id = rollout_id or new_id(box_type)
         by = who(self.settings.performer)
+        fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.refuse_if_frozen(box_type)
         self.take_lease(box_type, rollout_id, wait)
-        self.rollouts.states.open(rollout_id, box_type, reason, str(by))
         try:
+            self.rollouts.states.open(rollout_id, box_type, reason, str(by))
+            # fleet.yml's load balancer budgets, for every box's leave (across box types).
+            self.rollouts.budgets.publish(fleet_yml.budgets() if fleet_yml else {})
             self.refuse_if_frozen(box_type)  # frozen while the lease was taken
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
@@ -149,6 +133,8 @@ class Coordinator:
                     f"(ORCHESTRATOR_BOX_TYPE={box_type}) and check `orchestrator status {box_type}`"
                 )
             self.preflight(rollout_id, box_type, release, fleet)
+            if release.spec.migrate is not None and kind == "rollout":
+                self.migrate(rollout_id, box_type, release, make_plan(fleet, policy).boxes[0])
             rollout = Rollout(
                 id=rollout_id,
                 box_type=box_type,
@@ -166,12 +152,10 @@ class Coordinator:
                 kind=kind,
             )
             self.rollouts.create(rollout)
-        except Exception as exc:
+        except BaseException as exc:
             # Nothing started: the lease and the group's processes are given back, whatever
-            # went wrong, and the record says why.
-            self.rollouts.states.refuse(rollout_id, f"{type(exc).__name__}: {exc}")
-            self.rollouts.resume_group(rollout_id)
-            self.rollouts.lease.release(box_type, rollout_id)
+            # went wrong (a bug, a bad heartbeat, Ctrl-C included), and the record says why.
+            self.give_back(box_type, rollout_id, f"{type(exc).__name__}: {exc}")
             raise
         self.rollouts.events.emit(
             box_type,
@@ -182,6 +166,18 @@ class Coordinator:
         )
         self.rollouts.advance(rollout)
         return rollout
+
+    def give_back(self, box_type: str, rollout_id: str, why: str) -> None:
+        """Undo a start that did not start: each part tried even when another fails."""
+        for undo in (
+            lambda: self.rollouts.states.refuse(rollout_id, why),
+            lambda: self.rollouts.resume_group(rollout_id),
+            lambda: self.rollouts.lease.release(box_type, rollout_id),
+        ):
+            try:
+                undo()
+            except Exception as exc:  # noqa: BLE001 - the original error is the one raised
+                log.warning("giving back %s after a failed start: %s", rollout_id, exc)
 
     def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
         """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
@@ -233,6 +229,26 @@ class Coordinator:
             f"`orchestrator lock status {box_type}`"
         )
 
+    def migrate(self, rollout_id: str, box_type: str, release: Release, box: str) -> None:
+        """box.yml's one-off task on the first box of the plan, before any box leaves its
+        load balancer; it must exit 0, or nothing is swapped."""
+        task = release.spec.migrate
+        assert task is not None
+        req = StepRequest(rollout_id=rollout_id, box_id=box, box_type=box_type,
+                          release_id=release.id, release_hash=release.hash, token="")
+        self.app.send_task(TaskName.MIGRATE.value, args=(req.model_dump(mode="json"),),
+                           queue=queue_for(box))
+        journal = Journal(self.client, self.keys)
+        # Its own deadline, plus the time to start its container and report.
+        deadline = time.monotonic() + task.deadline + 60
+        while (got := journal.get(rollout_id, box, TaskName.MIGRATE.value, None)) is None:
+            if time.monotonic() > deadline:
+                raise MigrationFailed(f"migrate on {box}: no answer in {task.deadline + 60:.0f}s; "
+                                      "nothing was swapped")
+            time.sleep(0.2)
+        if got.outcome != Outcome.OK:
+            raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")
+
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""
         journal = Journal(self.client, self.keys)
@@ -268,26 +284,3 @@ class Coordinator:
                 f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
                 "changed:\n  " + "\n  ".join(problems)
             )
-
-
-def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpec:
-    """`--image app=ref`: a new image for a known app, validated like the file itself."""
-    unknown = sorted(set(images) - set(spec.apps))
-    if unknown:
-        raise InvalidFile(
-            str(path),
-            [
-                Problem(
-                    "apps",
-                    f"--image names unknown app(s) {', '.join(unknown)}; apps here: "
-                    f"{', '.join(sorted(spec.apps))}",
-                )
-            ],
-        )
-    data = spec.model_dump(mode="json")
-    for app, ref in images.items():
-        data["apps"][app]["image"] = ref
-    try:
-        return BoxSpec.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"--image: {exc}") from None
