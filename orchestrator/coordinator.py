@@ -113,6 +113,7 @@ class Coordinator:
         rollout_id: str | None = None,
     ) -> Rollout:
         rollout_id = rollout_id or new_id(box_type)
+        opened = time.time()  # its events (a migrate task's included) are followed from here
         by = who(self.settings.performer)
         fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.refuse_if_frozen(box_type)
@@ -143,7 +144,7 @@ class Coordinator:
                 host=by.host,
                 performer=by.performer,
                 command=by.command,
-                created_at=time.time(),
+                created_at=opened,
                 parent=parent,
                 kind=kind,
             )
