@@ -13,6 +13,7 @@ from celery import Celery
 
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.fleet import last_seen
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
@@ -112,7 +113,7 @@ class Coordinator:
         *,
         reason: str = "",
         wait: bool = False,
-        kind: Literal["rollout", "rollback", "repair"] = "rollout",
+        kind: Literal["rollout", "rollback", "repair", "catchup"] = "rollout",
         parent: str | None = None,
         boxes: list[str] | None = None,
         skip_missing: bool = False,
@@ -161,26 +162,30 @@ class Coordinator:
 
     def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
         """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
-        now, until the rollout ends."""
+        now, until the rollout ends. A missing box (a member, or an InService instance, with no
+        live worker) fails the start at once, unless skipped: nobody waits for a dead worker."""
         view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
-        if view.group is None:
-            return view.boxes
-        self.rollouts.suspend_group(rollout_id, view.group)
+        if view.group is not None:
+            self.rollouts.suspend_group(rollout_id, view.group)
         if view.strays:
-            self.rollouts.events.emit(
-                box_type,
-                rollout=rollout_id,
-                step="fleet",
-                phase="end",
-                outcome="noop",
-                reason="not in the group, not deployed: " + ", ".join(view.strays),
+            self.note(
+                box_type, rollout_id, "not in the group, not deployed: " + ", ".join(view.strays)
             )
-        if view.missing and not skip_missing:
-            raise PreflightFailed(
-                f"{len(view.missing)} InService instance(s) of {view.group} have no live "
-                f"worker: {', '.join(view.missing)}; start their workers, or --skip-missing"
-            )
+        if view.missing:
+            named = ", ".join(f"{b} ({last_seen(view.since.get(b, 0.0))})" for b in view.missing)
+            if not skip_missing:
+                raise PreflightFailed(
+                    f"{len(view.missing)} box(es) of {box_type} have no live worker: {named}; "
+                    "start their workers, `orchestrator boxes forget <box>` a box that is gone "
+                    "for good, or --skip-missing"
+                )
+            self.note(box_type, rollout_id, "missing, skipped (--skip-missing): " + named)
         return view.boxes
+
+    def note(self, box_type: str, rollout_id: str, reason: str) -> None:
+        self.rollouts.events.emit(
+            box_type, rollout=rollout_id, step="fleet", phase="end", outcome="noop", reason=reason
+        )
 
     def take_lease(self, box_type: str, rollout_id: str, wait: bool) -> None:
         while True:

@@ -78,4 +78,4 @@ class Rollout(BaseModel):
     created_by: str = ""
     created_at: float
     parent: str | None = Field(None, description="The rollout this one rolls back")
-    kind: Literal["rollout", "rollback", "repair"] = "rollout"
+    kind: Literal["rollout", "rollback", "repair", "catchup"] = "rollout"

@@ -69,18 +69,24 @@ def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepCo
     )
 
 
-def boot(ctx: StepContext, box_id: str, box_type: str) -> None:
-    """Converge an empty box (on start, and on every reconcile tick until it has a release)."""
-    from worker.boot import converge_on_boot
+def catch_up_all(
+    ctx: StepContext, box_ids: list[str], box_type: str, notes: dict[str, str]
+) -> None:
+    """Each served box behind its type's current release (or fresh) starts its own catch-up;
+    `notes` keeps why not, for the heartbeat."""
+    from worker.catchup import catch_up
 
-    with ctx.services_lock:
-        said = converge_on_boot(ctx, box_id, box_type)
-    if not said.startswith("apps already"):
-        log.warning("boot: %s", said)
+    for served in box_ids:
+        try:
+            said = catch_up(ctx, served, box_type)
+        except Exception as exc:  # Redis or Docker away: the next tick decides again
+            said = f"not decided: {exc}"
+        if said and said != notes.get(served):
+            log.warning("catch-up of %s: %s", served, said)
+        notes[served] = said
 
 
 def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
-    boot(ctx, box_id, box_type)
     with ctx.services_lock:
         raw = ctx.redis.get(ctx.keys.services(box_id))
         if raw is None:
@@ -122,10 +128,13 @@ def cli(loglevel: str, leave_lb: bool) -> None:
         click.echo(f"{box_id}: left {', '.join(left) or 'no load balancer'}")
         return
     app = celery_app(ctx)
-    for served in (box_id, *settings.extra_box_ids):
-        recover(ctx, served, box_type)
-    boot(ctx, box_id, box_type)
-    heartbeat, reconciler = start_threads(ctx, app, runtime, box_id, box_type)
+    served = [box_id, *settings.extra_box_ids]
+    for one in served:
+        recover(ctx, one, box_type)
+        ctx.record(one).leaving(False)  # started again: a member of its type once more
+    notes: dict[str, str] = {}
+    catch_up_all(ctx, served, box_type, notes)  # its chain runs once the worker consumes
+    heartbeat, reconciler = start_threads(ctx, app, runtime, box_id, box_type, notes)
     app.worker_main(worker_argv(settings, loglevel, box_id))
     heartbeat.stop()
     reconciler.stop()
@@ -151,8 +160,11 @@ def celery_app(ctx: StepContext) -> Celery:
     return app
 
 
-def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> None:
-    """After each heartbeat: routes a wiped broker forgot, and each box's unfinished record."""
+def tick(
+    ctx: StepContext, app: Celery, box_ids: list[str], box_type: str, notes: dict[str, str]
+) -> None:
+    """After each heartbeat: routes a wiped broker forgot, each box's unfinished record, and
+    each box's catch-up."""
     try:
         remade = ensure_routes(app, [queue_for(b) for b in box_ids])
     except Exception as exc:  # the broker is down: its own reconnection handles it
@@ -162,6 +174,7 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
             log.warning("the broker had lost the routes of %s: declared again", ", ".join(remade))
     for served in box_ids:
         settle(ctx, served, box_type)
+    catch_up_all(ctx, box_ids, box_type, notes)
 
 
 def start_threads(
@@ -170,6 +183,7 @@ def start_threads(
     runtime: DockerRuntime | NoopRuntime,
     box_id: str,
     box_type: str,
+    notes: dict[str, str],
 ) -> tuple[HeartbeatThread, ServiceReconciler]:
     """The heartbeat (what runs here, the running step's slot) and the services reconciler."""
     settings = ctx.settings
@@ -188,8 +202,10 @@ def start_threads(
         slot_ttl=settings.slot_ttl,
         bind_ip=settings.bind_ip,
         extra_box_ids=settings.extra_box_ids,
-        on_beat=lambda: tick(ctx, app, box_ids, box_type),
+        on_beat=lambda: tick(ctx, app, box_ids, box_type, notes),
         inspect=Inspector(ctx, probe=settings.runtime == "docker"),
+        leaving=lambda b: ctx.record(b).read().draining,
+        catch_up=lambda b: notes.get(b, ""),
     )
     heartbeat.start()
     reconciler = ServiceReconciler(
