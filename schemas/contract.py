@@ -83,9 +83,6 @@ class Keys:
         """Hash box -> its last heartbeat time: every box of the type until it is removed."""
         return f"{self.prefix}members:{box_type}"
 
-    def members_pattern(self) -> str:
-        return f"{self.prefix}members:*"
-
     def journal(self, rollout_id: str, box_id: str) -> str:
         """One hash per (rollout, box); field `<step>:<app>` holds that step's result."""
         return f"{self.prefix}journal:{rollout_id}:{box_id}"

@@ -50,7 +50,7 @@ class Members:
         prefix = self.keys.members("")
         return sorted(
             _text(key)[len(prefix) :]
-            for key in self.client.scan_iter(match=self.keys.members_pattern(), count=1000)
+            for key in self.client.scan_iter(match=self.keys.members("*"), count=1000)
             if self.client.hexists(_text(key), box_id)
         )
 
