@@ -51,16 +51,12 @@ def facts(ctx: StepContext, box_id: str, box_type: str) -> tuple[CatchUpFacts, R
             for a in current.spec.apps
             if a not in running or running[a].labels.get(Label.SPEC_HASH) != current.spec_hash(a)
         )
-        newer = _newer(ctx, {f.labels.get(Label.RELEASE, "") for f in running.values()}, current)
+        if behind:
+            labels = {f.labels.get(Label.RELEASE, "") for f in running.values()}
+            newer = _newer(ctx, labels, current)
     made, took_part, latest, latest_state = None, False, None, ""
-    assert ctx.rollouts is not None, "catch-up runs in a worker with its rollout engine"
-    for i, rid in enumerate(ctx.rollouts.history(box_type, HISTORY)):
-        st = ctx.rollouts.status(rid)
-        if i == 0:
-            latest, latest_state = rid, st.get("state", "")
-        if made is None and st.get("state") == "succeeded" and _release_of(ctx, rid) == current_id:
-            made = rid
-            took_part = ctx.redis.hexists(ctx.keys.rollout_part(rid, "done"), box_id) > 0
+    if current is not None and (behind or not containers):  # up to date: no history to read
+        made, took_part, latest, latest_state = _history(ctx, box_id, box_type, current.id)
     at_rest = ctx.record(box_id).read().idle and box_id not in ctx.busy.snapshot()
     return (
         CatchUpFacts(
@@ -78,6 +74,23 @@ def facts(ctx: StepContext, box_id: str, box_type: str) -> tuple[CatchUpFacts, R
         ),
         current,
     )
+
+
+def _history(
+    ctx: StepContext, box_id: str, box_type: str, current_id: str
+) -> tuple[str | None, bool, str | None, str]:
+    """(the rollout that made current, whether the box took part, the latest rollout, its
+    state), newest first, as far back as HISTORY."""
+    assert ctx.rollouts is not None, "catch-up runs in a worker with its rollout engine"
+    latest, latest_state = None, ""
+    for i, rid in enumerate(ctx.rollouts.history(box_type, HISTORY)):
+        st = ctx.rollouts.status(rid)
+        if i == 0:
+            latest, latest_state = rid, st.get("state", "")
+        if st.get("state") == "succeeded" and _release_of(ctx, rid) == current_id:
+            took_part = bool(ctx.redis.hexists(ctx.keys.rollout_part(rid, "done"), box_id))
+            return rid, took_part, latest, latest_state
+    return None, False, latest, latest_state
 
 
 def _release_of(ctx: StepContext, rollout_id: str) -> str | None:
