@@ -85,15 +85,23 @@ def test_a_fresh_box_converges_then_registers_only_when_healthy(
     box.start()
     if healthy:
         wait_for(lambda: instance in registered(aws, name), "the box in its target group")
-        events = [e for _, e in deploy.events.read(deploy.box_type) if e.get("box") == instance
-                  and e.get("phase") == "end"]
+
+        def ends() -> list[dict[str, object]] | None:
+            found = [e for _, e in deploy.events.read(deploy.box_type)
+                     if e.get("box") == instance and e.get("phase") == "end"]
+            return found if any(e["step"] == "deploy.join_lb" for e in found) else None
+
+        events = wait_for(ends, "the end of its join_lb step")
         order = [e["step"] for e in events]
         assert order.index("deploy.swap") < order.index("deploy.join_lb")  # health first
     else:
         wait_for(lambda: any(e.get("step") == "deploy.swap" and e.get("outcome") ==
                              Outcome.FAILED.value for _, e in
                              deploy.events.read(deploy.box_type)), "the failed boot swap")
-        assert "not joining any load balancer" in box.log()
+        # The same path as any catch-up: a one-box rollout, halted, the box never joined.
+        wait_for(lambda: any(e.get("step") == "rollout" and e.get("phase") == "end"
+                             and e.get("outcome") == "halted" for _, e in
+                             deploy.events.read(deploy.box_type)), "the catch-up halted")
         assert instance not in registered(aws, name)
 
 
