@@ -13,7 +13,7 @@ from celery import Celery
 
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
-from orchestrator.engine.fleet import last_seen
+from orchestrator.engine.fleet import Members, last_seen
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
@@ -30,6 +30,9 @@ from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
+
+# A heartbeat gone this long during preflight: the worker is dead, stop waiting for it.
+GONE_AFTER = 3.0
 
 
 @dataclass
@@ -207,6 +210,24 @@ class Coordinator:
             f"`orchestrator lock status {box_type}`"
         )
 
+    def gone(self, box_type: str, boxes: list[str], absent: dict[str, float]) -> dict[str, str]:
+        """Boxes whose heartbeat expired since the fleet was read and stayed away GONE_AFTER
+        seconds (a worker merely slow to beat is not dead), each with why."""
+        if not boxes:
+            return {}
+        pipe = self.client.pipeline()
+        for box in boxes:
+            pipe.exists(self.keys.heartbeat(box))
+        now = time.monotonic()
+        for box, live in zip(boxes, pipe.execute(), strict=True):
+            if live:
+                absent.pop(box, None)
+            else:
+                absent.setdefault(box, now)
+        dead = [b for b in boxes if b in absent and now - absent[b] >= GONE_AFTER]
+        seen = Members(self.client, self.keys).of(box_type) if dead else {}
+        return {b: f"no live worker: {last_seen(seen.get(b, 0.0))}" for b in dead}
+
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""
         journal = Journal(self.client, self.keys)
@@ -224,12 +245,17 @@ class Coordinator:
             )
         deadline = time.monotonic() + self.settings.preflight_timeout
         answers: dict[str, str] = {}
+        absent: dict[str, float] = {}  # box -> since when its heartbeat is gone, as seen here
+        looked = 0.0
         while time.monotonic() < deadline and len(answers) < len(boxes):
             for box in boxes:
                 if box not in answers:
                     got = journal.get(rollout_id, box, TaskName.PREFLIGHT.value, None)
                     if got is not None:
                         answers[box] = "" if got.outcome == Outcome.OK else got.reason
+            if time.monotonic() - looked > 0.5:  # a worker that died meanwhile: no waiting
+                looked = time.monotonic()
+                answers.update(self.gone(box_type, [b for b in boxes if b not in answers], absent))
             time.sleep(0.05)
         problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
         problems += [

@@ -1,5 +1,4 @@
-"""Catch-up: a box behind its type's current release (or fresh) deploys it by itself, as a
-one-box rollout under the type's lease; boot convergence is the same path."""
+"""Catch-up: a box behind its type's current release, or fresh, starts its own one-box rollout."""
 
 from __future__ import annotations
 

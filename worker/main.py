@@ -134,10 +134,10 @@ def cli(loglevel: str, leave_lb: bool) -> None:
         ctx.record(one).leaving(False)  # started again: a member of its type once more
     notes: dict[str, str] = {}
     catch_up_all(ctx, served, box_type, notes)  # its chain runs once the worker consumes
-    heartbeat, reconciler = start_threads(ctx, app, runtime, box_id, box_type, notes)
+    threads = start_threads(ctx, app, runtime, box_id, box_type, notes)
     app.worker_main(worker_argv(settings, loglevel, box_id))
-    heartbeat.stop()
-    reconciler.stop()
+    for thread in threads:
+        thread.stop()
 
 
 def celery_app(ctx: StepContext) -> Celery:
@@ -160,11 +160,8 @@ def celery_app(ctx: StepContext) -> Celery:
     return app
 
 
-def tick(
-    ctx: StepContext, app: Celery, box_ids: list[str], box_type: str, notes: dict[str, str]
-) -> None:
-    """After each heartbeat: routes a wiped broker forgot, each box's unfinished record, and
-    each box's catch-up."""
+def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> None:
+    """After each heartbeat: routes a wiped broker forgot, and each box's unfinished record."""
     try:
         remade = ensure_routes(app, [queue_for(b) for b in box_ids])
     except Exception as exc:  # the broker is down: its own reconnection handles it
@@ -174,7 +171,6 @@ def tick(
             log.warning("the broker had lost the routes of %s: declared again", ", ".join(remade))
     for served in box_ids:
         settle(ctx, served, box_type)
-    catch_up_all(ctx, box_ids, box_type, notes)
 
 
 def start_threads(
@@ -184,8 +180,9 @@ def start_threads(
     box_id: str,
     box_type: str,
     notes: dict[str, str],
-) -> tuple[HeartbeatThread, ServiceReconciler]:
-    """The heartbeat (what runs here, the running step's slot) and the services reconciler."""
+) -> tuple[HeartbeatThread, ServiceReconciler, ServiceReconciler]:
+    """The heartbeat (what runs here, the running step's slot), the services reconciler and the
+    catch-up."""
     settings = ctx.settings
     box_ids = [box_id, *settings.extra_box_ids]
     heartbeat = HeartbeatThread(
@@ -202,7 +199,7 @@ def start_threads(
         slot_ttl=settings.slot_ttl,
         bind_ip=settings.bind_ip,
         extra_box_ids=settings.extra_box_ids,
-        on_beat=lambda: tick(ctx, app, box_ids, box_type, notes),
+        on_beat=lambda: tick(ctx, app, box_ids, box_type),
         inspect=Inspector(ctx, probe=settings.runtime == "docker"),
         leaving=lambda b: ctx.record(b).read().draining,
         catch_up=lambda b: notes.get(b, ""),
@@ -212,7 +209,14 @@ def start_threads(
         settings.services_interval, lambda: services_tick(ctx, box_id, box_type)
     )
     reconciler.start()
-    return heartbeat, reconciler
+    # Its own thread, at the heartbeat's pace: a slow Docker or Redis never delays a beat.
+    catching = ServiceReconciler(
+        settings.heartbeat_interval,
+        lambda: catch_up_all(ctx, box_ids, box_type, notes),
+        name="catch-up",
+    )
+    catching.start()
+    return heartbeat, reconciler, catching
 
 
 def worker_argv(settings: WorkerSettings, loglevel: str, box_id: str) -> list[str]:

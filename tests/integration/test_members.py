@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 
 from devstack.traffic import TrafficLoop
-from tests.harness.common import TIMINGS, wait_for
+from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.redis_fx import ProductRedis
 from tests.harness.rollout_fx import Fleet, json_lines
 
@@ -39,19 +39,27 @@ def test_a_dead_worker_is_named_skipped_flagged_and_catches_up_unless_held(
     v1 = summary(first.stdout)["release"]
     fleet.wait_all_in_service()
 
+    # The box's worker dies (kill -9) at a recorded point: on receiving the next preflight.
+    dead.stop()
+    dead.env["ORCHESTRATOR_FAULT_POINT"] = "deploy.preflight:start=kill"
+    started(dead)
+
     with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=600) as loop:
         loop.wait_total(40, timeout=10)
-        dead.kill9()  # at a recorded point: the first rollout ended, every box in service
-        wait_for(lambda: beat(product_redis, dead.box_id) is None, "its heartbeat gone",
-                 timeout=TIMINGS.heartbeat_ttl * 4 + 5)
+        # 1. During the rollout: preflight stops waiting for it once its heartbeat is gone,
+        # naming it, long before the preflight timeout.
+        during = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2")
+        assert during.returncode != 0, during.stdout
+        assert f"{dead.box_id}: no live worker: last heartbeat" in during.stderr, during.stderr
+        assert "no answer in" not in during.stderr, during.stderr
+        assert not dead.running  # it did die at the fault point
 
-        # 1. Preflight fails at once, naming the box and its last heartbeat; nothing waits
-        # for an answer from a worker known to be dead.
+        # Before the next one: a missing member fails the start at once, before any preflight.
         refused = fleet.cli("rollout", fleet.box_type, "--image",
                             f"web={fleet.images.repo}:v2")
         assert refused.returncode != 0, refused.stdout
-        assert dead.box_id in refused.stderr and "last heartbeat" in refused.stderr, refused.stderr
-        assert "no answer in" not in refused.stderr, refused.stderr
+        assert f"{dead.box_id} (last heartbeat" in refused.stderr, refused.stderr
+        assert "preflight failed" not in refused.stderr, refused.stderr
 
         # 2. --skip-missing deploys the others; status flags the missing box, exit 1.
         skipped = fleet.cli("rollout", fleet.box_type, "--image",
@@ -71,6 +79,7 @@ def test_a_dead_worker_is_named_skipped_flagged_and_catches_up_unless_held(
         assert halted.returncode == 1 and summary(halted.stdout)["state"] == "halted", (
             halted.stdout + halted.stderr)
         halted_id = str(summary(halted.stdout)["rollout"])
+        dead.env.pop("ORCHESTRATOR_FAULT_POINT")
         dead.start()
         wait_for(lambda: "held" in ((beat(product_redis, dead.box_id) or {}).get("catch_up")
                                     or ""), "the box saying its catch-up is held")
