@@ -214,6 +214,8 @@ def decide_catch_up(f: CatchUpFacts) -> tuple[bool, str]:
     """Whether the box deploys its type's current release by itself now, and why (or why not)."""
     if f.current is None:
         return False, "its box type has no successful release yet"
+    if not f.fresh and not f.behind:
+        return False, ""  # up to date: nothing to say
     if not f.at_rest:
         return False, "waiting: the box is in the middle of a step or of its own record"
     if f.active is not None:
@@ -223,8 +225,6 @@ def decide_catch_up(f: CatchUpFacts) -> tuple[bool, str]:
             f"held: the box type's latest rollout {f.latest} is {f.latest_state} "
             "(resume, roll back or abort it first)"
         )
-    if not f.fresh and not f.behind:
-        return False, ""  # up to date: nothing to say
     if f.newer is not None:
         return False, f"runs {f.newer}, newer than current {f.current}: never downgraded"
     if f.took_part and not f.fresh:

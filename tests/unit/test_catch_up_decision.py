@@ -45,6 +45,8 @@ FRESH = replace(BEHIND, fresh=True, behind=("web", "api"))
         (replace(BEHIND, active="web-r3"), False, "rollout web-r3 is running"),
         (replace(BEHIND, at_rest=False), False, "in the middle"),
         (replace(BEHIND, behind=()), False, ""),
+        # Up to date: nothing to say, whatever else is going on.
+        (replace(BEHIND, behind=(), active="web-r3", latest_state="halted"), False, ""),
         (replace(BEHIND, newer="v3"), False, "never downgraded"),
         (replace(BEHIND, took_part=True), False, "took part in web-r2"),
         (replace(FRESH, took_part=True), True, "fresh box"),
