@@ -13,7 +13,7 @@ from celery import Celery
 
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
-from orchestrator.engine.fleet import Members, last_seen
+from orchestrator.engine.fleet import GONE_AFTER, FleetView, Members, last_seen
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
@@ -30,9 +30,6 @@ from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
-
-# A heartbeat gone this long during preflight: the worker is dead, stop waiting for it.
-GONE_AFTER = 3.0
 
 
 @dataclass
@@ -167,7 +164,7 @@ class Coordinator:
         """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
         now, until the rollout ends. A missing box (a member, or an InService instance, with no
         live worker) fails the start at once, unless skipped: nobody waits for a dead worker."""
-        view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        view = self.read_fleet(box_type)
         if view.group is not None:
             self.rollouts.suspend_group(rollout_id, view.group)
         if view.strays:
@@ -184,6 +181,18 @@ class Coordinator:
                 )
             self.note(box_type, rollout_id, "missing, skipped (--skip-missing): " + named)
         return view.boxes
+
+    def read_fleet(self, box_type: str) -> FleetView:
+        """The fleet now; a box whose last beat is under GONE_AFTER old gets that long to beat
+        again (a worker slow to beat is not a dead one). A box long gone: no wait at all."""
+        view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        until = time.monotonic() + GONE_AFTER  # bounded, whatever the boxes' clocks say
+        while time.monotonic() < until and any(
+            time.time() - view.since.get(b, 0.0) < GONE_AFTER for b in view.missing
+        ):
+            time.sleep(0.5)
+            view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        return view
 
     def note(self, box_type: str, rollout_id: str, reason: str) -> None:
         self.rollouts.events.emit(

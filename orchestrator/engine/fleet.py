@@ -11,6 +11,8 @@ from orchestrator.errors import ConfigError
 from schemas.contract import BOX_TYPE_TAG, Heartbeat, Keys
 
 Source = Literal["auto", "heartbeats", "asg"]
+# A heartbeat gone this long: the worker is dead, not slow to beat (its TTL has passed already).
+GONE_AFTER = 5.0
 
 
 def heartbeats(client: RedisClient, keys: Keys, box_type: str) -> dict[str, Heartbeat]:
