@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
 import time
 
@@ -148,7 +147,7 @@ def start(ctx: StepContext, box_id: str, box_type: str, release: Release, why: s
             previous_release=release.id,
             plan=Plan(boxes=[box_id], canary=1, batch=1, max_failed=0, on_failure="halt"),
             reason=f"catch-up of {box_id}: {why}",
-            created_by=f"{getpass.getuser()}@{box_id}",
+            created_by=f"worker@{box_id}",
             created_at=time.time(),
             kind="catchup",
         )

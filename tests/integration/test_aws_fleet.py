@@ -231,6 +231,10 @@ def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
     box.box_id = box.env["ORCHESTRATOR_BOX_ID"] = instance
     box.start()
     wait_for(lambda: instance in registered(aws, name), "the box in its target group")
+    # Its boot is a one-box catch-up rollout: it ends (and frees the lease) before ours starts.
+    wait_for(lambda: any(e.get("step") == "rollout" and e.get("phase") == "end"
+                         and e.get("outcome") == "succeeded"
+                         for _, e in deploy.events.read(deploy.box_type)), "the boot's end")
 
     (tmp_path / "boxes").mkdir()
     (tmp_path / "boxes" / f"{box_workers.box_type}.yml").write_text(
