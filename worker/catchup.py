@@ -109,8 +109,11 @@ def _newer(ctx: StepContext, running: set[str], current: Release) -> str | None:
     return None
 
 
-def catch_up(ctx: StepContext, box_id: str, box_type: str) -> str:
-    """Start the box's one-box rollout if it should catch up now; why it does or does not."""
+def catch_up(ctx: StepContext, box_id: str, box_type: str) -> str | None:
+    """Start the box's one-box rollout if it should catch up now; why it does or does not
+    (None: not looked at now, a step or a rollout is under way; cheap, as it runs often)."""
+    if box_id in ctx.busy.snapshot() or RolloutStates(ctx.redis, ctx.keys).active(box_type):
+        return None
     lock = ctx.box_lock(box_id)
     if not lock.acquire(blocking=False):
         return "waiting: a step or the box's own record acts on it now"

@@ -33,6 +33,7 @@ from worker.steps.protocol import StepContext
 from worker.tasks import register_tasks
 
 log = logging.getLogger("orchestrator.worker")
+CATCH_UP_BEATS = 4  # the catch-up looks every this many heartbeat intervals
 
 
 def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepContext:
@@ -81,6 +82,8 @@ def catch_up_all(
             said = catch_up(ctx, served, box_type)
         except Exception as exc:  # Redis or Docker away: the next tick decides again
             said = f"not decided: {exc}"
+        if said is None:  # a step or a rollout is under way: the last word stands
+            continue
         if said and said != notes.get(served):
             log.warning("catch-up of %s: %s", served, said)
         notes[served] = said
@@ -211,7 +214,7 @@ def start_threads(
     reconciler.start()
     # Its own thread, at the heartbeat's pace: a slow Docker or Redis never delays a beat.
     catching = ServiceReconciler(
-        settings.heartbeat_interval,
+        settings.heartbeat_interval * CATCH_UP_BEATS,
         lambda: catch_up_all(ctx, box_ids, box_type, notes),
         name="catch-up",
     )
