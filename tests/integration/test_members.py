@@ -24,6 +24,12 @@ def runs(product: ProductRedis, box: str) -> str | None:
     return hb["apps"]["web"]["release"] if hb and "web" in hb["apps"] else None
 
 
+# Roomier than the harness's CI timings: on a loaded machine a step slower than its deadline
+# halts a rollout, which is not what these tests are about.
+ROOMY = {"ORCHESTRATOR_LEASE_TTL": "10", "ORCHESTRATOR_SLOT_TTL": "10",
+         "ORCHESTRATOR_STEP_DEADLINE": "20", "ORCHESTRATOR_VISIBILITY_TIMEOUT": "30"}
+
+
 def summary(out: str) -> dict:
     return json_lines(out)[-1]["summary"]  # type: ignore[return-value]
 
@@ -31,7 +37,8 @@ def summary(out: str) -> dict:
 def test_a_dead_worker_is_named_skipped_flagged_and_catches_up_unless_held(
     fleet_factory: Callable[..., Fleet], product_redis: ProductRedis,
 ) -> None:
-    fleet = fleet_factory(3)
+    fleet = fleet_factory(3, extra_env=ROOMY)
+    fleet.env.update(ROOMY)
     dead = sorted(fleet.workers, key=lambda w: w.box_id)[-1]  # never the canary
     fleet.write(f"{fleet.images.repo}:v1")
     first = fleet.cli("rollout", fleet.box_type, "--json")
@@ -42,7 +49,7 @@ def test_a_dead_worker_is_named_skipped_flagged_and_catches_up_unless_held(
     # The box's worker dies (kill -9) at a recorded point: on receiving the next preflight.
     dead.stop()
     dead.env["ORCHESTRATOR_FAULT_POINT"] = "deploy.preflight:start=kill"
-    started(dead)
+    started(dead, 60)  # a loaded machine starts Python slowly
 
     with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=600) as loop:
         loop.wait_total(40, timeout=10)
@@ -80,7 +87,7 @@ def test_a_dead_worker_is_named_skipped_flagged_and_catches_up_unless_held(
             halted.stdout + halted.stderr)
         halted_id = str(summary(halted.stdout)["rollout"])
         dead.env.pop("ORCHESTRATOR_FAULT_POINT")
-        dead.start()
+        dead.start(60)
         wait_for(lambda: "held" in ((beat(product_redis, dead.box_id) or {}).get("catch_up")
                                     or ""), "the box saying its catch-up is held")
         assert runs(product_redis, dead.box_id) == v1
