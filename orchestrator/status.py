@@ -3,12 +3,13 @@ says of each box (one read per load balancer); every mismatch is a flag."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.engine.fleet import Members, heartbeats, last_seen, missing_members
+from orchestrator.engine.fleet import GONE_AFTER, Members, heartbeats, last_seen, missing_members
 from orchestrator.engine.lb.base import MemberState
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.releases import ReleaseStore
@@ -109,6 +110,8 @@ def fleet_status(
             report.attention.append(box_id)
         report.rows.append(row)
     for box_id, at in missing_members(Members(client, keys).of(box_type), set(beats)).items():
+        if time.time() - at < GONE_AFTER:  # a beat late, not a dead worker: not flagged yet
+            continue
         report.rows.append(missing_row(box_id, at))
         report.attention.append(box_id)
     report.mixed = sorted(app for app, seen in releases.items() if len(seen) > 1)

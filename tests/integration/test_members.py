@@ -125,7 +125,7 @@ def test_boxes_forget_removes_a_member_and_refuses_a_live_one(
     gone.kill9()
     wait_for(lambda: beat(product_redis, gone.box_id) is None, "its heartbeat gone",
              timeout=TIMINGS.heartbeat_ttl * 4 + 5)
-    assert fleet.cli("status", fleet.box_type).returncode == 1
+    wait_for(lambda: fleet.cli("status", fleet.box_type).returncode == 1, "status flags it")
     forgot = fleet.cli("boxes", "forget", gone.box_id)
     assert forgot.returncode == 0, forgot.stderr
     assert product_redis.client.hkeys(members) == [live.box_id]
