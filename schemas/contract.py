@@ -81,6 +81,10 @@ class Keys:
     def heartbeat_pattern(self) -> str:
         return f"{self.prefix}box:*"
 
+    def members(self, box_type: str) -> str:
+        """Hash box -> its last heartbeat time: every box of the type until it is removed."""
+        return f"{self.prefix}members:{box_type}"
+
     def journal(self, rollout_id: str, box_id: str) -> str:
         """One hash per (rollout, box); field `<step>:<app>` holds that step's result."""
         return f"{self.prefix}journal:{rollout_id}:{box_id}"
@@ -237,5 +241,8 @@ class Heartbeat(Message):
     )
     members: dict[str, Member] = Field(
         default_factory=dict, description="app -> its load balancer membership, when it has one"
+    )
+    catch_up: str = Field(
+        "", description="Why the box does not catch up with its type's current release now"
     )
     at: float
