@@ -39,10 +39,48 @@ def status(box_type: str, json_out: bool) -> None:
         raise RolloutNotSucceeded(f"{len(report.attention)} box(es) need attention")
 
 
-@click.command()
+class _Boxes(click.Group):
+    """`boxes <type>` shows the group (as before); `boxes forget <box>` is a subcommand."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_Boxes)
+def boxes() -> None:
+    """The boxes of a box type: `boxes <type>` (its auto scaling group joined with its
+    workers) and `boxes forget <box>` (a member that is gone for good)."""
+
+
+@boxes.command("forget")
+@click.argument("box_id")
+def boxes_forget(box_id: str) -> None:
+    """Remove BOX_ID from its box type's members: rollouts stop counting it missing."""
+    from orchestrator.engine.fleet import Members, forget_refusal, heartbeat
+
+    c = coordinator()
+    try:
+        members = Members(c.client, c.keys)
+        types = members.types_of(box_id)
+        hb = heartbeat(c.client, c.keys, box_id)
+        refused = forget_refusal(box_id, types, hb.box_type if hb else None)
+        if refused:
+            raise ConfigError(refused)
+        for box_type in types:
+            members.forget(box_type, box_id)
+            click.echo(f"{box_id}: no longer a member of {box_type}")
+    finally:
+        c.close()
+
+
+@boxes.command("show")
 @click.argument("box_type", callback=box_type_arg)
 @click.option("--json", "json_out", is_flag=True, help=JSON_HELP)
-def boxes(box_type: str, json_out: bool) -> None:
+def boxes_show(box_type: str, json_out: bool) -> None:
     """The box type's auto scaling group joined with its workers: who runs what, flags."""
     c = coordinator()
     try:

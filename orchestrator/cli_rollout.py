@@ -98,7 +98,8 @@ def coordinator() -> Coordinator:
 @click.option(
     "--skip-missing",
     is_flag=True,
-    help="Deploy the group's instances that have a worker; skip those without one.",
+    help="Deploy the boxes with a live worker; skip missing ones (members, or the group's "
+    "InService instances, without a live heartbeat) instead of failing at once.",
 )
 @policy_options
 def rollout(

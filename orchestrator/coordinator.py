@@ -13,6 +13,7 @@ from celery import Celery
 from orchestrator.audit import who
 from orchestrator.config import fleet_for, release_spec
 from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.fleet import GONE_AFTER, FleetView, Members, last_seen
 from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
@@ -110,13 +111,14 @@ class Coordinator:
         *,
         reason: str = "",
         wait: bool = False,
-        kind: Literal["rollout", "rollback", "repair"] = "rollout",
+        kind: Literal["rollout", "rollback", "repair", "catchup"] = "rollout",
         parent: str | None = None,
         boxes: list[str] | None = None,
         skip_missing: bool = False,
         rollout_id: str | None = None,
     ) -> Rollout:
         rollout_id = rollout_id or new_id(box_type)
+        opened = time.time()  # its events (a migrate task's included) are followed from here
         by = who(self.settings.performer)
         fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.refuse_if_frozen(box_type)
@@ -147,7 +149,7 @@ class Coordinator:
                 host=by.host,
                 performer=by.performer,
                 command=by.command,
-                created_at=time.time(),
+                created_at=opened,
                 parent=parent,
                 kind=kind,
             )
@@ -181,26 +183,42 @@ class Coordinator:
 
     def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
         """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
-        now, until the rollout ends."""
-        view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
-        if view.group is None:
-            return view.boxes
-        self.rollouts.suspend_group(rollout_id, view.group)
+        now, until the rollout ends. A missing box (a member, or an InService instance, with no
+        live worker) fails the start at once, unless skipped: nobody waits for a dead worker."""
+        view = self.read_fleet(box_type)
+        if view.group is not None:
+            self.rollouts.suspend_group(rollout_id, view.group)
         if view.strays:
-            self.rollouts.events.emit(
-                box_type,
-                rollout=rollout_id,
-                step="fleet",
-                phase="end",
-                outcome="noop",
-                reason="not in the group, not deployed: " + ", ".join(view.strays),
+            self.note(
+                box_type, rollout_id, "not in the group, not deployed: " + ", ".join(view.strays)
             )
-        if view.missing and not skip_missing:
-            raise PreflightFailed(
-                f"{len(view.missing)} InService instance(s) of {view.group} have no live "
-                f"worker: {', '.join(view.missing)}; start their workers, or --skip-missing"
-            )
+        if view.missing:
+            named = ", ".join(f"{b} ({last_seen(view.since.get(b, 0.0))})" for b in view.missing)
+            if not skip_missing:
+                raise PreflightFailed(
+                    f"{len(view.missing)} box(es) of {box_type} have no live worker: {named}; "
+                    "start their workers, `orchestrator boxes forget <box>` a box that is gone "
+                    "for good, or --skip-missing"
+                )
+            self.note(box_type, rollout_id, "missing, skipped (--skip-missing): " + named)
         return view.boxes
+
+    def read_fleet(self, box_type: str) -> FleetView:
+        """The fleet now; a box whose last beat is under GONE_AFTER old gets that long to beat
+        again (a worker slow to beat is not a dead one). A box long gone: no wait at all."""
+        view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        until = time.monotonic() + GONE_AFTER  # bounded, whatever the boxes' clocks say
+        while time.monotonic() < until and any(
+            time.time() - view.since.get(b, 0.0) < GONE_AFTER for b in view.missing
+        ):
+            time.sleep(0.5)
+            view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        return view
+
+    def note(self, box_type: str, rollout_id: str, reason: str) -> None:
+        self.rollouts.events.emit(
+            box_type, rollout=rollout_id, step="fleet", phase="end", outcome="noop", reason=reason
+        )
 
     def take_lease(self, box_type: str, rollout_id: str, wait: bool) -> None:
         while True:
@@ -249,6 +267,24 @@ class Coordinator:
         if got.outcome != Outcome.OK:
             raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")
 
+    def gone(self, box_type: str, boxes: list[str], absent: dict[str, float]) -> dict[str, str]:
+        """Boxes whose heartbeat expired since the fleet was read and stayed away GONE_AFTER
+        seconds (a worker merely slow to beat is not dead), each with why."""
+        if not boxes:
+            return {}
+        pipe = self.client.pipeline()
+        for box in boxes:
+            pipe.exists(self.keys.heartbeat(box))
+        now = time.monotonic()
+        for box, live in zip(boxes, pipe.execute(), strict=True):
+            if live:
+                absent.pop(box, None)
+            else:
+                absent.setdefault(box, now)
+        dead = [b for b in boxes if b in absent and now - absent[b] >= GONE_AFTER]
+        seen = Members(self.client, self.keys).of(box_type) if dead else {}
+        return {b: f"no live worker: {last_seen(seen.get(b, 0.0))}" for b in dead}
+
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""
         journal = Journal(self.client, self.keys)
@@ -266,12 +302,17 @@ class Coordinator:
             )
         deadline = time.monotonic() + self.settings.preflight_timeout
         answers: dict[str, str] = {}
+        absent: dict[str, float] = {}  # box -> since when its heartbeat is gone, as seen here
+        looked = 0.0
         while time.monotonic() < deadline and len(answers) < len(boxes):
             for box in boxes:
                 if box not in answers:
                     got = journal.get(rollout_id, box, TaskName.PREFLIGHT.value, None)
                     if got is not None:
                         answers[box] = "" if got.outcome == Outcome.OK else got.reason
+            if time.monotonic() - looked > 0.5:  # a worker that died meanwhile: no waiting
+                looked = time.monotonic()
+                answers.update(self.gone(box_type, [b for b in boxes if b not in answers], absent))
             time.sleep(0.05)
         problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
         problems += [

@@ -83,6 +83,10 @@ class Keys:
     def heartbeat_pattern(self) -> str:
         return f"{self.prefix}box:*"
 
+    def members(self, box_type: str) -> str:
+        """Hash box -> its last heartbeat time: every box of the type until it is removed."""
+        return f"{self.prefix}members:{box_type}"
+
     def journal(self, rollout_id: str, box_id: str) -> str:
         """One hash per (rollout, box); field `<step>:<app>` holds that step's result."""
         return f"{self.prefix}journal:{rollout_id}:{box_id}"
@@ -246,5 +250,8 @@ class Heartbeat(Message):
         default_factory=list,
         description="Apps whose secret values changed since they started, as the box last "
         "checked (names only: no value, no hash leaves the box)",
+    )
+    catch_up: str = Field(
+        "", description="Why the box does not catch up with its type's current release now"
     )
     at: float

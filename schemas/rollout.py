@@ -114,4 +114,4 @@ class Rollout(BaseModel):
     command: str = Field("", description="The command line, passwords redacted")
     created_at: float
     parent: str | None = Field(None, description="The rollout this one rolls back")
-    kind: Literal["rollout", "rollback", "repair"] = "rollout"
+    kind: Literal["rollout", "rollback", "repair", "catchup"] = "rollout"

@@ -76,6 +76,8 @@ class HeartbeatThread(threading.Thread):
         extra_box_ids: list[str] | None = None,
         on_beat: Callable[[], None] | None = None,
         inspect: Callable[[str, str], tuple[dict[str, str], dict[str, Member]]] | None = None,
+        leaving: Callable[[str], bool] | None = None,
+        catch_up: Callable[[str], str] | None = None,
     ) -> None:
         extra_box_ids = extra_box_ids or []
         super().__init__(name=f"heartbeat-{box_id}", daemon=True)
@@ -90,6 +92,8 @@ class HeartbeatThread(threading.Thread):
         self.bind_ip = bind_ip
         self.on_beat = on_beat  # after each beat: the box's own record, the broker's routes
         self.inspect = inspect  # each app's problem and membership, as the box sees them
+        self.leaving = leaving  # a box that left for a stop (scale-in) is a member no more
+        self.catch_up = catch_up  # why the box does not catch up now, as its last tick found
         self.stopped = threading.Event()
 
     def beat(self) -> None:
@@ -127,9 +131,12 @@ class HeartbeatThread(threading.Thread):
                 problems=problems,
                 members=members,
                 secret_changed=last_seen(box_id) if docker_ok else [],
+                catch_up=self.catch_up(box_id) if self.catch_up is not None else "",
                 at=time.time(),
             )
             pipe.set(self.keys.heartbeat(box_id), hb.model_dump_json(), px=int(self.ttl * 1000))
+            if self.leaving is None or not self.leaving(box_id):
+                pipe.hset(self.keys.members(self.box_type), box_id, repr(hb.at))
             # A step past its deadline stops renewing: the rollout then sees this box as dead.
             if step and now < deadline:
                 pipe.set(

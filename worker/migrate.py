@@ -82,8 +82,11 @@ def start(env: BoxEnv, rollout_id: str, release: Release) -> ContainerFact:
         image=release.image_of(task.app), env=resolve_env(spec.env, env.ssm),
         spec_hash="migrate", release=release.id, token="", role="app",
         log_root=env.log_root, bind_ip=env.bind_ip, hostname=env.hostname)
-    labels = {**env.extra_labels, **req.labels, Label.ROLE: "migrate", Label.MIGRATE: rollout_id,
-              Label.GENERATION: "migrate"}
+    # Not an app container: without the app and container labels no step, health check or
+    # status report takes it for one of the app's.
+    labels = {k: v for k, v in req.labels.items() if k not in (Label.APP, Label.CONTAINER)}
+    labels |= {**env.extra_labels, Label.ROLE: "migrate", Label.MIGRATE: rollout_id,
+               Label.GENERATION: "migrate"}
     run = replace(req, name=f"{env.box_id}.{task.app}.migrate-{rollout_id.rsplit('-', 1)[-1]}",
                   command=list(task.command), labels=labels)
     return env.runtime.run(run)

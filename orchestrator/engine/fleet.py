@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ from schemas.contract import BOX_TYPE_TAG, CONTRACT_VERSION, Heartbeat, Keys
 log = logging.getLogger(__name__)
 
 Source = Literal["auto", "heartbeats", "asg"]
+# A heartbeat gone this long: the worker is dead, not slow to beat (its TTL has passed already).
+GONE_AFTER = 5.0
 
 
 def parse_heartbeat(raw: str | bytes, box: str) -> Heartbeat | None:
@@ -74,6 +77,63 @@ def heartbeat(client: RedisClient, keys: Keys, box_id: str) -> Heartbeat | None:
     return parse_heartbeat(raw, box_id) if raw else None
 
 
+class Members:
+    """`members:<t>`: every box that ever heartbeated as the type, with its last beat, until it
+    is removed (scale-in, `boxes forget`, or its auto scaling group saying it is gone)."""
+
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
+        self.client, self.keys = client, keys
+
+    def of(self, box_type: str) -> dict[str, float]:
+        raw = self.client.hgetall(self.keys.members(box_type))
+        return {_text(b): float(_text(at)) for b, at in raw.items()}
+
+    def types_of(self, box_id: str) -> list[str]:
+        """Every box type that counts `box_id` as a member."""
+        prefix = self.keys.members("")
+        return sorted(
+            _text(key)[len(prefix) :]
+            for key in self.client.scan_iter(match=self.keys.members("*"), count=1000)
+            if self.client.hexists(_text(key), box_id)
+        )
+
+    def forget(self, box_type: str, *box_ids: str) -> int:
+        return int(self.client.hdel(self.keys.members(box_type), *box_ids)) if box_ids else 0
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def forget_refusal(box_id: str, member_of: list[str], live_as: str | None) -> str:
+    """Why `boxes forget` must not forget `box_id` ('' when it may), and the fix."""
+    if not member_of:
+        return (
+            f"box {box_id!r} is not a member of any box type: nothing to forget "
+            "(`orchestrator status <type>` lists members; check the box id)"
+        )
+    if live_as is not None:
+        return (
+            f"box {box_id!r} still heartbeats as {live_as}: stop its worker first "
+            "(`orchestrator-worker --leave-lb` on a box scaled in), or it is a member again "
+            "at its next beat"
+        )
+    return ""
+
+
+def missing_members(members: dict[str, float], live: set[str]) -> dict[str, float]:
+    """Members without a live heartbeat, with the time of their last one."""
+    return {b: at for b, at in sorted(members.items()) if b not in live}
+
+
+def last_seen(at: float) -> str:
+    """`last heartbeat 2026-12-02 02:41:07 UTC (95 s ago)`, or that it never had one."""
+    if not at:
+        return "no heartbeat ever seen"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    return f"last heartbeat {stamp} ({max(0.0, time.time() - at):.0f} s ago)"
+
+
 @dataclass
 class FleetView:
     """One reading of a box type's fleet: who can be deployed, and who is wrong and why."""
@@ -85,6 +145,8 @@ class FleetView:
     boxes: list[str] = field(default_factory=list)  # deployable: what a rollout plans
     missing: list[str] = field(default_factory=list)  # InService, no live worker
     strays: list[str] = field(default_factory=list)  # heartbeating, not in the group
+    # missing box -> its last heartbeat (time), when it was ever seen; 0.0 if never
+    since: dict[str, float] = field(default_factory=dict)
 
 
 class Fleet:
@@ -106,10 +168,11 @@ class Fleet:
         """The fleet now; `source` overrides the configured one for this reading."""
         source = source or self.source
         beats = heartbeats(self.client, self.keys, box_type)
+        members = Members(self.client, self.keys).of(box_type)
         if source == "heartbeats" or self.aws is None:
-            return FleetView(box_type, beats, boxes=sorted(beats))
+            return self._by_heartbeats(box_type, beats, members)
         if source == "auto" and not aws_configured():
-            return FleetView(box_type, beats, boxes=sorted(beats))
+            return self._by_heartbeats(box_type, beats, members)
         from orchestrator.engine import asg
         from orchestrator.engine.aws import aws_client
 
@@ -120,9 +183,12 @@ class Fleet:
                     f"box type {box_type!r} has no auto scaling group tagged "
                     f"{BOX_TYPE_TAG}={box_type}"
                 )
-            return FleetView(box_type, beats, boxes=sorted(beats))
+            return self._by_heartbeats(box_type, beats, members)
         instances = asg.group_instances(found, aws_client("ec2", *self.aws))
         joined = asg.AsgFleet(found["AutoScalingGroupName"], instances, beats)
+        # The group says these are gone: they are members no more.
+        known = {i.id for i in instances}
+        Members(self.client, self.keys).forget(box_type, *(set(members) - known - set(beats)))
         return FleetView(
             box_type,
             beats,
@@ -131,7 +197,15 @@ class Fleet:
             boxes=joined.boxes,
             missing=joined.missing,
             strays=joined.strays,
+            since={b: members.get(b, 0.0) for b in joined.missing},
         )
+
+    def _by_heartbeats(
+        self, box_type: str, beats: dict[str, Heartbeat], members: dict[str, float]
+    ) -> FleetView:
+        """Every live heartbeat; a member without one is missing."""
+        gone = missing_members(members, set(beats))
+        return FleetView(box_type, beats, boxes=sorted(beats), missing=sorted(gone), since=gone)
 
 
 def aws_configured() -> bool:

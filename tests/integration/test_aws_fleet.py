@@ -86,15 +86,23 @@ def test_a_fresh_box_converges_then_registers_only_when_healthy(
     box.start()
     if healthy:
         wait_for(lambda: instance in registered(aws, name), "the box in its target group")
-        events = [e for _, e in deploy.events.read(deploy.box_type) if e.get("box") == instance
-                  and e.get("phase") == "end"]
+
+        def ends() -> list[dict[str, object]] | None:
+            found = [e for _, e in deploy.events.read(deploy.box_type)
+                     if e.get("box") == instance and e.get("phase") == "end"]
+            return found if any(e["step"] == "deploy.join_lb" for e in found) else None
+
+        events = wait_for(ends, "the end of its join_lb step")
         order = [e["step"] for e in events]
         assert order.index("deploy.swap") < order.index("deploy.join_lb")  # health first
     else:
         wait_for(lambda: any(e.get("step") == "deploy.swap" and e.get("outcome") ==
                              Outcome.FAILED.value for _, e in
                              deploy.events.read(deploy.box_type)), "the failed boot swap")
-        assert "not joining any load balancer" in box.log()
+        # The same path as any catch-up: a one-box rollout, halted, the box never joined.
+        wait_for(lambda: any(e.get("step") == "rollout" and e.get("phase") == "end"
+                             and e.get("outcome") == "halted" for _, e in
+                             deploy.events.read(deploy.box_type)), "the catch-up halted")
         assert instance not in registered(aws, name)
 
 
@@ -229,6 +237,10 @@ def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
     box.box_id = box.env["ORCHESTRATOR_BOX_ID"] = instance
     box.start()
     wait_for(lambda: instance in registered(aws, name), "the box in its target group")
+    # Its boot is a one-box catch-up rollout: it ends (and frees the lease) before ours starts.
+    wait_for(lambda: any(e.get("step") == "rollout" and e.get("phase") == "end"
+                         and e.get("outcome") == "succeeded"
+                         for _, e in deploy.events.read(deploy.box_type)), "the boot's end")
 
     (tmp_path / "boxes").mkdir()
     (tmp_path / "boxes" / f"{box_workers.box_type}.yml").write_text(

@@ -29,6 +29,8 @@ def leave_lb(
     affected = box_changes(release, live_hashes(env, release), rotated)[1]
     apps = list(req.lb_apps) if req.leave_all else [a for a in affected if a in req.lb_apps]
     lbs = [(a, lb) for a in apps if (lb := ctx.load_balancer(release, a)) is not None]
+    if lbs and not env.runtime.list(labels={Label.BOX: req.box_id, Label.ROLE: "app"}):
+        return record_out(ctx, req, release, [a for a, _ in lbs])
     # The capacity guard reads every load balancer first: a refused box never leaves any.
     for app, lb in lbs:
         name = ctx.member(req.box_id, release.lb_kind(app))
@@ -63,6 +65,22 @@ def leave_lb(
         Outcome.OK if left else Outcome.NOOP,
         f"left {', '.join(left)}" if left else "no load balancer to leave: nothing here changes",
         details={"left": ",".join(left)},
+    )
+
+
+def record_out(
+    ctx: StepContext, req: StepRequest, release: Release, apps: list[str]
+) -> StepOutcome:
+    """A fresh box (no app container at all) was never in service: it is recorded out, not
+    taken out, so join_lb proves it healthy and joins it."""
+    record = ctx.record(req.box_id)
+    for app in apps:
+        record.left(req.rollout_id, req.token, app, membership(ctx, req.box_id, release, app))
+        ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "out")
+    return StepOutcome(
+        Outcome.OK,
+        f"recorded out, never in service: {', '.join(apps)}",
+        details={"left": ",".join(apps)},
     )
 
 
