@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.cli_bake import bake_options, make_bake
 from orchestrator.engine.fleet import heartbeat
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
 from orchestrator.settings import CoordinatorSettings
@@ -86,6 +87,7 @@ def coordinator() -> Coordinator:
     help="Deploy the group's instances that have a worker; skip those without one.",
 )
 @policy_options
+@bake_options
 def rollout(
     box_type: str,
     images: tuple[str, ...],
@@ -97,6 +99,10 @@ def rollout(
     batch: str,
     max_failed: str,
     on_failure: str,
+    bake: str | None,
+    alarms: tuple[str, ...],
+    error_margin: float,
+    bake_min_requests: int,
 ) -> None:
     """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.
 
@@ -104,11 +110,13 @@ def rollout(
     3 another rollout holds the lease, 4 Redis, the registry or AWS did not answer.
     """
     policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    baking = make_bake(bake, alarms, error_margin, bake_min_requests)
     c = coordinator()
     try:
         release = c.make_release(box_type, parse_images(images), reason)
         started = c.start(
-            box_type, release, policy, reason=reason, wait=wait, skip_missing=skip_missing
+            box_type, release, policy, reason=reason, wait=wait, skip_missing=skip_missing,
+            bake=baking,
         )
         click.echo(
             f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",

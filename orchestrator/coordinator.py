@@ -28,7 +28,7 @@ from schemas.checks import Problem, check_box
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
-from schemas.rollout import Policy, Rollout
+from schemas.rollout import Bake, Policy, Rollout
 
 
 @dataclass
@@ -121,6 +121,7 @@ class Coordinator:
         parent: str | None = None,
         boxes: list[str] | None = None,
         skip_missing: bool = False,
+        bake: Bake | None = None,
     ) -> Rollout:
         rollout_id = new_id(box_type)
         self.take_lease(box_type, rollout_id, wait)
@@ -145,6 +146,7 @@ class Coordinator:
                 created_at=time.time(),
                 parent=parent,
                 kind=kind,
+                bake=bake,
             )
             self.rollouts.create(rollout)
         except Exception as exc:

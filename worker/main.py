@@ -10,6 +10,8 @@ import click
 from celery import Celery
 from pydantic import ValidationError
 
+from orchestrator.engine.bake import GateSources
+from orchestrator.engine.bake import tick as bake_tick
 from orchestrator.engine.celery_app import ensure_routes, make_celery
 from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
@@ -163,6 +165,12 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
             log.warning("the broker had lost the routes of %s: declared again", ", ".join(remade))
     for served in box_ids:
         settle(ctx, served, box_type)
+    if ctx.rollouts is not None:
+        # A bake has nothing in flight: the box type's workers judge its gates and end it.
+        settings = ctx.settings
+        src = GateSources(settings.haproxy_socket, (settings.aws_region, settings.aws_endpoint_url))
+        if said := bake_tick(ctx.rollouts, box_type, src):
+            log.warning("%s", said)
 
 
 def start_threads(

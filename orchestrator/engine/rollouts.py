@@ -24,7 +24,7 @@ _FILL = LuaScript.load("fill")
 
 @dataclass(frozen=True)
 class Fill:
-    kind: str  # "fill", "dup" (this box's finish already counted) or "drained"
+    kind: str  # "fill", "dup" (this box's finish already counted), "bake" or "drained"
     state: str
     started: list[str]
 
@@ -103,6 +103,7 @@ class Rollouts:
                 int(self.slot_ttl * 1000),
                 why[:500],
                 RolloutState.HALTED.value,
+                RolloutState.BAKING.value,
                 *sorted(MOVING),
             ],
         )
@@ -113,6 +114,16 @@ class Rollouts:
         """Record `box` (if any), start its successors, and run the end once drained."""
         fill = self.fill(rollout, box, outcome, why)
         if fill.kind == "dup":
+            return fill
+        if fill.kind == "bake" and rollout.bake is not None:
+            self.events.emit(
+                rollout.box_type,
+                rollout=rollout.id,
+                step="bake",
+                phase="start",
+                reason=f"{rollout.bake.seconds:g}s; gates: "
+                + ", ".join(["error rate", *(f"alarm {a}" for a in rollout.bake.alarms)]),
+            )
             return fill
         for started in fill.started:
             self.launch(rollout, started)

@@ -2,13 +2,15 @@
 -- finishing box (once), halt beyond the failure budget, then start boxes up to the window.
 -- Before the canary wave is done nothing past it starts (the barrier).
 -- KEYS: rollout hash, pending list, inflight set, done hash.
--- ARGV: box, outcome, slot key prefix, slot ttl ms, why, the halted state, then the states in
--- which boxes start (state.py's table).
+-- Once the canary wave is done, a rollout with `bake_s` bakes (once): nothing starts until the
+-- heartbeat tick's gates end the bake (engine/bake.py).
+-- ARGV: box, outcome, slot key prefix, slot ttl ms, why, the halted state, the baking state,
+-- then the states in which boxes start (state.py's table).
 local h, pending, inflight, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local box, outcome, slot_prefix, slot_ms, why = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local halted = ARGV[6]
+local halted, baking = ARGV[6], ARGV[7]
 local function moving(s)
-  for i = 7, #ARGV do if s == ARGV[i] then return true end end
+  for i = 8, #ARGV do if s == ARGV[i] then return true end end
   return false
 end
 if box ~= '' then
@@ -37,7 +39,16 @@ if moving(state) then
   local batch = tonumber(redis.call('HGET', h, 'batch'))
   local scheduled = tonumber(redis.call('HGET', h, 'scheduled'))
   local window, limit = batch, -1
-  if redis.call('HLEN', done) < canary then window, limit = canary, canary end
+  local n_done = redis.call('HLEN', done)
+  if n_done < canary then window, limit = canary, canary end
+  local bake_s = tonumber(redis.call('HGET', h, 'bake_s') or '0')
+  if bake_s > 0 and canary > 0 and n_done >= canary and redis.call('HEXISTS', h, 'bake_until') == 0
+      and redis.call('SCARD', inflight) == 0 and redis.call('LLEN', pending) > 0 then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    redis.call('HSET', h, 'state', baking, 'bake_from', now, 'bake_until', now + bake_s)
+    return {'bake', baking}
+  end
   while redis.call('SCARD', inflight) < window and (limit < 0 or scheduled < limit) do
     local nxt = redis.call('LPOP', pending)
     if not nxt then break end
