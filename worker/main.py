@@ -10,6 +10,7 @@ import click
 from celery import Celery
 from pydantic import ValidationError
 
+from orchestrator.engine import logs
 from orchestrator.engine.bake import GateSources
 from orchestrator.engine.bake import tick as bake_tick
 from orchestrator.engine.celery_app import ensure_routes, make_celery
@@ -19,6 +20,7 @@ from orchestrator.engine.redisconn import connect
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Keys, queue_for
+from worker import logging_setup
 from worker.facts import BoxEnv, ContainerRuntime
 from worker.fence import Fault
 from worker.heartbeat import HeartbeatThread
@@ -97,23 +99,32 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="ORCHESTRATOR_LOG_FORMAT",
+    help="json: one object per line (time, level, box, rollout, step, message).",
+)
+@click.option(
     "--leave-lb",
     is_flag=True,
     help="Leave this box's load balancers (waiting out the drain) and exit: the systemd "
     "unit's ExecStop, so a box scaled in stops serving before it stops.",
 )
-def cli(loglevel: str, leave_lb: bool) -> None:
+def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
     """Run the box worker: consume this box's queue `box.<id>` and run deploy steps.
 
     Every setting is an ORCHESTRATOR_* environment variable (or a line of
     /etc/orchestrator/worker.env); README.md lists them all.
     """
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
+    logs.configure(log_format, loglevel)
     try:
         settings = WorkerSettings()
     except ValidationError as exc:
         raise click.UsageError(f"bad worker settings: {exc}") from None
     box_id, box_type = resolve_identity(settings.box_id, settings.box_type, settings.imds_url)
+    logging_setup.setup(log_format, loglevel, box_id)
     # noop: benchmarks only, the orchestration without containers.
     runtime = NoopRuntime() if settings.runtime == "noop" else DockerRuntime()
     ctx = build_context(settings, runtime)

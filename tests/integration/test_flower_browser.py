@@ -1,0 +1,103 @@
+"""Flower as a person sees it: the Tasks page in a real headless Chromium after a rollout."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.flower import Flower
+from devstack.net import http
+from tests.harness.common import need, need_binary, started, wait_for
+from tests.harness.rollout_fx import PORT, Fleet
+
+BOX_YML = """\
+apps:
+  web:
+    elb: web
+    lb_kind: haproxy
+    image: {image}
+    containers:
+      web:
+        command: >-
+          sh -c 'mkdir -p /www2 && echo "$DB_PASSWORD" > /www2/index.html
+          && echo ok > /www2/health && exec httpd -f -p 8080 -h /www2'
+        ports: ["{port}:8080"]
+        health: {{http: /health, interval: 0.1, timeout: 1, retries: 40}}
+        env:
+          DB_PASSWORD: {{secret: "file:{path}#DB_PASSWORD"}}
+"""
+STATES = ("SUCCESS", "FAILURE", "STARTED", "RECEIVED", "RETRY", "REVOKED")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Debian's chromium through its chromedriver (never Selenium Manager's download)."""
+    driver_path = need_binary("chromedriver")
+    need_binary("chromium")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        need(False, "selenium is not installed (pip install -e '.[dev]')")
+        raise
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1600,1200", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
+
+
+def test_flower_tasks_page_shows_every_box_and_no_secret(
+    fleet_factory: Callable[..., Fleet], broker_url: str, browser: Any, tmp_path: Path,
+) -> None:
+    secret = f"s3cr3t-{uuid.uuid4()}"
+    env_file = tmp_path / "web.env"
+    env_file.write_text(f"DB_PASSWORD={secret}\n")
+    password = f"flower-{uuid.uuid4().hex[:12]}"
+    with started(Flower(tmp_path, broker_url, user="orch", password=password)) as flower:
+        fleet = fleet_factory(2)
+        nodes = {w.box_id: f"box-{w.box_id}@{socket.gethostname()}" for w in fleet.workers}
+        for node in nodes.values():
+            wait_for(lambda n=node: flower.sees_worker(n), f"flower receiving {node}'s events",
+                     timeout=60)
+        (fleet.boxes_dir / f"{fleet.box_type}.yml").write_text(BOX_YML.format(
+            image=f"{fleet.images.repo}:v1", port=PORT, path=env_file))
+        run = fleet.cli("rollout", fleet.box_type, "--reason", "flower")
+        assert run.returncode == 0, run.stderr
+        # The control: the value did reach the containers, so "absent" below can fail.
+        assert secret in http(fleet.proxy.url).text
+
+        browser.get(f"http://orch:{password}@127.0.0.1:{flower.port}/tasks")
+
+        def table() -> str | None:
+            text = str(browser.find_element("tag name", "body").text)
+            return text if all(f"box-{b}" in text for b in nodes) else None
+
+        wait_for(table, "the Tasks page listing every box's worker", timeout=30)
+        # Show every row on one page (DataTables' own API, as the page-length menu does).
+        browser.execute_script("$('#tasks-table').DataTable().page.len(-1).draw();")
+        text = wait_for(lambda: (t := table()) and t.count("deploy.finish") >= 2 and t,
+                        "every task on one page", timeout=30)
+        browser.save_screenshot(str(tmp_path / "flower-tasks.png"))
+        rows = [line for line in str(text).splitlines() if "deploy." in line]
+        for box, node in nodes.items():
+            mine = [r for r in rows if node in r]
+            for step in ("deploy.pull", "deploy.claim", "deploy.swap", "deploy.join_lb",
+                         "deploy.finish"):
+                assert any(step in r and "SUCCESS" in r for r in mine), (box, step, mine)
+            assert all(any(s in r for s in STATES) for r in mine), mine
+        source = str(browser.page_source)
+        assert secret not in source and secret not in text
+        assert password not in source
+        assert (tmp_path / "flower-tasks.png").stat().st_size > 10_000
