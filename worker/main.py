@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Callable
 
 import click
 from celery import Celery
@@ -135,13 +136,31 @@ def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
         click.echo(f"{box_id}: left {', '.join(left) or 'no load balancer'}")
         return
     app = celery_app(ctx)
+    beat = serve_metrics(settings, runtime, box_id)
     for served in (box_id, *settings.extra_box_ids):
         recover(ctx, served, box_type)
     boot(ctx, box_id, box_type)
-    heartbeat, reconciler = start_threads(ctx, app, runtime, box_id, box_type)
+    heartbeat, reconciler = start_threads(ctx, app, runtime, box_id, box_type, beat)
     app.worker_main(worker_argv(settings, loglevel, box_id))
     heartbeat.stop()
     reconciler.stop()
+
+
+def serve_metrics(
+    settings: WorkerSettings, runtime: DockerRuntime | NoopRuntime, box_id: str
+) -> Callable[[], None]:
+    """This worker's own /metrics when ORCHESTRATOR_METRICS_LISTEN is set; the heartbeat's
+    hook (a no-op without it)."""
+    if not settings.metrics_listen:
+        return lambda: None
+    from celery import signals
+
+    from worker.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics(runtime, [box_id, *settings.extra_box_ids])
+    metrics.serve(settings.metrics_listen)
+    signals.task_postrun.connect(metrics.count, weak=False)
+    return metrics.beat
 
 
 def celery_app(ctx: StepContext) -> Celery:
@@ -184,12 +203,20 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
             log.warning("%s", said)
 
 
+def on_beat(
+    ctx: StepContext, app: Celery, box_ids: list[str], box_type: str, beat: Callable[[], None]
+) -> None:
+    beat()
+    tick(ctx, app, box_ids, box_type)
+
+
 def start_threads(
     ctx: StepContext,
     app: Celery,
     runtime: DockerRuntime | NoopRuntime,
     box_id: str,
     box_type: str,
+    beat: Callable[[], None] = lambda: None,
 ) -> tuple[HeartbeatThread, ServiceReconciler]:
     """The heartbeat (what runs here, the running step's slot) and the services reconciler."""
     settings = ctx.settings
@@ -208,7 +235,7 @@ def start_threads(
         slot_ttl=settings.slot_ttl,
         bind_ip=settings.bind_ip,
         extra_box_ids=settings.extra_box_ids,
-        on_beat=lambda: tick(ctx, app, box_ids, box_type),
+        on_beat=lambda: on_beat(ctx, app, box_ids, box_type, beat),
         inspect=Inspector(ctx, probe=settings.runtime == "docker"),
     )
     heartbeat.start()
