@@ -80,9 +80,9 @@ def test_a_box_worker_serves_its_own_metrics(fleet_factory: Callable[..., Fleet]
     assert fleet.cli("rollout", fleet.box_type).returncode == 0
     (box,) = (w.box_id for w in fleet.workers)
     text = http(f"http://127.0.0.1:{port}/metrics").text
-    assert (f'orchestrator_worker_steps_total{{box="{box}",step="deploy.swap",outcome="ok"}} 1.0'
+    assert (f'orchestrator_worker_steps_total{{box="{box}",outcome="ok",step="deploy.swap"}} 1.0'
             in text), text
     beat = [line for line in text.splitlines()
             if line.startswith("orchestrator_worker_last_heartbeat_timestamp_seconds ")]
     assert beat and float(beat[0].split()[1]) > 0
-    assert f'orchestrator_worker_container_restarts{{box="{box}",app="web"' in text
+    assert f'orchestrator_worker_container_restarts{{app="web",box="{box}"' in text
