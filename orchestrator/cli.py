@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, Ser
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings
+from schemas.hostpaths import default_warnings
 
 
 def summary(path: Path, spec: BoxSpec) -> str:
@@ -82,21 +83,38 @@ def validate(paths: tuple[Path, ...], fleet_path: Path | None) -> None:
     if fleet_path is not None:
         explicit = load_fleet(fleet_path)
     for path in paths:
+        fleet_file = fleet_path
         try:
             fleet = explicit
-            if fleet is None and (found := find_fleet(path)) is not None:
-                fleet = load_fleet(found)
+            if fleet is None and (fleet_file := find_fleet(path)) is not None:
+                fleet = load_fleet(fleet_file)
             loaded = load_box(path, fleet)
         except InvalidFile as exc:
             failed.append(exc)
             click.echo(f"ERROR (InvalidFile): {exc}", err=True)
             continue
         click.echo(summary(path, loaded.spec))
+        _warn_host_paths(path, loaded.spec, fleet, fleet_file)
     if failed:
         n = sum(len(f.problems) for f in failed)
         raise ConfigError(
             f"{n} problem{'s' if n != 1 else ''} in {len(failed)} file(s); nothing was changed"
         )
+
+
+def _warn_host_paths(
+    path: Path, spec: BoxSpec, fleet: FleetSettings | None, fleet_file: Path | None
+) -> None:
+    """Warn (exit 0: a box's allow-list may open them) about paths boxes refuse by default."""
+    services = {n: fleet.services[n] for n in spec.services if n in fleet.services} if fleet else {}
+    for line in default_warnings(
+        str(path),
+        spec.apps,
+        str(fleet_file) if fleet_file else None,
+        services,
+        fleet.registries if fleet else (),
+    ):
+        click.echo(f"WARNING: {line}", err=True)
 
 
 @cli.command()
@@ -111,12 +129,12 @@ def schema(fleet_schema: bool) -> None:
 
 @click.group()
 def lock() -> None:
-    """The lease of a box type: who holds it, and releasing it by hand."""
+    """Who holds a box type's lease, deploy freezes (acquire/release), releasing by hand."""
 
 
 def _register_commands() -> None:
     from orchestrator.cli_boxtype import boxtype
-    from orchestrator.cli_control import abort, lock_release, pause, resume
+    from orchestrator.cli_control import abort, lock_acquire, lock_release, pause, resume
     from orchestrator.cli_metrics import metrics
     from orchestrator.cli_read import boxes, history, lock_status, status
     from orchestrator.cli_rollout import plan, repair, rollback, rollout, watch_cmd
@@ -127,6 +145,7 @@ def _register_commands() -> None:
         cli.add_command(command)
     lock.add_command(lock_status)
     lock.add_command(lock_release)
+    lock.add_command(lock_acquire)
 
 
 _register_commands()

@@ -8,6 +8,7 @@ import click
 
 from orchestrator.cli_bake import bake_options, make_bake
 from orchestrator.engine.fleet import heartbeat
+from orchestrator.engine.state import new_id
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
 from orchestrator.settings import CoordinatorSettings
 from orchestrator.watch import watch
@@ -15,6 +16,7 @@ from schemas.rollout import Policy, Rollout, RolloutState
 
 if TYPE_CHECKING:
     from orchestrator.coordinator import Coordinator
+    from schemas.release import Release
 
 
 POLICY_OPTIONS = [
@@ -61,6 +63,27 @@ def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
             raise ConfigError(f"--image {pair!r}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
         out[app] = ref
     return out
+
+
+def require_reason(reason: str) -> None:
+    if not reason.strip() and not CoordinatorSettings().allow_no_reason:
+        raise ConfigError(
+            "--reason is required: say why (history and `lock status` show it), e.g. "
+            "--reason 'fix login'; or set ORCHESTRATOR_ALLOW_NO_REASON=true"
+        )
+
+
+def before_rollout(c: Coordinator, rollout_id: str, release: Release, reason: str) -> None:
+    """hooks/pre-rollout, before anything is stored: a non-zero exit changes nothing."""
+    from orchestrator.audit import who
+    from orchestrator.hooks import hooks_dir, pre_rollout
+
+    s = c.settings
+    pre_rollout(hooks_dir(s.boxes_dir, s.hooks_dir), {
+        "rollout_id": rollout_id, "box_type": release.box_type, "release": release.id,
+        "images": " ".join(f"{a}={i}" for a, i in sorted(release.images.items())),
+        "performer": who(s.performer).performer, "reason": reason,
+    }, s.hook_timeout)
 
 
 def coordinator() -> Coordinator:
@@ -110,14 +133,18 @@ def rollout(
     3 another rollout holds the lease, 4 Redis, the registry or AWS did not answer.
     """
     policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    overrides = parse_images(images)
+    require_reason(reason)
     baking = make_bake(bake, alarms, error_margin, bake_min_requests)
     c = coordinator()
     try:
-        release = c.make_release(box_type, parse_images(images), reason)
-        started = c.start(
-            box_type, release, policy, reason=reason, wait=wait, skip_missing=skip_missing,
-            bake=baking,
-        )
+        c.refuse_if_frozen(box_type)
+        release = c.build_release(box_type, overrides, reason)
+        rollout_id = new_id(box_type)
+        before_rollout(c, rollout_id, release, reason)
+        c.rollouts.releases.put(release)
+        started = c.start(box_type, release, policy, reason=reason, wait=wait,
+                          skip_missing=skip_missing, rollout_id=rollout_id, bake=baking)
         click.echo(
             f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",
             err=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,15 +10,24 @@ from typing import Literal
 
 from celery import Celery
 
+from orchestrator.audit import who
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
-from orchestrator.errors import ConfigError, DeployError, InvalidFile, LeaseHeld, PreflightFailed
+from orchestrator.errors import (
+    ConfigError,
+    DeployError,
+    Frozen,
+    InvalidFile,
+    LeaseHeld,
+    PreflightFailed,
+)
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
@@ -121,12 +129,16 @@ class Coordinator:
         parent: str | None = None,
         boxes: list[str] | None = None,
         skip_missing: bool = False,
+        rollout_id: str | None = None,
         bake: Bake | None = None,
     ) -> Rollout:
-        rollout_id = new_id(box_type)
+        rollout_id = rollout_id or new_id(box_type)
+        by = who(self.settings.performer)
+        self.refuse_if_frozen(box_type)
         self.take_lease(box_type, rollout_id, wait)
-        self.rollouts.states.open(rollout_id, box_type, reason)
+        self.rollouts.states.open(rollout_id, box_type, reason, str(by))
         try:
+            self.refuse_if_frozen(box_type)  # frozen while the lease was taken
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
                 raise DeployError(
@@ -142,7 +154,10 @@ class Coordinator:
                 previous_release=self.rollouts.states.current(box_type),
                 plan=make_plan(fleet, policy),
                 reason=reason,
-                created_by=getpass.getuser(),
+                created_by=by.user,
+                host=by.host,
+                performer=by.performer,
+                command=by.command,
                 created_at=time.time(),
                 parent=parent,
                 kind=kind,
@@ -199,13 +214,20 @@ class Coordinator:
                 raise LeaseHeld(self.describe_holder(box_type, holder))
             time.sleep(1.0)
 
+    def refuse_if_frozen(self, box_type: str) -> None:
+        found = Freezes(self.client, self.keys).get(box_type)
+        if found is not None:
+            raise Frozen(f"{box_type} is {found}; `orchestrator lock release {box_type}` "
+                         "lifts the freeze")
+
     def describe_holder(self, box_type: str, holder: str) -> str:
         st = self.rollouts.status(holder)
         age = time.time() - float(st.get("created", time.time()))
         why = st.get("reason") or "no reason given"
+        by = f", by {st['who']}" if st.get("who") else ""
         return (
             f"box type {box_type!r} is being rolled out by {holder} ({st.get('state', '?')}, "
-            f"{age:.0f}s old, reason: {why}); wait with --wait, or see "
+            f"{age:.0f}s old{by}, reason: {why}); wait with --wait, or see "
             f"`orchestrator lock status {box_type}`"
         )
 

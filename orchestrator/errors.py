@@ -15,11 +15,14 @@ OrchestratorError
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
     ├── StartFailed          new containers did not start or prove healthy; none is left
     ├── SecretUnavailable    a secret reference could not be resolved (names the reference)
+    ├── HostPathDenied       a release asks for a host path the box's limits refuse
     ├── Fenced               the chain's token is no longer the box's: it must not act
     ├── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
     │
     │   the coordinator's refusals (the rollout start, `resume`):
-    ├── LeaseHeld            another rollout holds the box type
+    ├── LeaseHeld            another rollout holds the box type (exit 3)
+    │   └── Frozen           the box type is frozen by `lock acquire` (exit 3)
+    ├── HookFailed           hooks/pre-rollout said no; nothing was changed
     └── PreflightFailed      some boxes can't take the release; nothing was changed
 
 Exit codes (README "Exit codes" names the test that provokes each):
@@ -93,6 +96,10 @@ class SecretUnavailable(DeployError):
     """A secret reference could not be resolved; the message names the reference only."""
 
 
+class HostPathDenied(DeployError):
+    """A release asks to mount or read a host path the box refuses; names the rule and path."""
+
+
 class Fenced(DeployError):
     """A chain's token is no longer its box's (revoked, superseded, lost) or its rollout is
     gone: the action it was about to take is not taken."""
@@ -143,6 +150,14 @@ class LeaseHeld(DeployError):
     """Another rollout holds the box type."""
 
     exit_code = 3
+
+
+class Frozen(LeaseHeld):
+    """The box type is frozen (`lock acquire`): nothing may deploy it until `lock release`."""
+
+
+class HookFailed(DeployError):
+    """A coordinator hook (hooks/pre-rollout) exited non-zero or could not run."""
 
 
 class PreflightFailed(DeployError):

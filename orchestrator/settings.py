@@ -49,6 +49,16 @@ class CoordinatorSettings(BaseSettings):
         description="auto: the box type's ASG when AWS credentials exist and a group is "
         "tagged, else live heartbeats; or heartbeats / asg",
     )
+    performer: str | None = Field(
+        None, description="Who deploys, as CI names them (recorded with the user and host)"
+    )
+    allow_no_reason: bool = Field(
+        False, description="Let `rollout`, `rollback` and `repair` run without --reason"
+    )
+    hooks_dir: Path | None = Field(
+        None, description="Folder of hook executables (default: hooks/ beside the boxes folder)"
+    )
+    hook_timeout: float = Field(600.0, gt=0, description="Seconds a hook may run")
     insecure_registries: list[str] = Field(
         default_factory=lambda: ["localhost", "127."],
         description="Registry host prefixes reached over plain HTTP",

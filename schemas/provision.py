@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from schemas.base import SecretRef, Strict
 from schemas.refs import parse_port_number
@@ -20,6 +20,7 @@ INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 ALARM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 SETTING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 PROFILE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+$")
 
 # The boxes' own security group, as a source: boxes of this type reach each other.
@@ -133,6 +134,34 @@ def _setting_value(v: object) -> object:
 SettingValue = Annotated[str | SecretRef, BeforeValidator(_setting_value)]
 
 
+class PinnedFile(Strict):
+    """A file the box downloads over HTTPS and uses only if its sha256 matches."""
+
+    url: str = Field(description="https URL the box can reach (no password in it)")
+    sha256: str = Field(description="64 hex digits: `sha256sum FILE`")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme != "https" or not parts.netloc or any(c.isspace() for c in v):
+            raise ValueError(f"{v!r} must be an https:// URL without spaces")
+        if parts.password or parts.username:
+            raise ValueError(
+                "this URL carries credentials, which would be readable in the launch template; "
+                "serve the file where the box reaches it with its instance role"
+            )
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        digest = v.removeprefix("sha256:").lower()
+        if not SHA256_RE.match(digest):
+            raise ValueError(f"sha256 {v!r} must be 64 hex digits (`sha256sum FILE`)")
+        return digest
+
+
 class WorkerBoot(Strict):
     """What the user data writes to /etc/orchestrator/worker.env; secrets by reference only."""
 
@@ -143,10 +172,13 @@ class WorkerBoot(Strict):
     redis_url: UrlOrRef | None = Field(
         None, description="Product state (Redis), as broker_url; unset: the worker's default"
     )
-    package: str = Field(
-        "orchestrator",
-        min_length=1,
-        description="What pip installs on the box: 'orchestrator==0.1.0', a wheel URL, ...",
+    wheel: PinnedFile = Field(
+        description="The worker wheel (gc-box-orchestrator) by https URL ending in .whl, "
+        "with its sha256: `pip wheel --no-deps -w dist .`, `sha256sum dist/*.whl`"
+    )
+    lock: PinnedFile = Field(
+        description="requirements/worker.lock of the same version (every dependency pinned "
+        "with its hashes) by https URL, with its sha256"
     )
     settings: dict[str, SettingValue] = Field(
         default_factory=dict,
@@ -154,18 +186,23 @@ class WorkerBoot(Strict):
         "(e.g. log_root: /var/log/orchestrator); values or {secret: ...} references",
     )
 
-    @field_validator("package")
+    @model_validator(mode="before")
     @classmethod
-    def _one_requirement(cls, v: str) -> str:
-        if any(c.isspace() for c in v) or v.startswith("-"):
-            raise ValueError(f"package {v!r} must be one pip requirement, e.g. 'orchestrator'")
-        # 'name@https://...' (PEP 508) or a bare URL: either way, no password in it.
-        url = v.split("@", 1)[1] if "@" in v.split("://", 1)[0] else v
-        if "://" in url and urlsplit(url).password:
+    def _no_bare_package(cls, data: object) -> object:
+        if isinstance(data, dict) and "package" in data:
             raise ValueError(
-                "package URL carries a password, which would be readable in the launch "
-                "template; use an index the box reaches with its instance role"
+                "'package' is gone: a box installs only pinned files, never a name from a "
+                "public index; write wheel: {url: https://.../gc_box_orchestrator-<v>-py3-none-"
+                "any.whl, sha256: ...} and lock: {url: https://.../worker.lock, sha256: ...}"
             )
+        return data
+
+    @field_validator("wheel")
+    @classmethod
+    def _a_wheel(cls, v: PinnedFile) -> PinnedFile:
+        # pip names and checks a direct URL by its file name.
+        if not urlsplit(v.url).path.endswith(".whl"):
+            raise ValueError(f"wheel URL {v.url!r} must end in a wheel's file name (.whl)")
         return v
 
     @field_validator("settings")

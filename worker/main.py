@@ -27,6 +27,7 @@ from worker.fence import Fault
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
 from worker.inspect import Inspector
+from worker.limits import check_release
 from worker.recovery import recover, settle
 from worker.releases import BoxReleases
 from worker.runtime import DockerRuntime
@@ -92,6 +93,8 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
             return
         rid, _, token = raw.decode().partition(" ")
         release = ctx.releases.get(rid)
+        # `services:<box>` is only a pointer in Redis: the box's limits hold here as in a step.
+        check_release(release, ctx.settings)
         changed = ensure_services(ctx.box_env(box_id, box_type), release, token)
     if changed:
         log.warning("services reconciled: %s", ", ".join(changed))

@@ -9,12 +9,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.engine.tls import TlsPolicy
 
+# Where the user data writes the worker's settings (and its references); see orchestrator/aws.
+ENV_FILE = "/etc/orchestrator/worker.env"
+SETTINGS_DIR = "/etc/orchestrator"
+
 
 class WorkerSettings(BaseSettings):
     """Every knob of `orchestrator-worker`; the README lists each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ORCHESTRATOR_", env_file="/etc/orchestrator/worker.env", extra="ignore"
+        env_prefix="ORCHESTRATOR_", env_file=ENV_FILE, extra="ignore"
     )
 
     box_id: str | None = Field(None, description="This box's id; EC2 instance id when unset")
@@ -76,6 +80,18 @@ class WorkerSettings(BaseSettings):
         description="Drills and tests only: this task (`deploy.swap` or `deploy.swap:<app>`) "
         "raises an unexpected error, "
         "to prove the link_error rescue (restore, rejoin)",
+    )
+    allowed_host_paths: list[str] = Field(
+        default_factory=list,
+        description="Host paths a release may mount or read as `file:` secrets although "
+        "under a default-denied one (`/etc`, `/root`, `/boot`, `/proc`, `/sys`, `/dev`, "
+        "the Docker socket); an allowed sub-path wins over a denied parent (JSON list)",
+    )
+    protected_paths: list[str] = Field(
+        default_factory=list,
+        description="More of the worker's own files (keys, a settings file elsewhere), "
+        "never open to a release; its settings directory, state dir and every `*_file`, "
+        "`*_dir`, `*_socket` setting are always protected (JSON list)",
     )
     extra_labels: dict[str, str] = Field(
         default_factory=dict, description="Labels added to every container (JSON object)"
