@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from schemas.base import SecretRef
-from schemas.provision import WorkerBoot
+from schemas.workerboot import WorkerBoot
 
 VENV = "/opt/orchestrator/venv"
 ENV_FILE = "/etc/orchestrator/worker.env"

@@ -38,7 +38,7 @@ from orchestrator.aws.userdata import (
 from orchestrator.config import load_box
 from schemas.boxfile import BoxSpec
 from schemas.contract import BOX_TYPE_TAG
-from schemas.provision import WorkerBoot
+from schemas.workerboot import WorkerBoot
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
