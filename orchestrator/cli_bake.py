@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from orchestrator.errors import ConfigError
+from schemas.fleet import FleetSettings
 from schemas.rollout import Bake
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
@@ -59,3 +60,11 @@ def make_bake(bake: str | None, alarms: tuple[str, ...], error_margin: float,
         raise ConfigError(f"--bake {bake!r}: a duration above zero")
     return Bake(seconds=seconds, alarms=list(alarms), error_margin=error_margin,
                 min_requests=min_requests)
+
+
+def with_fleet_alarms(bake: Bake | None, fleet: FleetSettings | None, box_type: str) -> Bake | None:
+    """fleet.yml's `alarms:` of the box type join --alarm, for a rollout that bakes."""
+    named = (fleet.alarms.get(box_type, []) if fleet else [])
+    if bake is None or not named:
+        return bake
+    return bake.model_copy(update={"alarms": sorted({*bake.alarms, *named})})

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.cli_bake import bake_options, make_bake
+from orchestrator.cli_bake import bake_options, make_bake, with_fleet_alarms
 from orchestrator.engine.fleet import heartbeat
 from orchestrator.engine.state import new_id
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
@@ -139,6 +139,7 @@ def rollout(
     c = coordinator()
     try:
         c.refuse_if_frozen(box_type)
+        baking = with_fleet_alarms(baking, c.fleet_settings(), box_type)
         release = c.build_release(box_type, overrides, reason)
         rollout_id = new_id(box_type)
         before_rollout(c, rollout_id, release, reason)

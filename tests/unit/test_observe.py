@@ -104,3 +104,15 @@ def test_json_log_line_names_level_box_rollout_step() -> None:
     assert line["time"].endswith("Z")
     rec = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
     assert json.loads(fmt.format(rec))["rollout"] is None
+
+
+def test_fleet_alarms_join_a_bake_only() -> None:
+    from orchestrator.cli_bake import with_fleet_alarms
+    from schemas.fleet import FleetSettings
+
+    fleet = FleetSettings.model_validate({"alarms": {"web": ["web-5xx", "a"]}})
+    bake = make_bake("1m", ("a",), 0.05, 20)
+    joined = with_fleet_alarms(bake, fleet, "web")
+    assert joined is not None and joined.alarms == ["a", "web-5xx"]
+    assert with_fleet_alarms(None, fleet, "web") is None  # alarms are judged during a bake
+    assert with_fleet_alarms(bake, fleet, "db") == bake
