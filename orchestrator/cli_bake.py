@@ -36,6 +36,9 @@ BAKE_OPTIONS = [
                  "rest of the fleet's by this fraction."),
     click.option("--bake-min-requests", default=20, show_default=True, type=int,
                  help="Canary responses needed before its error rate is judged."),
+    click.option("--bake-each-wave", is_flag=True,
+                 help="Bake after every wave, not only the canary's: each wave then waits "
+                 "for the one before it, and its boxes are the ones judged."),
 ]
 
 
@@ -46,10 +49,10 @@ def bake_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def make_bake(bake: str | None, alarms: tuple[str, ...], error_margin: float,
-              min_requests: int) -> Bake | None:
+              min_requests: int, each_wave: bool = False) -> Bake | None:
     if bake is None:
-        if alarms:
-            raise ConfigError("--alarm is judged during a bake: add --bake DURATION")
+        if alarms or each_wave:
+            raise ConfigError("--alarm and --bake-each-wave need a bake: add --bake DURATION")
         return None
     if not 0 <= error_margin <= 1:
         raise ConfigError(f"--error-margin {error_margin}: a fraction from 0 to 1, e.g. 0.05")
@@ -59,7 +62,7 @@ def make_bake(bake: str | None, alarms: tuple[str, ...], error_margin: float,
     if seconds <= 0:
         raise ConfigError(f"--bake {bake!r}: a duration above zero")
     return Bake(seconds=seconds, alarms=list(alarms), error_margin=error_margin,
-                min_requests=min_requests)
+                min_requests=min_requests, each_wave=each_wave)
 
 
 def with_fleet_alarms(bake: Bake | None, fleet: FleetSettings | None, box_type: str) -> Bake | None:

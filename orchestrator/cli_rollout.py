@@ -126,6 +126,7 @@ def rollout(
     alarms: tuple[str, ...],
     error_margin: float,
     bake_min_requests: int,
+    bake_each_wave: bool,
 ) -> None:
     """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.
 
@@ -135,7 +136,7 @@ def rollout(
     policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
     overrides = parse_images(images)
     require_reason(reason)
-    baking = make_bake(bake, alarms, error_margin, bake_min_requests)
+    baking = make_bake(bake, alarms, error_margin, bake_min_requests, bake_each_wave)
     c = coordinator()
     try:
         c.refuse_if_frozen(box_type)

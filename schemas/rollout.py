@@ -77,6 +77,7 @@ class Bake(BaseModel):
     min_requests: int = Field(
         20, ge=1, description="Canary responses needed before its error rate is judged"
     )
+    each_wave: bool = Field(False, description="Bake after every wave, not only the canary's")
 
 
 class Rollout(BaseModel):

@@ -68,9 +68,17 @@ def judge(rollouts: Rollouts, rollout: Rollout, release: Release, src: GateSourc
         rollouts.client.hsetnx(rollouts.keys.rollout(rollout.id), "bake_base", base_json)
         raw = base_json
     base = {k: Counts(*v) for k, v in json.loads(raw).items()}
-    verdict, why = error_rate_verdict(base, now, rollout.plan.canary_boxes,
+    verdict, why = error_rate_verdict(base, now, wave_boxes(rollout, st),
                                       bake.error_margin, bake.min_requests)
     return verdict, "error rate: " + why
+
+
+def wave_boxes(rollout: Rollout, st: dict[str, str]) -> list[str]:
+    """The boxes of the wave that bakes (`bake_wave`, from:to in the plan's order)."""
+    start, _, end = st.get("bake_wave", "").partition(":")
+    if not (start.isdigit() and end.isdigit()):
+        return rollout.plan.canary_boxes
+    return rollout.plan.boxes[int(start):int(end)]
 
 
 def tick(rollouts: Rollouts, box_type: str, src: GateSources) -> str | None:

@@ -121,7 +121,9 @@ class Rollouts:
                 rollout=rollout.id,
                 step="bake",
                 phase="start",
-                reason=f"{rollout.bake.seconds:g}s; gates: "
+                reason=f"{rollout.bake.seconds:g}s after boxes "
+                + self.status(rollout.id).get("bake_wave", "")
+                + "; gates: "
                 + ", ".join(["error rate", *(f"alarm {a}" for a in rollout.bake.alarms)]),
             )
             return fill

@@ -141,6 +141,7 @@ class RolloutStates:
                 "created": rollout.created_at,
                 "reason": rollout.reason,
                 "bake_s": rollout.bake.seconds if rollout.bake else 0,
+                "bake_each": int(bool(rollout.bake and rollout.bake.each_wave)),
             },
         )
         pipe = self.client.pipeline()

@@ -117,3 +117,24 @@ def test_a_bake_whose_gates_pass_goes_on_after_its_time(
     order = [(e.get("step"), e.get("phase"), e.get("box")) for e in events]
     second = sorted(w.box_id for w in fleet.workers)[1]
     assert order.index(("bake", "end", None)) < order.index(("scheduled", "end", second))
+
+
+def test_a_bake_after_each_wave_holds_every_wave(fleet_factory: Callable[..., Fleet]) -> None:
+    fleet = fleet_factory(3, extra_env=LOOSE)
+    fleet.env.update(LOOSE)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    run = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2",
+                    "--bake", "1s", "--bake-each-wave", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    events = json_lines(run.stdout)
+    order = [(e.get("step"), e.get("phase"), e.get("box")) for e in events]
+    first, second, third = sorted(w.box_id for w in fleet.workers)
+    bakes = [e for e in events if e.get("step") == "bake" and e.get("phase") == "start"]
+    assert [str(b["reason"]).split(";")[0] for b in bakes] == ["1s after boxes 0:1",
+                                                               "1s after boxes 1:2"]
+    ends = [i for i, o in enumerate(order) if o == ("bake", "end", None)]
+    assert len(ends) == 2  # none after the last wave: nothing is left to start
+    finish = {b: order.index(("deploy.finish", "end", b)) for b in (first, second)}
+    scheduled = {b: order.index(("scheduled", "end", b)) for b in (second, third)}
+    assert finish[first] < ends[0] < scheduled[second] < finish[second] < ends[1] < scheduled[third]
