@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -72,10 +73,12 @@ def test_prometheus_counts_rollouts_and_out_of_service_windows(
         exporter.communicate(timeout=10)
 
 
-def test_a_box_worker_serves_its_own_metrics(fleet_factory: Callable[..., Fleet]) -> None:
+def test_a_box_worker_serves_its_own_metrics_and_logs_json(
+    fleet_factory: Callable[..., Fleet],
+) -> None:
     port = free_port()
     fleet = fleet_factory(1, extra_env={**LOOSE, "ORCHESTRATOR_METRICS_LISTEN":
-                                        f"127.0.0.1:{port}"})
+                                        f"127.0.0.1:{port}", "ORCHESTRATOR_LOG_FORMAT": "json"})
     fleet.env.update(LOOSE)
     fleet.write(f"{fleet.images.repo}:v1")
     assert fleet.cli("rollout", fleet.box_type).returncode == 0
@@ -87,3 +90,9 @@ def test_a_box_worker_serves_its_own_metrics(fleet_factory: Callable[..., Fleet]
             if line.startswith("orchestrator_worker_last_heartbeat_timestamp_seconds ")]
     assert beat and float(beat[0].split()[1]) > 0
     assert f'orchestrator_worker_container_restarts{{app="web",box="{box}"' in text
+
+    # Its log: one JSON object per line, each task's lines naming box, rollout and step.
+    lines = [json.loads(x) for x in fleet.workers[0].log().splitlines() if x.startswith("{")]
+    swap = [x for x in lines if x["step"] == "deploy.swap" and x["rollout"]]
+    assert swap and all(x["box"] == box and x["level"] for x in swap), lines[-20:]
+    assert {"time", "level", "box", "rollout", "step", "message"} <= set(swap[0])
