@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.engine.gates import Counts, alarm_verdict, counts_from_stat, error_rate_verdict
 from orchestrator.engine.rollouts import Rollouts
@@ -39,15 +41,17 @@ class GateSources:
         return out
 
     def alarm_states(self, names: list[str]) -> dict[str, str]:
-        from orchestrator.engine.aws import aws_client
-
         region, endpoint = self.aws or ("us-east-1", None)
-        client = aws_client("cloudwatch", region, endpoint)
-        try:
-            found = client.describe_alarms(AlarmNames=names)["MetricAlarms"]
-        finally:
-            client.close()
+        found = _cloudwatch(region, endpoint).describe_alarms(AlarmNames=names)["MetricAlarms"]
         return {a["AlarmName"]: a["StateValue"] for a in found}
+
+
+@functools.lru_cache(maxsize=4)
+def _cloudwatch(region: str, endpoint: str | None) -> Any:
+    """One client per process: a tick every few seconds must not build one each time."""
+    from orchestrator.engine.aws import aws_client
+
+    return aws_client("cloudwatch", region, endpoint)
 
 
 def judge(rollouts: Rollouts, rollout: Rollout, release: Release, src: GateSources,
