@@ -12,6 +12,7 @@ import redis
 
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.redisconn import redact
+from orchestrator.engine.version import version
 from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, ServiceUnavailable
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
@@ -39,6 +40,8 @@ def summary(path: Path, spec: BoxSpec) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", prog_name="orchestrator",
+                      message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.option(
     "--log-format",
@@ -136,12 +139,13 @@ def _register_commands() -> None:
     from orchestrator.cli_boxtype import boxtype
     from orchestrator.cli_control import abort, lock_acquire, lock_release, pause, resume
     from orchestrator.cli_metrics import metrics
+    from orchestrator.cli_notify import notify
     from orchestrator.cli_read import boxes, history, lock_status, status
     from orchestrator.cli_rollout import plan, repair, rollback, rollout, watch_cmd
 
     for command in (rollout, rollback, repair, plan, watch_cmd, pause, resume, abort):
         cli.add_command(command)
-    for command in (status, boxes, history, boxtype, lock, metrics):
+    for command in (status, boxes, history, boxtype, lock, notify, metrics):
         cli.add_command(command)
     lock.add_command(lock_status)
     lock.add_command(lock_release)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from celery import Celery
 
 from orchestrator.audit import who
-from orchestrator.config import find_fleet, load_box, load_fleet
+from orchestrator.config import fleet_for, release_spec
 from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.fleet import GONE_AFTER, FleetView, Members, last_seen
 from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
@@ -20,23 +21,16 @@ from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
-from orchestrator.errors import (
-    ConfigError,
-    DeployError,
-    Frozen,
-    InvalidFile,
-    LeaseHeld,
-    PreflightFailed,
-)
+from orchestrator.errors import DeployError, Frozen, LeaseHeld, MigrationFailed, PreflightFailed
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
-from schemas.boxfile import BoxSpec
-from schemas.checks import Problem, check_box
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Bake, Policy, Rollout
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,8 +81,7 @@ class Coordinator:
 
     # --- the release -------------------------------------------------------------------
     def fleet_settings(self) -> FleetSettings | None:
-        path = self.settings.fleet_file or find_fleet(self.settings.boxes_dir / "x.yml")
-        return load_fleet(path) if path else None
+        return fleet_for(self.settings)
 
     def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
         """The release a rollout of BOX_TYPE deploys, stored (by content, once)."""
@@ -98,18 +91,7 @@ class Coordinator:
 
     def build_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
         """boxes/<type>.yml with `images` applied, validated and pinned; stored nowhere."""
-        path = self.settings.boxes_dir / f"{box_type}.yml"
-        if not path.is_file():
-            known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
-            raise ConfigError(
-                f"no box type {box_type!r}: {path} does not exist "
-                f"(box types in {self.settings.boxes_dir}: {', '.join(known) or 'none'})"
-            )
-        fleet = self.fleet_settings()
-        spec = apply_overrides(load_box(path, fleet).spec, images, path)
-        problems = check_box(spec, fleet)
-        if problems:
-            raise InvalidFile(str(path), problems)
+        spec, fleet = release_spec(self.settings, box_type, images)
         pinned = {
             app: pin(a.image, insecure=self.settings.insecure_registries)
             for app, a in spec.apps.items()
@@ -125,7 +107,7 @@ class Coordinator:
         *,
         reason: str = "",
         wait: bool = False,
-        kind: Literal["rollout", "rollback", "repair"] = "rollout",
+        kind: Literal["rollout", "rollback", "repair", "catchup"] = "rollout",
         parent: str | None = None,
         boxes: list[str] | None = None,
         skip_missing: bool = False,
@@ -133,11 +115,15 @@ class Coordinator:
         bake: Bake | None = None,
     ) -> Rollout:
         rollout_id = rollout_id or new_id(box_type)
+        opened = time.time()  # its events (a migrate task's included) are followed from here
         by = who(self.settings.performer)
+        fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.refuse_if_frozen(box_type)
         self.take_lease(box_type, rollout_id, wait)
-        self.rollouts.states.open(rollout_id, box_type, reason, str(by))
         try:
+            self.rollouts.states.open(rollout_id, box_type, reason, str(by))
+            # fleet.yml's load balancer budgets, for every box's leave (across box types).
+            self.rollouts.budgets.publish(fleet_yml.budgets() if fleet_yml else {})
             self.refuse_if_frozen(box_type)  # frozen while the lease was taken
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
@@ -146,6 +132,8 @@ class Coordinator:
                     f"(ORCHESTRATOR_BOX_TYPE={box_type}) and check `orchestrator status {box_type}`"
                 )
             self.preflight(rollout_id, box_type, release, fleet)
+            if release.spec.migrate is not None and kind == "rollout":
+                self.migrate(rollout_id, box_type, release, make_plan(fleet, policy).boxes[0])
             rollout = Rollout(
                 id=rollout_id,
                 box_type=box_type,
@@ -158,18 +146,16 @@ class Coordinator:
                 host=by.host,
                 performer=by.performer,
                 command=by.command,
-                created_at=time.time(),
+                created_at=opened,
                 parent=parent,
                 kind=kind,
                 bake=bake,
             )
             self.rollouts.create(rollout)
-        except Exception as exc:
+        except BaseException as exc:
             # Nothing started: the lease and the group's processes are given back, whatever
-            # went wrong, and the record says why.
-            self.rollouts.states.refuse(rollout_id, f"{type(exc).__name__}: {exc}")
-            self.rollouts.resume_group(rollout_id)
-            self.rollouts.lease.release(box_type, rollout_id)
+            # went wrong (a bug, a bad heartbeat, Ctrl-C included), and the record says why.
+            self.give_back(box_type, rollout_id, f"{type(exc).__name__}: {exc}")
             raise
         self.rollouts.events.emit(
             box_type,
@@ -181,28 +167,56 @@ class Coordinator:
         self.rollouts.advance(rollout)
         return rollout
 
+    def give_back(self, box_type: str, rollout_id: str, why: str) -> None:
+        """Undo a start that did not start: each part tried even when another fails."""
+        for undo in (
+            lambda: self.rollouts.states.refuse(rollout_id, why),
+            lambda: self.rollouts.resume_group(rollout_id),
+            lambda: self.rollouts.lease.release(box_type, rollout_id),
+        ):
+            try:
+                undo()
+            except Exception as exc:  # noqa: BLE001 - the original error is the one raised
+                log.warning("giving back %s after a failed start: %s", rollout_id, exc)
+
     def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
         """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
-        now, until the rollout ends."""
-        view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
-        if view.group is None:
-            return view.boxes
-        self.rollouts.suspend_group(rollout_id, view.group)
+        now, until the rollout ends. A missing box (a member, or an InService instance, with no
+        live worker) fails the start at once, unless skipped: nobody waits for a dead worker."""
+        view = self.read_fleet(box_type)
+        if view.group is not None:
+            self.rollouts.suspend_group(rollout_id, view.group)
         if view.strays:
-            self.rollouts.events.emit(
-                box_type,
-                rollout=rollout_id,
-                step="fleet",
-                phase="end",
-                outcome="noop",
-                reason="not in the group, not deployed: " + ", ".join(view.strays),
+            self.note(
+                box_type, rollout_id, "not in the group, not deployed: " + ", ".join(view.strays)
             )
-        if view.missing and not skip_missing:
-            raise PreflightFailed(
-                f"{len(view.missing)} InService instance(s) of {view.group} have no live "
-                f"worker: {', '.join(view.missing)}; start their workers, or --skip-missing"
-            )
+        if view.missing:
+            named = ", ".join(f"{b} ({last_seen(view.since.get(b, 0.0))})" for b in view.missing)
+            if not skip_missing:
+                raise PreflightFailed(
+                    f"{len(view.missing)} box(es) of {box_type} have no live worker: {named}; "
+                    "start their workers, `orchestrator boxes forget <box>` a box that is gone "
+                    "for good, or --skip-missing"
+                )
+            self.note(box_type, rollout_id, "missing, skipped (--skip-missing): " + named)
         return view.boxes
+
+    def read_fleet(self, box_type: str) -> FleetView:
+        """The fleet now; a box whose last beat is under GONE_AFTER old gets that long to beat
+        again (a worker slow to beat is not a dead one). A box long gone: no wait at all."""
+        view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        until = time.monotonic() + GONE_AFTER  # bounded, whatever the boxes' clocks say
+        while time.monotonic() < until and any(
+            time.time() - view.since.get(b, 0.0) < GONE_AFTER for b in view.missing
+        ):
+            time.sleep(0.5)
+            view = self.rollouts.fleet_of(box_type, self.settings.fleet_source)
+        return view
+
+    def note(self, box_type: str, rollout_id: str, reason: str) -> None:
+        self.rollouts.events.emit(
+            box_type, rollout=rollout_id, step="fleet", phase="end", outcome="noop", reason=reason
+        )
 
     def take_lease(self, box_type: str, rollout_id: str, wait: bool) -> None:
         while True:
@@ -231,6 +245,44 @@ class Coordinator:
             f"`orchestrator lock status {box_type}`"
         )
 
+    def migrate(self, rollout_id: str, box_type: str, release: Release, box: str) -> None:
+        """box.yml's one-off task on the first box of the plan, before any box leaves its
+        load balancer; it must exit 0, or nothing is swapped."""
+        task = release.spec.migrate
+        assert task is not None
+        req = StepRequest(rollout_id=rollout_id, box_id=box, box_type=box_type,
+                          release_id=release.id, release_hash=release.hash, token="")
+        self.app.send_task(TaskName.MIGRATE.value, args=(req.model_dump(mode="json"),),
+                           queue=queue_for(box))
+        journal = Journal(self.client, self.keys)
+        # Its own deadline, plus the time to start its container and report.
+        deadline = time.monotonic() + task.deadline + 60
+        while (got := journal.get(rollout_id, box, TaskName.MIGRATE.value, None)) is None:
+            if time.monotonic() > deadline:
+                raise MigrationFailed(f"migrate on {box}: no answer in {task.deadline + 60:.0f}s; "
+                                      "nothing was swapped")
+            time.sleep(0.2)
+        if got.outcome != Outcome.OK:
+            raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")
+
+    def gone(self, box_type: str, boxes: list[str], absent: dict[str, float]) -> dict[str, str]:
+        """Boxes whose heartbeat expired since the fleet was read and stayed away GONE_AFTER
+        seconds (a worker merely slow to beat is not dead), each with why."""
+        if not boxes:
+            return {}
+        pipe = self.client.pipeline()
+        for box in boxes:
+            pipe.exists(self.keys.heartbeat(box))
+        now = time.monotonic()
+        for box, live in zip(boxes, pipe.execute(), strict=True):
+            if live:
+                absent.pop(box, None)
+            else:
+                absent.setdefault(box, now)
+        dead = [b for b in boxes if b in absent and now - absent[b] >= GONE_AFTER]
+        seen = Members(self.client, self.keys).of(box_type) if dead else {}
+        return {b: f"no live worker: {last_seen(seen.get(b, 0.0))}" for b in dead}
+
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""
         journal = Journal(self.client, self.keys)
@@ -248,12 +300,17 @@ class Coordinator:
             )
         deadline = time.monotonic() + self.settings.preflight_timeout
         answers: dict[str, str] = {}
+        absent: dict[str, float] = {}  # box -> since when its heartbeat is gone, as seen here
+        looked = 0.0
         while time.monotonic() < deadline and len(answers) < len(boxes):
             for box in boxes:
                 if box not in answers:
                     got = journal.get(rollout_id, box, TaskName.PREFLIGHT.value, None)
                     if got is not None:
                         answers[box] = "" if got.outcome == Outcome.OK else got.reason
+            if time.monotonic() - looked > 0.5:  # a worker that died meanwhile: no waiting
+                looked = time.monotonic()
+                answers.update(self.gone(box_type, [b for b in boxes if b not in answers], absent))
             time.sleep(0.05)
         problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
         problems += [
@@ -266,26 +323,3 @@ class Coordinator:
                 f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
                 "changed:\n  " + "\n  ".join(problems)
             )
-
-
-def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpec:
-    """`--image app=ref`: a new image for a known app, validated like the file itself."""
-    unknown = sorted(set(images) - set(spec.apps))
-    if unknown:
-        raise InvalidFile(
-            str(path),
-            [
-                Problem(
-                    "apps",
-                    f"--image names unknown app(s) {', '.join(unknown)}; apps here: "
-                    f"{', '.join(sorted(spec.apps))}",
-                )
-            ],
-        )
-    data = spec.model_dump(mode="json")
-    for app, ref in images.items():
-        data["apps"][app]["image"] = ref
-    try:
-        return BoxSpec.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"--image: {exc}") from None

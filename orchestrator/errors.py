@@ -3,9 +3,11 @@
 OrchestratorError
 ├── ConfigError              bad box.yml / fleet.yml / settings / CLI input (exit 2)
 │   ├── InvalidFile          a box or fleet file's problems, each with its field path
+│   ├── YamlRefused          a YAML text breaks a limit or rule at a line (yamlevents.py)
 │   ├── IllegalTransition    a rollout can't make that move from its state (engine/state.py)
 │   └── ReleaseMismatch      a release in Redis does not match the hash a task carries
 ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
+│   └── NotReplicated        no replica acknowledged a lease, claim or fence write (WAIT)
 ├── RolloutNotSucceeded      a rollout, rollback or repair ended in another state (exit 1)
 ├── Detached                 Ctrl-C on an attached CLI; the rollout goes on (exit 130)
 └── DeployError              a deploy step could not do its job (exit 1)
@@ -23,6 +25,7 @@ OrchestratorError
     ├── LeaseHeld            another rollout holds the box type (exit 3)
     │   └── Frozen           the box type is frozen by `lock acquire` (exit 3)
     ├── HookFailed           hooks/pre-rollout said no; nothing was changed
+    ├── MigrationFailed      box.yml's migrate task failed; nothing was swapped
     └── PreflightFailed      some boxes can't take the release; nothing was changed
 
 Exit codes (README "Exit codes" names the test that provokes each):
@@ -62,6 +65,11 @@ class ServiceUnavailable(OrchestratorError):
     """A service we depend on (Redis, Docker, a registry, AWS) did not answer."""
 
     exit_code = 4
+
+
+class NotReplicated(ServiceUnavailable):
+    """A lease, claim or fence write reached the master but no replica acknowledged it in
+    time: a failover could forget it, so what it granted is not used."""
 
 
 class DeployError(OrchestratorError):
@@ -112,6 +120,17 @@ class ProvisioningFailed(DeployError):
 # -- the coordinator side: input files, releases, the rollout start and its end ---------------
 
 
+class YamlRefused(ConfigError):
+    """A YAML text breaks a limit (depth, aliases, size) or rule (keys, tags) at a place."""
+
+    def __init__(self, message: str, mark: object) -> None:
+        super().__init__(message)
+        self.message = message
+        line, column = getattr(mark, "line", None), getattr(mark, "column", None)
+        self.line = line + 1 if isinstance(line, int) else None
+        self.column = column + 1 if isinstance(column, int) else None
+
+
 class InvalidFile(ConfigError):
     """A file that can't be used; every problem is listed with its field path."""
 
@@ -158,6 +177,10 @@ class Frozen(LeaseHeld):
 
 class HookFailed(DeployError):
     """A coordinator hook (hooks/pre-rollout) exited non-zero or could not run."""
+
+
+class MigrationFailed(DeployError):
+    """box.yml's one-off task failed (or ran past its deadline); nothing was swapped."""
 
 
 class PreflightFailed(DeployError):

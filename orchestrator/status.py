@@ -3,12 +3,13 @@ says of each box (one read per load balancer); every mismatch is a flag."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.engine.fleet import heartbeats
+from orchestrator.engine.fleet import GONE_AFTER, Members, heartbeats, last_seen, missing_members
 from orchestrator.engine.lb.base import MemberState
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.releases import ReleaseStore
@@ -31,9 +32,12 @@ class FleetReport:
     notes: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        live = [r for r in self.rows if r["state"] != "missing"]
+        gone = len(self.rows) - len(live)
         lines = [
-            f"{self.box_type}: {len(self.rows)} live boxes; current release "
-            f"{self.current or 'none'}"
+            f"{self.box_type}: {len(live)} live boxes"
+            + (f", {gone} missing" if gone else "")
+            + f"; current release {self.current or 'none'}"
         ]
         for row in self.rows:
             apps = (
@@ -45,7 +49,8 @@ class FleetReport:
                 or "nothing runs"
             )
             flags = f"  !! {', '.join(row['flags'])}" if row["flags"] else ""
-            lines.append(f"  {row['box']:<24} {row['state']:<10} {apps}{flags}")
+            waits = f"  (catch-up: {row['catch_up']})" if row.get("catch_up") else ""
+            lines.append(f"  {row['box']:<24} {row['state']:<10} {apps}{flags}{waits}")
         lines += [f"note: {n}" for n in self.notes]
         if self.mixed:
             lines.append(f"mixed fleet: {', '.join(self.mixed)} run more than one release")
@@ -95,7 +100,8 @@ def fleet_status(
     )
     lbs = Memberships(read_lb)
     releases: dict[str, Counter[str]] = {}
-    for box_id, hb in sorted(heartbeats(client, keys, box_type).items()):
+    beats = heartbeats(client, keys, box_type)
+    for box_id, hb in sorted(beats.items()):
         moving = bool(hb.busy) or box_id in inflight
         row = box_row(hb, current, lbs, moving, client, keys)
         for app, v in row["apps"].items():
@@ -103,6 +109,11 @@ def fleet_status(
         if row["flags"]:
             report.attention.append(box_id)
         report.rows.append(row)
+    for box_id, at in missing_members(Members(client, keys).of(box_type), set(beats)).items():
+        if time.time() - at < GONE_AFTER:  # a beat late, not a dead worker: not flagged yet
+            continue
+        report.rows.append(missing_row(box_id, at))
+        report.attention.append(box_id)
     report.mixed = sorted(app for app, seen in releases.items() if len(seen) > 1)
     report.notes = sorted(
         {
@@ -112,6 +123,20 @@ def fleet_status(
         }
     )
     return report
+
+
+def missing_row(box_id: str, at: float) -> dict[str, Any]:
+    """A member of the type with no live heartbeat: it misses every rollout until it is back
+    (it then catches up by itself) or forgotten (`orchestrator boxes forget`)."""
+    return {
+        "box": box_id,
+        "state": "missing",
+        "busy": None,
+        "apps": {},
+        "flags": [f"missing: no live worker, {last_seen(at)}"],
+        "docker": "",
+        "last_heartbeat": at,
+    }
 
 
 def box_row(
@@ -153,6 +178,7 @@ def box_row(
         "apps": apps,
         "flags": flags,
         "docker": hb.docker_version,
+        "catch_up": hb.catch_up,
     }
 
 

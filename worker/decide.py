@@ -187,3 +187,57 @@ def decide_recovery(
     if owner.token != state.token:
         return "finish", f"the box's newer owner {owner.rollout} is gone or has ended"
     return "finish", f"its rollout {owner.rollout} is gone or has ended"
+
+
+# The latest rollout of the type in one of these states stops every catch-up: a person decides.
+HOLDS_CATCH_UP = ("halted", "paused", "rollback-pending")
+
+
+@dataclass(frozen=True)
+class CatchUpFacts:
+    """What a box knows, at one moment, about itself and its type's rollouts."""
+
+    current: str | None  # the type's current release
+    behind: tuple[str, ...]  # apps of current whose running content differs from it
+    fresh: bool  # no app container at all: never in service
+    newer: str | None  # a release running here that is newer than current (never downgrade)
+    made_current: str | None  # the rollout that made current, if the history still has it
+    took_part: bool  # the box is in that rollout's record of boxes done
+    latest: str | None  # the type's latest rollout (any kind)
+    latest_state: str
+    active: str | None  # the type's running rollout
+    at_rest: bool  # the box's own record is finished and no step runs
+    refused: str = ""  # the authorisation check's refusal ('' means allowed)
+    frozen: str = ""  # the type's deploy freeze (`lock acquire`), as its record says
+
+
+def decide_catch_up(f: CatchUpFacts) -> tuple[bool, str]:
+    """Whether the box deploys its type's current release by itself now, and why (or why not)."""
+    if f.current is None:
+        return False, "its box type has no successful release yet"
+    if not f.fresh and not f.behind:
+        return False, ""  # up to date: nothing to say
+    if not f.at_rest:
+        return False, "waiting: the box is in the middle of a step or of its own record"
+    if f.active is not None:
+        return False, f"waiting: rollout {f.active} is running on its box type"
+    if f.frozen:
+        return False, f"held: its box type is {f.frozen}"
+    if f.latest is not None and f.latest_state in HOLDS_CATCH_UP:
+        return False, (
+            f"held: the box type's latest rollout {f.latest} is {f.latest_state} "
+            "(resume, roll back or abort it first)"
+        )
+    if f.newer is not None:
+        return False, f"runs {f.newer}, newer than current {f.current}: never downgraded"
+    if f.took_part and not f.fresh:
+        return False, (
+            f"it took part in {f.made_current}, which made {f.current} current: "
+            "`orchestrator repair` it"
+        )
+    if f.refused:
+        return False, f"not authorised: {f.refused}"
+    if f.fresh:
+        return True, f"a fresh box converges to current {f.current}"
+    missed = f.made_current or "the rollout that made it current"
+    return True, f"missed {missed}: {', '.join(f.behind)} catch up to current {f.current}"

@@ -1,7 +1,8 @@
-"""Scale-in: before the worker stops (systemd ExecStop), the box leaves its load balancers."""
+"""Scale-in: before the worker stops (ExecStop), the box leaves its load balancers and members."""
 
 from __future__ import annotations
 
+from orchestrator.engine.fleet import Members
 from schemas.contract import Label
 from worker.decide import is_previous
 from worker.steps.lb import membership
@@ -19,6 +20,7 @@ def leave_all(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
     releases = {f.labels.get(Label.RELEASE) for f in running} - {None, ""}
     left = []
     record = ctx.record(box_id)
+    record.leaving(True)  # from now on the heartbeat no longer counts the box a member
     for rid in sorted(r for r in releases if r):
         release = ctx.releases.get(rid)
         for app in release.spec.apps:
@@ -32,4 +34,6 @@ def leave_all(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
             lb.leave(member.member)
             lb.wait_drained(member.member, ctx.settings.drain_timeout)
             left.append(app)
+    # Scale-in: the box is no longer a member of its type, so no rollout waits for it.
+    Members(ctx.redis, ctx.keys).forget(box_type, box_id)
     return left

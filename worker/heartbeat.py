@@ -12,6 +12,8 @@ import redis
 
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.rollouts import Rollouts
+from orchestrator.engine.version import version
+from orchestrator.errors import ServiceUnavailable
 from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
 from worker.decide import is_previous
 from worker.facts import ContainerRuntime
@@ -19,7 +21,7 @@ from worker.steps.protocol import Busy
 
 log = logging.getLogger("orchestrator.worker.heartbeat")
 
-WORKER_VERSION = "0.1.0"
+WORKER_VERSION = version()
 
 
 def what_runs(runtime: ContainerRuntime, box_id: str) -> dict[str, AppRunning]:
@@ -73,6 +75,8 @@ class HeartbeatThread(threading.Thread):
         extra_box_ids: list[str] | None = None,
         on_beat: Callable[[], None] | None = None,
         inspect: Callable[[str, str], tuple[dict[str, str], dict[str, Member]]] | None = None,
+        leaving: Callable[[str], bool] | None = None,
+        catch_up: Callable[[str], str] | None = None,
     ) -> None:
         extra_box_ids = extra_box_ids or []
         super().__init__(name=f"heartbeat-{box_id}", daemon=True)
@@ -87,6 +91,8 @@ class HeartbeatThread(threading.Thread):
         self.bind_ip = bind_ip
         self.on_beat = on_beat  # after each beat: the box's own record, the broker's routes
         self.inspect = inspect  # each app's problem and membership, as the box sees them
+        self.leaving = leaving  # a box that left for a stop (scale-in) is a member no more
+        self.catch_up = catch_up  # why the box does not catch up now, as its last tick found
         self.stopped = threading.Event()
 
     def beat(self) -> None:
@@ -123,9 +129,12 @@ class HeartbeatThread(threading.Thread):
                 flags=flags,
                 problems=problems,
                 members=members,
+                catch_up=self.catch_up(box_id) if self.catch_up is not None else "",
                 at=time.time(),
             )
             pipe.set(self.keys.heartbeat(box_id), hb.model_dump_json(), px=int(self.ttl * 1000))
+            if self.leaving is None or not self.leaving(box_id):
+                pipe.hset(self.keys.members(self.box_type), box_id, repr(hb.at))
             # A step past its deadline stops renewing: the rollout then sees this box as dead.
             if step and now < deadline:
                 pipe.set(
@@ -136,6 +145,7 @@ class HeartbeatThread(threading.Thread):
         if self.rollouts is not None:
             for rollout_id in leases:
                 self.rollouts.lease.renew(self.box_type, rollout_id, self.rollouts.lease_ttl)
+            self.rollouts.keep_waiting(self.box_type)
             # Every worker of the box type watches its rollout's boxes in flight.
             for dead in self.rollouts.reap_dead(self.box_type):
                 log.warning("box %s stopped answering: its rollout halts", dead)
@@ -144,7 +154,8 @@ class HeartbeatThread(threading.Thread):
         while not self.stopped.is_set():
             try:
                 self.beat()
-            except redis.RedisError as exc:
+            except (redis.RedisError, ServiceUnavailable) as exc:
+                # ServiceUnavailable: a revocation no replica acknowledged; tried next tick.
                 log.warning("heartbeat not written: %s", exc)
             if self.on_beat is not None:
                 try:

@@ -19,6 +19,7 @@ from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import connect
 from orchestrator.engine.rollouts import Rollouts
+from orchestrator.engine.version import version
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Keys, queue_for
 from worker import logging_setup
@@ -39,6 +40,7 @@ from worker.steps.protocol import StepContext
 from worker.tasks import register_tasks
 
 log = logging.getLogger("orchestrator.worker")
+CATCH_UP_BEATS = 4  # the catch-up looks every this many heartbeat intervals
 
 
 def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepContext:
@@ -75,18 +77,26 @@ def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepCo
     )
 
 
-def boot(ctx: StepContext, box_id: str, box_type: str) -> None:
-    """Converge an empty box (on start, and on every reconcile tick until it has a release)."""
-    from worker.boot import converge_on_boot
+def catch_up_all(
+    ctx: StepContext, box_ids: list[str], box_type: str, notes: dict[str, str]
+) -> None:
+    """Each served box behind its type's current release (or fresh) starts its own catch-up;
+    `notes` keeps why not, for the heartbeat."""
+    from worker.catchup import catch_up
 
-    with ctx.services_lock:
-        said = converge_on_boot(ctx, box_id, box_type)
-    if not said.startswith("apps already"):
-        log.warning("boot: %s", said)
+    for served in box_ids:
+        try:
+            said = catch_up(ctx, served, box_type)
+        except Exception as exc:  # Redis or Docker away: the next tick decides again
+            said = f"not decided: {exc}"
+        if said is None:  # a step or a rollout is under way: the last word stands
+            continue
+        if said and said != notes.get(served):
+            log.warning("catch-up of %s: %s", served, said)
+        notes[served] = said
 
 
 def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
-    boot(ctx, box_id, box_type)
     with ctx.services_lock:
         raw = ctx.redis.get(ctx.keys.services(box_id))
         if raw is None:
@@ -101,6 +111,8 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", prog_name="orchestrator-worker",
+                      message="%(prog)s %(version)s")
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
 @click.option(
     "--log-format",
@@ -140,13 +152,16 @@ def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
         return
     app = celery_app(ctx)
     beat = serve_metrics(settings, runtime, box_id)
-    for served in (box_id, *settings.extra_box_ids):
-        recover(ctx, served, box_type)
-    boot(ctx, box_id, box_type)
-    heartbeat, reconciler = start_threads(ctx, app, runtime, box_id, box_type, beat)
+    served = [box_id, *settings.extra_box_ids]
+    for one in served:
+        recover(ctx, one, box_type)
+        ctx.record(one).leaving(False)  # started again: a member of its type once more
+    notes: dict[str, str] = {}
+    catch_up_all(ctx, served, box_type, notes)  # its chain runs once the worker consumes
+    threads = start_threads(ctx, app, runtime, box_id, box_type, notes, beat)
     app.worker_main(worker_argv(settings, loglevel, box_id))
-    heartbeat.stop()
-    reconciler.stop()
+    for thread in threads:
+        thread.stop()
 
 
 def serve_metrics(
@@ -219,9 +234,11 @@ def start_threads(
     runtime: DockerRuntime | NoopRuntime,
     box_id: str,
     box_type: str,
+    notes: dict[str, str],
     beat: Callable[[], None] = lambda: None,
-) -> tuple[HeartbeatThread, ServiceReconciler]:
-    """The heartbeat (what runs here, the running step's slot) and the services reconciler."""
+) -> tuple[HeartbeatThread, ServiceReconciler, ServiceReconciler]:
+    """The heartbeat (what runs here, the running step's slot), the services reconciler and the
+    catch-up."""
     settings = ctx.settings
     box_ids = [box_id, *settings.extra_box_ids]
     heartbeat = HeartbeatThread(
@@ -240,13 +257,22 @@ def start_threads(
         extra_box_ids=settings.extra_box_ids,
         on_beat=lambda: on_beat(ctx, app, box_ids, box_type, beat),
         inspect=Inspector(ctx, probe=settings.runtime == "docker"),
+        leaving=lambda b: ctx.record(b).read().draining,
+        catch_up=lambda b: notes.get(b, ""),
     )
     heartbeat.start()
     reconciler = ServiceReconciler(
         settings.services_interval, lambda: services_tick(ctx, box_id, box_type)
     )
     reconciler.start()
-    return heartbeat, reconciler
+    # Its own thread, at the heartbeat's pace: a slow Docker or Redis never delays a beat.
+    catching = ServiceReconciler(
+        settings.heartbeat_interval * CATCH_UP_BEATS,
+        lambda: catch_up_all(ctx, box_ids, box_type, notes),
+        name="catch-up",
+    )
+    catching.start()
+    return heartbeat, reconciler, catching
 
 
 def worker_argv(settings: WorkerSettings, loglevel: str, box_id: str) -> list[str]:

@@ -24,6 +24,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
         req = StepRequest.model_validate(payload)
     except ValueError as exc:
         return {"ok": False, "problems": [f"malformed request: {exc}"]}
+    ctx.fault.hit(TaskName.PREFLIGHT.value, "start")  # drills: a worker dying on preflight
     if req.contract_version != CONTRACT_VERSION:
         problems.append(f"contract {req.contract_version} != worker's {CONTRACT_VERSION}")
     env = ctx.box_env(req.box_id, req.box_type)

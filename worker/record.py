@@ -86,6 +86,13 @@ class BoxRecord:
         state.draining = True
         self.write(state)
 
+    def leaving(self, on: bool) -> None:
+        """Left for a stop (scale-in), or started again: the heartbeat reads it."""
+        state = self.read()
+        if state.draining != on:
+            state.draining = on
+            self.write(state)
+
     def joined(self, app: str) -> None:
         state = self.read()
         if state.out.pop(app, None) is not None:
@@ -105,4 +112,3 @@ class BoxRecord:
 
     def clear(self) -> None:
         self.write(BoxState())
-

@@ -62,8 +62,10 @@ def ensure_services(env: BoxEnv, release: Release, token: str) -> list[str]:
 class ServiceReconciler(threading.Thread):
     """Every `interval` seconds, bring the services back to the last ensured release."""
 
-    def __init__(self, interval: float, tick: Callable[[], None]) -> None:
-        super().__init__(name="services-reconciler", daemon=True)
+    def __init__(
+        self, interval: float, tick: Callable[[], None], name: str = "services-reconciler"
+    ) -> None:
+        super().__init__(name=name, daemon=True)
         self.interval = interval
         self.tick = tick
         self.stopped = threading.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -85,15 +86,23 @@ def test_a_fresh_box_converges_then_registers_only_when_healthy(
     box.start()
     if healthy:
         wait_for(lambda: instance in registered(aws, name), "the box in its target group")
-        events = [e for _, e in deploy.events.read(deploy.box_type) if e.get("box") == instance
-                  and e.get("phase") == "end"]
+
+        def ends() -> list[dict[str, object]] | None:
+            found = [e for _, e in deploy.events.read(deploy.box_type)
+                     if e.get("box") == instance and e.get("phase") == "end"]
+            return found if any(e["step"] == "deploy.join_lb" for e in found) else None
+
+        events = wait_for(ends, "the end of its join_lb step")
         order = [e["step"] for e in events]
         assert order.index("deploy.swap") < order.index("deploy.join_lb")  # health first
     else:
         wait_for(lambda: any(e.get("step") == "deploy.swap" and e.get("outcome") ==
                              Outcome.FAILED.value for _, e in
                              deploy.events.read(deploy.box_type)), "the failed boot swap")
-        assert "not joining any load balancer" in box.log()
+        # The same path as any catch-up: a one-box rollout, halted, the box never joined.
+        wait_for(lambda: any(e.get("step") == "rollout" and e.get("phase") == "end"
+                             and e.get("outcome") == "halted" for _, e in
+                             deploy.events.read(deploy.box_type)), "the catch-up halted")
         assert instance not in registered(aws, name)
 
 
@@ -152,11 +161,16 @@ def test_the_group_is_the_fleet(
         "      web: {ports: ['18080:8080'], health: {http: /health, interval: 0.1, timeout: 1,"
         " retries: 5}}\n")
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
+           "ORCHESTRATOR_ALLOW_NO_REASON": "true",
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
            "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
 
     boxes = cli(env, "boxes", box_workers.box_type)
     assert boxes.returncode == 1, boxes.stderr
+    as_json = cli(env, "boxes", box_workers.box_type, "--json")
+    rows = {r["box"]: r for r in json.loads(as_json.stdout)}
+    assert rows[instances[0]]["worker"] and rows[instances[1]]["flags"] == ["no worker"]
+    assert rows[stray.box_id]["flags"][0].startswith("stray")
     assert instances[0] in boxes.stdout and "worker" in boxes.stdout
     assert f"{instances[1]}" in boxes.stdout and "no worker" in boxes.stdout
     assert f"{stray.box_id}" in boxes.stdout and "stray" in boxes.stdout
@@ -223,11 +237,16 @@ def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
     box.box_id = box.env["ORCHESTRATOR_BOX_ID"] = instance
     box.start()
     wait_for(lambda: instance in registered(aws, name), "the box in its target group")
+    # Its boot is a one-box catch-up rollout: it ends (and frees the lease) before ours starts.
+    wait_for(lambda: any(e.get("step") == "rollout" and e.get("phase") == "end"
+                         and e.get("outcome") == "succeeded"
+                         for _, e in deploy.events.read(deploy.box_type)), "the boot's end")
 
     (tmp_path / "boxes").mkdir()
     (tmp_path / "boxes" / f"{box_workers.box_type}.yml").write_text(
         GUARDED_YML.format(repo=f"{pushed_images.repo}:v2"))
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
+           "ORCHESTRATOR_ALLOW_NO_REASON": "true",
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
            "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
     run = cli(env, "rollout", box_workers.box_type, "--json")

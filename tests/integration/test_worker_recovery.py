@@ -88,3 +88,10 @@ def test_leave_lb_on_stop_drains_the_box_out(
     assert out.returncode == 0, out.stderr
     assert f"{box.box_id}: left web" in out.stdout
     assert not lb.state(box.box_id).in_service
+    # Scaled in: no longer a member of its box type, though its worker still beats until
+    # systemd stops it, so no rollout counts it missing.
+    members = deploy.keys.members(deploy.box_type)
+    assert not deploy.client.hexists(members, box.box_id)
+    seen = deploy.client.get(deploy.keys.heartbeat(box.box_id))
+    wait_for(lambda: deploy.client.get(deploy.keys.heartbeat(box.box_id)) != seen, "a new beat")
+    assert not deploy.client.hexists(members, box.box_id)

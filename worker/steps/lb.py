@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from orchestrator.engine.budget import Budgets
 from orchestrator.engine.changes import box_changes
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Label, Member, Outcome, StepRequest, StepResult, TaskName
+from schemas.fleet import lb_key
 from schemas.release import Release
 from worker.capacity import refusal
 from worker.decide import is_previous
@@ -25,6 +27,8 @@ def leave_lb(
     affected = box_changes(release, live_hashes(env, release))[1]
     apps = list(req.lb_apps) if req.leave_all else [a for a in affected if a in req.lb_apps]
     lbs = [(a, lb) for a in apps if (lb := ctx.load_balancer(release, a)) is not None]
+    if lbs and not env.runtime.list(labels={Label.BOX: req.box_id, Label.ROLE: "app"}):
+        return record_out(ctx, req, release, [a for a, _ in lbs])
     # The capacity guard reads every load balancer first: a refused box never leaves any.
     for app, lb in lbs:
         name = ctx.member(req.box_id, release.lb_kind(app))
@@ -33,6 +37,16 @@ def leave_lb(
             return StepOutcome(
                 Outcome.FAILED, f"{app} ({lb.name}): {refused}", details={"refused": "1"}
             )
+    # One budget per load balancer across box types: a full one sends the box back to
+    # pending, untouched; a later release of a place fills its rollout again.
+    if lbs:
+        places = Budgets(ctx.redis, ctx.keys).reserve(
+            req.box_id, req.box_type, req.rollout_id, req.token,
+            [lb_key(release.lb_kind(a), release.spec.apps[a].elb or "",
+                    ctx.settings.haproxy_socket) for a, _ in lbs],
+        )
+        if not places.ok:
+            return StepOutcome(Outcome.DEFERRED, f"not leaving: {places.reason}")
     # Noted before leaving: a worker killed mid-leave still knows what to rejoin.
     ctx.journal.note(req.rollout_id, req.box_id, "intent:leave", {"apps": [a for a, _ in lbs]})
     record = ctx.record(req.box_id)
@@ -49,6 +63,22 @@ def leave_lb(
         Outcome.OK if left else Outcome.NOOP,
         f"left {', '.join(left)}" if left else "no load balancer to leave: nothing here changes",
         details={"left": ",".join(left)},
+    )
+
+
+def record_out(
+    ctx: StepContext, req: StepRequest, release: Release, apps: list[str]
+) -> StepOutcome:
+    """A fresh box (no app container at all) was never in service: it is recorded out, not
+    taken out, so join_lb proves it healthy and joins it."""
+    record = ctx.record(req.box_id)
+    for app in apps:
+        record.left(req.rollout_id, req.token, app, membership(ctx, req.box_id, release, app))
+        ctx.redis.hset(ctx.keys.lb_state(req.box_id), app, "out")
+    return StepOutcome(
+        Outcome.OK,
+        f"recorded out, never in service: {', '.join(apps)}",
+        details={"left": ",".join(apps)},
     )
 
 
@@ -124,7 +154,17 @@ def rejoin(
         record.joined(app)
         ctx.redis.hset(ctx.keys.lb_state(box_id), app, "in")
         joined.append(app)
+    if joined and not unhealthy:
+        give_back(ctx, box_id)
     return joined, unhealthy
+
+
+def give_back(ctx: StepContext, box_id: str) -> None:
+    """The box's places out of its load balancers are free: every rollout (of any box type)
+    with a box waiting for one fills again."""
+    woken = Budgets(ctx.redis, ctx.keys).release(box_id)
+    if woken and ctx.rollouts is not None:
+        ctx.rollouts.wake(woken)
 
 
 def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release | None) -> str:
