@@ -70,6 +70,7 @@ def test_error_rate_gate_stops_a_flaky_canary_and_rolls_back(
     # Without a gate the canary would have served its share for the whole bake.
     rate = stats.total / stats.elapsed
     ungated = rate * BAKE_S / len(fleet.workers) / SHARE
+    print(f"gated: {stats.failures[HTTP_5XX]} failed requests; ungated bake: ~{ungated:.0f}")
     assert 0 < stats.failures[HTTP_5XX] < ungated / 2, (stats.summary(), ungated)
 
 
