@@ -54,12 +54,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1600,1200", f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(arg)
+    before = set(Path("/tmp").glob("org.chromium.Chromium.*"))
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         yield driver
     finally:
         driver.quit()
         shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
+        # Each session leaves an empty directory of its own in /tmp (REAL-SERVICES-2).
+        for left in set(Path("/tmp").glob("org.chromium.Chromium.*")) - before:
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def test_flower_tasks_page_shows_every_box_and_no_secret(
