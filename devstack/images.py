@@ -114,3 +114,31 @@ def web_box_yml(image: str, port: int, retries: int = 15, command: str | None = 
     line = f"\n        command: {command}" if command else ""
     return WEB_BOX_YML.format(image=image, port=port, app_port=APP_PORT, retries=retries,
                               command=line)
+
+
+CGI_PATH = "/cgi-bin/app"
+# busybox httpd passes a CGI's own status line through; ash's $RANDOM picks the failures.
+CGI_SCRIPT = """\
+#!/bin/sh
+if [ {fail_one_in} -gt 0 ] && [ $((RANDOM % {fail_one_in})) -eq 0 ]; then
+  printf 'HTTP/1.0 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nboom\\n'
+else
+  printf 'Content-Type: text/plain\\r\\n\\r\\n{body}\\n'
+fi
+"""
+
+
+def build_flaky_image(client: docker.DockerClient, tag: str, body: str, fail_one_in: int,
+                      labels: Mapping[str, str]) -> Any:
+    """The web image plus GET /cgi-bin/app, answering 500 on one request in `fail_one_in`
+    (0: never) while GET /health always answers ok: healthy by its check, failing users."""
+    check_busybox()
+    files: dict[str, bytes | str | Path] = {
+        "busybox": BUSYBOX, "www/index.html": f"{body}\n", "www/health": "ok\n",
+        "www/cgi-bin/app": CGI_SCRIPT.format(fail_one_in=fail_one_in, body=body),
+    }
+    line = " ".join(f"{k}={v}" for k, v in labels.items())
+    chmod = 'RUN ["/bin/busybox", "chmod", "755", "/www/cgi-bin/app"]\n'
+    dockerfile = WEB_DOCKERFILE.format(labels=line).replace("COPY www /www\n",
+                                                            "COPY www /www\n" + chmod)
+    return build_image(client, tag, dockerfile, files, labels)

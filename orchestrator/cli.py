@@ -43,14 +43,30 @@ def summary(path: Path, spec: BoxSpec) -> str:
 @click.version_option(version(), "--version", prog_name="orchestrator",
                       message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="ORCHESTRATOR_LOG_FORMAT",
+    help="Log lines on stderr: text, or json (one object per line: time, level, box, "
+    "rollout, step, message).",
+)
+@click.option(
+    "--log-level", default="WARNING", show_default=True, envvar="ORCHESTRATOR_LOG_LEVEL",
+    help="The lowest level logged.",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: bool) -> None:
+def cli(ctx: click.Context, verbose: bool, log_format: str, log_level: str) -> None:
     """Rolling Docker deploys across fleets of boxes.
 
     Exit codes: 0 ok, 1 a deploy failed or halted (or status found a problem), 2 bad input
     (nothing was changed), 3 the lease is held by another rollout, 4 Redis, Docker, a
     registry or AWS did not answer, 130 interrupted.
     """
+    from orchestrator.engine.logs import configure
+
+    configure(log_format, log_level)
     ctx.obj = {"verbose": verbose}
 
 
@@ -122,13 +138,14 @@ def lock() -> None:
 def _register_commands() -> None:
     from orchestrator.cli_boxtype import boxtype
     from orchestrator.cli_control import abort, lock_acquire, lock_release, pause, resume
+    from orchestrator.cli_metrics import metrics
     from orchestrator.cli_notify import notify
     from orchestrator.cli_read import boxes, history, lock_status, status
     from orchestrator.cli_rollout import plan, repair, rollback, rollout, watch_cmd
 
     for command in (rollout, rollback, repair, plan, watch_cmd, pause, resume, abort):
         cli.add_command(command)
-    for command in (status, boxes, history, boxtype, lock, notify):
+    for command in (status, boxes, history, boxtype, lock, notify, metrics):
         cli.add_command(command)
     lock.add_command(lock_status)
     lock.add_command(lock_release)

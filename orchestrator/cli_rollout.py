@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orchestrator.cli_args import box_type_arg, make_policy, parse_images
+from orchestrator.cli_bake import bake_options, make_bake, with_fleet_alarms
 from orchestrator.config import release_spec
 from orchestrator.engine.fleet import heartbeat
 from orchestrator.engine.state import new_id
@@ -102,6 +103,7 @@ def coordinator() -> Coordinator:
     "InService instances, without a live heartbeat) instead of failing at once.",
 )
 @policy_options
+@bake_options
 def rollout(
     box_type: str,
     images: tuple[str, ...],
@@ -113,6 +115,11 @@ def rollout(
     batch: str,
     max_failed: str,
     on_failure: str,
+    bake: str | None,
+    alarms: tuple[str, ...],
+    error_margin: float,
+    bake_min_requests: int,
+    bake_each_wave: bool,
 ) -> None:
     """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.
 
@@ -124,15 +131,17 @@ def rollout(
     overrides = parse_images(images)
     release_spec(load_settings(), box_type, overrides)  # the file and --image, checked now
     require_reason(reason)
+    baking = make_bake(bake, alarms, error_margin, bake_min_requests, bake_each_wave)
     c = coordinator()
     try:
         c.refuse_if_frozen(box_type)
+        baking = with_fleet_alarms(baking, c.fleet_settings(), box_type)
         release = c.build_release(box_type, overrides, reason)
         rollout_id = new_id(box_type)
         before_rollout(c, rollout_id, release, reason)
         c.rollouts.releases.put(release)
         started = c.start(box_type, release, policy, reason=reason, wait=wait,
-                          skip_missing=skip_missing, rollout_id=rollout_id)
+                          skip_missing=skip_missing, rollout_id=rollout_id, bake=baking)
         click.echo(
             f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",
             err=True,

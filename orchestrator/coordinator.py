@@ -28,7 +28,7 @@ from orchestrator.settings import CoordinatorSettings
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
-from schemas.rollout import Policy, Rollout
+from schemas.rollout import Bake, Policy, Rollout
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class Coordinator:
         boxes: list[str] | None = None,
         skip_missing: bool = False,
         rollout_id: str | None = None,
+        bake: Bake | None = None,
     ) -> Rollout:
         rollout_id = rollout_id or new_id(box_type)
         opened = time.time()  # its events (a migrate task's included) are followed from here
@@ -152,6 +153,7 @@ class Coordinator:
                 created_at=opened,
                 parent=parent,
                 kind=kind,
+                bake=bake,
             )
             self.rollouts.create(rollout)
         except BaseException as exc:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Bump when a message, key or label changes meaning; preflight refuses a mismatch.
-CONTRACT_VERSION = 3  # 3: secret hashes (label, heartbeat, deploy.secrets), deploy.migrate
+CONTRACT_VERSION = 3  # 3: secret hashes (label, heartbeat, deploy.secrets), deploy.migrate, bakes
 
 QUEUE_TEMPLATE = "box.{box_id}"
 # The tag naming an instance's (and an auto scaling group's) box type.

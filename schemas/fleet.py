@@ -167,6 +167,10 @@ class FleetSettings(Strict):
     step_deadline: float = Field(
         120.0, gt=0, le=3600, description="Seconds one deploy step may take on a box"
     )
+    alarms: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Box type -> CloudWatch alarm names every bake of that type watches",
+    )
     notifications: list[Notification] = Field(
         default_factory=list, description="Webhooks and SNS topics told of lifecycle events"
     )

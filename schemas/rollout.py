@@ -14,6 +14,7 @@ class RolloutState(StrEnum):
 
     PREFLIGHT = "preflight"  # lease taken, boxes asked whether they can take the release
     RUNNING = "running"
+    BAKING = "baking"  # the canary wave is done: no box starts while the gates are watched
     PAUSED = "paused"
     HALTED = "halted"  # no new box starts; boxes in flight finish
     ROLLBACK_PENDING = "rollback-pending"  # halted, waiting for its rollback to be started
@@ -96,6 +97,22 @@ class Plan(BaseModel):
         return self.boxes[: self.canary]
 
 
+class Bake(BaseModel):
+    """A bake after the canary wave: how long, and the gates that must pass meanwhile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seconds: float = Field(gt=0, description="How long the canary wave bakes")
+    alarms: list[str] = Field(default_factory=list, description="CloudWatch alarm names")
+    error_margin: float = Field(
+        0.05, ge=0, le=1, description="The canary's error rate may exceed the fleet's by this"
+    )
+    min_requests: int = Field(
+        20, ge=1, description="Canary responses needed before its error rate is judged"
+    )
+    each_wave: bool = Field(False, description="Bake after every wave, not only the canary's")
+
+
 class Rollout(BaseModel):
     """The immutable facts of one rollout; its live counters are a Redis hash beside it."""
 
@@ -115,3 +132,4 @@ class Rollout(BaseModel):
     created_at: float
     parent: str | None = Field(None, description="The rollout this one rolls back")
     kind: Literal["rollout", "rollback", "repair", "catchup"] = "rollout"
+    bake: Bake | None = Field(None, description="Gated bake after the canary wave")

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # redis-server also runs the sentinels (`redis-server FILE --sentinel`, devstack/sentinel.py):
 # the redis-sentinel package is not needed.
-APT_PACKAGES=(docker.io docker-compose redis-server busybox-static docker-registry haproxy)
+APT_PACKAGES=(docker.io docker-compose redis-server busybox-static docker-registry haproxy
+              prometheus chromium chromium-driver)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -15,7 +16,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  # No recommends: prometheus would pull in node-exporter, smartmontools and friends.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if ! docker version >/dev/null 2>&1; then

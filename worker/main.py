@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Callable
 
 import click
 from celery import Celery
 from pydantic import ValidationError
 
+from orchestrator.engine import logs
+from orchestrator.engine.bake import GateSources
+from orchestrator.engine.bake import tick as bake_tick
 from orchestrator.engine.celery_app import ensure_routes, make_celery
 from orchestrator.engine.ecr import EcrTokens
 from orchestrator.engine.events import Events
@@ -19,6 +23,7 @@ from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.version import version
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Keys, queue_for
+from worker import logging_setup
 from worker.facts import BoxEnv, ContainerRuntime
 from worker.fence import Fault
 from worker.heartbeat import HeartbeatThread
@@ -114,23 +119,32 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
                       message="%(prog)s %(version)s")
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="ORCHESTRATOR_LOG_FORMAT",
+    help="json: one object per line (time, level, box, rollout, step, message).",
+)
+@click.option(
     "--leave-lb",
     is_flag=True,
     help="Leave this box's load balancers (waiting out the drain) and exit: the systemd "
     "unit's ExecStop, so a box scaled in stops serving before it stops.",
 )
-def cli(loglevel: str, leave_lb: bool) -> None:
+def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
     """Run the box worker: consume this box's queue `box.<id>` and run deploy steps.
 
     Every setting is an ORCHESTRATOR_* environment variable (or a line of
     /etc/orchestrator/worker.env); README.md lists them all.
     """
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
+    logs.configure(log_format, loglevel)
     try:
         settings = WorkerSettings()
     except ValidationError as exc:
         raise click.UsageError(f"bad worker settings: {exc}") from None
     box_id, box_type = resolve_identity(settings.box_id, settings.box_type, settings.imds_url)
+    logging_setup.setup(log_format, loglevel, box_id)
     # noop: benchmarks only, the orchestration without containers.
     runtime = NoopRuntime() if settings.runtime == "noop" else DockerRuntime()
     ctx = build_context(settings, runtime)
@@ -141,16 +155,34 @@ def cli(loglevel: str, leave_lb: bool) -> None:
         click.echo(f"{box_id}: left {', '.join(left) or 'no load balancer'}")
         return
     app = celery_app(ctx)
+    beat = serve_metrics(settings, runtime, box_id)
     served = [box_id, *settings.extra_box_ids]
     for one in served:
         recover(ctx, one, box_type)
         ctx.record(one).leaving(False)  # started again: a member of its type once more
     notes: dict[str, str] = {}
     catch_up_all(ctx, served, box_type, notes)  # its chain runs once the worker consumes
-    threads = start_threads(ctx, app, runtime, box_id, box_type, notes)
+    threads = start_threads(ctx, app, runtime, box_id, box_type, notes, beat)
     app.worker_main(worker_argv(settings, loglevel, box_id))
     for thread in threads:
         thread.stop()
+
+
+def serve_metrics(
+    settings: WorkerSettings, runtime: DockerRuntime | NoopRuntime, box_id: str
+) -> Callable[[], None]:
+    """This worker's own /metrics when ORCHESTRATOR_METRICS_LISTEN is set; the heartbeat's
+    hook (a no-op without it)."""
+    if not settings.metrics_listen:
+        return lambda: None
+    from celery import signals
+
+    from worker.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics(runtime, [box_id, *settings.extra_box_ids])
+    metrics.serve(settings.metrics_listen)
+    signals.task_postrun.connect(metrics.count, weak=False)
+    return metrics.beat
 
 
 def celery_app(ctx: StepContext) -> Celery:
@@ -185,6 +217,19 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
             log.warning("the broker had lost the routes of %s: declared again", ", ".join(remade))
     for served in box_ids:
         settle(ctx, served, box_type)
+    if ctx.rollouts is not None:
+        # A bake has nothing in flight: the box type's workers judge its gates and end it.
+        settings = ctx.settings
+        src = GateSources(settings.haproxy_socket, (settings.aws_region, settings.aws_endpoint_url))
+        if said := bake_tick(ctx.rollouts, box_type, src):
+            log.warning("%s", said)
+
+
+def on_beat(
+    ctx: StepContext, app: Celery, box_ids: list[str], box_type: str, beat: Callable[[], None]
+) -> None:
+    beat()
+    tick(ctx, app, box_ids, box_type)
 
 
 def start_threads(
@@ -194,6 +239,7 @@ def start_threads(
     box_id: str,
     box_type: str,
     notes: dict[str, str],
+    beat: Callable[[], None] = lambda: None,
 ) -> tuple[HeartbeatThread, ServiceReconciler, ServiceReconciler]:
     """The heartbeat (what runs here, the running step's slot), the services reconciler and the
     catch-up."""
@@ -213,7 +259,7 @@ def start_threads(
         slot_ttl=settings.slot_ttl,
         bind_ip=settings.bind_ip,
         extra_box_ids=settings.extra_box_ids,
-        on_beat=lambda: tick(ctx, app, box_ids, box_type),
+        on_beat=lambda: on_beat(ctx, app, box_ids, box_type, beat),
         inspect=Inspector(ctx, probe=settings.runtime == "docker"),
         leaving=lambda b: ctx.record(b).read().draining,
         catch_up=lambda b: notes.get(b, ""),

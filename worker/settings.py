@@ -45,6 +45,9 @@ class WorkerSettings(BaseSettings):
     haproxy_server: str | None = Field(None, description="HAProxy server name (default: box id)")
     aws_region: str = Field("us-east-1", description="AWS region for ELB, ELBv2, SSM")
     aws_endpoint_url: str | None = Field(None, description="AWS endpoint (tests: moto server)")
+    metrics_listen: str | None = Field(
+        None, description="host:port of this worker's own /metrics (unset: not served)"
+    )
     imds_url: str = Field("http://169.254.169.254", description="EC2 instance metadata service")
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between heartbeats")
     heartbeat_ttl: float = Field(15.0, gt=0, description="Heartbeat TTL (>= 3 x interval)")

@@ -25,7 +25,7 @@ _FILL = LuaScript.load("fill")
 
 @dataclass(frozen=True)
 class Fill:
-    kind: str  # "fill", "dup" (this box's finish already counted) or "drained"
+    kind: str  # "fill", "dup" (this box's finish already counted), "bake" or "drained"
     state: str
     started: list[str]
 
@@ -105,6 +105,7 @@ class Rollouts:
                 int(self.slot_ttl * 1000),
                 why[:500],
                 RolloutState.HALTED.value,
+                RolloutState.BAKING.value,
                 *sorted(MOVING),
             ],
         )
@@ -115,6 +116,18 @@ class Rollouts:
         """Record `box` (if any), start its successors, and run the end once drained."""
         fill = self.fill(rollout, box, outcome, why)
         if fill.kind == "dup":
+            return fill
+        if fill.kind == "bake" and rollout.bake is not None:
+            self.events.emit(
+                rollout.box_type,
+                rollout=rollout.id,
+                step="bake",
+                phase="start",
+                reason=f"{rollout.bake.seconds:g}s after boxes "
+                + self.status(rollout.id).get("bake_wave", "")
+                + "; gates: "
+                + ", ".join(["error rate", *(f"alarm {a}" for a in rollout.bake.alarms)]),
+            )
             return fill
         for started in fill.started:
             self.launch(rollout, started)

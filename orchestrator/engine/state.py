@@ -18,14 +18,19 @@ NEW = ""  # a rollout not recorded yet
 # rollout is already in is no move; the end (`ENDS`) may keep a state and only mark it ended.
 MOVES: dict[RolloutState, frozenset[str]] = {
     S.PREFLIGHT: frozenset({NEW}),
-    S.RUNNING: frozenset({NEW, S.PREFLIGHT, S.PAUSED, S.HALTED}),  # created, started, resumed
+    S.RUNNING: frozenset({NEW, S.PREFLIGHT, S.PAUSED, S.HALTED, S.BAKING}),  # … bake passed
+    S.BAKING: frozenset({S.RUNNING}),  # the canary wave is done (the fill, lua/fill.lua)
     S.PAUSED: frozenset({S.RUNNING}),
-    S.HALTED: frozenset({S.RUNNING, S.ROLLBACK_PENDING}),  # budget spent; rollback started
+    S.HALTED: frozenset({S.RUNNING, S.ROLLBACK_PENDING, S.BAKING}),  # budget spent; gate failed
     S.ROLLBACK_PENDING: frozenset({S.HALTED}),  # the end of a halted rollout to roll back
     S.SUCCEEDED: frozenset({S.RUNNING}),
     S.FAILED: frozenset({S.PREFLIGHT, S.RUNNING}),  # refused at preflight; failed in budget
-    S.ABORTED: frozenset({S.PREFLIGHT, S.RUNNING, S.PAUSED, S.HALTED, S.ROLLBACK_PENDING}),
-    S.ABANDONED: frozenset({S.PREFLIGHT, S.RUNNING, S.PAUSED, S.HALTED, S.ROLLBACK_PENDING}),
+    S.ABORTED: frozenset(
+        {S.PREFLIGHT, S.RUNNING, S.PAUSED, S.HALTED, S.ROLLBACK_PENDING, S.BAKING}
+    ),
+    S.ABANDONED: frozenset(
+        {S.PREFLIGHT, S.RUNNING, S.PAUSED, S.HALTED, S.ROLLBACK_PENDING, S.BAKING}
+    ),
 }
 # Boxes start (fill) and are claimed only in these states.
 MOVING = frozenset({S.RUNNING})
@@ -135,6 +140,8 @@ class RolloutStates:
                 "n_total": len(plan.boxes),
                 "created": rollout.created_at,
                 "reason": rollout.reason,
+                "bake_s": rollout.bake.seconds if rollout.bake else 0,
+                "bake_each": int(bool(rollout.bake and rollout.bake.each_wave)),
             },
         )
         pipe = self.client.pipeline()

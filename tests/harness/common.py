@@ -38,7 +38,7 @@ class TestTimings:
     heartbeat_ttl: float = 1.5
     lease_ttl: float = 3.0
     step_deadline: float = 4.0
-    service_start: float = 20.0  # how long a service process may take to answer
+    service_start: float = 60.0  # how long a service process may take to answer (loaded CI)
     event_wait: float = 15.0  # the default deadline of a wait on an event in a test
 
 

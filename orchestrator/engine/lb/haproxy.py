@@ -135,6 +135,14 @@ class HAProxyLB:
         srv = self._server(member)
         return self._member_state(srv, self._status(srv))
 
+    def server_stats(self) -> list[dict[str, str]]:
+        """Every server row of the backend's `show stat` (counters: hrsp_5xx, eresp, …)."""
+        reply = self._command(f"show stat {self.backend} 4 -1")
+        if not reply.startswith("# "):
+            raise LoadBalancerError(f"{self.name}: show stat failed: {reply.strip()}")
+        rows = csv.DictReader(reply[2:].splitlines())
+        return [r for r in rows if r.get("pxname") == self.backend]
+
     # -- the runtime API --------------------------------------------------------------------
 
     def _server(self, member: str) -> str:

@@ -1,0 +1,73 @@
+"""`rollout --bake`: the options of a gated bake after the canary wave, parsed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from orchestrator.errors import ConfigError
+from schemas.fleet import FleetSettings
+from schemas.rollout import Bake
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str) -> float:
+    """`2m`, `90s`, `90`, `1m30s`, `1h` -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not text.strip() or m is None or not any(m.groups()):
+        raise ConfigError(f"--bake {text!r}: write a duration like 90s, 2m or 1m30s")
+    h, mi, sec = m.groups()
+    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(sec or 0)
+
+
+BAKE_OPTIONS = [
+    click.option("--bake", "bake", default=None, metavar="DURATION",
+                 help="After the canary wave, bake this long (90s, 2m) and go on only if "
+                 "every gate passes: the canary's error rate in HAProxy, and --alarm."),
+    click.option("--alarm", "alarms", multiple=True, metavar="NAME",
+                 help="A CloudWatch alarm (repeatable): in ALARM during the bake, it halts "
+                 "the rollout (and rolls back per --on-failure)."),
+    click.option("--error-margin", default=0.05, show_default=True, type=float,
+                 help="The canary's error rate (5xx and response errors) may exceed the "
+                 "rest of the fleet's by this fraction."),
+    click.option("--bake-min-requests", default=20, show_default=True, type=int,
+                 help="Canary responses needed before its error rate is judged."),
+    click.option("--bake-each-wave", is_flag=True,
+                 help="Bake after every wave, not only the canary's: each wave then waits "
+                 "for the one before it, and its boxes are the ones judged."),
+]
+
+
+def bake_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(BAKE_OPTIONS):
+        f = option(f)
+    return f
+
+
+def make_bake(bake: str | None, alarms: tuple[str, ...], error_margin: float,
+              min_requests: int, each_wave: bool = False) -> Bake | None:
+    if bake is None:
+        if alarms or each_wave:
+            raise ConfigError("--alarm and --bake-each-wave need a bake: add --bake DURATION")
+        return None
+    if not 0 <= error_margin <= 1:
+        raise ConfigError(f"--error-margin {error_margin}: a fraction from 0 to 1, e.g. 0.05")
+    if min_requests < 1:
+        raise ConfigError(f"--bake-min-requests {min_requests}: at least 1")
+    seconds = parse_duration(bake)
+    if seconds <= 0:
+        raise ConfigError(f"--bake {bake!r}: a duration above zero")
+    return Bake(seconds=seconds, alarms=list(alarms), error_margin=error_margin,
+                min_requests=min_requests, each_wave=each_wave)
+
+
+def with_fleet_alarms(bake: Bake | None, fleet: FleetSettings | None, box_type: str) -> Bake | None:
+    """fleet.yml's `alarms:` of the box type join --alarm, for a rollout that bakes."""
+    named = (fleet.alarms.get(box_type, []) if fleet else [])
+    if bake is None or not named:
+        return bake
+    return bake.model_copy(update={"alarms": sorted({*bake.alarms, *named})})
