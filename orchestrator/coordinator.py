@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +19,7 @@ from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
+from orchestrator.engine.trust import Signer, load_signer
 from orchestrator.errors import ConfigError, DeployError, InvalidFile, LeaseHeld, PreflightFailed
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
@@ -29,6 +30,7 @@ from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
+from schemas.trust import OrderKind, Warrant
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Coordinator:
     keys: Keys
     app: Celery
     rollouts: Rollouts
+    _signer: list[Signer | None] = field(default_factory=list)
 
     @classmethod
     def connect(
@@ -77,6 +80,54 @@ class Coordinator:
         self.app.close()
         self.client.close()
 
+    # --- signing ---------------------------------------------------------------------------
+    def signer(self) -> Signer | None:
+        """The signing key, read on first use (only commands that sign need it); None only
+        with the loudly named insecure setting."""
+        if not self._signer:
+            ref = self.settings.signing_key
+            if ref:
+                aws = (self.settings.aws_region, self.settings.aws_endpoint_url)
+                self._signer.append(load_signer(ref, aws))
+            elif self.settings.insecure_unsigned:
+                self._signer.append(None)
+            else:
+                raise ConfigError(
+                    "ORCHESTRATOR_SIGNING_KEY is not set: boxes act only on orders signed by "
+                    "a key they trust. Make one with `orchestrator keys generate --out PATH` "
+                    "and set ORCHESTRATOR_SIGNING_KEY=PATH (boxes: ORCHESTRATOR_TRUSTED_KEYS)"
+                )
+        return self._signer[0]
+
+    def sign_release(self, release: Release) -> Release:
+        signer = self.signer()
+        return signer.release(release) if signer is not None else release
+
+    def sign_order(
+        self,
+        kind: OrderKind,
+        rollout_id: str,
+        release: Release,
+        policy: Policy,
+        *,
+        box_id: str = "",
+        with_current: bool = True,
+    ) -> None:
+        """Sign the order (and, for a new rollout, its current-on-success record) and store
+        them as the rollout's warrant; a resume keeps the current record it was signed with."""
+        signer = self.signer()
+        if signer is None:
+            return
+        order = signer.order(
+            kind, rollout_id, release, policy, box_id=box_id, ttl=self.settings.order_ttl
+        )
+        states = self.rollouts.states
+        old = states.warrant(rollout_id)
+        current = signer.current(rollout_id, release) if with_current else None
+        if current is None and old is not None:
+            current = old.current
+        states.set_warrant(rollout_id, Warrant(order=order, current=current))
+
     # --- the release -------------------------------------------------------------------
     def fleet_settings(self) -> FleetSettings | None:
         path = self.settings.fleet_file or find_fleet(self.settings.boxes_dir / "x.yml")
@@ -99,7 +150,7 @@ class Coordinator:
             app: pin(a.image, insecure=self.settings.insecure_registries)
             for app, a in spec.apps.items()
         }
-        release = make_release(box_type, spec, pinned, fleet, reason=reason)
+        release = self.sign_release(make_release(box_type, spec, pinned, fleet, reason=reason))
         self.rollouts.releases.put(release)
         return release
 
@@ -118,9 +169,13 @@ class Coordinator:
         skip_missing: bool = False,
     ) -> Rollout:
         rollout_id = new_id(box_type)
+        self.signer()  # no key: say so before anything is taken
         self.take_lease(box_type, rollout_id, wait)
         self.rollouts.states.open(rollout_id, box_type, reason)
         try:
+            # Signed before the first box is asked anything: preflight verifies it too.
+            repaired = boxes[0] if kind == "repair" and boxes else ""
+            self.sign_order(kind, rollout_id, release, policy, box_id=repaired)
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
                 raise DeployError(

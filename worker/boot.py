@@ -9,9 +9,11 @@ from orchestrator.engine.state import RolloutStates, boot_id
 from schemas.checks import app_order
 from schemas.contract import Label, StepRequest, TaskName
 from schemas.release import Release
+from schemas.trust import SignedCurrent
 from worker.steps.lb import membership
 from worker.steps.protocol import StepContext, run_step
 from worker.steps.registry import STEPS
+from worker.trust import authorise_current
 
 log = logging.getLogger("orchestrator.worker.boot")
 
@@ -24,10 +26,26 @@ def converge_on_boot(ctx: StepContext, box_id: str, box_type: str) -> str:
     """
     with ctx.box_lock(box_id):  # nothing else acts on the box meanwhile (recovery waits)
         waiting = why_not(ctx, box_id, box_type)
-        current = ctx.releases.current(box_type) if not waiting else None
-        if current is None:
-            return waiting or f"waiting: box type {box_type} has no successful release yet"
-        return converge(ctx, box_id, box_type, current)
+        if waiting:
+            return waiting
+        verdict = authorise_current(ctx, box_id, box_type)
+        if verdict.refused:
+            refused(ctx, box_id, box_type, verdict.refused)
+            return f"refused: {verdict.refused}"
+        if verdict.release is None:
+            return f"waiting: box type {box_type} has no successful release yet"
+        return converge(ctx, box_id, box_type, verdict.release, verdict.signed)
+
+
+def refused(ctx: StepContext, box_id: str, box_type: str, why: str) -> None:
+    """Said once per reason in the event stream (the reconciler asks again every tick)."""
+    if ctx.refusals.get(box_id) == why:
+        return
+    ctx.refusals[box_id] = why
+    log.error("boot of %s refused: %s", box_id, why)
+    ctx.events.emit(
+        box_type, box=box_id, step="boot", phase="end", outcome="refused", reason=why
+    )
 
 
 def why_not(ctx: StepContext, box_id: str, box_type: str) -> str:
@@ -46,7 +64,14 @@ def why_not(ctx: StepContext, box_id: str, box_type: str) -> str:
     return ""
 
 
-def converge(ctx: StepContext, box_id: str, box_type: str, current: Release) -> str:
+def converge(
+    ctx: StepContext,
+    box_id: str,
+    box_type: str,
+    current: Release,
+    signed: SignedCurrent | None = None,
+) -> str:
+    """Deploy `current`, authorised by its `signed` record (verified by the caller)."""
     # A fresh token: a rollout that claims this box later supersedes this convergence.
     rollout_id = boot_id(box_id)
     token = Lease(ctx.redis, ctx.keys).fresh_token(box_type, box_id, rollout_id)
@@ -66,13 +91,13 @@ def converge(ctx: StepContext, box_id: str, box_type: str, current: Release) -> 
     for app in req.lb_apps:
         record.left(rollout_id, token, app, membership(ctx, box_id, current, app))
     payload = req.model_dump(mode="json")
-    run_step(ctx, TaskName.PULL, payload, STEPS[TaskName.PULL])
+    run_step(ctx, TaskName.PULL, payload, STEPS[TaskName.PULL], signed)
     for app in apps:
-        run_step(ctx, TaskName.SWAP, {**payload, "app": app}, STEPS[TaskName.SWAP])
-    run_step(ctx, TaskName.ENSURE_SERVICES, payload, STEPS[TaskName.ENSURE_SERVICES])
+        run_step(ctx, TaskName.SWAP, {**payload, "app": app}, STEPS[TaskName.SWAP], signed)
+    run_step(ctx, TaskName.ENSURE_SERVICES, payload, STEPS[TaskName.ENSURE_SERVICES], signed)
     failure = ctx.journal.first_failure(req.rollout_id, box_id)
     if failure is not None:
-        run_step(ctx, TaskName.RESTORE, payload, STEPS[TaskName.RESTORE])
+        run_step(ctx, TaskName.RESTORE, payload, STEPS[TaskName.RESTORE], signed)
         return f"not joining any load balancer: {failure.step} failed: {failure.reason}"
-    joined = run_step(ctx, TaskName.JOIN_LB, payload, STEPS[TaskName.JOIN_LB])
+    joined = run_step(ctx, TaskName.JOIN_LB, payload, STEPS[TaskName.JOIN_LB], signed)
     return f"converged to {current.id}; join_lb {joined.get('outcome')}: {joined.get('reason')}"

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from orchestrator.engine.redisconn import RedisClient
-from schemas.contract import Keys, Outcome, StepResult
+from schemas.contract import Keys, StepResult
 
 # Journals outlive their rollout for post-mortems, but not forever.
 JOURNAL_TTL = 7 * 24 * 3600
@@ -66,4 +66,4 @@ class Journal:
 
 
 def is_failure(result: StepResult | None) -> bool:
-    return result is not None and result.outcome == Outcome.FAILED
+    return result is not None and result.failed

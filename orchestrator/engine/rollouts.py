@@ -259,7 +259,10 @@ class Rollouts:
         if not did:
             return None
         if final == RolloutState.SUCCEEDED:
-            self.states.set_current(rollout.box_type, rollout.release_id)
+            # Only the record signed with the rollout is promoted: the end holds no key.
+            warrant = self.states.warrant(rollout.id)
+            signed = warrant.current if warrant is not None else None
+            self.states.set_current(rollout.box_type, rollout.release_id, signed)
         if final == RolloutState.ROLLBACK_PENDING:
             self.lease.persist(rollout.box_type, rollout.id)  # held until a rollback attaches
         else:

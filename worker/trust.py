@@ -1,0 +1,164 @@
+"""Before any step acts the box verifies who ordered it: signatures, type, box, release, expiry;
+and before it converges by itself, the signed current record (never an older one)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from orchestrator.engine.state import RolloutStates
+from orchestrator.engine.trust import check_current, check_order, check_release, parse_keys
+from orchestrator.errors import ReleaseMismatch
+from schemas.contract import StepRequest, TaskName
+from schemas.release import Release
+from schemas.trust import SignedCurrent
+
+if TYPE_CHECKING:
+    from worker.steps.protocol import StepContext
+
+log = logging.getLogger("orchestrator.worker.trust")
+
+NO_KEYS = (
+    "this box trusts no signing key: set ORCHESTRATOR_TRUSTED_KEYS to the coordinator's public "
+    "key (`orchestrator keys generate` prints it)"
+)
+
+
+def trusted(ctx: StepContext) -> list[str]:
+    return parse_keys(ctx.settings.trusted_keys)
+
+
+def refusal(
+    ctx: StepContext, step: TaskName, req: StepRequest, current: SignedCurrent | None = None
+) -> str:
+    """Why this box must not run `step` for `req` ('' when it may). `current` is the signed
+    record the box itself verified to converge (boot, catch-up): never from a message."""
+    if ctx.settings.insecure_unsigned:
+        return ""
+    keys = trusted(ctx)
+    if not keys:
+        return NO_KEYS
+    if ctx.box_type and req.box_type != ctx.box_type:
+        return f"order for box type {req.box_type!r}; this box is {ctx.box_type!r}"
+    if current is not None:
+        why = _matches_current(current, req, keys)
+    else:
+        why = _order(ctx, step, req, keys)
+    if why or step == TaskName.FINISH:  # finish only counts the box: it needs no release
+        return why
+    return _release(ctx, req, keys)
+
+
+def _order(ctx: StepContext, step: TaskName, req: StepRequest, keys: list[str]) -> str:
+    try:
+        warrant = RolloutStates(ctx.redis, ctx.keys).warrant(req.rollout_id)
+    except ValidationError:
+        return f"unsigned: rollout {req.rollout_id}'s order is not a signed order"
+    if warrant is None:
+        return f"unsigned: rollout {req.rollout_id} has no signed order"
+    why = check_order(warrant.order, keys)
+    if why:
+        return why
+    o = warrant.order.order
+    if o.rollout_id != req.rollout_id:
+        return f"the order is rollout {o.rollout_id}'s, not {req.rollout_id}'s"
+    if o.box_type != req.box_type:
+        return f"order for box type {o.box_type!r}, not {req.box_type!r}"
+    if o.box_id and o.box_id != req.box_id:
+        return f"order ({o.kind}) for box {o.box_id} only, not {req.box_id}"
+    if (o.release_id, o.release_hash) != (req.release_id, req.release_hash):
+        return f"release {req.release_id} is not the order's ({o.release_id})"
+    # Expiry limits claiming a box; a box that claimed this rollout may take its time.
+    expired = step != TaskName.FINISH and time.time() > o.expires_at
+    if expired and ctx.record(req.box_id).read().claimed != req.rollout_id:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(o.expires_at))
+        return f"order expired at {at}: it claims no box any more (resume signs a new one)"
+    return ""
+
+
+def _matches_current(signed: SignedCurrent, req: StepRequest, keys: list[str]) -> str:
+    why = check_current(signed, keys)
+    cur = signed.current
+    if why:
+        return why
+    if cur.box_type != req.box_type:
+        return f"current record of box type {cur.box_type!r}, not {req.box_type!r}"
+    if (cur.release_id, cur.release_hash) != (req.release_id, req.release_hash):
+        return f"release {req.release_id} is not the current record's ({cur.release_id})"
+    return ""
+
+
+def _release(ctx: StepContext, req: StepRequest, keys: list[str]) -> str:
+    try:
+        release = ctx.releases.get(req.release_id, req.release_hash)
+    except ReleaseMismatch as exc:
+        return f"release not verified: {exc}"
+    why = check_release(release, keys)
+    if not why and release.box_type != req.box_type:
+        why = f"release {release.id} is of box type {release.box_type!r}, not {req.box_type!r}"
+    return why
+
+
+def release_refusal(ctx: StepContext, release: Release) -> str:
+    """A release the box would act on outside a step (the services reconciler)."""
+    if ctx.settings.insecure_unsigned:
+        return ""
+    keys = trusted(ctx)
+    return (check_release(release, keys) if keys else NO_KEYS) or (
+        f"release {release.id} is of box type {release.box_type!r}"
+        if ctx.box_type and release.box_type != ctx.box_type
+        else ""
+    )
+
+
+@dataclass(frozen=True)
+class CurrentVerdict:
+    """What the box may converge to by itself: a release and its signed record, or why not."""
+
+    release: Release | None = None
+    signed: SignedCurrent | None = None
+    refused: str = ""
+
+
+def authorise_current(ctx: StepContext, box_id: str, box_type: str) -> CurrentVerdict:
+    """The one check before a box deploys its type's current release by itself (boot
+    convergence, catch-up): signed by a trusted key, for this box's type, not older than any
+    current this box has seen (remembered on its disk), and its release signed too."""
+    states = RolloutStates(ctx.redis, ctx.keys)
+    if ctx.settings.insecure_unsigned:
+        return CurrentVerdict(release=ctx.releases.current(box_type))
+    if states.current(box_type) is None:
+        return CurrentVerdict()  # nothing is current yet
+    keys = trusted(ctx)
+    try:
+        signed = states.signed_current(box_type)
+    except ValidationError:
+        signed = None
+    if not keys or signed is None:
+        return CurrentVerdict(refused=NO_KEYS if not keys else f"{box_type}'s current is unsigned")
+    cur = signed.current
+    record = ctx.record(box_id)
+    seen = record.read().current_seq
+    why = check_current(signed, keys)
+    if not why and cur.box_type != box_type:
+        why = f"current record of box type {cur.box_type!r}, not {box_type!r}"
+    if not why and cur.seq < seen:
+        why = f"older current: {cur.release_id} (seq {cur.seq}) < seq {seen} this box has seen"
+    if why:
+        return CurrentVerdict(refused=why)
+    req = StepRequest(
+        rollout_id=cur.rollout_id,
+        box_id=box_id,
+        box_type=box_type,
+        release_id=cur.release_id,
+        release_hash=cur.release_hash,
+    )
+    why = _release(ctx, req, keys)
+    if why:
+        return CurrentVerdict(refused=why)
+    record.saw_current(cur.seq)
+    return CurrentVerdict(ctx.releases.get(cur.release_id, cur.release_hash), signed)
