@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.workers import dev_keys
 from schemas.contract import Outcome
 from tests.harness.aws_fx import DUMMY_CREDENTIALS, AwsAccount
 from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages
@@ -153,7 +154,8 @@ def test_the_group_is_the_fleet(
         " retries: 5}}\n")
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
-           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
+           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20",
+           "ORCHESTRATOR_SIGNING_KEY": dev_keys()[0]}
 
     boxes = cli(env, "boxes", box_workers.box_type)
     assert boxes.returncode == 1, boxes.stderr
@@ -229,7 +231,8 @@ def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
         GUARDED_YML.format(repo=f"{pushed_images.repo}:v2"))
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
-           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
+           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20",
+           "ORCHESTRATOR_SIGNING_KEY": dev_keys()[0]}
     run = cli(env, "rollout", box_workers.box_type, "--json")
     assert run.returncode == 1, run.stderr
     summary = [line for line in run.stdout.splitlines() if '"summary"' in line][0]
