@@ -15,7 +15,7 @@ from orchestrator.engine.trust import check_current, check_order, check_release,
 from orchestrator.errors import ReleaseMismatch
 from schemas.contract import StepRequest, TaskName
 from schemas.release import Release
-from schemas.trust import SignedCurrent
+from schemas.trust import SignedCurrent, Warrant
 
 if TYPE_CHECKING:
     from worker.steps.protocol import StepContext
@@ -58,6 +58,21 @@ def _order(ctx: StepContext, step: TaskName, req: StepRequest, keys: list[str]) 
         warrant = RolloutStates(ctx.redis, ctx.keys).warrant(req.rollout_id)
     except ValidationError:
         return f"unsigned: rollout {req.rollout_id}'s order is not a signed order"
+    claimed = ctx.record(req.box_id).read().claimed
+    return order_refusal(warrant, req, step, keys, now=time.time(), claimed=claimed)
+
+
+def order_refusal(
+    warrant: Warrant | None,
+    req: StepRequest,
+    step: TaskName,
+    keys: list[str],
+    *,
+    now: float,
+    claimed: str = "",
+) -> str:
+    """Pure: why `warrant` does not let `step` of `req` act ('' when it does). `claimed`: the
+    rollout whose claim the box's own record holds (expiry no longer stops that one)."""
     if warrant is None:
         return f"unsigned: rollout {req.rollout_id} has no signed order"
     why = check_order(warrant.order, keys)
@@ -73,8 +88,7 @@ def _order(ctx: StepContext, step: TaskName, req: StepRequest, keys: list[str]) 
     if (o.release_id, o.release_hash) != (req.release_id, req.release_hash):
         return f"release {req.release_id} is not the order's ({o.release_id})"
     # Expiry limits claiming a box; a box that claimed this rollout may take its time.
-    expired = step != TaskName.FINISH and time.time() > o.expires_at
-    if expired and ctx.record(req.box_id).read().claimed != req.rollout_id:
+    if step != TaskName.FINISH and now > o.expires_at and claimed != req.rollout_id:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(o.expires_at))
         return f"order expired at {at}: it claims no box any more (resume signs a new one)"
     return ""
@@ -97,9 +111,26 @@ def _release(ctx: StepContext, req: StepRequest, keys: list[str]) -> str:
         release = ctx.releases.get(req.release_id, req.release_hash)
     except ReleaseMismatch as exc:
         return f"release not verified: {exc}"
+    return release_check(release, req.box_type, keys)
+
+
+def release_check(release: Release, box_type: str, keys: list[str]) -> str:
+    """Pure: why this box must not run `release` ('' when it may)."""
     why = check_release(release, keys)
-    if not why and release.box_type != req.box_type:
-        why = f"release {release.id} is of box type {release.box_type!r}, not {req.box_type!r}"
+    if not why and release.box_type != box_type:
+        why = f"release {release.id} is of box type {release.box_type!r}, not {box_type!r}"
+    return why
+
+
+def current_check(signed: SignedCurrent, box_type: str, seen: int, keys: list[str]) -> str:
+    """Pure: why this box must not converge to `signed` ('' when it may); `seen` is the
+    highest seq of a current it has seen."""
+    cur = signed.current
+    why = check_current(signed, keys)
+    if not why and cur.box_type != box_type:
+        why = f"current record of box type {cur.box_type!r}, not {box_type!r}"
+    if not why and cur.seq < seen:
+        why = f"older current: {cur.release_id} (seq {cur.seq}) < seq {seen} this box has seen"
     return why
 
 
@@ -108,11 +139,9 @@ def release_refusal(ctx: StepContext, release: Release) -> str:
     if ctx.settings.insecure_unsigned:
         return ""
     keys = trusted(ctx)
-    return (check_release(release, keys) if keys else NO_KEYS) or (
-        f"release {release.id} is of box type {release.box_type!r}"
-        if ctx.box_type and release.box_type != ctx.box_type
-        else ""
-    )
+    if not keys:
+        return NO_KEYS
+    return release_check(release, ctx.box_type or release.box_type, keys)
 
 
 @dataclass(frozen=True)
@@ -142,12 +171,7 @@ def authorise_current(ctx: StepContext, box_id: str, box_type: str) -> CurrentVe
         return CurrentVerdict(refused=NO_KEYS if not keys else f"{box_type}'s current is unsigned")
     cur = signed.current
     record = ctx.record(box_id)
-    seen = record.read().current_seq
-    why = check_current(signed, keys)
-    if not why and cur.box_type != box_type:
-        why = f"current record of box type {cur.box_type!r}, not {box_type!r}"
-    if not why and cur.seq < seen:
-        why = f"older current: {cur.release_id} (seq {cur.seq}) < seq {seen} this box has seen"
+    why = current_check(signed, box_type, record.read().current_seq, keys)
     if why:
         return CurrentVerdict(refused=why)
     req = StepRequest(
