@@ -42,9 +42,11 @@ def settings(**values: str) -> dict[str, str]:
 _DEV_KEYS: list[tuple[str, str]] = []
 
 
-def dev_keys() -> tuple[str, str]:
-    """This process's dev signing key pair: (path of the private key, mode 600 in a private
-    temporary folder; its public key). The stack runs signed, like production."""
+def dev_keys(folder: Path | None = None) -> tuple[str, str]:
+    """This process's dev signing key pair: (path of the private key, mode 600; its public
+    key). The stack runs signed, like production. The first call decides where the key
+    lives: in `folder` (the demo's, kept as long as its stack), else in a private temporary
+    folder removed when this process ends."""
     if not _DEV_KEYS:
         import atexit
         import shutil
@@ -52,11 +54,19 @@ def dev_keys() -> tuple[str, str]:
 
         from orchestrator.engine.trust import generate, write_private
 
-        folder = Path(tempfile.mkdtemp(prefix="orch-dev-key-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        pem, public = generate()
-        write_private(folder / "signing.key", pem)
-        _DEV_KEYS.append((str(folder / "signing.key"), public))
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="orch-dev-key-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / "signing.key"
+        if path.exists():  # a kept stack's key: the same pair again
+            from orchestrator.engine.trust import load_signer
+
+            public = load_signer(str(path)).public
+        else:
+            pem, public = generate()
+            write_private(path, pem)
+        _DEV_KEYS.append((str(path), public))
     return _DEV_KEYS[0]
 
 
