@@ -309,3 +309,19 @@ def test_remote_control_shutdown_leaves_box_workers_running(
     assert got["outcome"] in (Outcome.OK, Outcome.NOOP), got
     assert all(w.running for w in fleet.workers)
     assert "shutdown" not in fleet.workers[0].output().decode(errors="replace").lower()
+
+
+def test_preflight_refuses_an_untrusted_key_and_nothing_changes(
+        fleet_factory: Callable[..., Fleet]) -> None:
+    """Boxes that trust another key: the rollout stops at preflight, naming the reason."""
+    from orchestrator.engine.trust import generate
+
+    fleet = fleet_factory(1, extra_env={"ORCHESTRATOR_TRUSTED_KEYS": generate()[1],
+                                        **BOX_ENV})
+    fleet.write(f"{fleet.images.repo}:v1")
+    run = fleet.cli("rollout", fleet.box_type)
+    assert run.returncode == 1, run.stderr
+    assert "PreflightFailed" in run.stderr and "refused" in run.stderr, run.stderr
+    assert "unknown key" in run.stderr, run.stderr
+    status = fleet.cli("status", fleet.box_type)
+    assert "current release none" in status.stdout and "nothing runs" in status.stdout

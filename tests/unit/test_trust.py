@@ -170,3 +170,17 @@ def test_an_older_current_is_refused(signer: Signer) -> None:
     assert "box type 'web', not 'api'" in current_check(cur, "api", 0, keys)
     tampered = cur.model_copy(update={"current": cur.current.model_copy(update={"seq": 999})})
     assert "bad signature" in current_check(tampered, "web", 0, keys)
+
+
+def test_a_refused_step_counts_the_box_failed() -> None:
+    from schemas.contract import Outcome, StepResult
+    from worker.steps.rollout import box_outcome
+
+    def entry(step: str, outcome: Outcome) -> StepResult:
+        return StepResult(step=step, rollout_id="ro-1", box_id="b1", outcome=outcome,
+                          started=1.0, ended=2.0)
+
+    entries = {"deploy.claim:-": entry("deploy.claim", Outcome.OK),
+               "deploy.swap:web": entry("deploy.swap", Outcome.REFUSED)}
+    assert entries["deploy.swap:web"].failed
+    assert box_outcome(entries) == "failed"
