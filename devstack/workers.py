@@ -101,7 +101,8 @@ def worker_env(box_id: str, box_type: str, broker_url: str, redis_url: str, pref
 
 def cli_env(boxes_dir: Path, broker_url: str, redis_url: str, prefix: str,
             **values: str) -> dict[str, str]:
-    """The `orchestrator` CLI's environment for this stack."""
+    """The `orchestrator` CLI's environment for this stack (a dev stack: --reason optional)."""
+    values = {"allow_no_reason": "true", **values}
     env = _clean_env()
     path, public = dev_keys()
     env.update(settings(boxes_dir=str(boxes_dir), broker_url=broker_url, redis_url=redis_url,

@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, Ser
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings
+from schemas.hostpaths import default_warnings
 
 
 def summary(path: Path, spec: BoxSpec) -> str:
@@ -43,7 +44,9 @@ def summary(path: Path, spec: BoxSpec) -> str:
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Rolling Docker deploys across fleets of boxes.
 
-    Exit codes: 0 ok, 1 a deploy failed or halted, 2 bad input (nothing was changed).
+    Exit codes: 0 ok, 1 a deploy failed or halted (or status found a problem), 2 bad input
+    (nothing was changed), 3 the lease is held by another rollout, 4 Redis, Docker, a
+    registry or AWS did not answer, 130 interrupted.
     """
     ctx.obj = {"verbose": verbose}
 
@@ -64,21 +67,38 @@ def validate(paths: tuple[Path, ...], fleet_path: Path | None) -> None:
     if fleet_path is not None:
         explicit = load_fleet(fleet_path)
     for path in paths:
+        fleet_file = fleet_path
         try:
             fleet = explicit
-            if fleet is None and (found := find_fleet(path)) is not None:
-                fleet = load_fleet(found)
+            if fleet is None and (fleet_file := find_fleet(path)) is not None:
+                fleet = load_fleet(fleet_file)
             loaded = load_box(path, fleet)
         except InvalidFile as exc:
             failed.append(exc)
             click.echo(f"ERROR (InvalidFile): {exc}", err=True)
             continue
         click.echo(summary(path, loaded.spec))
+        _warn_host_paths(path, loaded.spec, fleet, fleet_file)
     if failed:
         n = sum(len(f.problems) for f in failed)
         raise ConfigError(
             f"{n} problem{'s' if n != 1 else ''} in {len(failed)} file(s); nothing was changed"
         )
+
+
+def _warn_host_paths(
+    path: Path, spec: BoxSpec, fleet: FleetSettings | None, fleet_file: Path | None
+) -> None:
+    """Warn (exit 0: a box's allow-list may open them) about paths boxes refuse by default."""
+    services = {n: fleet.services[n] for n in spec.services if n in fleet.services} if fleet else {}
+    for line in default_warnings(
+        str(path),
+        spec.apps,
+        str(fleet_file) if fleet_file else None,
+        services,
+        fleet.registries if fleet else (),
+    ):
+        click.echo(f"WARNING: {line}", err=True)
 
 
 @cli.command()
@@ -93,12 +113,12 @@ def schema(fleet_schema: bool) -> None:
 
 @click.group()
 def lock() -> None:
-    """The lease of a box type: who holds it, and releasing it by hand."""
+    """Who holds a box type's lease, deploy freezes (acquire/release), releasing by hand."""
 
 
 def _register_commands() -> None:
     from orchestrator.cli_boxtype import boxtype
-    from orchestrator.cli_control import abort, lock_release, pause, resume
+    from orchestrator.cli_control import abort, lock_acquire, lock_release, pause, resume
     from orchestrator.cli_keys import keys
     from orchestrator.cli_read import boxes, history, lock_status, status
     from orchestrator.cli_rollout import plan, repair, rollback, rollout, watch_cmd
@@ -109,6 +129,7 @@ def _register_commands() -> None:
         cli.add_command(command)
     lock.add_command(lock_status)
     lock.add_command(lock_release)
+    lock.add_command(lock_acquire)
 
 
 _register_commands()
@@ -119,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args
     try:
-        cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
+        code = cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -138,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         lost = ServiceUnavailable(f"Redis does not answer: {redact(str(exc))}")
         click.echo(f"ERROR (ServiceUnavailable): {lost}", err=True)
         return lost.exit_code
-    return 0
+    return code if isinstance(code, int) else 0  # ctx.exit(n): e.g. `plan`'s "changes present"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import click
 
 from orchestrator import control
 from orchestrator.cli_rollout import coordinator
+from orchestrator.errors import ConfigError
 
 
 @click.command()
@@ -46,15 +47,53 @@ def abort(rollout_id: str) -> None:
     click.echo(f"{rollout_id}: aborted")
 
 
+@click.command("acquire")
+@click.argument("box_type")
+@click.option("-m", "--message", required=True, help="Why (shown to whoever tries to deploy).")
+def lock_acquire(box_type: str, message: str) -> None:
+    """Freeze BOX_TYPE: rollouts, catch-up and boot convergence refuse until `lock release`.
+
+    A rollout already running goes on (abort it if it must stop)."""
+    from orchestrator.audit import who
+    from orchestrator.engine.freeze import Freezes
+
+    c = coordinator()
+    try:
+        freezes = Freezes(c.client, c.keys)
+        made = freezes.acquire(box_type, message, str(who(c.settings.performer)))
+        found = freezes.get(box_type)
+        holder, _ = c.rollouts.lease.holder(box_type)
+    finally:
+        c.close()
+    if made is None:
+        raise ConfigError(f"{box_type} is already {found}; `orchestrator lock release "
+                          f"{box_type}` lifts it")
+    click.echo(f"{box_type}: {made}")
+    if holder:
+        click.echo(f"  rollout {holder} is running and goes on; "
+                   f"`orchestrator abort {holder}` stops it")
+
+
 @click.command("release")
 @click.argument("box_type")
 def lock_release(box_type: str) -> None:
-    """Release BOX_TYPE's lease and run the end-of-rollout clean-up of its holder."""
+    """Lift BOX_TYPE's freeze (a running rollout goes on); with no freeze, release its lease
+    and run the end-of-rollout clean-up of its holder."""
+    from orchestrator.engine.freeze import Freezes
+
     c = coordinator()
     try:
-        holder, final = control.release_lock(c, box_type)
+        lifted = Freezes(c.client, c.keys).lift(box_type)
+        if lifted is None:
+            holder, final = control.release_lock(c, box_type)
+        else:
+            holder, _ = c.rollouts.lease.holder(box_type)
     finally:
         c.close()
+    if lifted is not None:
+        goes_on = f"; rollout {holder} goes on" if holder else ""
+        click.echo(f"{box_type}: unfrozen (was {lifted}){goes_on}")
+        return
     if holder is None:
         click.echo(f"{box_type}: already free")
     else:

@@ -8,7 +8,9 @@ import time
 import click
 
 from orchestrator.cli_rollout import coordinator
+from orchestrator.engine.freeze import Freezes
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
+from schemas.rollout import Rollout
 
 
 @click.command()
@@ -95,10 +97,17 @@ def history(box_type: str, limit: int) -> None:
             click.echo(
                 f"{rid}  {r.kind:<8} {r.release_id}{mark}  {st.get('state', '?'):<16}"
                 f" {took:7.1f}s  {st.get('n_ok', 0)}/{st.get('n_total', 0)} ok  "
-                f"{r.reason or '-'}"
+                f"{by(r)}  {r.reason or '-'}"
             )
     finally:
         c.close()
+
+
+def by(r: Rollout) -> str:
+    """who@host, with the CI performer when it is not the user; '-' for old records."""
+    user = r.created_by or "-"
+    who = user if r.performer in ("", user) else f"{r.performer} (as {user})"
+    return f"{who}@{r.host}" if r.host else who
 
 
 @click.command("status")
@@ -110,9 +119,12 @@ def lock_status(box_type: str) -> None:
         stale = c.rollouts.abandon_if_stale(box_type)
         if stale:
             click.echo(f"{box_type}: rollout {stale} lost its lease: marked abandoned")
+        frozen = Freezes(c.client, c.keys).get(box_type)
+        if frozen is not None:
+            click.echo(f"{box_type}: {frozen}")
         holder, left = c.rollouts.lease.holder(box_type)
         if holder is None:
-            click.echo(f"{box_type}: free")
+            click.echo(f"{box_type}: {'no rollout running' if frozen else 'free'}")
             return
         st = c.rollouts.status(holder)
         expiry = f"expires in {left:.1f}s" if left is not None else "held without expiry"

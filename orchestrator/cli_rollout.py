@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orchestrator.engine.fleet import heartbeat
+from orchestrator.engine.state import new_id
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
 from orchestrator.settings import CoordinatorSettings
 from orchestrator.watch import watch
@@ -14,6 +15,7 @@ from schemas.rollout import Policy, Rollout, RolloutState
 
 if TYPE_CHECKING:
     from orchestrator.coordinator import Coordinator
+    from schemas.release import Release
 
 
 POLICY_OPTIONS = [
@@ -62,6 +64,27 @@ def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def require_reason(reason: str) -> None:
+    if not reason.strip() and not CoordinatorSettings().allow_no_reason:
+        raise ConfigError(
+            "--reason is required: say why (history and `lock status` show it), e.g. "
+            "--reason 'fix login'; or set ORCHESTRATOR_ALLOW_NO_REASON=true"
+        )
+
+
+def before_rollout(c: Coordinator, rollout_id: str, release: Release, reason: str) -> None:
+    """hooks/pre-rollout, before anything is stored: a non-zero exit changes nothing."""
+    from orchestrator.audit import who
+    from orchestrator.hooks import hooks_dir, pre_rollout
+
+    s = c.settings
+    pre_rollout(hooks_dir(s.boxes_dir, s.hooks_dir), {
+        "rollout_id": rollout_id, "box_type": release.box_type, "release": release.id,
+        "images": " ".join(f"{a}={i}" for a, i in sorted(release.images.items())),
+        "performer": who(s.performer).performer, "reason": reason,
+    }, s.hook_timeout)
+
+
 def coordinator() -> Coordinator:
     from orchestrator.coordinator import Coordinator
 
@@ -100,15 +123,21 @@ def rollout(
 ) -> None:
     """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.
 
-    Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed).
+    Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed),
+    3 another rollout holds the lease, 4 Redis, the registry or AWS did not answer.
     """
     policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    overrides = parse_images(images)
+    require_reason(reason)
     c = coordinator()
     try:
-        release = c.make_release(box_type, parse_images(images), reason)
-        started = c.start(
-            box_type, release, policy, reason=reason, wait=wait, skip_missing=skip_missing
-        )
+        c.refuse_if_frozen(box_type)
+        release = c.build_release(box_type, overrides, reason)
+        rollout_id = new_id(box_type)
+        before_rollout(c, rollout_id, release, reason)
+        c.rollouts.releases.put(release)
+        started = c.start(box_type, release, policy, reason=reason, wait=wait,
+                          skip_missing=skip_missing, rollout_id=rollout_id)
         click.echo(
             f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",
             err=True,
@@ -227,26 +256,40 @@ def repair(box_id: str, json_out: bool) -> None:
 
 @click.command()
 @click.argument("box_type")
+@click.option("--image", "images", multiple=True, metavar="APP=IMAGE",
+              help="Plan with this image for APP, as `rollout --image` would.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object (README: plan --json).")
 @policy_options
-def plan(box_type: str, canary: str, batch: str, max_failed: str, on_failure: str) -> None:
-    """Print the plan of a rollout of BOX_TYPE now; changes nothing."""
+@click.pass_context
+def plan(ctx: click.Context, box_type: str, images: tuple[str, ...], json_out: bool,
+         canary: str, batch: str, max_failed: str, on_failure: str) -> None:
+    """What a rollout of BOX_TYPE would change now, box by box: images (digests), spec
+    changes (env keys, never values), load balancers left, waves. Changes nothing.
+
+    Exit codes: 0 nothing to do, 5 changes present, 2 bad input, 4 unreachable.
+    """
+    import json
+
+    from orchestrator import plandiff
     from orchestrator.planner import make_plan
 
+    policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    overrides = parse_images(images)
     c = coordinator()
     try:
-        fleet = c.rollouts.fleet_of(box_type, c.settings.fleet_source).boxes
-        p = make_plan(
-            fleet, Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
-        )
+        release = c.build_release(box_type, overrides, reason="plan")
+        view = c.rollouts.fleet_of(box_type, c.settings.fleet_source)
+        p = make_plan(view.boxes, policy)
+        running = {r.release for b in view.heartbeats.values() for r in b.apps.values()}
+        stored = {rid: got for rid in running if (got := c.rollouts.releases.find(rid))}
+        skipped = {box: "no live worker" for box in view.missing}
+        skipped |= {box: "not in the group" for box in view.strays}
+        d = plandiff.diff(release, p, view.heartbeats, stored, skipped)
     finally:
         c.close()
-    click.echo(
-        f"{box_type}: {len(p.boxes)} boxes; canary {p.canary} "
-        f"({', '.join(p.canary_boxes) or 'none'}), then {p.batch} at a time; "
-        f"halt after {p.max_failed + 1} failed; on failure: {p.on_failure}"
-    )
-    for i, box in enumerate(p.boxes):
-        click.echo(f"  {i + 1:>4}. {box}{'  (canary)' if i < p.canary else ''}")
+    click.echo(json.dumps(d.as_json()) if json_out else plandiff.render(d))
+    if d.changes:
+        ctx.exit(plandiff.CHANGES_PRESENT)
 
 
 @click.command("watch")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,8 +10,10 @@ from typing import Literal
 
 from celery import Celery
 
+from orchestrator.audit import who
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import MemberState, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
@@ -20,7 +21,14 @@ from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
 from orchestrator.engine.trust import Signer, load_signer
-from orchestrator.errors import ConfigError, DeployError, InvalidFile, LeaseHeld, PreflightFailed
+from orchestrator.errors import (
+    ConfigError,
+    DeployError,
+    Frozen,
+    InvalidFile,
+    LeaseHeld,
+    PreflightFailed,
+)
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
@@ -46,11 +54,11 @@ class Coordinator:
     def connect(
         cls, settings: CoordinatorSettings, say: Callable[[str], None] | None = None
     ) -> Coordinator:
-        client = connect(settings.redis_url, wait=settings.redis_wait, say=say)
+        client = connect(settings.redis_url, wait=settings.redis_wait, say=say, tls=settings.tls())
         if say is not None and (warning := volatility(client, settings.redis_url)):
             say(warning)
         keys = Keys(settings.key_prefix)
-        app = make_celery(settings.broker_url)
+        app = make_celery(settings.broker_url, tls=settings.tls())
         engine = Rollouts(
             client,
             keys,
@@ -134,6 +142,13 @@ class Coordinator:
         return load_fleet(path) if path else None
 
     def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
+        """The release a rollout of BOX_TYPE deploys, stored (by content, once)."""
+        release = self.build_release(box_type, images, reason)
+        self.rollouts.releases.put(release)
+        return release
+
+    def build_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
+        """boxes/<type>.yml with `images` applied, validated and pinned; stored nowhere."""
         path = self.settings.boxes_dir / f"{box_type}.yml"
         if not path.is_file():
             known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
@@ -150,9 +165,7 @@ class Coordinator:
             app: pin(a.image, insecure=self.settings.insecure_registries)
             for app, a in spec.apps.items()
         }
-        release = self.sign_release(make_release(box_type, spec, pinned, fleet, reason=reason))
-        self.rollouts.releases.put(release)
-        return release
+        return self.sign_release(make_release(box_type, spec, pinned, fleet, reason=reason))
 
     # --- start ---------------------------------------------------------------------------
     def start(
@@ -167,12 +180,16 @@ class Coordinator:
         parent: str | None = None,
         boxes: list[str] | None = None,
         skip_missing: bool = False,
+        rollout_id: str | None = None,
     ) -> Rollout:
-        rollout_id = new_id(box_type)
+        rollout_id = rollout_id or new_id(box_type)
+        by = who(self.settings.performer)
+        self.refuse_if_frozen(box_type)
         self.signer()  # no key: say so before anything is taken
         self.take_lease(box_type, rollout_id, wait)
-        self.rollouts.states.open(rollout_id, box_type, reason)
+        self.rollouts.states.open(rollout_id, box_type, reason, str(by))
         try:
+            self.refuse_if_frozen(box_type)  # frozen while the lease was taken
             # Signed before the first box is asked anything: preflight verifies it too.
             repaired = boxes[0] if kind == "repair" and boxes else ""
             self.sign_order(kind, rollout_id, release, policy, box_id=repaired)
@@ -191,7 +208,10 @@ class Coordinator:
                 previous_release=self.rollouts.states.current(box_type),
                 plan=make_plan(fleet, policy),
                 reason=reason,
-                created_by=getpass.getuser(),
+                created_by=by.user,
+                host=by.host,
+                performer=by.performer,
+                command=by.command,
                 created_at=time.time(),
                 parent=parent,
                 kind=kind,
@@ -247,13 +267,20 @@ class Coordinator:
                 raise LeaseHeld(self.describe_holder(box_type, holder))
             time.sleep(1.0)
 
+    def refuse_if_frozen(self, box_type: str) -> None:
+        found = Freezes(self.client, self.keys).get(box_type)
+        if found is not None:
+            raise Frozen(f"{box_type} is {found}; `orchestrator lock release {box_type}` "
+                         "lifts the freeze")
+
     def describe_holder(self, box_type: str, holder: str) -> str:
         st = self.rollouts.status(holder)
         age = time.time() - float(st.get("created", time.time()))
         why = st.get("reason") or "no reason given"
+        by = f", by {st['who']}" if st.get("who") else ""
         return (
             f"box type {box_type!r} is being rolled out by {holder} ({st.get('state', '?')}, "
-            f"{age:.0f}s old, reason: {why}); wait with --wait, or see "
+            f"{age:.0f}s old{by}, reason: {why}); wait with --wait, or see "
             f"`orchestrator lock status {box_type}`"
         )
 

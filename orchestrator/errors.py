@@ -7,6 +7,7 @@ OrchestratorError
 │   └── ReleaseMismatch      a release in Redis does not match the hash a task carries
 ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
 ├── RolloutNotSucceeded      a rollout, rollback or repair ended in another state (exit 1)
+├── Detached                 Ctrl-C on an attached CLI; the rollout goes on (exit 130)
 └── DeployError              a deploy step could not do its job (exit 1)
     ├── HealthCheckFailed    new containers never proved healthy
     ├── LoadBalancerError    leaving or joining a load balancer failed
@@ -14,12 +15,20 @@ OrchestratorError
     │   └── RegistryAuthFailed   a registry refused a pull: no or wrong credentials
     ├── StartFailed          new containers did not start or prove healthy; none is left
     ├── SecretUnavailable    a secret reference could not be resolved (names the reference)
+    ├── HostPathDenied       a release asks for a host path the box's limits refuse
     ├── Fenced               the chain's token is no longer the box's: it must not act
     ├── ProvisioningFailed   AWS refused a change `boxtype create/scale/delete` asked for
     │
     │   the coordinator's refusals (the rollout start, `resume`):
-    ├── LeaseHeld            another rollout holds the box type
+    ├── LeaseHeld            another rollout holds the box type (exit 3)
+    │   └── Frozen           the box type is frozen by `lock acquire` (exit 3)
+    ├── HookFailed           hooks/pre-rollout said no; nothing was changed
     └── PreflightFailed      some boxes can't take the release; nothing was changed
+
+Exit codes (README "Exit codes" names the test that provokes each):
+0 ok · 1 a deploy failed or halted (or `status` found a problem) · 2 bad input, nothing changed ·
+3 the lease is held by another rollout · 4 Redis, Docker, a registry or AWS did not answer ·
+130 interrupted (Ctrl-C).
 
 InjectedFault (a RuntimeError, outside the tree on purpose) is raised only by a test hook.
 """
@@ -52,6 +61,8 @@ class IllegalTransition(ConfigError):
 class ServiceUnavailable(OrchestratorError):
     """A service we depend on (Redis, Docker, a registry, AWS) did not answer."""
 
+    exit_code = 4
+
 
 class DeployError(OrchestratorError):
     """A deploy step failed; the box's own outcome says what was put back."""
@@ -83,6 +94,10 @@ class StartFailed(DeployError):
 
 class SecretUnavailable(DeployError):
     """A secret reference could not be resolved; the message names the reference only."""
+
+
+class HostPathDenied(DeployError):
+    """A release asks to mount or read a host path the box refuses; names the rule and path."""
 
 
 class Fenced(DeployError):
@@ -125,8 +140,24 @@ class RolloutNotSucceeded(OrchestratorError):
     """The rollout ended in another state than succeeded (exit 1)."""
 
 
+class Detached(OrchestratorError):
+    """Ctrl-C (or SIGTERM) on an attached CLI: the rollout goes on without it."""
+
+    exit_code = 130
+
+
 class LeaseHeld(DeployError):
     """Another rollout holds the box type."""
+
+    exit_code = 3
+
+
+class Frozen(LeaseHeld):
+    """The box type is frozen (`lock acquire`): nothing may deploy it until `lock release`."""
+
+
+class HookFailed(DeployError):
+    """A coordinator hook (hooks/pre-rollout) exited non-zero or could not run."""
 
 
 class PreflightFailed(DeployError):

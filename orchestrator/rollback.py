@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
 import time
 from typing import TYPE_CHECKING
 
+from orchestrator.audit import who
 from orchestrator.engine.state import new_id
 from schemas.rollout import Plan, Policy, Rollout, RolloutState
 
@@ -39,6 +39,7 @@ def maybe_roll_back(c: Coordinator, parent: Rollout) -> Rollout | None:
         )
         c.rollouts.lease.release(parent.box_type, parent.id)
         return None
+    by = who(c.settings.performer)
     child = Rollout(
         id=new_id(parent.box_type, "rollback"),
         box_type=parent.box_type,
@@ -53,7 +54,10 @@ def maybe_roll_back(c: Coordinator, parent: Rollout) -> Rollout | None:
             on_failure="continue",
         ),
         reason=f"rollback of {parent.id}",
-        created_by=getpass.getuser(),
+        created_by=by.user,
+        host=by.host,
+        performer=by.performer,
+        command=by.command,
         created_at=time.time(),
         parent=parent.id,
         kind="rollback",

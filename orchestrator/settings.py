@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.engine.tls import TlsPolicy
+
 
 class CoordinatorSettings(BaseSettings):
     """What `orchestrator rollout` and friends need; the README lists each."""
@@ -20,6 +22,15 @@ class CoordinatorSettings(BaseSettings):
     )
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
     redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
+    redis_ca: str | None = Field(
+        None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
+    )
+    insecure_redis_tls: bool = Field(
+        False, description="DANGER: accept any Redis TLS certificate; throw-away tests only"
+    )
+
+    def tls(self) -> TlsPolicy:
+        return TlsPolicy(self.redis_ca, self.insecure_redis_tls)
     key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
     redis_wait: float = Field(
         10.0, ge=0, description="Seconds a command waits for Redis to answer before giving up"
@@ -51,6 +62,16 @@ class CoordinatorSettings(BaseSettings):
         description="INSECURE, throwaway setups only: start rollouts without a signing key "
         "(boxes then refuse them unless they run with the same setting)",
     )
+    performer: str | None = Field(
+        None, description="Who deploys, as CI names them (recorded with the user and host)"
+    )
+    allow_no_reason: bool = Field(
+        False, description="Let `rollout`, `rollback` and `repair` run without --reason"
+    )
+    hooks_dir: Path | None = Field(
+        None, description="Folder of hook executables (default: hooks/ beside the boxes folder)"
+    )
+    hook_timeout: float = Field(600.0, gt=0, description="Seconds a hook may run")
     insecure_registries: list[str] = Field(
         default_factory=lambda: ["localhost", "127."],
         description="Registry host prefixes reached over plain HTTP",

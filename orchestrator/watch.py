@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -14,6 +16,7 @@ import redis
 from orchestrator.engine.events import stream_ms
 from orchestrator.engine.redisconn import redact
 from orchestrator.engine.rollouts import Rollouts
+from orchestrator.errors import Detached
 from schemas.rollout import Rollout
 
 
@@ -38,8 +41,14 @@ class LiveBoard:
         from rich.live import Live
 
         self.rows: dict[str, tuple[str, str, float, float | None]] = {}
+        self.drawn = 0.0
         self.live = Live(console=Console(file=err), refresh_per_second=8, transient=False)
         self.live.start()
+
+    def tick(self) -> None:
+        """Elapsed times move at least every second, events or not."""
+        if time.monotonic() - self.drawn >= 1.0:
+            self.render()
 
     def update(self, sid: str, e: dict[str, str]) -> None:
         box = e.get("box") or ""
@@ -71,6 +80,7 @@ class LiveBoard:
                 f"{(ended or time.time()) - since:5.1f}s",
             )
         self.live.update(table)
+        self.drawn = time.monotonic()
 
     def stop(self) -> None:
         self.render()
@@ -90,6 +100,11 @@ def watch(
     """Follow the rollout to its final state and return it (the rollout never needs this)."""
     started = time.time()
     board = LiveBoard(err) if not json_out and err.isatty() else None
+    ticks = [f for f in (on_tick, board.tick if board else None) if f is not None]
+
+    def tick() -> None:
+        for f in ticks:
+            f()
 
     def show(sid: str, e: dict[str, str]) -> None:
         if json_out:
@@ -102,9 +117,18 @@ def watch(
             err.flush()
 
     try:
-        st = follow(engine, rollout, show, err, interval, on_tick)
-    finally:
+        with terminate_as_interrupt():
+            st = follow(engine, rollout, show, err, interval, tick)
+    except KeyboardInterrupt:
         if board is not None:
+            board.stop()
+            board = None
+        raise Detached(
+            f"rollout {rollout.id} goes on without this terminal. Follow it: "
+            f"`orchestrator watch {rollout.id}`; stop it: `orchestrator abort {rollout.id}`"
+        ) from None
+    finally:
+        if board is not None:  # the terminal gets its cursor back, however this ends
             board.stop()
     summary = {
         "rollout": rollout.id,
@@ -121,6 +145,24 @@ def watch(
     }
     out.write(summary_text(rollout, summary, json_out) + "\n")
     return str(summary["state"])
+
+
+class terminate_as_interrupt:  # noqa: N801 (a context manager read as a phrase)
+    """SIGTERM is handled as Ctrl-C while a rollout is followed: the board is put away and the
+    message says the rollout goes on (only in the main thread, where signals arrive)."""
+
+    def __enter__(self) -> None:
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, _interrupt)
+
+    def __exit__(self, *_: object) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def follow(

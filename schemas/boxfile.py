@@ -31,7 +31,7 @@ def _env_value(v: object) -> object:
         return SecretRef.model_validate(v)
     raise ValueError(
         f"env value {v!r} must be a string, or a secret reference such as "
-        "{secret: 'ssm:/web/db'} or {secret: 'file:/etc/orchestrator/web.env#DB'}"
+        "{secret: 'ssm:/web/db'} or {secret: 'file:/srv/secrets/web.env#DB'}"
     )
 
 

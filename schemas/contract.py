@@ -99,6 +99,18 @@ class Keys:
         """The release whose service catalog this box keeps reconciled."""
         return f"{self.prefix}services:{box_id}"
 
+    def freeze(self, box_type: str) -> str:
+        """A deploy freeze: JSON {message, who, at}; set and lifted only by `lock`."""
+        return f"{self.prefix}freeze:{box_type}"
+
+    def notified(self, rollout_id: str) -> str:
+        """Hash: lifecycle event -> `claimed <notifier>` then `done`: each is handled once."""
+        return f"{self.prefix}notified:{rollout_id}"
+
+    def notifiers(self) -> str:
+        """Hash: notifier id -> its last beat (unix seconds); old entries mean dead ones."""
+        return f"{self.prefix}notifiers"
+
     def events(self, box_type: str) -> str:
         return f"{self.prefix}events:{box_type}"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from schemas.base import SecretRef, Strict
+from schemas.base import Strict
 from schemas.refs import parse_port_number
+from schemas.workerboot import WorkerBoot
 
 AMI_RE = re.compile(r"^ami-[0-9a-f]{8,17}$")
 SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
@@ -19,7 +19,6 @@ SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 ALARM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-SETTING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PROFILE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+$")
 
 # The boxes' own security group, as a source: boxes of this type reach each other.
@@ -31,8 +30,6 @@ COMPARISONS = {
     "<=": "LessThanOrEqualToThreshold",
 }
 # Worker settings that `boxtype create` writes itself, from the box type and the region.
-RESERVED_SETTINGS = frozenset({"box_id", "box_type", "broker_url", "redis_url", "aws_region"})
-_SECRET_WORDS = ("password", "secret", "token", "credential")
 
 
 def _match(rx: re.Pattern[str], example: str, what: str) -> BeforeValidator:
@@ -80,94 +77,6 @@ def _port_keys(v: object) -> object:
         return {str(parse_port_number(k, "sources port")): s for k, s in v.items()}
     return v
 
-
-def _url_or_ref(v: object) -> object:
-    if isinstance(v, dict) and set(v) == {"secret"}:
-        return SecretRef.model_validate(v)
-    if isinstance(v, str):
-        parts = urlsplit(v)
-        if not parts.scheme or not parts.netloc:
-            raise ValueError(f"{v!r} is not a URL; write e.g. 'redis://10.0.0.5:6379/0'")
-        if parts.password:
-            raise ValueError(
-                "this URL carries a password, which would be readable in the launch template; "
-                "store the URL in SSM and write {secret: 'ssm:/orchestrator/broker-url'}"
-            )
-    return v
-
-
-UrlOrRef = Annotated[str | SecretRef, BeforeValidator(_url_or_ref)]
-
-
-def _setting_value(v: object) -> object:
-    if isinstance(v, dict) and set(v) == {"secret"}:
-        return SecretRef.model_validate(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return str(v)
-    return v
-
-
-SettingValue = Annotated[str | SecretRef, BeforeValidator(_setting_value)]
-
-
-class WorkerBoot(Strict):
-    """What the user data writes to /etc/orchestrator/worker.env; secrets by reference only."""
-
-    broker_url: UrlOrRef = Field(
-        description="Celery broker: a URL without a password, or {secret: 'ssm:/...'} "
-        "resolved on the box at boot"
-    )
-    redis_url: UrlOrRef | None = Field(
-        None, description="Product state (Redis), as broker_url; unset: the worker's default"
-    )
-    package: str = Field(
-        "orchestrator",
-        min_length=1,
-        description="What pip installs on the box: 'orchestrator==0.1.0', a wheel URL, ...",
-    )
-    settings: dict[str, SettingValue] = Field(
-        default_factory=dict,
-        description="More worker settings by name without the ORCHESTRATOR_ prefix "
-        "(e.g. log_root: /var/log/orchestrator); values or {secret: ...} references",
-    )
-
-    @field_validator("package")
-    @classmethod
-    def _one_requirement(cls, v: str) -> str:
-        if any(c.isspace() for c in v) or v.startswith("-"):
-            raise ValueError(f"package {v!r} must be one pip requirement, e.g. 'orchestrator'")
-        # 'name@https://...' (PEP 508) or a bare URL: either way, no password in it.
-        url = v.split("@", 1)[1] if "@" in v.split("://", 1)[0] else v
-        if "://" in url and urlsplit(url).password:
-            raise ValueError(
-                "package URL carries a password, which would be readable in the launch "
-                "template; use an index the box reaches with its instance role"
-            )
-        return v
-
-    @field_validator("settings")
-    @classmethod
-    def _names(cls, v: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
-        for name, value in v.items():
-            if not SETTING_NAME_RE.match(name):
-                raise ValueError(
-                    f"setting {name!r} must be a worker setting name in lower case "
-                    "without the prefix, e.g. log_root"
-                )
-            if name in RESERVED_SETTINGS:
-                raise ValueError(
-                    f"setting {name!r} is written by boxtype create; "
-                    "set broker_url/redis_url above, region under provision"
-                )
-            if isinstance(value, str) and any(w in name for w in _SECRET_WORDS):
-                raise ValueError(
-                    f"setting {name!r} looks secret; write {{secret: 'ssm:/...'}}, not a value"
-                )
-            if isinstance(value, str) and "\n" in value:
-                raise ValueError(f"setting {name!r} must be one line")
-        return v
 
 
 class ScalingAlarm(Strict):

@@ -129,5 +129,5 @@ def check_secret_ref(ref: str) -> str:
             return ref
     raise ValueError(
         f"secret reference {ref!r} is not understood; write 'ssm:/param/name' or "
-        "'file:/etc/orchestrator/app.env#KEY' (absolute path; '#KEY' picks one line of an env file)"
+        "'file:/srv/secrets/app.env#KEY' (absolute path; '#KEY' picks one line of an env file)"
     )

@@ -76,6 +76,9 @@ class Rollout(BaseModel):
     plan: Plan
     reason: str = ""
     created_by: str = ""
+    host: str = Field("", description="Where the command ran")
+    performer: str = Field("", description="Who, as CI names them (else the user)")
+    command: str = Field("", description="The command line, passwords redacted")
     created_at: float
     parent: str | None = Field(None, description="The rollout this one rolls back")
     kind: Literal["rollout", "rollback", "repair"] = "rollout"

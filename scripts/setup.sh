@@ -32,4 +32,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
+# The distribution is gc-box-orchestrator now: first drop an install under the old name
+# (its uninstall would take the console scripts the new one writes).
+if .venv/bin/pip show -q orchestrator >/dev/null 2>&1; then
+  .venv/bin/pip uninstall -q -y orchestrator
+fi
 .venv/bin/pip install -q -e ".[dev]"

@@ -22,6 +22,7 @@ from worker.fence import Fault
 from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
 from worker.inspect import Inspector
+from worker.limits import check_release
 from worker.recovery import recover, settle
 from worker.releases import BoxReleases
 from worker.runtime import DockerRuntime
@@ -37,7 +38,7 @@ log = logging.getLogger("orchestrator.worker")
 
 
 def build_context(settings: WorkerSettings, runtime: ContainerRuntime) -> StepContext:
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, tls=settings.tls())
     keys = Keys(settings.key_prefix)
     ssm = ssm_fetcher(settings.aws_region, settings.aws_endpoint_url)
     envs: dict[str, BoxEnv] = {}
@@ -92,6 +93,8 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
         if why:  # `services:<box>` is in Redis: its release is verified like any other
             log.error("services of %s refused: %s", box_id, why)
             return
+        # `services:<box>` is only a pointer in Redis: the box's limits hold here as in a step.
+        check_release(release, ctx.settings)
         changed = ensure_services(ctx.box_env(box_id, box_type), release, token)
     if changed:
         log.warning("services reconciled: %s", ", ".join(changed))
@@ -147,6 +150,7 @@ def celery_app(ctx: StepContext) -> Celery:
         settings.broker_url,
         visibility_timeout=settings.visibility_timeout,
         restore_interval=settings.restore_interval,
+        tls=settings.tls(),
     )
     ctx.rollouts = Rollouts(
         ctx.redis,

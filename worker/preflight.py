@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from schemas.contract import CONTRACT_VERSION, Outcome, StepRequest, StepResult, TaskName
+from worker.limits import check_release
 from worker.steps.apps import pull_image
 from worker.steps.protocol import StepContext
 from worker.trust import refusal
@@ -37,6 +38,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
     try:
         env.runtime.list(names=["orchestrator-preflight-probe"])  # does Docker answer?
         release = ctx.releases.get(req.release_id, req.release_hash)
+        check_release(release, ctx.settings)
         for app in [] if why else (req.changed_apps or list(release.spec.apps)):
             ref = release.image_of(app)
             if not env.runtime.has_image(ref):

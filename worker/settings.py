@@ -7,18 +7,33 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.engine.tls import TlsPolicy
+
+# Where the user data writes the worker's settings (and its references); see orchestrator/aws.
+ENV_FILE = "/etc/orchestrator/worker.env"
+SETTINGS_DIR = "/etc/orchestrator"
+
 
 class WorkerSettings(BaseSettings):
     """Every knob of `orchestrator-worker`; the README lists each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ORCHESTRATOR_", env_file="/etc/orchestrator/worker.env", extra="ignore"
+        env_prefix="ORCHESTRATOR_", env_file=ENV_FILE, extra="ignore"
     )
 
     box_id: str | None = Field(None, description="This box's id; EC2 instance id when unset")
     box_type: str | None = Field(None, description="This box's type; EC2 tag when unset")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
     redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
+    redis_ca: str | None = Field(
+        None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
+    )
+    insecure_redis_tls: bool = Field(
+        False, description="DANGER: accept any Redis TLS certificate; throw-away tests only"
+    )
+
+    def tls(self) -> TlsPolicy:
+        return TlsPolicy(self.redis_ca, self.insecure_redis_tls)
     key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
     bind_ip: str | None = Field(
         None, description="Host address for published ports (simulated boxes: 127.0.0.11, ...)"
@@ -71,6 +86,18 @@ class WorkerSettings(BaseSettings):
         description="Drills and tests only: this task (`deploy.swap` or `deploy.swap:<app>`) "
         "raises an unexpected error, "
         "to prove the link_error rescue (restore, rejoin)",
+    )
+    allowed_host_paths: list[str] = Field(
+        default_factory=list,
+        description="Host paths a release may mount or read as `file:` secrets although "
+        "under a default-denied one (`/etc`, `/root`, `/boot`, `/proc`, `/sys`, `/dev`, "
+        "the Docker socket); an allowed sub-path wins over a denied parent (JSON list)",
+    )
+    protected_paths: list[str] = Field(
+        default_factory=list,
+        description="More of the worker's own files (keys, a settings file elsewhere), "
+        "never open to a release; its settings directory, state dir and every `*_file`, "
+        "`*_dir`, `*_socket` setting are always protected (JSON list)",
     )
     extra_labels: dict[str, str] = Field(
         default_factory=dict, description="Labels added to every container (JSON object)"

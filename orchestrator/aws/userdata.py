@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from schemas.base import SecretRef
-from schemas.provision import WorkerBoot
+from schemas.workerboot import WorkerBoot
 
 VENV = "/opt/orchestrator/venv"
 ENV_FILE = "/etc/orchestrator/worker.env"
@@ -20,6 +20,12 @@ REFS_FILE = "/etc/orchestrator/worker.refs.json"
 # API) holds references only.
 WORKER_ENV_COMMAND = f"{VENV}/bin/orchestrator-worker-env"
 UNIT_PATH = "/etc/systemd/system/orchestrator-worker.service"
+# The worker is installed only from files pinned by sha256: the lock (every dependency, each
+# with its hashes) and the wheel by URL; pip runs with --require-hashes, never by bare name.
+DIST_NAME = "gc-box-orchestrator"
+LOCK_FILE = "/opt/orchestrator/worker.lock"
+LOCK_SUM_FILE = "/opt/orchestrator/worker.lock.sha256"
+REQUIREMENTS_FILE = "/opt/orchestrator/worker-requirements.txt"
 
 # Kept equal to examples/systemd/orchestrator-worker.service by a test.
 WORKER_UNIT = """\
@@ -47,6 +53,7 @@ RestartSec=2
 WantedBy=multi-user.target
 """
 
+
 def worker_env(box_type: str, region: str, boot: WorkerBoot) -> dict[str, Any]:
     """ORCHESTRATOR_* settings for the box: plain values, or {"secret": ref} references."""
 
@@ -65,30 +72,50 @@ def worker_env(box_type: str, region: str, boot: WorkerBoot) -> dict[str, Any]:
     return env
 
 
+def worker_requirements(boot: WorkerBoot) -> str:
+    """The box's one pip input: the hashed lock, and the wheel by URL with its sha256."""
+    return (
+        "# Every dependency from the hashed lock; the worker wheel by URL and sha256.\n"
+        f"-r {LOCK_FILE}\n"
+        f"{DIST_NAME} @ {boot.wheel.url} \\\n"
+        f"    --hash=sha256:{boot.wheel.sha256}\n"
+    )
+
+
+def install_command(boot: WorkerBoot) -> str:
+    """Fetch the lock, check its sha256, then install with --require-hashes only: one shell
+    line joined by '&&', as cloud-init goes on to the next runcmd line after a failure."""
+    pip = f"{VENV}/bin/pip"
+    fetch = ["curl", "--fail", "--silent", "--show-error", "--location", "--proto", "=https"]
+    steps = [
+        ["python3", "-m", "venv", VENV],
+        [*fetch, "--output", LOCK_FILE, boot.lock.url],
+        ["sha256sum", "--check", "--strict", LOCK_SUM_FILE],
+        [pip, "install", "--quiet", "--no-input", "--require-hashes", "-r", REQUIREMENTS_FILE],
+    ]
+    return " && ".join(shlex.join(step) for step in steps)
+
+
+def _file(path: str, content: str, mode: str = "0644") -> dict[str, str]:
+    return {"path": path, "owner": "root:root", "permissions": mode, "content": content}
+
+
 def cloud_config(box_type: str, region: str, boot: WorkerBoot) -> str:
     """The #cloud-config document: Docker, the worker package, its settings and unit, started."""
-    pip = f"{VENV}/bin/pip"
     doc = {
         "package_update": True,
-        "packages": ["docker.io", "python3-venv"],
+        "packages": ["docker.io", "python3-venv", "curl"],
         "write_files": [
-            {
-                "path": REFS_FILE,
-                "owner": "root:root",
-                "permissions": "0600",
-                "content": json.dumps(worker_env(box_type, region, boot), indent=2) + "\n",
-            },
-            {
-                "path": UNIT_PATH,
-                "owner": "root:root",
-                "permissions": "0644",
-                "content": WORKER_UNIT,
-            },
+            _file(
+                REFS_FILE, json.dumps(worker_env(box_type, region, boot), indent=2) + "\n", "0600"
+            ),
+            _file(UNIT_PATH, WORKER_UNIT),
+            _file(LOCK_SUM_FILE, f"{boot.lock.sha256}  {LOCK_FILE}\n"),
+            _file(REQUIREMENTS_FILE, worker_requirements(boot)),
         ],
         "runcmd": [
             "systemctl enable --now docker",
-            shlex.join(["python3", "-m", "venv", VENV]),
-            shlex.join([pip, "install", "--quiet", boot.package]),
+            install_command(boot),
             shlex.join([WORKER_ENV_COMMAND, REFS_FILE, ENV_FILE]),
             "systemctl daemon-reload",
             "systemctl enable --now orchestrator-worker",

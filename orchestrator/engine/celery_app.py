@@ -7,6 +7,8 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
+from orchestrator.engine.tls import TlsPolicy
+
 # Nothing should ever land here: every signature names its box's queue. A message in this
 # queue is a routing bug, and a queue nobody consumes makes it visible instead of lost.
 UNROUTED_QUEUE = "orchestrator.unrouted"
@@ -18,6 +20,7 @@ def make_celery(
     visibility_timeout: float = 300.0,
     restore_interval: float = 5.0,
     main: str = "orchestrator",
+    tls: TlsPolicy | None = None,
 ) -> Celery:
     app = Celery(main, broker=broker_url, set_as_current=False)
     transport: dict[str, Any] = {
@@ -47,6 +50,9 @@ def make_celery(
         worker_hijack_root_logger=False,
         task_track_started=True,
     )
+    ssl_options = (tls or TlsPolicy()).broker_ssl(broker_url)
+    if ssl_options is not None:  # kombu alone would take a bare rediss:// with CERT_NONE
+        app.conf.broker_use_ssl = ssl_options
     return app
 
 

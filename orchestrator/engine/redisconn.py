@@ -12,6 +12,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from orchestrator.engine.tls import TlsPolicy
 from orchestrator.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def connect(
     check: bool = True,
     wait: float = 0.0,
     say: Callable[[str], None] | None = None,
+    tls: TlsPolicy | None = None,
 ) -> RedisClient:
     """A client for `url` that retries blips itself. With `check`, Redis must answer now, or
     within `wait` seconds (each retry `say`s what it waits for); else ServiceUnavailable."""
@@ -49,6 +51,7 @@ def connect(
         health_check_interval=30,
         retry=_RETRY,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **(tls or TlsPolicy()).redis_kwargs(url),
     )
     if not check:
         return client

@@ -60,6 +60,13 @@ class ReleaseStore:
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"cannot store release {release.id}: {exc}") from exc
 
+    def find(self, release_id: str) -> Release | None:
+        """The release if it is stored and matches its hash; None otherwise (plans, reports)."""
+        try:
+            return self.get(release_id)
+        except ReleaseMismatch:
+            return None
+
     def get(self, release_id: str, expected_hash: str | None = None) -> Release:
         try:
             raw = self.client.get(self.keys.release(release_id))

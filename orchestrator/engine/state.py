@@ -109,12 +109,12 @@ class RolloutStates:
             )
         return _text(before)
 
-    def open(self, rollout_id: str, box_type: str, reason: str) -> None:
+    def open(self, rollout_id: str, box_type: str, reason: str, who: str = "") -> None:
         """A new rollout in preflight: who holds the lease, and why, is answerable at once."""
         self.move(
             rollout_id,
             S.PREFLIGHT,
-            fields={"box_type": box_type, "reason": reason, "created": time.time()},
+            fields={"box_type": box_type, "reason": reason, "who": who, "created": time.time()},
         )
 
     def create(self, rollout: Rollout) -> None:

@@ -23,6 +23,7 @@ from tests.harness.aws_fx import DUMMY_CREDENTIALS, AwsAccount
 ROOT = Path(__file__).resolve().parents[2]
 WEB = (ROOT / "examples" / "boxes" / "web.yml").read_text()
 NAME = "orchestrator-web"
+WHEEL_URL = "https://artifacts.example.com/gc_box_orchestrator-0.1.0-py3-none-any.whl"
 BROKER_URL = "redis://:s3cret-broker-pw@10.0.0.5:6379/0"
 
 
@@ -72,7 +73,11 @@ class Account:
                     },
                 ],
             },
-            "worker": {"broker_url": {"secret": "ssm:/orchestrator/broker-url"}},
+            "worker": {
+                "broker_url": {"secret": "ssm:/orchestrator/broker-url"},
+                "wheel": {"url": WHEEL_URL, "sha256": "ab" * 32},
+                "lock": {"url": "https://artifacts.example.com/worker.lock", "sha256": "cd" * 32},
+            },
         }
         data.update(provision)
         path = self.boxes / "web.yml"
@@ -278,7 +283,9 @@ def test_user_data_decodes_to_cloud_init_that_installs_and_starts_the_worker(
     files = {f["path"]: f["content"] for f in doc["write_files"]}
     unit = (ROOT / "examples" / "systemd" / "orchestrator-worker.service").read_text()
     assert files["/etc/systemd/system/orchestrator-worker.service"] == unit
-    assert "/opt/orchestrator/venv/bin/pip install --quiet orchestrator" in doc["runcmd"]
+    install = next(c for c in doc["runcmd"] if " install " in c)
+    assert "--require-hashes" in install and "pip install --quiet orchestrator" not in text
+    assert f"gc-box-orchestrator @ {WHEEL_URL}" in text and "--hash=sha256:" + "ab" * 32 in text
     assert doc["runcmd"][-1] == "systemctl enable --now orchestrator-worker"
     refs = json.loads(files["/etc/orchestrator/worker.refs.json"])
     assert refs["ORCHESTRATOR_BOX_TYPE"] == "web"

@@ -123,7 +123,7 @@ def test_a_command_without_redis_waits_says_so_and_ends_cleanly(tmp_path: Path) 
     env = cli_env(tmp_path, f"{url}/0", f"{url}/1", "x:", redis_wait="1.5")
     run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", "web"], env=env,
                          capture_output=True, text=True, timeout=30)
-    assert run.returncode == 1, run.stderr
+    assert run.returncode == 4, run.stderr  # README "Exit codes": infrastructure unreachable
     assert f"waiting for Redis at redis://:***@127.0.0.1:{port}/1" in run.stderr
     assert "ERROR (ServiceUnavailable)" in run.stderr and "does not answer" in run.stderr
     assert "Traceback" not in run.stderr and "S3cretPW" not in run.stdout + run.stderr

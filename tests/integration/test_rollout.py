@@ -88,7 +88,7 @@ def test_second_concurrent_rollout_names_the_holder(
     waiting = fleet.start_cli("rollout", fleet.box_type, "--wait", "--reason", "the waiter")
 
     second = fleet.cli("rollout", fleet.box_type)
-    assert second.returncode == 1, second.stderr
+    assert second.returncode == 3, second.stderr  # README "Exit codes": the lease is held
     assert "is being rolled out by" in second.stderr and "the first one" in second.stderr
     _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err

@@ -26,7 +26,10 @@ from orchestrator.aws.state import (
 )
 from orchestrator.aws.userdata import (
     ENV_FILE,
+    LOCK_FILE,
+    LOCK_SUM_FILE,
     REFS_FILE,
+    REQUIREMENTS_FILE,
     UNIT_PATH,
     WORKER_ENV_COMMAND,
     cloud_config,
@@ -35,7 +38,7 @@ from orchestrator.aws.userdata import (
 from orchestrator.config import load_box
 from schemas.boxfile import BoxSpec
 from schemas.contract import BOX_TYPE_TAG
-from schemas.provision import WorkerBoot
+from schemas.workerboot import WorkerBoot
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -44,6 +47,13 @@ LB_SG = "sg-0bbb2222cccc3333d"
 LT = "lt-0aaa1111bbbb2222c"
 VPC = "vpc-0aaa1111bbbb2222c"
 SUBNETS = ["subnet-0aaa1111bbbb2222c", "subnet-0bbb2222cccc3333d"]
+
+WHEEL_URL = "https://artifacts.example.com/gc_box_orchestrator-0.1.0-py3-none-any.whl"
+WHEEL_SHA = "ab" * 32
+LOCK_URL = "https://artifacts.example.com/worker-0.1.0.lock"
+LOCK_SHA = "cd" * 32
+PINNED = {"wheel": {"url": WHEEL_URL, "sha256": WHEEL_SHA},
+          "lock": {"url": LOCK_URL, "sha256": LOCK_SHA}}
 
 BOX = f"""
 apps:
@@ -71,6 +81,8 @@ provision:
           threshold: 80, adjustment: 1}}
   worker:
     broker_url: {{secret: "ssm:/orchestrator/broker-url"}}
+    wheel: {{url: "{WHEEL_URL}", sha256: "{WHEEL_SHA}"}}
+    lock: {{url: "{LOCK_URL}", sha256: "{LOCK_SHA}"}}
 """
 
 
@@ -195,7 +207,7 @@ def test_group_on_an_older_version_moves_to_the_latest() -> None:
 
 def test_user_data_change_is_named() -> None:
     built = as_built(desired())
-    d = desired(worker={"broker_url": "redis://10.0.0.9:6379/0"})
+    d = desired(worker={"broker_url": "redis://10.0.0.9:6379/0", **PINNED})
     assert lines(built, d)[0] == "~ launch template orchestrator-web: new version 2 (user data)"
 
 
@@ -363,7 +375,6 @@ def test_user_data_is_a_cloud_init_document_that_starts_the_worker() -> None:
         "ORCHESTRATOR_BROKER_URL": {"secret": "ssm:/orchestrator/broker-url"},
     }
     assert doc["runcmd"][-1] == "systemctl enable --now orchestrator-worker"
-    assert "/opt/orchestrator/venv/bin/pip install --quiet orchestrator" in doc["runcmd"]
     assert doc["runcmd"].index("systemctl enable --now docker") < len(doc["runcmd"]) - 1
 
 
@@ -381,7 +392,9 @@ def test_the_box_resolves_its_settings_at_boot_with_the_worker_package_command()
     install = next(i for i, c in enumerate(runcmd) if " install --quiet " in c)
     start = runcmd.index("systemctl enable --now orchestrator-worker")
     assert install < runcmd.index(command) < start
-    assert [f["path"] for f in doc["write_files"]] == [REFS_FILE, UNIT_PATH]
+    assert [f["path"] for f in doc["write_files"]] == [
+        REFS_FILE, UNIT_PATH, LOCK_SUM_FILE, REQUIREMENTS_FILE
+    ]
 
 
 def test_worker_settings_and_redis_url_are_written() -> None:
@@ -390,6 +403,7 @@ def test_worker_settings_and_redis_url_are_written() -> None:
             "broker_url": "redis://10.0.0.5:6379/0",
             "redis_url": {"secret": "ssm:/orchestrator/redis-url"},
             "settings": {"log_root": "/var/log/o", "step_deadline": 90},
+            **PINNED,
         }
     )
     refs = json.loads(
@@ -459,6 +473,27 @@ BAD_PROVISION = [
         "carries a password",
     ),
     (
+        "password parameter in redis url",
+        ('{secret: "ssm:/orchestrator/broker-url"}', "redis://10.0.0.5:6379/0?password=hunter2"),
+        "provision.worker.broker_url",
+        "carries a password",
+    ),
+    (
+        "tls checks off in broker url",
+        ('{secret: "ssm:/orchestrator/broker-url"}', "rediss://10.0.0.5:6380/0?ssl_cert_reqs=none"),
+        "provision.worker.broker_url",
+        "turns off TLS certificate checks",
+    ),
+    (
+        "insecure tls setting",
+        (
+            'broker_url: {secret: "ssm:/orchestrator/broker-url"}',
+            "broker_url: rediss://r:6380/0\n    settings: {insecure_redis_tls: true}",
+        ),
+        "provision.worker.settings",
+        "turns off Redis certificate checks",
+    ),
+    (
         "secret-looking setting",
         (
             'broker_url: {secret: "ssm:/orchestrator/broker-url"}',
@@ -466,6 +501,42 @@ BAD_PROVISION = [
         ),
         "provision.worker.settings",
         "looks secret",
+    ),
+    (
+        "a bare package name",
+        ("    wheel: {", '    package: orchestrator==0.1.0\n    wheel: {'),
+        "provision.worker",
+        "'package' is gone",
+    ),
+    (
+        "wheel over http",
+        ('wheel: {url: "https:', 'wheel: {url: "http:'),
+        "provision.worker.wheel.url",
+        "must be an https:// URL",
+    ),
+    (
+        "wheel URL not a wheel",
+        ("py3-none-any.whl", "tar.gz"),
+        "provision.worker.wheel",
+        "must end in a wheel's file name",
+    ),
+    (
+        "lock hash too short",
+        (LOCK_SHA, "cdcd"),
+        "provision.worker.lock.sha256",
+        "must be 64 hex digits",
+    ),
+    (
+        "lock URL with a password",
+        ("https://artifacts.example.com/worker", "https://u:pw@artifacts.example.com/worker"),
+        "provision.worker.lock.url",
+        "carries credentials",
+    ),
+    (
+        "no lock",
+        (f'    lock: {{url: "{LOCK_URL}", sha256: "{LOCK_SHA}"}}\n', ""),
+        "provision.worker.lock",
+        "required key is missing",
     ),
     (
         "cidr with host bits",
@@ -528,3 +599,35 @@ def test_bad_provision_is_exit_2_with_path(
     err = capsys.readouterr().err
     assert f": {path}: " in err and fragment in err, err
     assert "Traceback" not in err
+
+
+# -- the worker is installed pinned -----------------------------------------------------------
+
+
+def test_user_data_installs_only_pinned_files_with_require_hashes() -> None:
+    text = decode(desired().template["UserData"])
+    doc = yaml.safe_load(text)
+    files = {f["path"]: f["content"] for f in doc["write_files"]}
+    (install,) = [c for c in doc["runcmd"] if " install " in c]
+    # one shell line: a lock whose sha256 does not match stops it before pip runs
+    fetch, check, pip = install.split(" && ")[1:]
+    assert fetch.endswith(f"--output {LOCK_FILE} {LOCK_URL}") and "--proto =https" in fetch
+    assert check == f"sha256sum --check --strict {LOCK_SUM_FILE}"
+    assert files[LOCK_SUM_FILE] == f"{LOCK_SHA}  {LOCK_FILE}\n"
+    assert pip.endswith(f"pip install --quiet --no-input --require-hashes -r {REQUIREMENTS_FILE}")
+    requirements = files[REQUIREMENTS_FILE]
+    assert f"-r {LOCK_FILE}\n" in requirements
+    assert f"gc-box-orchestrator @ {WHEEL_URL} \\\n    --hash=sha256:{WHEEL_SHA}\n" in requirements
+    assert "pip install orchestrator" not in text and "install --quiet orchestrator" not in text
+    # every pip line installs from the hashed files only: no name, no URL on the command line
+    for line in text.splitlines():
+        if " install " in line:
+            assert "--require-hashes -r " + REQUIREMENTS_FILE in line
+
+
+def test_readme_installs_the_worker_pinned() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install orchestrator" not in readme
+    assert "pip install --require-hashes -r /opt/orchestrator/worker-requirements.txt" in readme
+    assert "-r /opt/orchestrator/worker.lock\ngc-box-orchestrator @ https://" in readme
+    assert "    --hash=sha256:" in readme

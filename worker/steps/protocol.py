@@ -32,6 +32,7 @@ from schemas.release import Release
 from schemas.trust import SignedCurrent
 from worker.facts import BoxEnv
 from worker.fence import ChainFence, Fault, FencedLB, FencedRuntime, Guard
+from worker.limits import check_release
 from worker.record import BoxRecord
 from worker.settings import WorkerSettings
 from worker.trust import refusal
@@ -285,6 +286,9 @@ def _run_body(
     try:
         with ctx.box_lock(req.box_id), ctx.acting_as(guard, str(step)):
             release = ctx.releases.get(req.release_id, req.release_hash)
+            if step not in ACT_AFTER_FAILURE:
+                # Before anything is touched: a release asking for a denied host path fails here.
+                check_release(release, ctx.settings)
             return body(ctx, req, release, prior)
     except Fenced as exc:
         log.warning("%s on %s stopped: %s", step, req.box_id, exc)

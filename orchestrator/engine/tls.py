@@ -1,0 +1,65 @@
+"""TLS to Redis (broker and state): certificates are verified unless a loud setting says not."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from orchestrator.errors import ConfigError
+
+# Spellings of "do not verify" in a URL (redis-py's and kombu's).
+_NO_VERIFY = frozenset({"none", "optional", "cert_none", "cert_optional"})
+# URL parameters that name files of the TLS set-up; handed to kombu as they are to redis-py.
+_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+INSECURE_SETTING = "ORCHESTRATOR_INSECURE_REDIS_TLS"
+
+
+@dataclass(frozen=True)
+class TlsPolicy:
+    """`ca`: the CA bundle that signed the Redis server's certificate (else the system store);
+    `insecure`: accept any certificate. Only for a throw-away test set-up: anyone on the path
+    between a box and Redis could then read the broker's tasks and write the state."""
+
+    ca: str | None = None
+    insecure: bool = False
+
+    def _params(self, url: str) -> tuple[bool, dict[str, str]]:
+        parts = urlsplit(url)
+        tls = parts.scheme in {"rediss", "sentinels"}
+        return tls, {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+
+    def _verify(self, params: dict[str, str]) -> bool:
+        url_off = params.get("ssl_cert_reqs", "required").lower() in _NO_VERIFY
+        if url_off and not self.insecure:
+            raise ConfigError(
+                "the Redis URL turns off certificate checks (ssl_cert_reqs="
+                f"{params['ssl_cert_reqs']}); give the CA instead (ORCHESTRATOR_REDIS_CA or "
+                f"ssl_ca_certs=...), or, for a throw-away test set-up only, {INSECURE_SETTING}=true"
+            )
+        return not (url_off or self.insecure)
+
+    def redis_kwargs(self, url: str) -> dict[str, Any]:
+        """Keyword arguments for redis-py's from_url (the URL's own parameters still win)."""
+        tls, params = self._params(url)
+        if not tls:
+            return {}
+        kwargs: dict[str, Any] = {"ssl_cert_reqs": "required" if self._verify(params) else "none"}
+        if self.ca and "ssl_ca_certs" not in params:
+            kwargs["ssl_ca_certs"] = self.ca
+        return kwargs
+
+    def broker_ssl(self, url: str) -> dict[str, Any] | None:
+        """Celery's broker_use_ssl: kombu would take a bare rediss:// URL with CERT_NONE."""
+        tls, params = self._params(url)
+        if not tls:
+            return None
+        verify = self._verify(params)
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED if verify else ssl.CERT_NONE}
+        for name in _FILES:
+            if name in params:
+                options[name] = params[name]
+        if self.ca and "ssl_ca_certs" not in options:
+            options["ssl_ca_certs"] = self.ca
+        return options
