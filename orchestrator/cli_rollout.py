@@ -142,6 +142,9 @@ def rollout(
             f"rollout {started.id}: release {release.id} on {len(started.plan.boxes)} boxes",
             err=True,
         )
+        from orchestrator.cli_notify import notify_own
+
+        notify_own(c, [started])  # `started` now, when no notifier runs
         state = follow(c, started, json_out)
     finally:
         c.close()
@@ -150,6 +153,7 @@ def rollout(
 
 
 def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
+    from orchestrator.cli_notify import notify_own
     from orchestrator.rollback import maybe_roll_back
 
     state = watch(c.rollouts, started, json_out=json_out, interval=c.settings.watch_interval)
@@ -157,6 +161,7 @@ def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
     if child is not None:
         click.echo(f"rollback {child.id}: returning changed boxes to {child.release_id}", err=True)
         watch(c.rollouts, child, json_out=json_out, interval=c.settings.watch_interval)
+    notify_own(c, [started, *([child] if child else [])])
     return state
 
 

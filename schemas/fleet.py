@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import Field, field_validator, model_validator
 
 from schemas.boxfile import ContainerSpec, LbKind, SecretRef, Strict, _check_image
@@ -27,6 +29,32 @@ class RegistryAuth(Strict):
     password: SecretRef = Field(description="{secret: 'ssm:/...'} or {secret: 'file:/...#KEY'}")
 
 
+Lifecycle = Literal["started", "halted", "succeeded", "failed", "rolled-back", "aborted",
+                    "abandoned"]
+LIFECYCLE: tuple[Lifecycle, ...] = get_args(Lifecycle)
+
+
+class Notification(Strict):
+    """Where lifecycle events go: a webhook (its URL a secret reference) or an SNS topic."""
+
+    webhook: SecretRef | None = Field(
+        None, description="{secret: 'ssm:/...'} holding the URL; JSON with a Slack-style `text`"
+    )
+    sns: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$",
+        description="SNS topic ARN",
+    )
+    events: list[Lifecycle] = Field(
+        default_factory=lambda: list(LIFECYCLE), description="Which events (default: all)"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Notification:
+        if (self.webhook is None) == (self.sns is None):
+            raise ValueError("write exactly one of webhook: {secret: ...} or sns: <topic arn>")
+        return self
+
+
 class FleetSettings(Strict):
     """Settings shared by every box type of a fleet."""
 
@@ -44,6 +72,9 @@ class FleetSettings(Strict):
     )
     step_deadline: float = Field(
         120.0, gt=0, le=3600, description="Seconds one deploy step may take on a box"
+    )
+    notifications: list[Notification] = Field(
+        default_factory=list, description="Webhooks and SNS topics told of lifecycle events"
     )
 
     @model_validator(mode="before")

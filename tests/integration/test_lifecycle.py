@@ -21,16 +21,20 @@ def releases(product: ProductRedis) -> set[str]:
     return set(product.client.scan_iter(match=f"{product.prefix}release:*"))
 
 
-def wait_holding(run: subprocess.Popen[str], product: ProductRedis, fleet: Fleet) -> None:
-    """Until the rollout `run` holds its lease (it must not have ended before)."""
+def paused(run: subprocess.Popen[str], product: ProductRedis, fleet: Fleet) -> str:
+    """Once the rollout `run` holds its lease, pause it (the lease is then held without expiry
+    and no new box starts): what follows looks at a rollout that cannot end meanwhile."""
     from schemas.contract import Keys
 
-    def holds() -> bool:
+    def holder() -> str | None:
         if run.poll() is not None:
             raise AssertionError(f"the rollout ended first: {run.communicate()}")
-        return product.client.get(Keys(product.prefix).lease(fleet.box_type)) is not None
+        return product.client.get(Keys(product.prefix).lease(fleet.box_type))
 
-    wait_for(holds, "the rollout to hold the lease", 60)
+    rid = wait_for(holder, "the rollout to hold the lease", 60)
+    pause = fleet.cli("pause", rid)
+    assert pause.returncode == 0, pause.stderr
+    return rid
 
 
 def test_history_and_lock_status_say_who_from_where_and_why(
@@ -40,10 +44,11 @@ def test_history_and_lock_status_say_who_from_where_and_why(
     fleet.env["ORCHESTRATOR_PERFORMER"] = "ci-bot"
     fleet.write(f"{fleet.images.repo}:v1", **SLOW)
     run = fleet.start_cli("rollout", fleet.box_type, "--reason", "ticket 42")
-    wait_holding(run, product_redis, fleet)
+    rid = paused(run, product_redis, fleet)
     held = fleet.cli("lock", "status", fleet.box_type).stdout
     host = os.uname().nodename
     assert "ci-bot (as " in held and f"@{host}" in held and "ticket 42" in held, held
+    assert fleet.cli("resume", rid).returncode == 0
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     history = fleet.cli("history", fleet.box_type).stdout
@@ -76,11 +81,12 @@ def test_a_freeze_refuses_rollouts_and_lifting_it_never_ends_one(
     assert fleet.cli("lock", "release", fleet.box_type).returncode == 0
 
     run = fleet.start_cli("rollout", fleet.box_type, "--reason", "v1")
-    wait_holding(run, product_redis, fleet)
+    rid = paused(run, product_redis, fleet)
     # Frozen while it runs: it goes on; lifting the freeze does not end it either.
     assert "goes on" in fleet.cli("lock", "acquire", fleet.box_type, "-m", "late").stdout
     lifted = fleet.cli("lock", "release", fleet.box_type)
     assert lifted.returncode == 0 and "unfrozen" in lifted.stdout and "goes on" in lifted.stdout
+    assert fleet.cli("resume", rid).returncode == 0
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     assert "succeeded" in fleet.cli("history", fleet.box_type).stdout

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"ec2": "ec2", "autoscaling": "autoscaling", "elb": "elasticloadbalancing",
             "elbv2": "elasticloadbalancing", "ssm": "ssm", "cloudwatch": "cloudwatch",
-            "iam": "iam", "ecr": "ecr", "sts": "sts"}
+            "iam": "iam", "ecr": "ecr", "sts": "sts", "sns": "sns"}
 PACKAGES = ("orchestrator", "worker", "schemas")
 
 
