@@ -143,9 +143,10 @@ def refused_and_untouched(attacker: Attacker, docker_client: docker.DockerClient
     got = wait_for(lambda: _journal(attacker, req), f"the box's answer to {req.rollout_id}")
     assert got["outcome"] == Outcome.REFUSED, got
     assert reason in got["reason"], got
-    events = [e for e in _events(attacker) if e.get("rollout") == req.rollout_id]
-    assert any(e.get("outcome") == "refused" and reason in e.get("reason", "")
-               for e in events), events
+    # The event follows the journal entry (written first): wait for it, too.
+    wait_for(lambda: [e for e in _events(attacker) if e.get("rollout") == req.rollout_id
+                      and e.get("outcome") == "refused" and reason in e.get("reason", "")],
+             "the refusal in the event stream")
     assert facts(docker_client, box) == before
     assert docker_actions(docker_client, box, since) == []
     assert len(fleet.proxy.state_changes()) == lb_before
