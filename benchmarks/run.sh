@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Run one benchmark after the README's test set-up (scripts/setup.sh): installs the `bench`
 # extra (Ansible, pyinstrument, py-spy) into .venv if it is missing, then runs
-# `python -m benchmarks.NAME`. NAME: window, overhead, peer, scale, profile, or all.
+# `python -m benchmarks.NAME`. NAME: window, overhead, peer, scale, profile, inputs, or all.
 # Results: a table and ratios on stdout, JSON under benchmarks/results/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 name="${1:-}"
 case "$name" in
-  window|overhead|peer|scale|profile|all) shift ;;
-  *) echo "usage: bash benchmarks/run.sh window|overhead|peer|scale|profile|all [options]" >&2
+  window|overhead|peer|scale|profile|inputs|all) shift ;;
+  *) echo "usage: bash benchmarks/run.sh window|overhead|peer|scale|profile|inputs|all [options]" >&2
      exit 2 ;;
 esac
 

@@ -12,6 +12,7 @@ import redis
 
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.redisconn import redact
+from orchestrator.engine.version import version
 from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, ServiceUnavailable
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
@@ -39,6 +40,8 @@ def summary(path: Path, spec: BoxSpec) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", prog_name="orchestrator",
+                      message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:

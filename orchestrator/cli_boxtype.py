@@ -13,10 +13,11 @@ from orchestrator.aws.plan import make_plan, plan_delete
 from orchestrator.aws.provision import apply, scale
 from orchestrator.aws.state import Action, Facts, Plan, resource_name
 from orchestrator.aws.userdata import cloud_config, encode
+from orchestrator.cli_args import box_type_arg
 from orchestrator.config import find_fleet, load_box, load_fleet, read_yaml
 from orchestrator.engine.aws import AwsClients, connect
 from orchestrator.errors import ConfigError, InvalidFile
-from orchestrator.settings import CoordinatorSettings
+from orchestrator.settings import CoordinatorSettings, load_settings
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem
 from schemas.fleet import FleetSettings
@@ -116,7 +117,7 @@ def boxtype() -> None:
 
 
 @boxtype.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan of creates and changes; change nothing."
 )
@@ -126,7 +127,7 @@ def create(box_type: str, dry_run: bool) -> None:
     Input is checked first (exit 2, nothing changed): the file, then the AMI, instance type,
     subnets, key pair, instance profile and security groups it names, with describe calls.
     """
-    settings = CoordinatorSettings()
+    settings = load_settings()
     bt = load_box_type(settings, box_type)
     desired = desired_state(box_type, bt.spec, bt.provision, bt.region, bt.fleet)
     started = time.monotonic()
@@ -155,23 +156,23 @@ def create(box_type: str, dry_run: bool) -> None:
 
 
 @boxtype.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("--base64", "as_base64", is_flag=True, help="Encoded, as the template holds it.")
 def userdata(box_type: str, as_base64: bool) -> None:
     """Print the cloud-init document of BOX_TYPE's launch template (no AWS call)."""
-    bt = load_box_type(CoordinatorSettings(), box_type)
+    bt = load_box_type(load_settings(), box_type)
     text = cloud_config(box_type, bt.region, bt.provision.worker)
     click.echo(encode(text) if as_base64 else text, nl=as_base64)
 
 
 @boxtype.command("scale")
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option(
     "--desired", type=click.IntRange(min=0), required=True, help="Boxes the group should run."
 )
 def scale_cmd(box_type: str, desired: int) -> None:
     """Set how many boxes BOX_TYPE's auto scaling group runs (within its min and max)."""
-    settings = CoordinatorSettings()
+    settings = load_settings()
     c = _clients(settings, _region(settings, box_type))
     try:
         before, low, high = scale(c, box_type, desired)
@@ -181,11 +182,11 @@ def scale_cmd(box_type: str, desired: int) -> None:
 
 
 @boxtype.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(box_type: str, yes: bool) -> None:
     """Delete BOX_TYPE in AWS: alarms, policies, group (ending its boxes), template, SG."""
-    settings = CoordinatorSettings()
+    settings = load_settings()
     region = _region(settings, box_type)
     started = time.monotonic()
     c = _clients(settings, region)

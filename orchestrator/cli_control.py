@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator import control
+from orchestrator.cli_args import box_type_arg
 from orchestrator.cli_rollout import coordinator
 from orchestrator.errors import ConfigError
 
@@ -75,7 +76,7 @@ def lock_acquire(box_type: str, message: str) -> None:
 
 
 @click.command("release")
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 def lock_release(box_type: str) -> None:
     """Lift BOX_TYPE's freeze (a running rollout goes on); with no freeze, release its lease
     and run the end-of-rollout clean-up of its holder."""

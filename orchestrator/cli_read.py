@@ -7,6 +7,7 @@ import time
 
 import click
 
+from orchestrator.cli_args import box_type_arg
 from orchestrator.cli_rollout import coordinator
 from orchestrator.engine.freeze import Freezes
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
@@ -14,7 +15,7 @@ from schemas.rollout import Rollout
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per box.")
 def status(box_type: str, json_out: bool) -> None:
     """What runs where, as the boxes report it, and where each box stands in its load
@@ -36,7 +37,7 @@ def status(box_type: str, json_out: bool) -> None:
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 def boxes(box_type: str) -> None:
     """The box type's auto scaling group joined with its workers: who runs what, flags."""
     c = coordinator()
@@ -79,7 +80,7 @@ def boxes(box_type: str) -> None:
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("-n", "limit", default=20, show_default=True, help="How many rollouts.")
 def history(box_type: str, limit: int) -> None:
     """Rollouts of BOX_TYPE, newest first: release, outcome, duration, reason."""
@@ -111,7 +112,7 @@ def by(r: Rollout) -> str:
 
 
 @click.command("status")
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 def lock_status(box_type: str) -> None:
     """Who holds BOX_TYPE's lease, why, since when, and until when."""
     c = coordinator()

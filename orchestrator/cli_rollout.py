@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.cli_args import box_type_arg, make_policy, parse_images
+from orchestrator.config import release_spec
 from orchestrator.engine.fleet import heartbeat
 from orchestrator.engine.state import new_id
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
-from orchestrator.settings import CoordinatorSettings
+from orchestrator.settings import load_settings
 from orchestrator.watch import watch
 from schemas.rollout import Policy, Rollout, RolloutState
 
@@ -54,18 +56,8 @@ def policy_options(f: Any) -> Any:
     return f
 
 
-def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        app, sep, ref = pair.partition("=")
-        if not sep or not app or not ref:
-            raise ConfigError(f"--image {pair!r}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
-        out[app] = ref
-    return out
-
-
 def require_reason(reason: str) -> None:
-    if not reason.strip() and not CoordinatorSettings().allow_no_reason:
+    if not reason.strip() and not load_settings().allow_no_reason:
         raise ConfigError(
             "--reason is required: say why (history and `lock status` show it), e.g. "
             "--reason 'fix login'; or set ORCHESTRATOR_ALLOW_NO_REASON=true"
@@ -88,11 +80,11 @@ def before_rollout(c: Coordinator, rollout_id: str, release: Release, reason: st
 def coordinator() -> Coordinator:
     from orchestrator.coordinator import Coordinator
 
-    return Coordinator.connect(CoordinatorSettings(), say=lambda m: click.echo(m, err=True))
+    return Coordinator.connect(load_settings(), say=lambda m: click.echo(m, err=True))
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option(
     "--image",
     "images",
@@ -126,8 +118,10 @@ def rollout(
     Exit codes: 0 every box succeeded, 1 failed or halted, 2 bad input (nothing changed),
     3 another rollout holds the lease, 4 Redis, the registry or AWS did not answer.
     """
-    policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    # Every flag is checked before anything connects, writes or sends a task.
+    policy = make_policy(canary, batch, max_failed, on_failure)
     overrides = parse_images(images)
+    release_spec(load_settings(), box_type, overrides)  # the file and --image, checked now
     require_reason(reason)
     c = coordinator()
     try:
@@ -166,7 +160,7 @@ def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("--to", "to_release", default=None, help="A release id (default: the current one).")
 @click.option("--reason", default="", help="Why: shown in lock status and history.")
 @click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
@@ -186,6 +180,9 @@ def rollback(
     """Return BOX_TYPE's fleet to its current (last successful) release, or --to RELEASE."""
     from orchestrator.rollback import maybe_roll_back
 
+    policy = make_policy(
+        canary, batch, max_failed, "halt" if on_failure == "rollback" else on_failure
+    )
     c = coordinator()
     try:
         holder, _ = c.rollouts.lease.holder(box_type)
@@ -209,12 +206,6 @@ def rollback(
         release = c.rollouts.releases.get(target)
         if release.box_type != box_type:
             raise ConfigError(f"release {target} is of box type {release.box_type}, not {box_type}")
-        policy = Policy(
-            canary=canary,
-            batch=batch,
-            max_failed=max_failed,
-            on_failure="halt" if on_failure == "rollback" else on_failure,
-        )
         started = c.start(
             box_type,
             release,
@@ -260,7 +251,7 @@ def repair(box_id: str, json_out: bool) -> None:
 
 
 @click.command()
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("--image", "images", multiple=True, metavar="APP=IMAGE",
               help="Plan with this image for APP, as `rollout --image` would.")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object (README: plan --json).")
@@ -278,8 +269,9 @@ def plan(ctx: click.Context, box_type: str, images: tuple[str, ...], json_out: b
     from orchestrator import plandiff
     from orchestrator.planner import make_plan
 
-    policy = Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    policy = make_policy(canary, batch, max_failed, on_failure)
     overrides = parse_images(images)
+    release_spec(load_settings(), box_type, overrides)  # the file and --image, checked now
     c = coordinator()
     try:
         release = c.build_release(box_type, overrides, reason="plan")

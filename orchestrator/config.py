@@ -2,101 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import InvalidFile
+from orchestrator.errors import ConfigError, InvalidFile
+from orchestrator.settings import CoordinatorSettings
+from orchestrator.yamlload import read_yaml
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem, check_box
 from schemas.fleet import FleetSettings
+from schemas.refs import NAME_RE
 
 M = TypeVar("M", bound=BaseModel)
 
+__all__ = ["read_yaml", "load_box", "load_fleet", "find_fleet", "validate_model", "problems_of"]
+
 FLEET_FILE = "fleet.yml"
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _mapping(
-    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}: each key may appear once", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-# YAML 1.1 reads an unquoted `- 22:22` as the base-60 number 1342: a silent wrong port.
-# Resolve ints as YAML 1.2 does (no base 60), so `22:22` stays the string it looks like.
-_UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-
-
-def _line_index(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
-    """Field path -> 1-based line, from the YAML node tree, for error messages."""
-    out: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            path = f"{prefix}.{k.value}" if prefix else str(k.value)
-            out[path] = k.start_mark.line + 1
-            out.update(_line_index(v, path))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            path = f"{prefix}[{i}]"
-            out[path] = v.start_mark.line + 1
-            out.update(_line_index(v, path))
-    return out
-
-
-def read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
-    """Parse one YAML file; errors name the file, line and column."""
-    name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InvalidFile(name, [Problem("", f"cannot read the file: {exc.strerror}")]) from None
-    if b"\x00" in raw:
-        raise InvalidFile(name, [Problem("", "this is not a text file; give a YAML box file")])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidFile(name, [Problem("", "this is not UTF-8 text; save it as UTF-8")]) from None
-    if not text.strip() or all(
-        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
-    ):
-        raise InvalidFile(name, [Problem("", "the file is empty; it needs at least `apps:`")])
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-        lines = _line_index(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = exc.problem or str(exc)
-        raise InvalidFile(name, [Problem("", f"YAML syntax error at {at}{what}")]) from None
-    except yaml.YAMLError as exc:
-        raise InvalidFile(name, [Problem("", f"YAML error: {exc}")]) from None
-    return data, lines
 
 
 # Parts of pydantic error locations that name types, not fields.
@@ -181,3 +105,55 @@ def load_box(path: Path, fleet: FleetSettings | None = None) -> LoadedBox:
     if problems:
         raise InvalidFile(str(path), problems, lines)
     return LoadedBox(path, path.stem, spec)
+
+
+def fleet_for(settings: CoordinatorSettings) -> FleetSettings | None:
+    """The fleet.yml the coordinator uses: the configured one, or beside/above boxes/."""
+    path = settings.fleet_file or find_fleet(settings.boxes_dir / "x.yml")
+    return load_fleet(path) if path else None
+
+
+def release_spec(
+    settings: CoordinatorSettings, box_type: str, images: dict[str, str]
+) -> tuple[BoxSpec, FleetSettings | None]:
+    """boxes/<type>.yml with `--image` applied, fully checked; no service is asked."""
+    if not NAME_RE.match(box_type):
+        raise ConfigError(f"box type {box_type!r} must be a name, not a path")
+    path = settings.boxes_dir / f"{box_type}.yml"
+    if not path.is_file():
+        known = sorted(p.stem for p in settings.boxes_dir.glob("*.yml"))
+        raise ConfigError(
+            f"no box type {box_type!r}: {path} does not exist "
+            f"(box types in {settings.boxes_dir}: {', '.join(known) or 'none'})"
+        )
+    fleet = fleet_for(settings)
+    spec = apply_overrides(load_box(path, fleet).spec, images, path)
+    problems = check_box(spec, fleet)
+    if problems:
+        raise InvalidFile(f"{path} with --image", problems)
+    return spec, fleet
+
+
+def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpec:
+    """`--image app=ref`: a new image for a known app, validated like the file itself."""
+    if not images:
+        return spec
+    unknown = sorted(set(images) - set(spec.apps))
+    if unknown:
+        raise InvalidFile(
+            str(path),
+            [
+                Problem(
+                    "apps",
+                    f"--image names unknown app(s) {', '.join(unknown)}; apps here: "
+                    f"{', '.join(sorted(spec.apps))}",
+                )
+            ],
+        )
+    data = spec.model_dump(mode="json")
+    for app, ref in images.items():
+        data["apps"][app]["image"] = ref
+    try:
+        return BoxSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFile(f"{path} with --image", problems_of(exc)) from None

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from celery import Celery
 
 from orchestrator.audit import who
-from orchestrator.config import find_fleet, load_box, load_fleet
+from orchestrator.config import fleet_for, release_spec
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
@@ -25,20 +25,19 @@ from orchestrator.errors import (
     ConfigError,
     DeployError,
     Frozen,
-    InvalidFile,
     LeaseHeld,
     PreflightFailed,
 )
 from orchestrator.planner import make_plan
 from orchestrator.registry import pin
 from orchestrator.settings import CoordinatorSettings
-from schemas.boxfile import BoxSpec
-from schemas.checks import Problem, check_box
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Policy, Rollout
 from schemas.trust import OrderKind, Warrant
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,8 +137,7 @@ class Coordinator:
 
     # --- the release -------------------------------------------------------------------
     def fleet_settings(self) -> FleetSettings | None:
-        path = self.settings.fleet_file or find_fleet(self.settings.boxes_dir / "x.yml")
-        return load_fleet(path) if path else None
+        return fleet_for(self.settings)
 
     def make_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
         """The release a rollout of BOX_TYPE deploys, stored (by content, once)."""
@@ -149,18 +147,7 @@ class Coordinator:
 
     def build_release(self, box_type: str, images: dict[str, str], reason: str) -> Release:
         """boxes/<type>.yml with `images` applied, validated and pinned; stored nowhere."""
-        path = self.settings.boxes_dir / f"{box_type}.yml"
-        if not path.is_file():
-            known = sorted(p.stem for p in self.settings.boxes_dir.glob("*.yml"))
-            raise ConfigError(
-                f"no box type {box_type!r}: {path} does not exist "
-                f"(box types in {self.settings.boxes_dir}: {', '.join(known) or 'none'})"
-            )
-        fleet = self.fleet_settings()
-        spec = apply_overrides(load_box(path, fleet).spec, images, path)
-        problems = check_box(spec, fleet)
-        if problems:
-            raise InvalidFile(str(path), problems)
+        spec, fleet = release_spec(self.settings, box_type, images)
         pinned = {
             app: pin(a.image, insecure=self.settings.insecure_registries)
             for app, a in spec.apps.items()
@@ -187,8 +174,8 @@ class Coordinator:
         self.refuse_if_frozen(box_type)
         self.signer()  # no key: say so before anything is taken
         self.take_lease(box_type, rollout_id, wait)
-        self.rollouts.states.open(rollout_id, box_type, reason, str(by))
         try:
+            self.rollouts.states.open(rollout_id, box_type, reason, str(by))
             self.refuse_if_frozen(box_type)  # frozen while the lease was taken
             # Signed before the first box is asked anything: preflight verifies it too.
             repaired = boxes[0] if kind == "repair" and boxes else ""
@@ -217,12 +204,10 @@ class Coordinator:
                 kind=kind,
             )
             self.rollouts.create(rollout)
-        except Exception as exc:
+        except BaseException as exc:
             # Nothing started: the lease and the group's processes are given back, whatever
-            # went wrong, and the record says why.
-            self.rollouts.states.refuse(rollout_id, f"{type(exc).__name__}: {exc}")
-            self.rollouts.resume_group(rollout_id)
-            self.rollouts.lease.release(box_type, rollout_id)
+            # went wrong (a bug, a bad heartbeat, Ctrl-C included), and the record says why.
+            self.give_back(box_type, rollout_id, f"{type(exc).__name__}: {exc}")
             raise
         self.rollouts.events.emit(
             box_type,
@@ -233,6 +218,18 @@ class Coordinator:
         )
         self.rollouts.advance(rollout)
         return rollout
+
+    def give_back(self, box_type: str, rollout_id: str, why: str) -> None:
+        """Undo a start that did not start: each part tried even when another fails."""
+        for undo in (
+            lambda: self.rollouts.states.refuse(rollout_id, why),
+            lambda: self.rollouts.resume_group(rollout_id),
+            lambda: self.rollouts.lease.release(box_type, rollout_id),
+        ):
+            try:
+                undo()
+            except Exception as exc:  # noqa: BLE001 - the original error is the one raised
+                log.warning("giving back %s after a failed start: %s", rollout_id, exc)
 
     def fleet(self, box_type: str, rollout_id: str, skip_missing: bool) -> list[str]:
         """The one fleet rule (engine/fleet.py); a group's replacing processes are suspended
@@ -319,26 +316,3 @@ class Coordinator:
                 f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
                 "changed:\n  " + "\n  ".join(problems)
             )
-
-
-def apply_overrides(spec: BoxSpec, images: dict[str, str], path: Path) -> BoxSpec:
-    """`--image app=ref`: a new image for a known app, validated like the file itself."""
-    unknown = sorted(set(images) - set(spec.apps))
-    if unknown:
-        raise InvalidFile(
-            str(path),
-            [
-                Problem(
-                    "apps",
-                    f"--image names unknown app(s) {', '.join(unknown)}; apps here: "
-                    f"{', '.join(sorted(spec.apps))}",
-                )
-            ],
-        )
-    data = spec.model_dump(mode="json")
-    for app, ref in images.items():
-        data["apps"][app]["image"] = ref
-    try:
-        return BoxSpec.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"--image: {exc}") from None

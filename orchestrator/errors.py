@@ -3,6 +3,7 @@
 OrchestratorError
 ├── ConfigError              bad box.yml / fleet.yml / settings / CLI input (exit 2)
 │   ├── InvalidFile          a box or fleet file's problems, each with its field path
+│   ├── YamlRefused          a YAML text breaks a limit or rule at a line (yamlevents.py)
 │   ├── IllegalTransition    a rollout can't make that move from its state (engine/state.py)
 │   └── ReleaseMismatch      a release in Redis does not match the hash a task carries
 ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
@@ -110,6 +111,17 @@ class ProvisioningFailed(DeployError):
 
 
 # -- the coordinator side: input files, releases, the rollout start and its end ---------------
+
+
+class YamlRefused(ConfigError):
+    """A YAML text breaks a limit (depth, aliases, size) or rule (keys, tags) at a place."""
+
+    def __init__(self, message: str, mark: object) -> None:
+        super().__init__(message)
+        self.message = message
+        line, column = getattr(mark, "line", None), getattr(mark, "column", None)
+        self.line = line + 1 if isinstance(line, int) else None
+        self.column = column + 1 if isinstance(column, int) else None
 
 
 class InvalidFile(ConfigError):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.engine.tls import TlsPolicy
+from orchestrator.errors import ConfigError
 
 
 class CoordinatorSettings(BaseSettings):
@@ -76,3 +77,16 @@ class CoordinatorSettings(BaseSettings):
         default_factory=lambda: ["localhost", "127."],
         description="Registry host prefixes reached over plain HTTP",
     )
+
+
+def load_settings() -> CoordinatorSettings:
+    """The coordinator's settings; a bad ORCHESTRATOR_* value is one clear line, exit 2."""
+    try:
+        return CoordinatorSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "_".join(str(p) for p in first["loc"][:1]).upper()
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(
+            f"environment variable ORCHESTRATOR_{field}: {msg}; fix or unset it"
+        ) from None

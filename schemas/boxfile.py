@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from schemas.base import SecretRef, Strict
+from schemas.onbox import HTTP_PATH_RE, env_problem
 from schemas.provision import Provisioning
 from schemas.refs import (
     ENV_NAME_RE,
     NAME_RE,
+    check_container_path,
     parse_image,
     parse_port_number,
     parse_port_spec,
@@ -20,13 +24,32 @@ from schemas.refs import (
 LbKind = Literal["elb", "elbv2", "haproxy", "none"]
 
 
+_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_PLAIN_FLOAT = re.compile(r"-?[0-9]*\.[0-9]+\Z|-?[0-9]+\.[0-9]*\Z")
+_QUOTE = "; quote it (KEY: \"value\") so it stays the text you wrote"
+
+
 def _env_value(v: object) -> object:
     if isinstance(v, SecretRef):
         return v
+    # YAML 1.1 changes these silently (`NO` -> false, `0123` -> 83, `~` -> null); Docker
+    # Compose refuses booleans in `environment` the same way.
+    if v is None:
+        raise ValueError("env value is empty or ~, which YAML reads as null" + _QUOTE)
     if isinstance(v, bool):
-        return "true" if v else "false"
+        raise ValueError(
+            "an unquoted yes/no/on/off/true/false is read by YAML as the boolean "
+            f"{str(v).lower()}" + _QUOTE
+        )
+    text = getattr(v, "source_text", None)
+    if isinstance(v, int) and text is not None and not _PLAIN_INT.match(text):
+        raise ValueError(f"env value {text} is read by YAML as the number {v}" + _QUOTE)
+    if isinstance(v, float) and text is not None:
+        if not _PLAIN_FLOAT.match(text):
+            raise ValueError(f"env value {text} is read by YAML as the number {v}" + _QUOTE)
+        return text
     if isinstance(v, int | float | str):
-        return str(v)
+        return str(int(v)) if isinstance(v, int) else str(v)
     if isinstance(v, dict) and set(v) == {"secret"}:
         return SecretRef.model_validate(v)
     raise ValueError(
@@ -35,7 +58,10 @@ def _env_value(v: object) -> object:
     )
 
 
-EnvValue = Annotated[str | SecretRef, BeforeValidator(_env_value)]
+EnvValue = Annotated[
+    str | SecretRef,
+    BeforeValidator(_env_value, json_schema_input_type=str | int | float | SecretRef),
+]
 
 
 class PortMapping(Strict):
@@ -62,23 +88,41 @@ def _ports(v: object) -> object:
 
 
 def _abs_path(v: object) -> object:
-    if isinstance(v, str) and not v.startswith("/"):
-        raise ValueError(f"log path {v!r} must be an absolute path in the container, e.g. '/{v}'")
+    if isinstance(v, str):
+        check_container_path(v, "log path")
     return v
 
 
 PortItem = Annotated[
     PortMapping, BeforeValidator(parse_port_spec, json_schema_input_type=str | int | PortMapping)
 ]
-LogPath = Annotated[str, BeforeValidator(_abs_path)]
+LogPath = Annotated[
+    str, BeforeValidator(_abs_path), WithJsonSchema({"type": "string", "pattern": "^/"})
+]
+# The same rules for editors (ECMA regexes, where `$` is the end of the text).
+_NAMES: JsonDict = {"propertyNames": {"pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"}}
+_ENV_NAMES: JsonDict = {"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
+
+
+def _argv(v: object) -> object:
+    argv = shlex.split(v) if isinstance(v, str) else v
+    if isinstance(argv, list) and any(isinstance(a, str) and "\x00" in a for a in argv):
+        raise ValueError("a command can't hold a NUL character")
+    return argv
 
 
 class HealthCheck(Strict):
     """How the worker proves new containers healthy: exactly one of http, tcp, command."""
 
-    http: str | None = Field(None, description="HTTP path that must answer 2xx/3xx, e.g. /health")
+    http: str | None = Field(
+        None,
+        description="HTTP path that must answer 2xx/3xx, e.g. /health",
+        json_schema_extra={"pattern": "^/[!-~]*$"},
+    )
     tcp: int | None = Field(None, ge=1, le=65535, description="Container port that must accept")
-    command: list[str] | None = Field(None, description="Command run in the container; exit 0")
+    command: Annotated[
+        list[str] | None, BeforeValidator(_argv, json_schema_input_type=str | list[str] | None)
+    ] = Field(None, description="Command run in the container; exit 0")
     port: int | None = Field(
         None, ge=1, le=65535, description="Container port for http (default: first published)"
     )
@@ -87,16 +131,14 @@ class HealthCheck(Strict):
     retries: int = Field(20, ge=1, le=1000, description="Failed attempts before giving up")
     start_period: float = Field(0.0, ge=0, le=600, description="Seconds failures don't count")
 
-    @field_validator("command", mode="before")
-    @classmethod
-    def _argv(cls, v: object) -> object:
-        return shlex.split(v) if isinstance(v, str) else v
-
     @field_validator("http")
     @classmethod
     def _path(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("/"):
-            raise ValueError(f"http path {v!r} must start with '/', e.g. '/health'")
+        if v is not None and not HTTP_PATH_RE.match(v):
+            raise ValueError(
+                f"http path {v!r} must start with '/' and hold no blanks, control or "
+                "non-ASCII characters (percent-encode them), e.g. '/health'"
+            )
         return v
 
     @model_validator(mode="after")
@@ -123,15 +165,22 @@ class ContainerSpec(Strict):
     ports: Annotated[
         list[PortItem], BeforeValidator(_ports, json_schema_input_type=list[str | int] | dict)
     ] = Field(default_factory=list, description="Published ports: list or {host: container}")
-    logs: dict[str, list[LogPath]] = Field(
+    logs: Annotated[
+        dict[str, list[LogPath]],
+        BeforeValidator(
+            lambda v: v, json_schema_input_type=list[str] | dict[str, list[str]] | None
+        ),
+    ] = Field(
         default_factory=dict,
         description="Log directories in the container, forwarded to the box's log root. "
         "A list, or {name: [paths]}",
     )
     volumes: list[str] = Field(
+        json_schema_extra={"items": {"type": "string", "pattern": "^[^:]+:/[^:]*(:(ro|rw))?$"}},
         default_factory=list, description="'/host/path:/container/path[:ro]' or 'name:/path'"
     )
     env: dict[str, EnvValue] = Field(
+        json_schema_extra=_ENV_NAMES,
         default_factory=dict, description="Environment: {KEY: value} or {KEY: {secret: ref}}"
     )
     envs: list[str] | None = Field(
@@ -139,10 +188,7 @@ class ContainerSpec(Strict):
     )
     command: Annotated[
         list[str] | None,
-        BeforeValidator(
-            lambda v: shlex.split(v) if isinstance(v, str) else v,
-            json_schema_input_type=str | list[str] | None,
-        ),
+        BeforeValidator(_argv, json_schema_input_type=str | list[str] | None),
     ] = Field(None, description="Command to run: a string or an argv list")
     health: HealthCheck | None = Field(None, description="Health check (default: still running)")
     stop_timeout: int = Field(10, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL")
@@ -175,6 +221,7 @@ class ContainerSpec(Strict):
                 )
             if len(parts) == 3 and parts[2] not in ("ro", "rw"):
                 raise ValueError(f"volume mode {parts[2]!r} in {item!r} must be ro or rw")
+            check_container_path(parts[1], f"volume {item!r}: container path")
         return v
 
     @field_validator("env")
@@ -183,6 +230,9 @@ class ContainerSpec(Strict):
         for key in v:
             if not ENV_NAME_RE.match(str(key)):
                 raise ValueError(f"env name {key!r} must be letters, digits and '_'")
+        problem = env_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -197,6 +247,9 @@ class ContainerSpec(Strict):
             if not sep or not ENV_NAME_RE.match(key):
                 raise ValueError(f"envs[{i}] {line!r} must be 'KEY=value'")
             env[key] = value
+        problem = env_problem(env)
+        if problem:
+            raise ValueError(problem)
         object.__setattr__(self, "env", env)
         object.__setattr__(self, "envs", None)
         return self
@@ -227,6 +280,7 @@ class AppSpec(Strict):
     lb_port: int | None = Field(None, ge=1, le=65535, description="ELBv2 target port")
     image: ImageField = Field(description="Image reference, with or without tag or digest")
     containers: dict[str, ContainerSpec] = Field(
+        json_schema_extra=_NAMES,
         min_length=1, description="Containers of this app, by name"
     )
 
@@ -266,7 +320,9 @@ class BoxSpec(Strict):
     services: list[str] = Field(
         default_factory=list, description="Standard services from the fleet catalog"
     )
-    apps: dict[str, AppSpec] = Field(description="Apps on this box type, by name")
+    apps: dict[str, AppSpec] = Field(
+        description="Apps on this box type, by name", json_schema_extra=_NAMES
+    )
     min_healthy: str = Field(
         "0",
         pattern=r"^(\d+|(100|[1-9]?\d)%)$",

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.boxfile import BoxSpec, PortMapping
+from schemas.boxfile import BoxSpec, ContainerSpec, PortMapping
 from schemas.depgraph import DependencyCycle, start_order
 from schemas.fleet import FleetSettings
+from schemas.onbox import (
+    SERVICE_NAMESPACE,
+    duplicate_mount,
+    lb_name_problem,
+    log_binds,
+    name_problem,
+    volume_binds,
+)
 
 # Room in a swap step beyond the health deadline: stop the old containers, start the new.
 STEP_MARGIN = 5.0
@@ -23,11 +31,6 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-def _clash(a: PortMapping, b: PortMapping) -> bool:
-    same_ip = a.host_ip is None or b.host_ip is None or a.host_ip == b.host_ip
-    return same_ip and a.host_port == b.host_port and a.protocol == b.protocol
-
-
 def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem]:
     """Every problem of a structurally valid box.yml that types alone can't catch."""
     return (
@@ -35,6 +38,7 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
         + _check_ports(spec, fleet)
         + _check_health(spec, fleet)
         + _check_services(spec, fleet)
+        + check_on_box(spec, fleet)
         + check_provision(spec, fleet)
     )
 
@@ -67,9 +71,9 @@ def _check_depends(spec: BoxSpec) -> list[Problem]:
 
 
 def _check_ports(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
-    """No two host ports clash, including the catalog services this box runs."""
+    """No two host ports clash, including the catalog services this box runs. Linear: one
+    lookup per port (a port on every address clashes with any address)."""
     problems: list[Problem] = []
-    seen: list[tuple[PortMapping, str]] = []
     owners: list[tuple[str, list[PortMapping]]] = [
         (f"apps.{a}.containers.{c}.ports", cs.ports)
         for a, app in spec.apps.items()
@@ -81,20 +85,25 @@ def _check_ports(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
             for s in spec.services
             if s in fleet.services
         ]
+    # (port, protocol) -> {address or None: the first path publishing it there}
+    taken: dict[tuple[int, str], dict[str | None, str]] = {}
     for base, ports in owners:
         for i, port in enumerate(ports):
             path = f"{base}[{i}]"
-            for other, other_path in seen:
-                if _clash(port, other):
-                    problems.append(
-                        Problem(
-                            path,
-                            f"host port {port.host_port}/{port.protocol} is already published by "
-                            f"{other_path}; use another host port",
-                        )
+            there = taken.setdefault((port.host_port, port.protocol), {})
+            anywhere = next(iter(there.values()), None)
+            same = anywhere if port.host_ip is None else there.get(port.host_ip)
+            other = there.get(None) or same
+            if other is not None:
+                problems.append(
+                    Problem(
+                        path,
+                        f"host port {port.host_port}/{port.protocol} is already published by "
+                        f"{other}; use another host port",
                     )
-                    break
-            seen.append((port, path))
+                )
+                continue
+            there[port.host_ip] = path
     return problems
 
 
@@ -108,9 +117,20 @@ def _check_health(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
             hc = cs.health
             if hc is None:
                 continue
+            published = cs.published_container_ports
             if hc.http is not None and hc.port is None and not cs.ports:
                 problems.append(
                     Problem(path, "http health check needs `port:` (no port is published)")
+                )
+            wanted = hc.tcp if hc.tcp is not None else hc.port if hc.http is not None else None
+            if wanted is not None and wanted not in published:
+                problems.append(
+                    Problem(
+                        path,
+                        f"container port {wanted} is not published, and the box checks it "
+                        f"through its published port (published: "
+                        f"{', '.join(map(str, published)) or 'none'}); publish it in `ports:`",
+                    )
                 )
             if hc.deadline + cs.stop_timeout + STEP_MARGIN > deadline:
                 problems.append(
@@ -141,9 +161,11 @@ def _check_services(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]
                         "add it to fleet.yml or remove it",
                     )
                 )
+    seen: set[str] = set()
     for i, name in enumerate(spec.services):
-        if name in spec.services[:i]:
+        if name in seen:
             problems.append(Problem(f"services[{i}]", f"service {name!r} is listed twice"))
+        seen.add(name)
     return problems
 
 
@@ -197,3 +219,49 @@ def check_provision(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[P
 def app_order(spec: BoxSpec) -> list[str]:
     """Apps in start order (only for a spec that passed check_box)."""
     return start_order({a: s.depends for a, s in spec.apps.items()})
+
+
+def check_on_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem]:
+    """What the worker's run spec, naming and load balancer adapters would refuse on the box."""
+    problems: list[Problem] = []
+    settings = fleet or FleetSettings()
+    names: dict[str, str] = {}  # `<app>.<container>` -> its path: our Docker names, less the box
+    services = set(spec.services)
+    for a, app in spec.apps.items():
+        if a == SERVICE_NAMESPACE or a in services:
+            what = (
+                "the namespace of a box's services"
+                if a == SERVICE_NAMESPACE
+                else "also the name of a service this box runs"
+            )
+            problems.append(Problem(f"apps.{a}", f"app name {a!r} is {what}; rename the app"))
+        if app.elb is not None:
+            kind = app.lb_kind or settings.load_balancer
+            if (why := lb_name_problem(kind, app.elb)) is not None:
+                problems.append(Problem(f"apps.{a}.elb", why))
+        for c, cs in app.containers.items():
+            path = f"apps.{a}.containers.{c}"
+            if (why := name_problem(a, c)) is not None:
+                problems.append(Problem(path, why))
+            full = f"{a}.{c}"
+            if full in names:
+                problems.append(
+                    Problem(
+                        path,
+                        f"its Docker name (<box>.{full}) is also {names[full]}'s; rename one",
+                    )
+                )
+            names.setdefault(full, path)
+            problems += _mount_problems(path, a, c, cs, settings.log_root)
+    return problems
+
+
+def _mount_problems(
+    path: str, app: str, container: str, cs: ContainerSpec, log_root: str
+) -> list[Problem]:
+    try:
+        logs = log_binds(app, container, cs.logs, log_root)
+    except ValueError as exc:
+        return [Problem(f"{path}.logs", str(exc))]
+    why = duplicate_mount(volume_binds(cs.volumes) + logs)
+    return [Problem(path, why)] if why else []

@@ -12,14 +12,14 @@ from schemas.base import Strict
 from schemas.refs import parse_port_number
 from schemas.workerboot import WorkerBoot
 
-AMI_RE = re.compile(r"^ami-[0-9a-f]{8,17}$")
-SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
-INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
-ALARM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-PROFILE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+$")
+AMI_RE = re.compile(r"^ami-[0-9a-f]{8,17}\Z")
+SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}\Z")
+VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}\Z")
+SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}\Z")
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+\Z")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d\Z")
+ALARM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
+PROFILE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+\Z")
 
 # The boxes' own security group, as a source: boxes of this type reach each other.
 SELF = "self"
@@ -99,7 +99,19 @@ class ScalingAlarm(Strict):
             "LessThanThreshold",
             "LessThanOrEqualToThreshold",
         ],
-        BeforeValidator(lambda v: COMPARISONS.get(v, v) if isinstance(v, str) else v),
+        BeforeValidator(
+            lambda v: COMPARISONS.get(v, v) if isinstance(v, str) else v,
+            json_schema_input_type=Literal[
+                ">",
+                ">=",
+                "<",
+                "<=",
+                "GreaterThanThreshold",
+                "GreaterThanOrEqualToThreshold",
+                "LessThanThreshold",
+                "LessThanOrEqualToThreshold",
+            ],
+        ),
     ] = Field(description="'>', '>=', '<', '<=' (or the CloudWatch operator name)")
     threshold: float = Field(description="The value compared with the metric")
     adjustment: int = Field(

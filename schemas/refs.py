@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
 # Docker's own rule for container names; app and container names become part of ours.
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, and "web\n" is no Docker name.
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z")
 # Environment variable names as POSIX shells accept them.
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # distribution/reference grammar, simplified: [host[:port]/]path[:tag][@digest]
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?)"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+# ASCII only: `\w` would let a unicode tag through that the registry then refuses.
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[a-z0-9]+(?:[-_+.][a-z0-9]+)*:[0-9a-fA-F]{32,}"
+# The lengths Docker checks for the digests it knows (a short one is refused at pull time).
+DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
 IMAGE_RE = re.compile(
     rf"^(?:(?P<host>{_HOST})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?\Z"
 )
 
 
@@ -56,6 +61,17 @@ def parse_image(text: str) -> ImageRef:
             "'registry.example.com:5000/team/app:1.2' or 'app@sha256:<64 hex>' "
             "(lowercase repository, no spaces)"
         )
+    digest = m.group("digest")
+    if digest:
+        algo, _, hexpart = digest.partition(":")
+        want = DIGEST_HEX.get(algo)
+        if want is None or len(hexpart) != want or hexpart != hexpart.lower():
+            raise ValueError(
+                f"digest {digest!r} in {text!r} is not one Docker accepts; write "
+                "'sha256:' and 64 lowercase hex digits (as `docker images --digests` shows)"
+            )
+    if len(m.group("path")) > 255:
+        raise ValueError(f"repository of {text[:40]!r}... is longer than 255 characters")
     host, path = m.group("host"), m.group("path")
     # Like Docker: the first part is a registry only if it looks like a host.
     if host and not ("." in host or ":" in host or host == "localhost"):
@@ -103,8 +119,7 @@ def parse_port_spec(value: object) -> dict[str, object]:
         host, container = parts
     elif len(parts) == 3:
         host_ip, host, container = parts
-        if not re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", host_ip):
-            raise ValueError(f"host address {host_ip!r} in {value!r} is not an IPv4 address")
+        check_ipv4(host_ip, str(value))
     else:
         raise ValueError(
             f"port {value!r} has too many ':'; write 'HOST:CONTAINER' or 'IP:HOST:CONTAINER'"
@@ -117,10 +132,37 @@ def parse_port_spec(value: object) -> dict[str, object]:
     }
 
 
+def check_container_path(path: str, what: str) -> None:
+    """An absolute path in the container, with nothing the engine or a shell would trip on."""
+    if not path.startswith("/"):
+        raise ValueError(
+            f"{what} {path!r} must be an absolute path in the container, e.g. '/{path}'"
+        )
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise ValueError(f"{what} {path!r} has a control character; remove it")
+    if ".." in path.split("/"):
+        raise ValueError(f"{what} {path!r} has a '..' part; write the path it means")
+
+
+def check_ipv4(address: str, where: str) -> None:
+    """An IPv4 address the engine can bind: four numbers 0-255 (not `999.999.999.999`)."""
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        raise ValueError(
+            f"host address {address!r} in {where!r} is not an IPv4 address; "
+            "write e.g. '127.0.0.1:8080:80'"
+        ) from None
+
+
 SECRET_SCHEMES = ("ssm:", "file:")
 
 
 def check_secret_ref(ref: str) -> str:
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in ref):
+        raise ValueError(
+            f"secret reference {ref!r} has a blank or control character; remove it"
+        )
     if ref.startswith("ssm:/") and len(ref) > 5:
         return ref
     if ref.startswith("file:/"):

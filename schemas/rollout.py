@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class RolloutState(StrEnum):
@@ -36,6 +37,22 @@ FINAL_STATES = {
 OnFailure = Literal["halt", "rollback", "continue"]
 
 
+_COUNT = re.compile(r"(\d{1,9})(%?)\Z")
+
+
+def check_count(text: str, option: str, minimum: int) -> str:
+    """`N` or `N%` (a percentage at most 100), at least `minimum`; the option names the flag."""
+    m = _COUNT.match(text.strip())
+    if not m:
+        raise ValueError(f"{option} {text!r}: write a number of boxes (3) or a percentage (25%)")
+    value, percent = int(m.group(1)), m.group(2) == "%"
+    if percent and value > 100:
+        raise ValueError(f"{option} {text!r}: a percentage is at most 100%")
+    if value < minimum:
+        raise ValueError(f"{option} {text!r}: write at least {minimum}")
+    return text.strip()
+
+
 class Policy(BaseModel):
     """What a person asked for on the command line, before it meets the fleet."""
 
@@ -45,6 +62,22 @@ class Policy(BaseModel):
     batch: str = Field("1", description="Boxes in flight after the canary: N or N%")
     max_failed: str = Field("0", description="Failed boxes tolerated: N or N%")
     on_failure: OnFailure = "halt"
+
+    @field_validator("canary")
+    @classmethod
+    def _canary(cls, v: str) -> str:
+        return check_count(v, "--canary", 0)
+
+    @field_validator("batch")
+    @classmethod
+    def _batch(cls, v: str) -> str:
+        # `--batch 0` used to become 1 silently: a batch of nothing is a mistake.
+        return check_count(v, "--batch", 1)
+
+    @field_validator("max_failed")
+    @classmethod
+    def _max_failed(cls, v: str) -> str:
+        return check_count(v, "--max-failed", 0)
 
 
 class Plan(BaseModel):

@@ -10,10 +10,10 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from schemas.base import SecretRef, Strict
 
-SETTING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+SETTING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
 RESERVED_SETTINGS = frozenset({"box_id", "box_type", "broker_url", "redis_url", "aws_region"})
 _SECRET_WORDS = ("password", "secret", "token", "credential")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def _url_or_ref(v: object) -> object:

@@ -12,6 +12,7 @@ import redis
 
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.rollouts import Rollouts
+from orchestrator.engine.version import version
 from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
 from worker.decide import is_previous
 from worker.facts import ContainerRuntime
@@ -19,7 +20,7 @@ from worker.steps.protocol import Busy
 
 log = logging.getLogger("orchestrator.worker.heartbeat")
 
-WORKER_VERSION = "0.1.0"
+WORKER_VERSION = version()
 
 
 def what_runs(runtime: ContainerRuntime, box_id: str) -> dict[str, AppRunning]:

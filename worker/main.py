@@ -15,6 +15,7 @@ from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import connect
 from orchestrator.engine.rollouts import Rollouts
+from orchestrator.engine.version import version
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Keys, queue_for
 from worker.facts import BoxEnv, ContainerRuntime
@@ -101,6 +102,8 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", prog_name="orchestrator-worker",
+                      message="%(prog)s %(version)s")
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
 @click.option(
     "--leave-lb",

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import posixpath
 from typing import Literal
 
 from orchestrator.errors import ConfigError
 from schemas.boxfile import ContainerSpec
 from schemas.contract import Label
+from schemas.onbox import PREVIOUS_SUFFIX, duplicate_mount, log_binds
 from worker.facts import Bind, PortBinding, RunRequest
 
 Role = Literal["app", "service"]
 
-PREVIOUS_SUFFIX = ".prev"
+__all__ = ["PREVIOUS_SUFFIX", "build_run_request", "container_name", "log_dirs", "previous_name"]
+
 
 
 def container_name(box_id: str, app: str, container: str, role: Role = "app") -> str:
@@ -31,26 +32,11 @@ def _volume(item: str) -> Bind:
 
 
 def _log_binds(app: str, container: str, logs: dict[str, list[str]], log_root: str) -> list[Bind]:
-    binds = []
-    for log_name, paths in logs.items():
-        # A bare list on a ContainerSpec outside an AppSpec is still unnamed: name it so.
-        base = posixpath.join(log_root, app, log_name or container)
-        if len(paths) == 1:
-            binds.append(Bind(base, paths[0], "rw"))
-            continue
-        seen: dict[str, str] = {}
-        for path in paths:
-            leaf = posixpath.basename(path.rstrip("/"))
-            if not leaf or leaf in seen:
-                raise ConfigError(
-                    f"logs {log_name or container!r} of {app}.{container}: paths "
-                    f"{seen.get(leaf, path)!r} and {path!r} would share the host directory "
-                    f"{posixpath.join(base, leaf)!r}; give them different last path parts "
-                    "or separate log names"
-                )
-            seen[leaf] = path
-            binds.append(Bind(posixpath.join(base, leaf), path, "rw"))
-    return binds
+    try:
+        pairs = log_binds(app, container, logs, log_root)
+    except ValueError as exc:
+        raise ConfigError(f"{app}.{container}: {exc}") from None
+    return [Bind(source, target, "rw") for source, target in pairs]
 
 
 def build_run_request(
@@ -89,16 +75,10 @@ def build_run_request(
     ]
     binds = [_volume(v) for v in spec.volumes]
     binds += _log_binds(app, container, spec.logs, log_root)
-    targets: dict[str, str] = {}
-    for b in binds:
-        target = b.target.rstrip("/") or "/"
-        if target in targets:
-            # The engine refuses a duplicate mount point only at create time, mid-swap.
-            raise ConfigError(
-                f"{app}.{container}: {target!r} is mounted twice "
-                f"(from {targets[target]!r} and {b.source!r}); mount each path once"
-            )
-        targets[target] = b.source
+    # The engine refuses a duplicate mount point only at create time, mid-swap; `validate`
+    # runs the same rule (schemas/onbox.py) so a release never gets here with one.
+    if (why := duplicate_mount((b.source, b.target) for b in binds)) is not None:
+        raise ConfigError(f"{app}.{container}: {why}")
     return RunRequest(
         name=container_name(box_id, app, container, role),
         image=image,

@@ -2,35 +2,76 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.errors import ConfigError
-from schemas.contract import BOX_TYPE_TAG, Heartbeat, Keys
+from schemas.contract import BOX_TYPE_TAG, CONTRACT_VERSION, Heartbeat, Keys
+
+log = logging.getLogger(__name__)
 
 Source = Literal["auto", "heartbeats", "asg"]
 
 
+def parse_heartbeat(raw: str | bytes, box: str) -> Heartbeat | None:
+    """A heartbeat as this version writes it, or None (with a warning naming the box) for one
+    that is malformed, older or newer: another box's input never breaks a command."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        log.warning("heartbeat of box %s skipped: not JSON", box)
+        return None
+    if not isinstance(data, dict):
+        log.warning("heartbeat of box %s skipped: not a JSON object", box)
+        return None
+    version = data.get("contract_version")
+    if version != CONTRACT_VERSION:
+        age = "older" if isinstance(version, int) and version < CONTRACT_VERSION else "newer"
+        if not isinstance(version, int) or isinstance(version, bool):
+            age = "unknown"
+        log.warning(
+            "heartbeat of box %s skipped: contract version %r is %s than this coordinator's %d",
+            box,
+            version,
+            age,
+            CONTRACT_VERSION,
+        )
+        return None
+    try:
+        return Heartbeat.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        log.warning("heartbeat of box %s skipped: %s: %s", box, where, err["msg"])
+        return None
+
+
 def heartbeats(client: RedisClient, keys: Keys, box_type: str) -> dict[str, Heartbeat]:
-    """Live heartbeats of `box_type`, by box id (expired ones are simply gone)."""
+    """Live heartbeats of `box_type`, by box id (expired and unreadable ones are skipped)."""
     out: dict[str, Heartbeat] = {}
     found = list(client.scan_iter(match=keys.heartbeat_pattern(), count=1000))
     if not found:
         return out
-    for raw in client.mget(found):
+    prefix = keys.heartbeat("")
+    for key, raw in zip(found, client.mget(found), strict=True):
         if raw is None:
             continue
-        hb = Heartbeat.model_validate_json(raw)
-        if hb.box_type == box_type:
+        name = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+        hb = parse_heartbeat(raw, name.removeprefix(prefix))
+        if hb is not None and hb.box_type == box_type:
             out[hb.box_id] = hb
     return out
 
 
 def heartbeat(client: RedisClient, keys: Keys, box_id: str) -> Heartbeat | None:
-    """One box's live heartbeat, or None when it has none."""
+    """One box's live heartbeat, or None when it has none (or one this version can't read)."""
     raw = client.get(keys.heartbeat(box_id))
-    return Heartbeat.model_validate_json(raw) if raw else None
+    return parse_heartbeat(raw, box_id) if raw else None
 
 
 @dataclass

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
+
+from dotenv.parser import parse_stream
 
 from orchestrator.errors import OrchestratorError, SecretUnavailable
 from schemas.base import SecretRef
@@ -17,11 +20,22 @@ def _from_file(ref: str) -> str:
         raise SecretUnavailable(f"cannot read secret file {path}: {exc.strerror}") from None
     if not key:
         return text.strip()
-    for line in text.splitlines():
-        name, sep, value = line.strip().partition("=")
-        if sep and name.strip() == key and not line.lstrip().startswith("#"):
-            return value.strip().strip("'\"")
-    raise SecretUnavailable(f"secret file {path} has no line {key}=...")
+    # python-dotenv's grammar: `export K=v`, quotes, escapes and `# comments` as shells mean them.
+    found: str | None = None
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            raise SecretUnavailable(
+                f"secret file {path} line {line}: cannot parse it; write KEY=value "
+                "(quote a value with blanks or '#')"
+            )
+        if binding.key == key:
+            if binding.value is None:
+                raise SecretUnavailable(f"secret file {path} line {line}: {key} has no '='")
+            found = binding.value
+    if found is None:
+        raise SecretUnavailable(f"secret file {path} has no line {key}=...")
+    return found
 
 
 def ssm_fetcher(region: str, endpoint_url: str | None) -> Callable[[str], str]:

@@ -28,8 +28,7 @@ EQUAL_FORMS = [
     ("port with ip and udp", "ports: ['127.0.0.1:53:53/udp']",
      "ports: [{host_ip: 127.0.0.1, host_port: 53, container_port: 53, protocol: udp}]"),
     ("command string / argv", "command: httpd -f -p '8080'", "command: [httpd, -f, -p, '8080']"),
-    ("env numbers are strings", "env: {PORT: 8080, DEBUG: true}",
-     "env: {PORT: '8080', DEBUG: 'true'}"),
+    ("env integers are strings", "env: {PORT: 8080}", "env: {PORT: '8080'}"),
     ("envs value with '='", "envs: ['OPTS=a=b']", "env: {OPTS: a=b}"),
 ]
 

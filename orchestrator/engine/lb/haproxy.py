@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import re
 import socket
 from dataclasses import dataclass
 
 from orchestrator.engine.lb.base import MemberState, poll_state
 from orchestrator.errors import ConfigError, LoadBalancerError, ServiceUnavailable
+from schemas.onbox import HAPROXY_NAME_RE
 
 # The runtime API is a local socket answering in well under a millisecond: poll it often. At
 # the 0.2 s that suits cloud APIs, a drain that found a request in flight cost 0.2 s of the
@@ -30,8 +30,8 @@ ADMIN_DRAIN = 0x08
 OP_STATES = {0: "stopped", 1: "starting", 2: "running", 3: "stopping"}
 OP_RUNNING = 2
 
-# The CLI splits commands on ';' and words on blanks: a name outside this set could inject one.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+# The CLI splits commands on ';' and words on blanks: the one rule `validate` also checks.
+_SAFE_NAME = HAPROXY_NAME_RE
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,56 @@
+"""Command-line arguments checked before any command connects or writes: names, policy, images."""
+
+from __future__ import annotations
+
+import click
+from pydantic import ValidationError
+
+from orchestrator.errors import ConfigError
+from schemas.refs import NAME_RE, parse_image
+from schemas.rollout import Policy
+
+
+def check_box_type(name: str) -> str:
+    """A box type is a name (boxes/<name>.yml), never a path."""
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            f"box type {name!r} must be a name: letters, digits, '_', '.', '-', starting with "
+            "a letter or digit (it names boxes/<type>.yml; not a path)"
+        )
+    return name
+
+
+def box_type_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback for every BOX_TYPE argument: refused before anything connects."""
+    try:
+        return check_box_type(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def make_policy(canary: str, batch: str, max_failed: str, on_failure: str) -> Policy:
+    """The policy flags, checked now: one line naming the flag, exit 2."""
+    try:
+        return Policy(canary=canary, batch=batch, max_failed=max_failed, on_failure=on_failure)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(str(err["msg"]).removeprefix("Value error, ")) from None
+
+
+def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`--image APP=REF` pairs, each reference checked as the file's would be."""
+    out = {}
+    for pair in pairs:
+        app, sep, ref = pair.partition("=")
+        if not sep or not app or not ref:
+            raise ConfigError(f"--image {pair!r}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
+        if not NAME_RE.match(app):
+            raise ConfigError(f"--image {pair!r}: {app!r} is not an app name")
+        try:
+            parse_image(ref.strip())
+        except ValueError as exc:
+            raise ConfigError(f"--image {pair!r}: {exc}") from None
+        if app in out:
+            raise ConfigError(f"--image names app {app!r} twice; give one image per app")
+        out[app] = ref.strip()
+    return out
