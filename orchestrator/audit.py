@@ -29,5 +29,5 @@ def who(performer: str | None = None) -> Who:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container): the uid still says who
         user = f"uid {os.getuid()}"
-    argv = [os.path.basename(sys.argv[0]) or "orchestrator", *sys.argv[1:]]
+    argv = ["orchestrator", *sys.argv[1:]]  # the same whether run as a script or with -m
     return Who(user, socket.gethostname(), performer or user, redact(shlex.join(argv)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
@@ -13,10 +14,16 @@ from orchestrator.engine.freeze import Freezes
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
 from schemas.rollout import Rollout
 
+JSON_HELP = "One JSON document on stdout (README: JSON output); [] when there is nothing."
+
+
+def emit(doc: object, json_out: bool, text: str) -> None:
+    click.echo(json.dumps(doc) if json_out else text)
+
 
 @click.command()
 @click.argument("box_type", callback=box_type_arg)
-@click.option("--json", "json_out", is_flag=True, help="One JSON object per box.")
+@click.option("--json", "json_out", is_flag=True, help=JSON_HELP)
 def status(box_type: str, json_out: bool) -> None:
     """What runs where, as the boxes report it, and where each box stands in its load
     balancer, as the load balancer says. Exit 1 when any box needs attention."""
@@ -27,18 +34,15 @@ def status(box_type: str, json_out: bool) -> None:
         report = fleet_status(c.client, c.keys, box_type, c.read_lb)
     finally:
         c.close()
-    if json_out:
-        for row in report.rows:
-            click.echo(json.dumps(row))
-    else:
-        click.echo(report.render())
+    emit(report.rows, json_out, report.render())
     if report.attention:
         raise RolloutNotSucceeded(f"{len(report.attention)} box(es) need attention")
 
 
 @click.command()
 @click.argument("box_type", callback=box_type_arg)
-def boxes(box_type: str) -> None:
+@click.option("--json", "json_out", is_flag=True, help=JSON_HELP)
+def boxes(box_type: str, json_out: bool) -> None:
     """The box type's auto scaling group joined with its workers: who runs what, flags."""
     c = coordinator()
     try:
@@ -49,30 +53,30 @@ def boxes(box_type: str) -> None:
                 f"box type {box_type!r} has no auto scaling group "
                 f"(tag orchestrator:box-type={box_type}); see `status`"
             ) from None
-        beats = fleet.heartbeats
     finally:
         c.close()
-    click.echo(
-        f"{box_type}: group {fleet.group}, {len(fleet.instances)} instances, "
-        f"{len(fleet.boxes)} deployable"
-    )
+    rows = []
     for inst in sorted(fleet.instances, key=lambda i: i.id):
-        hb = beats.get(inst.id)
-        releases = ",".join(sorted({a.release for a in hb.apps.values()})) if hb else "-"
-        flags = []
-        if inst.id in fleet.missing:
-            flags.append("no worker")
+        hb = fleet.heartbeats.get(inst.id)
+        flags = ["no worker"] if inst.id in fleet.missing else []
         if inst.lifecycle != "InService":
             flags.append(f"not deployed ({inst.lifecycle})")
-        click.echo(
-            f"  {inst.id:<20} {inst.az:<12} {inst.private_ip or '-':<15} "
-            f"v{inst.template_version or '?':<4} {'worker' if hb else 'no worker':<10} "
-            f"{releases or '-'}{'  !! ' + ', '.join(flags) if flags else ''}"
-        )
-    for stray in fleet.strays:
-        click.echo(
-            f"  {stray:<20} stray: heartbeats as {box_type} but is not in the group; not deployed"
-        )
+        rows.append({"box": inst.id, "az": inst.az, "ip": inst.private_ip,
+                     "template_version": inst.template_version, "worker": hb is not None,
+                     "releases": sorted({a.release for a in hb.apps.values()}) if hb else [],
+                     "flags": flags})
+    rows += [{"box": s, "az": None, "ip": None, "template_version": None, "worker": True,
+              "releases": [], "flags": ["stray: heartbeats but is not in the group"]}
+             for s in fleet.strays]
+    lines = [f"{box_type}: group {fleet.group}, {len(fleet.instances)} instances, "
+             f"{len(fleet.boxes)} deployable"]
+    for r in rows:
+        lines.append(
+            f"  {r['box']:<20} {r['az'] or '-':<12} {r['ip'] or '-':<15} "
+            f"v{r['template_version'] or '?':<4} {'worker' if r['worker'] else 'no worker':<10} "
+            f"{','.join(r['releases']) or '-'}"
+            f"{'  !! ' + ', '.join(r['flags']) if r['flags'] else ''}")
+    emit(rows, json_out, "\n".join(lines))
     if fleet.missing or fleet.strays:
         raise RolloutNotSucceeded(
             f"{len(fleet.missing)} missing worker(s), {len(fleet.strays)} stray(s)"
@@ -82,26 +86,31 @@ def boxes(box_type: str) -> None:
 @click.command()
 @click.argument("box_type", callback=box_type_arg)
 @click.option("-n", "limit", default=20, show_default=True, help="How many rollouts.")
-def history(box_type: str, limit: int) -> None:
-    """Rollouts of BOX_TYPE, newest first: release, outcome, duration, reason."""
+@click.option("--json", "json_out", is_flag=True, help=JSON_HELP)
+def history(box_type: str, limit: int, json_out: bool) -> None:
+    """Rollouts of BOX_TYPE, newest first: release, outcome, duration, who and why."""
     c = coordinator()
     try:
-        ids = c.rollouts.history(box_type, limit)
-        if not ids:
-            click.echo(f"{box_type}: no rollouts yet")
         current = c.rollouts.states.current(box_type)
-        for rid in ids:
-            r = c.rollouts.get(rid)
-            st = c.rollouts.status(rid)
-            took = float(st.get("ended", time.time())) - r.created_at
-            mark = " (current)" if current == r.release_id else ""
-            click.echo(
-                f"{rid}  {r.kind:<8} {r.release_id}{mark}  {st.get('state', '?'):<16}"
-                f" {took:7.1f}s  {st.get('n_ok', 0)}/{st.get('n_total', 0)} ok  "
-                f"{by(r)}  {r.reason or '-'}"
-            )
+        rows = [history_row(c.rollouts.get(rid), c.rollouts.status(rid), current)
+                for rid in c.rollouts.history(box_type, limit)]
     finally:
         c.close()
+    lines = [
+        f"{r['rollout']}  {r['kind']:<8} {r['release']}{' (current)' if r['current'] else ''}"
+        f"  {r['state']:<16} {r['seconds']:7.1f}s  {r['ok']}/{r['total']} ok  {r['by']}  "
+        f"{r['reason'] or '-'}" for r in rows]
+    emit(rows, json_out, "\n".join(lines) or f"{box_type}: no rollouts yet")
+
+
+def history_row(r: Rollout, st: dict[str, str], current: str | None) -> dict[str, Any]:
+    return {"rollout": r.id, "kind": r.kind, "release": r.release_id,
+            "current": current == r.release_id, "state": st.get("state", "?"),
+            "seconds": round(float(st.get("ended", time.time())) - r.created_at, 1),
+            "ok": int(st.get("n_ok", 0)), "total": int(st.get("n_total", 0)),
+            "by": by(r), "user": r.created_by, "host": r.host,
+            "performer": r.performer or r.created_by, "reason": r.reason,
+            "command": r.command, "halt_reason": st.get("halt_reason", "")}
 
 
 def by(r: Rollout) -> str:
@@ -113,23 +122,31 @@ def by(r: Rollout) -> str:
 
 @click.command("status")
 @click.argument("box_type", callback=box_type_arg)
-def lock_status(box_type: str) -> None:
-    """Who holds BOX_TYPE's lease, why, since when, and until when."""
+@click.option("--json", "json_out", is_flag=True, help=JSON_HELP)
+def lock_status(box_type: str, json_out: bool) -> None:
+    """Who holds BOX_TYPE's lease, why, since when, and until when; its freeze, if any."""
     c = coordinator()
     try:
         stale = c.rollouts.abandon_if_stale(box_type)
-        if stale:
-            click.echo(f"{box_type}: rollout {stale} lost its lease: marked abandoned")
         frozen = Freezes(c.client, c.keys).get(box_type)
-        if frozen is not None:
-            click.echo(f"{box_type}: {frozen}")
         holder, left = c.rollouts.lease.holder(box_type)
-        if holder is None:
-            click.echo(f"{box_type}: {'no rollout running' if frozen else 'free'}")
-            return
-        st = c.rollouts.status(holder)
-        expiry = f"expires in {left:.1f}s" if left is not None else "held without expiry"
-        click.echo(f"{box_type}: held by {holder} ({st.get('state', '?')}); {expiry}")
-        click.echo("  " + c.describe_holder(box_type, holder))
+        st = c.rollouts.status(holder) if holder else {}
+        held = None if holder is None else {
+            "rollout": holder, "state": st.get("state", "?"), "expires_in": left,
+            "who": st.get("who", ""), "reason": st.get("reason", ""),
+            "describe": c.describe_holder(box_type, holder)}
     finally:
         c.close()
+    doc = {"box_type": box_type, "abandoned": stale,
+           "frozen": None if frozen is None else {"message": frozen.message, "who": frozen.who,
+                                                  "at": frozen.at},
+           "holder": held}
+    lines = [f"{box_type}: rollout {stale} lost its lease: marked abandoned"] if stale else []
+    lines += [f"{box_type}: {frozen}"] if frozen else []
+    if held is None:
+        lines.append(f"{box_type}: {'no rollout running' if frozen else 'free'}")
+    else:
+        expiry = f"expires in {left:.1f}s" if left is not None else "held without expiry"
+        lines += [f"{box_type}: held by {holder} ({held['state']}); {expiry}",
+                  "  " + str(held["describe"])]
+    emit(doc, json_out, "\n".join(lines))

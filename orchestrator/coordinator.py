@@ -26,6 +26,7 @@ from orchestrator.errors import (
     DeployError,
     Frozen,
     LeaseHeld,
+    MigrationFailed,
     PreflightFailed,
 )
 from orchestrator.planner import make_plan
@@ -171,11 +172,14 @@ class Coordinator:
     ) -> Rollout:
         rollout_id = rollout_id or new_id(box_type)
         by = who(self.settings.performer)
+        fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.refuse_if_frozen(box_type)
         self.signer()  # no key: say so before anything is taken
         self.take_lease(box_type, rollout_id, wait)
         try:
             self.rollouts.states.open(rollout_id, box_type, reason, str(by))
+            # fleet.yml's load balancer budgets, for every box's leave (across box types).
+            self.rollouts.budgets.publish(fleet_yml.budgets() if fleet_yml else {})
             self.refuse_if_frozen(box_type)  # frozen while the lease was taken
             # Signed before the first box is asked anything: preflight verifies it too.
             repaired = boxes[0] if kind == "repair" and boxes else ""
@@ -187,6 +191,8 @@ class Coordinator:
                     f"(ORCHESTRATOR_BOX_TYPE={box_type}) and check `orchestrator status {box_type}`"
                 )
             self.preflight(rollout_id, box_type, release, fleet)
+            if release.spec.migrate is not None and kind == "rollout":
+                self.migrate(rollout_id, box_type, release, make_plan(fleet, policy).boxes[0])
             rollout = Rollout(
                 id=rollout_id,
                 box_type=box_type,
@@ -280,6 +286,26 @@ class Coordinator:
             f"{age:.0f}s old{by}, reason: {why}); wait with --wait, or see "
             f"`orchestrator lock status {box_type}`"
         )
+
+    def migrate(self, rollout_id: str, box_type: str, release: Release, box: str) -> None:
+        """box.yml's one-off task on the first box of the plan, before any box leaves its
+        load balancer; it must exit 0, or nothing is swapped."""
+        task = release.spec.migrate
+        assert task is not None
+        req = StepRequest(rollout_id=rollout_id, box_id=box, box_type=box_type,
+                          release_id=release.id, release_hash=release.hash, token="")
+        self.app.send_task(TaskName.MIGRATE.value, args=(req.model_dump(mode="json"),),
+                           queue=queue_for(box))
+        journal = Journal(self.client, self.keys)
+        # Its own deadline, plus the time to start its container and report.
+        deadline = time.monotonic() + task.deadline + 60
+        while (got := journal.get(rollout_id, box, TaskName.MIGRATE.value, None)) is None:
+            if time.monotonic() > deadline:
+                raise MigrationFailed(f"migrate on {box}: no answer in {task.deadline + 60:.0f}s; "
+                                      "nothing was swapped")
+            time.sleep(0.2)
+        if got.outcome != Outcome.OK:
+            raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")
 
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""

@@ -7,6 +7,7 @@ OrchestratorError
 │   ├── IllegalTransition    a rollout can't make that move from its state (engine/state.py)
 │   └── ReleaseMismatch      a release in Redis does not match the hash a task carries
 ├── ServiceUnavailable       Redis, Docker, the registry or AWS does not answer
+│   └── NotReplicated        no replica acknowledged a lease, claim or fence write (WAIT)
 ├── RolloutNotSucceeded      a rollout, rollback or repair ended in another state (exit 1)
 ├── Detached                 Ctrl-C on an attached CLI; the rollout goes on (exit 130)
 └── DeployError              a deploy step could not do its job (exit 1)
@@ -24,6 +25,7 @@ OrchestratorError
     ├── LeaseHeld            another rollout holds the box type (exit 3)
     │   └── Frozen           the box type is frozen by `lock acquire` (exit 3)
     ├── HookFailed           hooks/pre-rollout said no; nothing was changed
+    ├── MigrationFailed      box.yml's migrate task failed; nothing was swapped
     └── PreflightFailed      some boxes can't take the release; nothing was changed
 
 Exit codes (README "Exit codes" names the test that provokes each):
@@ -63,6 +65,11 @@ class ServiceUnavailable(OrchestratorError):
     """A service we depend on (Redis, Docker, a registry, AWS) did not answer."""
 
     exit_code = 4
+
+
+class NotReplicated(ServiceUnavailable):
+    """A lease, claim or fence write reached the master but no replica acknowledged it in
+    time: a failover could forget it, so what it granted is not used."""
 
 
 class DeployError(OrchestratorError):
@@ -170,6 +177,10 @@ class Frozen(LeaseHeld):
 
 class HookFailed(DeployError):
     """A coordinator hook (hooks/pre-rollout) exited non-zero or could not run."""
+
+
+class MigrationFailed(DeployError):
+    """box.yml's one-off task failed (or ran past its deadline); nothing was swapped."""
 
 
 class PreflightFailed(DeployError):

@@ -21,8 +21,8 @@ class CoordinatorSettings(BaseSettings):
     fleet_file: Path | None = Field(
         None, description="fleet.yml (default: fleet.yml beside or above the boxes folder)"
     )
-    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
-    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis, or sentinel://)")
+    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis, or sentinel://)")
     redis_ca: str | None = Field(
         None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
     )

@@ -314,6 +314,23 @@ class AppSpec(Strict):
         return v
 
 
+class Migrate(Strict):
+    """A one-off task per rollout: run once, on one box, in a container of the new image of
+    `app`, after preflight and before any box leaves its load balancer."""
+
+    app: str = Field(description="The app whose new image (and first container's env) it uses")
+    command: list[str] = Field(min_length=1, description="The command, e.g. [rake, db:migrate]")
+    deadline: float = Field(
+        600.0, gt=0, le=3600,
+        description="Seconds it may run; keep it below the workers' visibility_timeout",
+    )
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        return shlex.split(v) if isinstance(v, str) else v
+
+
 class BoxSpec(Strict):
     """A box type's box.yml: standard services and apps."""
 
@@ -322,6 +339,9 @@ class BoxSpec(Strict):
     )
     apps: dict[str, AppSpec] = Field(
         description="Apps on this box type, by name", json_schema_extra=_NAMES
+    )
+    migrate: Migrate | None = Field(
+        None, description="A one-off task each rollout runs once before any box leaves"
     )
     min_healthy: str = Field(
         "0",

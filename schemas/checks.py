@@ -40,7 +40,15 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
         + _check_services(spec, fleet)
         + check_on_box(spec, fleet)
         + check_provision(spec, fleet)
+        + _check_migrate(spec)
     )
+
+
+def _check_migrate(spec: BoxSpec) -> list[Problem]:
+    if spec.migrate is None or spec.migrate.app in spec.apps:
+        return []
+    return [Problem("migrate.app", f"no app {spec.migrate.app!r} in this file; write one of "
+                    f"{', '.join(sorted(spec.apps))}")]
 
 
 def _check_depends(spec: BoxSpec) -> list[Problem]:

@@ -31,6 +31,8 @@ class TaskName(StrEnum):
     JOIN_LB = "deploy.join_lb"
     ENSURE_SERVICES = "deploy.ensure_services"
     FINISH = "deploy.finish"
+    # box.yml's one-off task, on one box, before any box leaves its load balancer.
+    MIGRATE = "deploy.migrate"
     # link_error of every chain step: an error that escaped a step still restores and rejoins.
     RESCUE = "deploy.rescue"
 
@@ -114,6 +116,19 @@ class Keys:
     def events(self, box_type: str) -> str:
         return f"{self.prefix}events:{box_type}"
 
+    def lb_budget(self) -> str:
+        """Load balancer key -> max_out (fleet.yml), as the last rollout started published it."""
+        return f"{self.prefix}lbbudget"
+
+    def lb_out(self, lb_key: str) -> str:
+        """box -> `rollout token box_type`: the places reserved out of one load balancer; `~seq`
+        orders its events across box types."""
+        return f"{self.prefix}lbout:{lb_key}"
+
+    def lb_wait(self) -> str:
+        """Rollouts with a box sent back to pending by a full load balancer."""
+        return f"{self.prefix}lbwait"
+
 
 class Label:
     """Docker labels on every container the worker makes: its facts, read back later."""
@@ -126,7 +141,8 @@ class Label:
     SPEC_HASH = "orchestrator.spec_hash"
     RELEASE = "orchestrator.release"
     TOKEN = "orchestrator.token"
-    ROLE = "orchestrator.role"  # "app" or "service"
+    ROLE = "orchestrator.role"  # "app" or "service" ("migrate": a rollout's one-off task)
+    MIGRATE = "orchestrator.migrate"  # the rollout a one-off task container belongs to
     GENERATION = "orchestrator.generation"  # "current", or "previous" while a swap runs
 
 
@@ -137,6 +153,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # an earlier failure of this box means this step must not act
     SUPERSEDED = "superseded"  # the box's token is not this chain's (newer, revoked, lost)
     REFUSED = "refused"  # the box did not verify who ordered it (signatures, type, expiry)
+    DEFERRED = "deferred"  # its load balancer's budget is spent: the box goes back to pending
 
 
 class Message(BaseModel):

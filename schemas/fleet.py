@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
@@ -54,6 +55,53 @@ class Notification(Strict):
             raise ValueError("write exactly one of webhook: {secret: ...} or sns: <topic arn>")
         return self
 
+def lb_key(kind: str, name: str, haproxy_socket: str | None = None) -> str:
+    """The one stable name of a load balancer, shared by every box type behind it: the
+    classic ELB's name, the target group's ARN (or name, as box.yml spells it), or HAProxy's
+    runtime socket plus backend (two HAProxies with one backend name are two balancers)."""
+    name = name.strip()
+    if kind == "haproxy":
+        return f"haproxy:{posixpath.normpath(haproxy_socket or '-')}#{name}"
+    return f"{kind}:{name}"
+
+
+class LbBudget(Strict):
+    """At most `max_out` members of one load balancer out at once, whatever their box type."""
+
+    kind: Literal["elb", "elbv2", "haproxy"] = Field(description="elb, elbv2 or haproxy")
+    name: str = Field(
+        min_length=1,
+        description="The classic ELB's name, the target group's ARN or name, or the HAProxy "
+        "backend, spelled as in box.yml's `elb:`",
+    )
+    socket: str | None = Field(
+        None, description="haproxy only: the runtime API socket (the workers' haproxy_socket)"
+    )
+    max_out: int = Field(ge=1, le=10_000, description="Members out of service at once, at most")
+
+    @model_validator(mode="after")
+    def _socket(self) -> LbBudget:
+        if self.kind == "haproxy" and not (self.socket or "").startswith("/"):
+            raise ValueError(
+                "a haproxy load balancer is named by its socket and backend: add "
+                "`socket: /path/to/haproxy.sock` (the workers' ORCHESTRATOR_HAPROXY_SOCKET)"
+            )
+        if self.kind != "haproxy" and self.socket is not None:
+            raise ValueError(f"`socket` is for haproxy only: remove it from this {self.kind}")
+        return self
+
+    @field_validator("max_out", mode="before")
+    @classmethod
+    def _int(cls, v: object) -> object:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(
+                f"max_out must be a whole number >= 1 (1: one member out at a time), not {v!r}"
+            )
+        return v
+
+    def key(self) -> str:
+        return lb_key(self.kind, self.name, self.socket)
+
 
 class FleetSettings(Strict):
     """Settings shared by every box type of a fleet."""
@@ -76,6 +124,27 @@ class FleetSettings(Strict):
     notifications: list[Notification] = Field(
         default_factory=list, description="Webhooks and SNS topics told of lifecycle events"
     )
+    load_balancers: list[LbBudget] = Field(
+        default_factory=list,
+        description="Budgets shared by every box type behind a load balancer (none: no limit)",
+    )
+
+    @field_validator("load_balancers")
+    @classmethod
+    def _one_budget_each(cls, v: list[LbBudget]) -> list[LbBudget]:
+        seen: dict[str, int] = {}
+        for i, budget in enumerate(v):
+            if budget.key() in seen:
+                raise ValueError(
+                    f"load_balancers[{i}] names the same load balancer as "
+                    f"load_balancers[{seen[budget.key()]}] ({budget.key()}): keep one"
+                )
+            seen[budget.key()] = i
+        return v
+
+    def budgets(self) -> dict[str, int]:
+        """Load balancer key -> max_out, for the coordinator to publish."""
+        return {b.key(): b.max_out for b in self.load_balancers}
 
     @model_validator(mode="before")
     @classmethod

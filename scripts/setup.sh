@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# redis-server also runs the sentinels (`redis-server FILE --sentinel`, devstack/sentinel.py):
+# the redis-sentinel package is not needed.
 APT_PACKAGES=(docker.io docker-compose redis-server busybox-static docker-registry haproxy)
 
 missing=()

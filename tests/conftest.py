@@ -7,6 +7,7 @@ import pytest
 # Each harness module owns the fixtures of one real service.
 pytest_plugins = [
     "tests.harness.redis_fx",
+    "tests.harness.sentinel_fx",
     "tests.harness.docker_fx",
     "tests.harness.registry_fx",
     "tests.harness.celery_fx",

@@ -13,6 +13,7 @@ import redis
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.version import version
+from orchestrator.errors import ServiceUnavailable
 from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
 from worker.decide import is_previous
 from worker.facts import ContainerRuntime
@@ -137,6 +138,7 @@ class HeartbeatThread(threading.Thread):
         if self.rollouts is not None:
             for rollout_id in leases:
                 self.rollouts.lease.renew(self.box_type, rollout_id, self.rollouts.lease_ttl)
+            self.rollouts.keep_waiting(self.box_type)
             # Every worker of the box type watches its rollout's boxes in flight.
             for dead in self.rollouts.reap_dead(self.box_type):
                 log.warning("box %s stopped answering: its rollout halts", dead)
@@ -145,7 +147,8 @@ class HeartbeatThread(threading.Thread):
         while not self.stopped.is_set():
             try:
                 self.beat()
-            except redis.RedisError as exc:
+            except (redis.RedisError, ServiceUnavailable) as exc:
+                # ServiceUnavailable: a revocation no replica acknowledged; tried next tick.
                 log.warning("heartbeat not written: %s", exc)
             if self.on_beat is not None:
                 try:

@@ -16,7 +16,7 @@ from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import connect
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.version import version
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, ServiceUnavailable
 from schemas.contract import Keys, queue_for
 from worker.facts import BoxEnv, ContainerRuntime
 from worker.fence import Fault
@@ -77,7 +77,11 @@ def boot(ctx: StepContext, box_id: str, box_type: str) -> None:
     from worker.boot import converge_on_boot
 
     with ctx.services_lock:
-        said = converge_on_boot(ctx, box_id, box_type)
+        try:
+            said = converge_on_boot(ctx, box_id, box_type)
+        except ServiceUnavailable as exc:  # e.g. no replica acknowledged its fresh token
+            log.warning("boot: not now (%s); tried again on the next reconcile tick", exc)
+            return
     if not said.startswith("apps already"):
         log.warning("boot: %s", said)
 

@@ -23,8 +23,8 @@ class WorkerSettings(BaseSettings):
 
     box_id: str | None = Field(None, description="This box's id; EC2 instance id when unset")
     box_type: str | None = Field(None, description="This box's type; EC2 tag when unset")
-    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
-    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis)")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis, or sentinel://)")
+    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis, or sentinel://)")
     redis_ca: str | None = Field(
         None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
     )

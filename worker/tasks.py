@@ -35,6 +35,7 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
     for step in STEPS:
         app.task(name=step.value, bind=False, acks_late=True, shared=False)(make(step))
     app.task(name=TaskName.PREFLIGHT.value, acks_late=True, shared=False)(_preflight(context))
+    app.task(name=TaskName.MIGRATE.value, acks_late=True, shared=False)(_migrate(context))
     app.task(name=TaskName.RESCUE.value, shared=False)(_rescue(context))
 
 
@@ -58,3 +59,13 @@ def _preflight(context: Callable[[], StepContext]) -> Callable[[dict[str, Any]],
         return run_preflight(context(), payload)
 
     return preflight
+
+
+def _migrate(context: Callable[[], StepContext]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def migrate(payload: dict[str, Any]) -> dict[str, Any]:
+        """Run the rollout's one-off task once, in a container of the new image."""
+        from worker.migrate import run_migration
+
+        return run_migration(context(), payload)
+
+    return migrate

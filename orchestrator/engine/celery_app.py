@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
+from orchestrator.engine.redisurl import is_sentinel, kombu_broker
 from orchestrator.engine.tls import TlsPolicy
 
 # Nothing should ever land here: every signature names its box's queue. A message in this
@@ -22,8 +23,11 @@ def make_celery(
     main: str = "orchestrator",
     tls: TlsPolicy | None = None,
 ) -> Celery:
-    app = Celery(main, broker=broker_url, set_as_current=False)
+    # sentinel://: kombu's Sentinel transport, one URL per sentinel, `master_name` below.
+    url, sentinel_options = kombu_broker(broker_url)
+    app = Celery(main, broker=url, set_as_current=False)
     transport: dict[str, Any] = {
+        **sentinel_options,
         "visibility_timeout": visibility_timeout,
         # kombu's defaults sweep unacked messages only every ~100 s; a dead box must not wait.
         "unacked_restore_interval": restore_interval,
@@ -50,6 +54,12 @@ def make_celery(
         worker_hijack_root_logger=False,
         task_track_started=True,
     )
+    if is_sentinel(broker_url):
+        # A message sent during a failover waits for the promotion (a few seconds), as
+        # the state client's commands do, instead of failing after kombu's 0.6 s.
+        app.conf.task_publish_retry_policy = {
+            "max_retries": 20, "interval_start": 0, "interval_step": 0.25, "interval_max": 1.0,
+        }
     ssl_options = (tls or TlsPolicy()).broker_ssl(broker_url)
     if ssl_options is not None:  # kombu alone would take a bare rediss:// with CERT_NONE
         app.conf.broker_use_ssl = ssl_options

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.engine.redisconn import RedisClient
-from schemas.contract import Keys, StepResult
+from orchestrator.engine.redisconn import LuaScript, RedisClient
+from schemas.contract import Keys, Outcome, StepResult
+
+_RECORD = LuaScript.load("journal_record")
 
 # Journals outlive their rollout for post-mortems, but not forever.
 JOURNAL_TTL = 7 * 24 * 3600
@@ -28,14 +30,27 @@ class Journal:
         return StepResult.model_validate_json(raw) if raw else None
 
     def record(self, result: StepResult) -> StepResult:
-        """First write wins: a step that ran twice keeps the first recorded outcome."""
-        key = self.keys.journal(result.rollout_id, result.box_id)
-        pipe = self.client.pipeline()
-        pipe.hsetnx(key, field(result.step, result.app), result.model_dump_json())
-        pipe.hget(key, field(result.step, result.app))
-        pipe.expire(key, JOURNAL_TTL)
-        _, stored, _ = pipe.execute()
+        """First write wins: a step that ran twice keeps the first recorded outcome; only a
+        `deferred` one is replaced (the box's next chain in the rollout runs that step)."""
+        stored = _RECORD(
+            self.client,
+            [self.keys.journal(result.rollout_id, result.box_id)],
+            [
+                field(result.step, result.app),
+                result.model_dump_json(),
+                "1" if result.outcome == Outcome.DEFERRED else "0",
+                JOURNAL_TTL,
+            ],
+        )
         return StepResult.model_validate_json(stored)
+
+    def reopen(self, rollout_id: str, box_id: str, steps: list[str]) -> None:
+        """A deferred box goes back to pending: `steps` run again in its next chain, and no
+        step counts the attempts of this one."""
+        key = self.keys.journal(rollout_id, box_id)
+        names = [k.decode() if isinstance(k, bytes) else str(k) for k in self.client.hkeys(key)]
+        drop = [field(s, None) for s in steps] + [n for n in names if n.startswith("~attempts:")]
+        self.client.hdel(key, *drop)
 
     def entries(self, rollout_id: str, box_id: str) -> dict[str, StepResult]:
         raw = self.client.hgetall(self.keys.journal(rollout_id, box_id))

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.engine.redisconn import LuaScript, RedisClient
+from orchestrator.engine.redisconn import LuaScript, RedisClient, durably
 from orchestrator.engine.state import MOVING
+from orchestrator.errors import NotReplicated
 from schemas.contract import Keys
 
 # Compare-and-act: only the owner renews, persists or releases.
@@ -31,7 +32,13 @@ class Claim:
 
 
 class Lease:
-    """`lease:<type>` holds the owning rollout's id, with a TTL while boxes are in flight."""
+    """`lease:<type>` holds the owning rollout's id, with a TTL while boxes are in flight.
+
+    Who holds what survives a failover: every write that grants (acquire, hand-over, claim,
+    a fresh token, a revocation) waits for a replica (`durably`, strict: NotReplicated when
+    none acknowledges, and the grant is not used); a release or persist waits but goes on
+    (lost, the lease comes back until its TTL). A renewal does not wait: a lost one costs
+    seconds of TTL, never the holder."""
 
     def __init__(self, client: RedisClient, keys: Keys) -> None:
         self.client = client
@@ -39,10 +46,18 @@ class Lease:
 
     def acquire(self, box_type: str, rollout_id: str, ttl: float) -> str | None:
         """None when acquired; else the id of the rollout holding it."""
-        if self.client.set(self.keys.lease(box_type), rollout_id, nx=True, px=int(ttl * 1000)):
+        key = self.keys.lease(box_type)
+        try:
+            taken, holder = durably(
+                self.client, lambda p: p.set(key, rollout_id, nx=True, px=int(ttl * 1000)).get(key)
+            )
+        except NotReplicated:
+            self.release(box_type, rollout_id)  # not used: given back
+            raise
+        # A SET retried after a failover finds its own first write: acquired all the same.
+        if taken or (holder and _text(holder) == rollout_id):
             return None
-        holder = self.client.get(self.keys.lease(box_type))
-        return holder.decode() if holder else "(just released: try again)"
+        return _text(holder) if holder else "(just released: try again)"
 
     def holder(self, box_type: str) -> tuple[str | None, float | None]:
         """(rollout id, seconds left or None without expiry)."""
@@ -60,27 +75,33 @@ class Lease:
 
     def persist(self, box_type: str, rollout_id: str) -> bool:
         """Paused and rollback-pending rollouts hold the lease without expiry."""
-        return bool(_PERSIST(self.client, [self.keys.lease(box_type)], [rollout_id]))
+        return bool(self._script(_PERSIST, [self.keys.lease(box_type)], [rollout_id], False))
 
     def release(self, box_type: str, rollout_id: str) -> bool:
-        return bool(_RELEASE(self.client, [self.keys.lease(box_type)], [rollout_id]))
+        return bool(self._script(_RELEASE, [self.keys.lease(box_type)], [rollout_id], False))
 
     def force_release(self, box_type: str) -> str | None:
-        holder = self.client.getdel(self.keys.lease(box_type))
-        return holder.decode() if holder else None
+        key = self.keys.lease(box_type)
+        (holder,) = durably(self.client, lambda p: p.getdel(key), strict=False)
+        return _text(holder) if holder else None
 
     def hand_over(self, box_type: str, parent: str, child: str, ttl: float) -> bool:
         """Atomically from the parent rollout to its rollback."""
-        return bool(
-            _HANDOVER(self.client, [self.keys.lease(box_type)], [parent, child, int(ttl * 1000)])
-        )
+        args = [parent, child, int(ttl * 1000)]
+        return bool(self._script(_HANDOVER, [self.keys.lease(box_type)], args))
+
+    def _script(self, script: LuaScript, keys: list[str], args: list[Any], strict: bool = True
+                ) -> Any:
+        """`script`, then wait for a replica (`durably`)."""
+        return durably(self.client, lambda p: script(self.client, keys, args, pipe=p),
+                       strict=strict)[0]
 
     def fresh_token(self, box_type: str, box_id: str, owner: str, kind: str = "box") -> str:
         """A new token for a box acting on its own (boot: kind `box`, valid while its token
         is the box's): any later claim supersedes it. Kind `rollout` ties it to the life of
         rollout `owner`'s record, as a claim does."""
         keys = [self.keys.fence(box_type), self.keys.box_token(box_id)]
-        return _text(_MINT(self.client, keys, [new_epoch(), owner, kind]))
+        return _text(self._script(_MINT, keys, [new_epoch(), owner, kind]))
 
     def owner(self, box_id: str) -> tuple[str, str] | None:
         """(token, rollout) of the one chain that may act on the box now; None: nobody."""
@@ -108,11 +129,11 @@ class Lease:
 
     def revoke(self, box_id: str, rollout_id: str) -> bool:
         """The rollout counted the box dead: its token stops being valid at this moment."""
-        return bool(_REVOKE(self.client, [self.keys.box_token(box_id)], [rollout_id]))
+        return bool(self._script(_REVOKE, [self.keys.box_token(box_id)], [rollout_id]))
 
     def claim(self, box_type: str, rollout_id: str, box_id: str) -> Claim:
-        ok, value = _CLAIM(
-            self.client,
+        ok, value = self._script(
+            _CLAIM,
             [
                 self.keys.lease(box_type),
                 self.keys.rollout(rollout_id),

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
+from orchestrator.engine.redisurl import SentinelTarget, is_sentinel, parse_sentinel_url
 from orchestrator.engine.tls import TlsPolicy
-from orchestrator.errors import ServiceUnavailable
+from orchestrator.errors import NotReplicated, ServiceUnavailable
 
 if TYPE_CHECKING:
     RedisClient = redis.Redis[bytes]
@@ -21,12 +25,19 @@ else:
     RedisClient = redis.Redis
 
 
-# A blip (a restart, a failover) is retried inside every command, with backoff: about 2 s.
+log = logging.getLogger("orchestrator.redis")
+
+# A blip (a restart) is retried inside every command, with backoff: about 2 s.
 _RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
+# Through sentinels a command also outlasts a failover (down-after-milliseconds, then the
+# election and the promotion: a few seconds): about 10 s.
+_SENTINEL_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=14)
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
 _SECRET_PARAM = re.compile(
-    r"([?&;](?:password|passwd|pass|pwd|token|secret)=)[^&\s]*", re.IGNORECASE
+    r"([?&;](?:\w*password|passwd|pass|pwd|token|secret)=)[^&\s]*", re.IGNORECASE
 )
+# The clients made through sentinels, and what their lease/claim/fence writes wait for.
+_DURABLE: weakref.WeakKeyDictionary[Any, SentinelTarget] = weakref.WeakKeyDictionary()
 
 
 def redact(text: str) -> str:
@@ -44,15 +55,7 @@ def connect(
 ) -> RedisClient:
     """A client for `url` that retries blips itself. With `check`, Redis must answer now, or
     within `wait` seconds (each retry `say`s what it waits for); else ServiceUnavailable."""
-    client: RedisClient = redis.Redis.from_url(
-        url,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry=_RETRY,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        **(tls or TlsPolicy()).redis_kwargs(url),
-    )
+    client: RedisClient = client_for(url, tls=tls)
     if not check:
         return client
     deadline = time.monotonic() + wait
@@ -63,16 +66,103 @@ def connect(
             return client
         except redis.RedisError as exc:
             left = deadline - time.monotonic()
+            why = _why(exc)
             if say is not None and wait > 0:
-                why = redact(str(exc))
                 say(f"waiting for Redis at {redact(url)} ({why}); {max(left, 0):.0f}s left")
             if left <= 0:
                 client.close()
                 raise ServiceUnavailable(
-                    f"Redis at {redact(url)} does not answer: {redact(str(exc))}"
+                    f"Redis at {redact(url)} does not answer: {why}"
                 ) from None
             time.sleep(min(pause, left))
             pause = min(pause * 2, 5.0)
+
+
+class _FollowingConnection(SentinelManagedConnection):
+    """redis-py's sentinel connection, asking the sentinels for the master on every reconnect.
+
+    redis-py 8.1 asks them only in `connect()`; a command on a dropped connection reconnects
+    through `connect_check_health` to the address it cached: the dead master, until its
+    retries run out. Here every connect attempt goes through `connect()` (the sentinels)."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if getattr(self, "_sock", None):
+            return
+        if not retry_socket_connect:  # from connect_to(): the address was just asked for
+            # (redis-py 8 API; the types-redis stubs predate it)
+            super().connect_check_health(  # type: ignore[misc]
+                check_health, retry_socket_connect=False
+            )
+            return
+        # One attempt: the command around this reconnect retries it (no retries in retries).
+        self._connect_retry()  # type: ignore[attr-defined]
+
+
+def _why(exc: redis.RedisError) -> str:
+    """The error, redacted; redis-py's "No master found" without the sentinels' reprs."""
+    return redact(str(exc).split(" : <", 1)[0])
+
+
+def client_for(url: str, tls: TlsPolicy | None = None, **kwargs: Any) -> Any:
+    """A client for a `redis://` or `rediss://` URL (`tls`: how its certificate is checked),
+    or for the master a `sentinel://` URL names (found through its sentinels again after
+    every failover); `kwargs` go to redis-py."""
+    options: dict[str, Any] = {
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+        "retry": _RETRY,
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        **kwargs,
+    }
+    if not is_sentinel(url):
+        return redis.Redis.from_url(url, **{**options, **(tls or TlsPolicy()).redis_kwargs(url)})
+    target = parse_sentinel_url(url)
+    options["retry"] = _SENTINEL_RETRY
+    # A sentinel that does not answer is skipped at once (the next one is asked); redis-py's
+    # default retries each for seconds, inside each of the command's own retries.
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": 2, "socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0)
+    }
+    if target.sentinel_password is not None:
+        sentinel_kwargs["password"] = target.sentinel_password
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+    client = sentinel.master_for(
+        target.master_name,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        connection_class=_FollowingConnection,
+        **options,
+    )
+    _DURABLE[client] = target
+    return client
+
+
+def durably(client: Any, write: Callable[[Any], object], *, strict: bool = True) -> list[Any]:
+    """`write(pipe)` (commands queued on a pipeline), then `WAIT` on the same connection for
+    the replicas a sentinel:// URL asks (`wait_replicas`, default 1; a redis:// URL: none).
+    Fewer acknowledgements within `wait_timeout`: the write stands on the master, but a
+    failover now could forget it, so `strict` raises NotReplicated (what it granted is not
+    used); not `strict` (a release: what it gives back) says so in the log and goes on."""
+    target = _DURABLE.get(client)
+    pipe = client.pipeline(transaction=False)
+    write(pipe)
+    if target is None or target.wait_replicas == 0:
+        return list(pipe.execute())
+    pipe.wait(target.wait_replicas, int(target.wait_timeout * 1000))
+    *results, acked = pipe.execute()
+    if acked < target.wait_replicas:
+        why = (
+            f"{acked} of {target.wait_replicas} replica(s) acknowledged the write within "
+            f"{target.wait_timeout:g}s: a failover now could forget it"
+        )
+        if strict:
+            raise NotReplicated(why)
+        log.warning("%s (not waited for further)", why)
+    return list(results)
 
 
 def volatility(client: RedisClient, url: str) -> str:
@@ -112,8 +202,11 @@ class LuaScript:
             cls.loaded[name] = cls((LUA_DIR / f"{name}.lua").read_text(), name)
         return cls.loaded[name]
 
-    def __call__(self, client: RedisClient, keys: list[str], args: list[Any]) -> Any:
+    def __call__(
+        self, client: RedisClient, keys: list[str], args: list[Any], *, pipe: Any = None
+    ) -> Any:
+        """Run on `client`; with `pipe` (one of `client`'s pipelines), queued on it."""
         script = self._by_client.get(id(client))
         if script is None:
             script = self._by_client[id(client)] = client.register_script(self.source)
-        return script(keys=keys, args=args)
+        return script(keys=keys, args=args, client=pipe)

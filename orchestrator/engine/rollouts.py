@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery
 
+from orchestrator.engine.budget import Budgets
 from orchestrator.engine.chains import rollout_chain
 from orchestrator.engine.events import Events
 from orchestrator.engine.fleet import Fleet, FleetView, Source
@@ -51,6 +52,7 @@ class Rollouts:
         self.releases = ReleaseStore(client, keys)
         self.events = Events(client, keys)
         self.states = RolloutStates(client, keys)
+        self.budgets = Budgets(client, keys)
         self.lease_ttl, self.slot_ttl = lease_ttl, slot_ttl
         self.aws = aws  # (region, endpoint) to resume a group's processes at the end
 
@@ -236,7 +238,28 @@ class Rollouts:
                     reason="no sign of life: slot expired",
                 )
                 self.advance(rollout, box, "dead", "no sign of life: its slot expired")
+                # Its places out of a load balancer go with its token; waiting rollouts retry.
+                self.wake(self.budgets.release(box))
         return dead
+
+    def keep_waiting(self, box_type: str) -> None:
+        """The type's rollout waits for a load balancer place with nothing in flight: its
+        lease lives on while its workers beat (as a box's slot does while it works)."""
+        rollout_id = self.states.active(box_type)
+        if rollout_id and self.client.sismember(self.keys.lb_wait(), rollout_id):
+            self.lease.renew(box_type, rollout_id, self.lease_ttl)
+
+    def wake(self, rollout_ids: list[str]) -> None:
+        """Fill again each rollout a released load balancer place woke (any box type): its
+        lease renewed first, as a box that held it waited with nothing in flight."""
+        for rollout_id in rollout_ids:
+            try:
+                rollout = self.get(rollout_id)
+            except ConfigError:  # recorded before its plan: nothing waits in it
+                continue
+            if self.state(rollout_id) in MOVING:
+                self.lease.renew(rollout.box_type, rollout_id, self.lease_ttl)
+            self.advance(rollout)
 
     def stop(self, rollout_id: str) -> str | None:
         """No box of the rollout starts any more; end it now (boxes in flight still finish)."""

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from devstack.redis import RedisServer
+from orchestrator.engine.redisconn import client_for
 from tests.harness.common import started
 
 # db 0 is Celery's broker and is never flushed: flushing under live workers deletes kombu's
@@ -48,10 +49,11 @@ def broker_url(redis_url: str) -> str:
 
 @contextlib.contextmanager
 def isolated_product_redis(redis_url: str) -> Iterator[ProductRedis]:
-    """A db-1 client and a fresh key prefix; on exit deletes only keys with that prefix."""
-    url = f"{redis_url}/{PRODUCT_DB}"
+    """A db-1 client and a fresh key prefix; on exit deletes only keys with that prefix.
+    `redis_url` may be a full URL with its database (a sentinel:// one)."""
+    url = redis_url if "/" in redis_url.split("://", 1)[1] else f"{redis_url}/{PRODUCT_DB}"
     prefix = f"t-{uuid.uuid4().hex[:12]}:"
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client: redis.Redis[str] = client_for(url, decode_responses=True)
     try:
         yield ProductRedis(client, prefix, url)
     finally:

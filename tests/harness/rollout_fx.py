@@ -71,7 +71,9 @@ class Fleet:
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """JSON lines (a rollout's events), or the one JSON array a read command prints."""
+    docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return docs[0] if len(docs) == 1 and isinstance(docs[0], list) else docs
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -153,12 +154,17 @@ def test_the_group_is_the_fleet(
         "      web: {ports: ['18080:8080'], health: {http: /health, interval: 0.1, timeout: 1,"
         " retries: 5}}\n")
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
+           "ORCHESTRATOR_ALLOW_NO_REASON": "true",
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
            "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20",
            "ORCHESTRATOR_SIGNING_KEY": dev_keys()[0]}
 
     boxes = cli(env, "boxes", box_workers.box_type)
     assert boxes.returncode == 1, boxes.stderr
+    as_json = cli(env, "boxes", box_workers.box_type, "--json")
+    rows = {r["box"]: r for r in json.loads(as_json.stdout)}
+    assert rows[instances[0]]["worker"] and rows[instances[1]]["flags"] == ["no worker"]
+    assert rows[stray.box_id]["flags"][0].startswith("stray")
     assert instances[0] in boxes.stdout and "worker" in boxes.stdout
     assert f"{instances[1]}" in boxes.stdout and "no worker" in boxes.stdout
     assert f"{stray.box_id}" in boxes.stdout and "stray" in boxes.stdout
@@ -230,6 +236,7 @@ def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
     (tmp_path / "boxes" / f"{box_workers.box_type}.yml").write_text(
         GUARDED_YML.format(repo=f"{pushed_images.repo}:v2"))
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
+           "ORCHESTRATOR_ALLOW_NO_REASON": "true",
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
            "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20",
            "ORCHESTRATOR_SIGNING_KEY": dev_keys()[0]}

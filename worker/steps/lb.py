@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from orchestrator.engine.budget import Budgets
 from orchestrator.engine.changes import box_changes
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Label, Member, Outcome, StepRequest, StepResult, TaskName
+from schemas.fleet import lb_key
 from schemas.release import Release
 from worker.capacity import refusal
 from worker.decide import is_previous
@@ -33,6 +35,16 @@ def leave_lb(
             return StepOutcome(
                 Outcome.FAILED, f"{app} ({lb.name}): {refused}", details={"refused": "1"}
             )
+    # One budget per load balancer across box types: a full one sends the box back to
+    # pending, untouched; a later release of a place fills its rollout again.
+    if lbs:
+        places = Budgets(ctx.redis, ctx.keys).reserve(
+            req.box_id, req.box_type, req.rollout_id, req.token,
+            [lb_key(release.lb_kind(a), release.spec.apps[a].elb or "",
+                    ctx.settings.haproxy_socket) for a, _ in lbs],
+        )
+        if not places.ok:
+            return StepOutcome(Outcome.DEFERRED, f"not leaving: {places.reason}")
     # Noted before leaving: a worker killed mid-leave still knows what to rejoin.
     ctx.journal.note(req.rollout_id, req.box_id, "intent:leave", {"apps": [a for a, _ in lbs]})
     record = ctx.record(req.box_id)
@@ -124,7 +136,17 @@ def rejoin(
         record.joined(app)
         ctx.redis.hset(ctx.keys.lb_state(box_id), app, "in")
         joined.append(app)
+    if joined and not unhealthy:
+        give_back(ctx, box_id)
     return joined, unhealthy
+
+
+def give_back(ctx: StepContext, box_id: str) -> None:
+    """The box's places out of its load balancers are free: every rollout (of any box type)
+    with a box waiting for one fills again."""
+    woken = Budgets(ctx.redis, ctx.keys).release(box_id)
+    if woken and ctx.rollouts is not None:
+        ctx.rollouts.wake(woken)
 
 
 def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release | None) -> str:

@@ -45,6 +45,8 @@ ACT_AFTER_FAILURE = {TaskName.RESTORE, TaskName.JOIN_LB, TaskName.FINISH}
 BEFORE_CLAIM = {TaskName.PULL, TaskName.CLAIM}
 # Steps that change nothing on the box: no token is needed (finish only counts the box).
 UNFENCED = BEFORE_CLAIM | {TaskName.FINISH}
+# Steps after leave_lb: a box whose leave was deferred runs none of them in this chain.
+AFTER_LEAVE = {TaskName.SWAP, TaskName.RESTORE, TaskName.JOIN_LB, TaskName.ENSURE_SERVICES}
 # A message delivered this many times means the worker died running it each time.
 MAX_ATTEMPTS = 2
 
@@ -208,7 +210,7 @@ def run_step(
         log.error("%s: malformed request: %s", step, exc)
         return {"step": str(step), "outcome": Outcome.FAILED, "reason": f"malformed: {exc}"}
     done = ctx.journal.get(req.rollout_id, req.box_id, str(step), req.app)
-    if done is not None:
+    if done is not None and done.outcome != Outcome.DEFERRED:
         return done.model_dump(mode="json")  # a redelivery: the first run's result stands
     claimed = _with_claimed_token(ctx, step, req)
     if isinstance(claimed, StepOutcome):
@@ -258,6 +260,11 @@ def _gate(
     if req.contract_version != CONTRACT_VERSION:
         reason = f"contract version {req.contract_version} != this worker's {CONTRACT_VERSION}"
         return StepOutcome(Outcome.FAILED, reason), None
+    if step in AFTER_LEAVE:
+        left = ctx.journal.get(req.rollout_id, req.box_id, str(TaskName.LEAVE_LB), None)
+        if left is not None and left.outcome == Outcome.DEFERRED:
+            why = "the box did not leave its load balancer (its budget was spent)"
+            return StepOutcome(Outcome.DEFERRED, why), None
     attempts = ctx.journal.count_attempt(req.rollout_id, req.box_id, str(step), req.app)
     prior = ctx.journal.first_failure(req.rollout_id, req.box_id)
     if attempts > MAX_ATTEMPTS:

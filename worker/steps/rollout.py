@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from orchestrator.engine.budget import Budgets
 from orchestrator.engine.lease import Lease
 from schemas.contract import Outcome, StepRequest, StepResult, TaskName
 from schemas.release import Release
+from schemas.rollout import Rollout
 from worker.steps.protocol import StepContext, StepOutcome
 
 
@@ -20,9 +22,13 @@ def claim(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None)
 
 
 def box_outcome(entries: dict[str, StepResult]) -> str:
-    """ok, failed, or cancelled (a box whose claim was refused never started)."""
+    """ok, failed, cancelled (a box whose claim was refused never started), or deferred (its
+    load balancer's budget was spent: it did not leave)."""
     if any(r.failed for r in entries.values()):
         return "failed"
+    left = entries.get(f"{TaskName.LEAVE_LB.value}:-")
+    if left is not None and left.outcome == Outcome.DEFERRED:
+        return "deferred"
     claimed = entries.get(f"{TaskName.CLAIM.value}:-")
     if claimed is None or claimed.outcome != Outcome.OK:
         return "cancelled"
@@ -38,6 +44,11 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
     first = ctx.journal.first_failure(req.rollout_id, req.box_id)
     why = f"{first.step}: {first.reason}" if first else ""
     rollout = ctx.rollouts.get(req.rollout_id)
+    if outcome == "deferred":
+        return defer(ctx, req, rollout)
+    # Whatever its end, the box's chain is over: its places out of a load balancer are free
+    # (a box left out, unhealthy, halts its rollout and needs `repair`).
+    ctx.rollouts.wake(Budgets(ctx.redis, ctx.keys).release(req.box_id))
     fill = ctx.rollouts.advance(rollout, req.box_id, outcome, why)
     if fill.kind == "dup":
         return StepOutcome(Outcome.NOOP, f"box {outcome}: already counted")
@@ -46,4 +57,19 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
         Outcome.OK,
         f"box {outcome}; started {started}; rollout {ctx.rollouts.state(rollout.id)}",
         details={"box": outcome, "started": ",".join(fill.started)},
+    )
+
+
+def defer(ctx: StepContext, req: StepRequest, rollout: Rollout) -> StepOutcome:
+    """Back to pending, uncounted: its next chain claims (the rollout may have stopped since)
+    and leaves again; the rollout's lease is kept while nothing of it is in flight."""
+    assert ctx.rollouts is not None
+    ctx.journal.reopen(req.rollout_id, req.box_id, [TaskName.CLAIM.value])
+    ctx.rollouts.lease.renew(rollout.box_type, rollout.id, ctx.rollouts.lease_ttl)
+    fill = ctx.rollouts.advance(rollout, req.box_id, "deferred")
+    started = ", ".join(fill.started) or "none until a place is released"
+    return StepOutcome(
+        Outcome.DEFERRED,
+        f"back to pending: its load balancer is full; started {started}",
+        details={"box": "deferred", "started": ",".join(fill.started)},
     )

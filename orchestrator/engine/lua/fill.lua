@@ -1,6 +1,9 @@
 -- The self-driving fill, run by the coordinator once and by every box's finish: record a
 -- finishing box (once), halt beyond the failure budget, then start boxes up to the window.
 -- Before the canary wave is done nothing past it starts (the barrier).
+-- A box `deferred` (its load balancer's budget was spent) goes back to the front of pending,
+-- uncounted; then nothing starts unless a release woke the rollout meanwhile (`lb_woken`):
+-- the release that frees a place fills the rollout again.
 -- KEYS: rollout hash, pending list, inflight set, done hash.
 -- ARGV: box, outcome, slot key prefix, slot ttl ms, why, the halted state, then the states in
 -- which boxes start (state.py's table).
@@ -10,6 +13,16 @@ local halted = ARGV[6]
 local function moving(s)
   for i = 7, #ARGV do if s == ARGV[i] then return true end end
   return false
+end
+local hold = false
+if box ~= '' and outcome == 'deferred' then
+  if redis.call('SREM', inflight, box) == 0 then
+    return {'dup', redis.call('HGET', h, 'state')}
+  end
+  redis.call('LPUSH', pending, box)
+  redis.call('HINCRBY', h, 'scheduled', -1)
+  hold = redis.call('HDEL', h, 'lb_woken') == 0
+  box = ''
 end
 if box ~= '' then
   if redis.call('HSETNX', done, box, outcome) == 0 then
@@ -32,7 +45,7 @@ if box ~= '' then
 end
 local state = redis.call('HGET', h, 'state')
 local started = {}
-if moving(state) then
+if moving(state) and not hold then
   local canary = tonumber(redis.call('HGET', h, 'canary'))
   local batch = tonumber(redis.call('HGET', h, 'batch'))
   local scheduled = tonumber(redis.call('HGET', h, 'scheduled'))
@@ -47,6 +60,8 @@ if moving(state) then
     table.insert(started, nxt)
   end
   redis.call('HSET', h, 'scheduled', scheduled)
+  -- A box started after a release saw it: a wake from before is spent.
+  if #started > 0 then redis.call('HDEL', h, 'lb_woken') end
 end
 local idle = redis.call('SCARD', inflight) == 0 and #started == 0
 if idle and (redis.call('LLEN', pending) == 0 or not moving(state)) then

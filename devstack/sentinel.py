@@ -1,0 +1,163 @@
+"""Redis Sentinel on loopback: a master, its replicas and three sentinels, as local processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import redis
+
+from devstack.net import LOCALHOST, free_port
+from devstack.process import Service, find_binary, wait_for
+from devstack.redis import RedisServer
+
+MASTER_NAME = "mymaster"
+# The master sends its first full sync at once (Redis waits 5 s by default for more replicas).
+_SYNC_NOW = ["--repl-diskless-sync-delay", "0"]
+
+
+class SentinelNode(Service):
+    """`redis-server FILE --sentinel` watching `master_name`. Sentinel rewrites FILE (its id,
+    epochs, the replicas it found): a fresh file per node, kept across restart()."""
+
+    stop_stage = 2
+
+    def __init__(self, workdir: Path, name: str, master_port: int, *, quorum: int = 2,
+                 down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
+        super().__init__(workdir, name)
+        self.port = free_port()
+        self.master_port = master_port
+        self.quorum, self.down_after_ms = quorum, down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.conf = self.workdir / f"{name}.conf"
+
+    def prepare(self) -> None:
+        if self.conf.exists():
+            return  # what sentinel learned (epochs, the current master) survives a restart
+        self.conf.write_text("\n".join([
+            f"port {self.port}",
+            f"bind {LOCALHOST}",
+            f"dir {self.workdir}",
+            f"sentinel monitor {MASTER_NAME} {LOCALHOST} {self.master_port} {self.quorum}",
+            f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}",
+            f"sentinel failover-timeout {MASTER_NAME} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {MASTER_NAME} 1",
+            "",
+        ]))
+
+    def argv(self) -> list[str]:
+        return [find_binary("redis-server"), str(self.conf), "--sentinel"]
+
+    def client(self) -> redis.Redis[str]:
+        return redis.Redis(LOCALHOST, self.port, socket_timeout=0.5, decode_responses=True)
+
+    def ready(self) -> bool:
+        with self.client() as c:
+            return bool(c.ping())
+
+    @property
+    def url(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+
+class SentinelStack:
+    """A master, `replicas` replicas (durable, like RedisServer) and three sentinels (quorum
+    2). `url(db)` is the one URL form both the broker and the state take; `master()` is the
+    RedisServer sentinels name now, `kill_master()` a crash; `promotion_seconds` after it."""
+
+    def __init__(self, workdir: Path, *, replicas: int = 1, sentinels: int = 3,
+                 down_after_ms: int = 1000) -> None:
+        self.workdir = Path(workdir)
+        self.servers = [RedisServer(self.workdir, "redis-master", args=_SYNC_NOW)]
+        first = self.servers[0].port
+        self.servers += [
+            RedisServer(self.workdir, f"redis-replica{i}",
+                        args=[*_SYNC_NOW, "--replicaof", LOCALHOST, str(first)])
+            for i in range(1, replicas + 1)
+        ]
+        self.sentinels = [SentinelNode(self.workdir, f"sentinel{i}", first,
+                                       down_after_ms=down_after_ms)
+                          for i in range(1, sentinels + 1)]
+
+    def url(self, db: int = 0, password: str = "") -> str:
+        auth = f":{password}@" if password else ""
+        hosts = ",".join(s.url for s in self.sentinels)
+        return f"sentinel://{auth}{hosts}/{db}?master_name={MASTER_NAME}"
+
+    def start(self, timeout: float = 30.0) -> Self:
+        try:
+            for server in self.servers:
+                server.start(timeout)
+            wait_for(self._replicas_linked, "every replica's link to the master up", timeout)
+            for node in self.sentinels:
+                node.start(timeout)
+            wait_for(self._sentinels_agree, "the sentinels to know each other and the replicas",
+                     timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for service in [*self.sentinels, *self.servers]:
+            service.stop()
+
+    def master_port(self) -> int | None:
+        """The master's port as the first sentinel that answers says it."""
+        for node in self.sentinels:
+            if not node.running:
+                continue
+            try:
+                with node.client() as c:
+                    addr = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+            except redis.RedisError:
+                continue
+            if addr:
+                return int(addr[1])
+        return None
+
+    def master(self) -> RedisServer:
+        port = self.master_port()
+        return next(s for s in self.servers if s.port == port)
+
+    def kill_master(self, timeout: float = 30.0) -> tuple[RedisServer, float]:
+        """kill -9 the master; wait until the sentinels name a replica instead. (the killed
+        server, seconds from the kill to the sentinels' switch: the promotion time)."""
+        old = self.master()
+        killed = time.monotonic()
+        old.kill9()
+        wait_for(lambda: self.master_port() not in (None, old.port), "a replica promoted",
+                 timeout, interval=0.01)
+        return old, time.monotonic() - killed
+
+    def wait_replica(self, server: RedisServer, timeout: float = 30.0) -> None:
+        """`server` (a restarted old master) turned into a replica of the master, in sync."""
+        wait_for(lambda: _linked(server), f"{server.name} a replica again", timeout)
+
+    def _replicas_linked(self) -> bool:
+        return all(_linked(s) for s in self.servers[1:])
+
+    def _sentinels_agree(self) -> bool:
+        for node in self.sentinels:
+            with node.client() as c:
+                master: dict[str, Any] = c.execute_command("SENTINEL", "MASTER", MASTER_NAME)
+            if int(master.get("num-other-sentinels", 0)) < len(self.sentinels) - 1:
+                return False
+            if int(master.get("num-slaves", 0)) < len(self.servers) - 1:
+                return False
+        return True
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _linked(server: RedisServer) -> bool:
+    with server.client(socket_timeout=0.5) as c:
+        info = c.info("replication")
+    return info.get("role") == "slave" and info.get("master_link_status") == "up"

@@ -1,0 +1,138 @@
+"""Redis Sentinel failover (the master killed -9) mid-rollout, under traffic through HAProxy:
+the rollout finishes or halts cleanly and `resume` finishes it; no box is left out; the lease
+and the fencing tokens survive; the broker and the state both follow the new master.
+
+The fault is injected at a recorded event: the first box's `join_lb` end in the event stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from devstack.sentinel import SentinelStack
+from devstack.traffic import TrafficLoop
+from orchestrator.engine.events import Events
+from orchestrator.engine.redisconn import connect
+from schemas.contract import Keys, TaskName
+from tests.harness.common import wait_for
+from tests.harness.redis_fx import ProductRedis, isolated_product_redis
+from tests.harness.rollout_fx import Fleet, json_lines
+
+# A failover takes down-after-milliseconds (1 s here) and an election: leases, slots and step
+# deadlines must outlast it (README: Redis Sentinel), or every box in flight is counted dead.
+OUTLAST_FAILOVER = {
+    "ORCHESTRATOR_LEASE_TTL": "15",
+    "ORCHESTRATOR_SLOT_TTL": "15",
+    "ORCHESTRATOR_STEP_DEADLINE": "20",
+    "ORCHESTRATOR_VISIBILITY_TIMEOUT": "30",
+    # Heartbeats every 0.5 s as in every test, but a late one (a loaded CI machine, a tick
+    # that reconnected through the sentinels) must not make `status` forget a box.
+    "ORCHESTRATOR_HEARTBEAT_TTL": "5",
+}
+
+
+@pytest.fixture
+def broker_url(sentinel_stack: SentinelStack) -> str:
+    return sentinel_stack.url(0)
+
+
+@pytest.fixture
+def product_redis(sentinel_stack: SentinelStack) -> Iterator[ProductRedis]:
+    with isolated_product_redis(sentinel_stack.url(1)) as product:
+        yield product
+
+
+def first_join(events: Events, box_type: str, after: str) -> dict[str, str] | None:
+    for _, event in events.read(box_type, after):
+        if event.get("step") == TaskName.JOIN_LB.value and event.get("phase") == "end":
+            return event
+    return None
+
+
+def who_holds_what(master: Any, keys: Keys, fleet: Fleet) -> dict[str, Any]:
+    """The lease, the fencing counter and every box's owner token, read on `master`."""
+    return {
+        "lease": master.get(keys.lease(fleet.box_type)),
+        "fence": master.hgetall(keys.fence(fleet.box_type)),
+        "owners": {w.box_id: master.hget(keys.box_token(w.box_id), "token")
+                   for w in fleet.workers},
+    }
+
+
+def test_sentinel_failover_mid_rollout_loses_no_lease_token_or_box(
+    fleet_factory: Callable[..., Fleet], sentinel_stack: SentinelStack,
+    product_redis: ProductRedis,
+) -> None:
+    fleet = fleet_factory(3, extra_env=OUTLAST_FAILOVER)
+    fleet.env.update(OUTLAST_FAILOVER, ORCHESTRATOR_REDIS_WAIT="30")
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+    keys = Keys(product_redis.prefix)
+    state = connect(product_redis.url)
+    events = Events(state, keys)
+    mark = events.read(fleet.box_type)[-1][0]
+
+    with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=180) as loop:
+        loop.wait_total(20, timeout=10)
+        run = fleet.start_cli("rollout", fleet.box_type, "--image",
+                              f"web={fleet.images.repo}:v2", "--json")
+        joined = wait_for(lambda: first_join(events, fleet.box_type, mark),
+                          "the first box's join_lb end", timeout=60, interval=0.01)
+        rollout_id, canary = joined["rollout"], joined["box"]
+
+        old = sentinel_stack.master()
+        with old.client(1, decode_responses=True) as master:
+            before = who_holds_what(master, keys, fleet)
+        _, promotion = sentinel_stack.kill_master()
+        with sentinel_stack.master().client(1, decode_responses=True) as promoted:
+            after = who_holds_what(promoted, keys, fleet)
+
+        # Who holds what survived the failover: the lease, the fencing epoch, the canary's
+        # token (acknowledged by the replica before it acted).
+        assert before["lease"] == rollout_id and after["lease"] in (rollout_id, None), after
+        assert after["fence"]["epoch"] == before["fence"]["epoch"], (before, after)
+        assert int(after["fence"]["n"]) >= int(before["fence"]["n"]), (before, after)
+        assert after["owners"][canary] == before["owners"][canary] is not None, (before, after)
+
+        out, err = run.communicate(timeout=120)
+        assert "Traceback" not in err, err
+        summary: dict[str, Any] = json_lines(out)[-1]["summary"]  # type: ignore[assignment]
+        first_end = summary["state"]
+        print(f"first run: {summary}")
+        if first_end != "succeeded":
+            # Halted cleanly: the claim after the failover had no replica to acknowledge it.
+            assert first_end == "halted", (summary, err)
+            assert "NotReplicated" in summary["reason"], summary
+            fleet.wait_all_in_service()  # halted cleanly: every box back in HAProxy
+            old.start()  # the old master comes back and sentinel makes it a replica
+            sentinel_stack.wait_replica(old)
+            resumed = fleet.cli("resume", rollout_id)
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+            watched = fleet.cli("watch", rollout_id)
+            assert watched.returncode == 0, watched.stdout + watched.stderr
+        loop.wait_total(loop.stats.total + 20, timeout=10)
+    stats = loop.stop()
+    assert stats.failed == 0, stats.summary()
+    assert_converged(fleet)
+    with sentinel_stack.master().client(1, decode_responses=True) as master:
+        final = who_holds_what(master, keys, fleet)
+    assert final["fence"]["epoch"] == before["fence"]["epoch"], final
+    assert final["owners"][canary] == before["owners"][canary], final  # not claimed again
+    print(f"promotion {promotion:.2f}s after kill -9; first run ended {first_end}")
+
+
+def assert_converged(fleet: Fleet) -> None:
+    """Every box in HAProxy on v2, the lease free, `status` exit 0."""
+    fleet.wait_all_in_service()
+    status = fleet.cli("status", fleet.box_type, "--json")
+    rows = json_lines(status.stdout)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert len(rows) == len(fleet.workers)
+    assert len({r["apps"]["web"]["release"] for r in rows}) == 1, rows  # type: ignore[index]
+    assert all(r["apps"]["web"]["lb"] == "in" for r in rows), rows  # type: ignore[index]
+    lock = fleet.cli("lock", "status", fleet.box_type)
+    assert lock.stdout.strip().endswith("free"), lock.stdout

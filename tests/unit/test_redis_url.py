@@ -1,0 +1,79 @@
+"""The one Redis URL form for Sentinel: parsed once, for the state client and kombu alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.engine.redisconn import redact
+from orchestrator.engine.redisurl import SentinelTarget, kombu_broker, parse_sentinel_url
+from orchestrator.errors import ConfigError
+
+URL = "sentinel://:S3cret@10.0.0.1:26379,10.0.0.2:26380,sent3/1?master_name=mymaster"
+
+
+def test_a_sentinel_url_names_every_sentinel_the_master_and_the_database() -> None:
+    got = parse_sentinel_url(URL)
+    assert got == SentinelTarget(
+        sentinels=(("10.0.0.1", 26379), ("10.0.0.2", 26380), ("sent3", 26379)),
+        master_name="mymaster",
+        db=1,
+        password="S3cret",
+    )
+    assert got.wait_replicas == 1 and got.wait_timeout == 1.0
+    assert "S3cret" not in repr(got)
+
+
+def test_wait_settings_and_the_sentinels_password() -> None:
+    got = parse_sentinel_url(
+        "sentinel://u:p%40ss@h:1/0?master_name=m&wait_replicas=2&wait_timeout=0.5"
+        "&sentinel_password=sp"
+    )
+    assert (got.username, got.password, got.sentinel_password) == ("u", "p@ss", "sp")
+    assert (got.wait_replicas, got.wait_timeout, got.db) == (2, 0.5, 0)
+    assert parse_sentinel_url("sentinel://h:1?master_name=m&wait_replicas=0").wait_replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("sentinel://h:1/1", "master_name is missing"),
+        ("sentinel://h:1/x?master_name=m", "database 'x' is not a number"),
+        ("sentinel:///1?master_name=m", "no sentinel address"),
+        ("sentinel://h:port/1?master_name=m", "bad sentinel address 'h:port'"),
+        ("sentinel://h:1/1?master_name=m&master=x", "unknown parameter master"),
+        ("sentinel://h:1/1?master_name=m&wait_replicas=one", "wait_replicas must be"),
+        ("sentinel://h:1/1?master_name=m&wait_timeout=0", "wait_timeout > 0"),
+        ("redis://h:1/1", "not a sentinel:// URL"),
+    ],
+)
+def test_a_bad_sentinel_url_says_what_is_wrong_and_the_form(url: str, why: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_sentinel_url(url, "ORCHESTRATOR_BROKER_URL")
+    text = str(err.value)
+    assert text.startswith("ORCHESTRATOR_BROKER_URL: ") and why in text, text
+    assert "expected sentinel://" in text
+
+
+def test_a_bad_url_never_repeats_the_password() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_sentinel_url("sentinel://:Hunter2@h:1/1")
+    assert "Hunter2" not in str(err.value)
+
+
+def test_kombu_gets_one_url_per_sentinel_and_the_master_name_as_an_option() -> None:
+    url, options = kombu_broker(URL.replace("/1?", "/0?") + "&sentinel_password=sp")
+    assert url == (
+        "sentinel://:S3cret@10.0.0.1:26379/0;sentinel://:S3cret@10.0.0.2:26380/0;"
+        "sentinel://:S3cret@sent3:26379/0"
+    )
+    assert options == {"master_name": "mymaster", "sentinel_kwargs": {"password": "sp"}}
+
+
+def test_a_plain_broker_url_is_kombus_as_it_is() -> None:
+    assert kombu_broker("redis://h:6379/0") == ("redis://h:6379/0", {})
+
+
+def test_redact_hides_every_password_of_a_sentinel_url() -> None:
+    shown = redact(URL + "&sentinel_password=Sp1")
+    assert "S3cret" not in shown and "Sp1" not in shown
+    assert shown.startswith("sentinel://:***@10.0.0.1:26379,10.0.0.2:26380")
