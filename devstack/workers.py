@@ -8,9 +8,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack.process import MissingTool, Service
+
+if TYPE_CHECKING:
+    from orchestrator.engine.trust import Signer
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: its packages, uninstalled too
 
@@ -36,6 +39,44 @@ def settings(**values: str) -> dict[str, str]:
     return {f"ORCHESTRATOR_{name.upper()}": value for name, value in values.items()}
 
 
+_DEV_KEYS: list[tuple[str, str]] = []
+
+
+def dev_keys(folder: Path | None = None) -> tuple[str, str]:
+    """This process's dev signing key pair: (path of the private key, mode 600; its public
+    key). The stack runs signed, like production. The first call decides where the key
+    lives: in `folder` (the demo's, kept as long as its stack), else in a private temporary
+    folder removed when this process ends."""
+    if not _DEV_KEYS:
+        import atexit
+        import shutil
+        import tempfile
+
+        from orchestrator.engine.trust import generate, write_private
+
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="orch-dev-key-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / "signing.key"
+        if path.exists():  # a kept stack's key: the same pair again
+            from orchestrator.engine.trust import load_signer
+
+            public = load_signer(str(path)).public
+        else:
+            pem, public = generate()
+            write_private(path, pem)
+        _DEV_KEYS.append((str(path), public))
+    return _DEV_KEYS[0]
+
+
+def dev_signer() -> Signer:
+    """The dev key as a signer, for tests that play the coordinator in-process."""
+    from orchestrator.engine.trust import load_signer
+
+    return load_signer(dev_keys()[0])
+
+
 def _clean_env() -> dict[str, str]:
     # Nothing of the caller's own ORCHESTRATOR_* settings leaks into the stack.
     return {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
@@ -47,7 +88,8 @@ def worker_env(box_id: str, box_type: str, broker_url: str, redis_url: str, pref
     `labels` go on every container it starts (so that clean-up finds them)."""
     env = _clean_env()
     env.update(settings(box_id=box_id, box_type=box_type, broker_url=broker_url,
-                        redis_url=redis_url, key_prefix=prefix, haproxy_server=box_id))
+                        redis_url=redis_url, key_prefix=prefix, haproxy_server=box_id,
+                        trusted_keys=dev_keys()[1]))
     if "log_root" in values and "state_dir" not in values:
         # The box's own record beside its logs, never in the machine's /var/lib.
         values["state_dir"] = str(Path(values["log_root"]).with_name("state"))
@@ -62,8 +104,10 @@ def cli_env(boxes_dir: Path, broker_url: str, redis_url: str, prefix: str,
     """The `orchestrator` CLI's environment for this stack (a dev stack: --reason optional)."""
     values = {"allow_no_reason": "true", **values}
     env = _clean_env()
+    path, public = dev_keys()
     env.update(settings(boxes_dir=str(boxes_dir), broker_url=broker_url, redis_url=redis_url,
-                        key_prefix=prefix, **values))
+                        key_prefix=prefix, signing_key=path, trusted_keys=public))
+    env.update(settings(**values))
     return env
 
 

@@ -138,6 +138,7 @@ def lock() -> None:
 def _register_commands() -> None:
     from orchestrator.cli_boxtype import boxtype
     from orchestrator.cli_control import abort, lock_acquire, lock_release, pause, resume
+    from orchestrator.cli_keys import keys
     from orchestrator.cli_metrics import metrics
     from orchestrator.cli_notify import notify
     from orchestrator.cli_read import boxes, history, lock_status, status
@@ -145,7 +146,7 @@ def _register_commands() -> None:
 
     for command in (rollout, rollback, repair, plan, watch_cmd, pause, resume, abort):
         cli.add_command(command)
-    for command in (status, boxes, history, boxtype, lock, notify, metrics):
+    for command in (status, boxes, history, boxtype, lock, keys, notify, metrics):
         cli.add_command(command)
     lock.add_command(lock_status)
     lock.add_command(lock_release)

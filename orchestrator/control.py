@@ -6,7 +6,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import ConfigError, IllegalTransition, LeaseHeld
-from schemas.rollout import RolloutState
+from schemas.rollout import Policy, Rollout, RolloutState
 
 if TYPE_CHECKING:
     from orchestrator.coordinator import Coordinator
@@ -28,6 +28,9 @@ def resume(c: Coordinator, rollout_id: str) -> list[str]:
         raise LeaseHeld(c.describe_holder(r.box_type, holder))
     if holder is None and lease.acquire(r.box_type, rollout_id, c.settings.lease_ttl):
         raise ConfigError(f"could not take the lease of {r.box_type} back; try again")
+    # A fresh order: the first may have expired; the current-on-success record stays.
+    release = c.rollouts.releases.get(r.release_id, r.release_hash)
+    c.sign_order("resume", rollout_id, release, _policy(r), with_current=False)
     try:
         c.rollouts.states.resume(rollout_id, r.box_type)
     except IllegalTransition:
@@ -38,6 +41,14 @@ def resume(c: Coordinator, rollout_id: str) -> list[str]:
     lease.renew(r.box_type, rollout_id, c.settings.lease_ttl)
     c.rollouts.advance(r)
     return retried
+
+
+def _policy(r: Rollout) -> Policy:
+    p = r.plan
+    return Policy(
+        canary=str(p.canary), batch=str(p.batch), max_failed=str(p.max_failed),
+        on_failure=p.on_failure,
+    )
 
 
 def abort(c: Coordinator, rollout_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from celery import Celery
@@ -21,7 +21,15 @@ from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.state import new_id
-from orchestrator.errors import DeployError, Frozen, LeaseHeld, MigrationFailed, PreflightFailed
+from orchestrator.engine.trust import Signer, load_signer
+from orchestrator.errors import (
+    ConfigError,
+    DeployError,
+    Frozen,
+    LeaseHeld,
+    MigrationFailed,
+    PreflightFailed,
+)
 from orchestrator.planner import make_plan
 from orchestrator.registry_auth import make_client
 from orchestrator.settings import CoordinatorSettings
@@ -29,6 +37,7 @@ from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue
 from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Bake, Policy, Rollout
+from schemas.trust import OrderKind, Warrant
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ class Coordinator:
     keys: Keys
     app: Celery
     rollouts: Rollouts
+    _signer: list[Signer | None] = field(default_factory=list)
 
     @classmethod
     def connect(
@@ -79,6 +89,54 @@ class Coordinator:
         self.app.close()
         self.client.close()
 
+    # --- signing ---------------------------------------------------------------------------
+    def signer(self) -> Signer | None:
+        """The signing key, read on first use (only commands that sign need it); None only
+        with the loudly named insecure setting."""
+        if not self._signer:
+            ref = self.settings.signing_key
+            if ref:
+                aws = (self.settings.aws_region, self.settings.aws_endpoint_url)
+                self._signer.append(load_signer(ref, aws))
+            elif self.settings.insecure_unsigned:
+                self._signer.append(None)
+            else:
+                raise ConfigError(
+                    "ORCHESTRATOR_SIGNING_KEY is not set: boxes act only on orders signed by "
+                    "a key they trust. Make one with `orchestrator keys generate --out PATH` "
+                    "and set ORCHESTRATOR_SIGNING_KEY=PATH (boxes: ORCHESTRATOR_TRUSTED_KEYS)"
+                )
+        return self._signer[0]
+
+    def sign_release(self, release: Release) -> Release:
+        signer = self.signer()
+        return signer.release(release) if signer is not None else release
+
+    def sign_order(
+        self,
+        kind: OrderKind,
+        rollout_id: str,
+        release: Release,
+        policy: Policy,
+        *,
+        box_id: str = "",
+        with_current: bool = True,
+    ) -> None:
+        """Sign the order (and, for a new rollout, its current-on-success record) and store
+        them as the rollout's warrant; a resume keeps the current record it was signed with."""
+        signer = self.signer()
+        if signer is None:
+            return
+        order = signer.order(
+            kind, rollout_id, release, policy, box_id=box_id, ttl=self.settings.order_ttl
+        )
+        states = self.rollouts.states
+        old = states.warrant(rollout_id)
+        current = signer.current(rollout_id, release) if with_current else None
+        if current is None and old is not None:
+            current = old.current
+        states.set_warrant(rollout_id, Warrant(order=order, current=current))
+
     # --- the release -------------------------------------------------------------------
     def fleet_settings(self) -> FleetSettings | None:
         return fleet_for(self.settings)
@@ -100,7 +158,7 @@ class Coordinator:
             endpoint_url=self.settings.aws_endpoint_url,
         )
         pinned = {app: client.pin(a.image) for app, a in spec.apps.items()}
-        return make_release(box_type, spec, pinned, fleet, reason=reason)
+        return self.sign_release(make_release(box_type, spec, pinned, fleet, reason=reason))
 
     # --- start ---------------------------------------------------------------------------
     def start(
@@ -111,7 +169,7 @@ class Coordinator:
         *,
         reason: str = "",
         wait: bool = False,
-        kind: Literal["rollout", "rollback", "repair", "catchup"] = "rollout",
+        kind: Literal["rollout", "rollback", "repair"] = "rollout",
         parent: str | None = None,
         boxes: list[str] | None = None,
         skip_missing: bool = False,
@@ -123,12 +181,16 @@ class Coordinator:
         by = who(self.settings.performer)
         fleet_yml = self.fleet_settings()  # bad input ends here: nothing changed yet
         self.refuse_if_frozen(box_type)
+        self.signer()  # no key: say so before anything is taken
         self.take_lease(box_type, rollout_id, wait)
         try:
             self.rollouts.states.open(rollout_id, box_type, reason, str(by))
             # fleet.yml's load balancer budgets, for every box's leave (across box types).
             self.rollouts.budgets.publish(fleet_yml.budgets() if fleet_yml else {})
             self.refuse_if_frozen(box_type)  # frozen while the lease was taken
+            # Signed before the first box is asked anything: preflight verifies it too.
+            repaired = boxes[0] if kind == "repair" and boxes else ""
+            self.sign_order(kind, rollout_id, release, policy, box_id=repaired)
             fleet = boxes if boxes is not None else self.fleet(box_type, rollout_id, skip_missing)
             if not fleet:
                 raise DeployError(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.audit import who
 from orchestrator.engine.state import new_id
-from schemas.rollout import Plan, Rollout, RolloutState
+from schemas.rollout import Plan, Policy, Rollout, RolloutState
 
 if TYPE_CHECKING:
     from orchestrator.coordinator import Coordinator
@@ -62,6 +62,8 @@ def maybe_roll_back(c: Coordinator, parent: Rollout) -> Rollout | None:
         parent=parent.id,
         kind="rollback",
     )
+    release = c.rollouts.releases.get(parent.previous_release)
+    c.sign_order("rollback", child.id, release, Policy(batch=str(parent.plan.batch)))
     # The lease moves atomically from the parent (which has nothing in flight) to the child.
     if not c.rollouts.lease.hand_over(parent.box_type, parent.id, child.id, c.settings.lease_ttl):
         return None

@@ -50,6 +50,19 @@ class CoordinatorSettings(BaseSettings):
         description="auto: the box type's ASG when AWS credentials exist and a group is "
         "tagged, else live heartbeats; or heartbeats / asg",
     )
+    signing_key: str | None = Field(
+        None,
+        description="The Ed25519 private key that signs releases and orders: a path, "
+        "`file:<path>` or `ssm:<parameter>` (`orchestrator keys generate`)",
+    )
+    order_ttl: float = Field(
+        6 * 3600.0, gt=0, description="Seconds a signed order may claim boxes (resume renews)"
+    )
+    insecure_unsigned: bool = Field(
+        False,
+        description="INSECURE, throwaway setups only: start rollouts without a signing key "
+        "(boxes then refuse them unless they run with the same setting)",
+    )
     performer: str | None = Field(
         None, description="Who deploys, as CI names them (recorded with the user and host)"
     )

@@ -70,7 +70,9 @@ class LiveBoard:
         for col in ("box", "step", "state", "elapsed"):
             table.add_column(col)
         for box, (step, state, since, ended) in sorted(self.rows.items()):
-            style = {"failed": "red", "ok": "green", "noop": "green"}.get(state, "")
+            style = {"failed": "red", "refused": "red", "ok": "green", "noop": "green"}.get(
+                state, ""
+            )
             table.add_row(
                 box,
                 step,

@@ -51,11 +51,16 @@ class Keys:
     def current(self, box_type: str) -> str:
         return f"{self.prefix}boxtype:{box_type}:current"
 
+    def signed_current(self, box_type: str) -> str:
+        """The signed record (schemas.trust.SignedCurrent) of the type's current release."""
+        return f"{self.prefix}boxtype:{box_type}:signed-current"
+
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}rollout:{rollout_id}"
 
     def rollout_part(self, rollout_id: str, part: str) -> str:
-        """`spec` (JSON), `pending` (list), `inflight` (set), `done` (hash), `tokens` (hash)."""
+        """`spec` (JSON), `order` (the signed Warrant), `pending` (list), `inflight` (set),
+        `done` (hash), `tokens` (hash)."""
         return f"{self.prefix}rollout:{rollout_id}:{part}"
 
     def rollouts(self, box_type: str) -> str:
@@ -155,6 +160,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # a domain failure: the reason says why; the chain goes on to restore
     SKIPPED = "skipped"  # an earlier failure of this box means this step must not act
     SUPERSEDED = "superseded"  # the box's token is not this chain's (newer, revoked, lost)
+    REFUSED = "refused"  # the box did not verify who ordered it (signatures, type, expiry)
     DEFERRED = "deferred"  # its load balancer's budget is spent: the box goes back to pending
 
 
@@ -205,7 +211,7 @@ class StepResult(Message):
 
     @property
     def failed(self) -> bool:
-        return self.outcome == Outcome.FAILED
+        return self.outcome in (Outcome.FAILED, Outcome.REFUSED)
 
 
 class Member(Message):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.boxfile import AppSpec, BoxSpec, LbKind
 from schemas.fleet import RegistryAuth, ServiceSpec
+from schemas.trust import Sig
 
 
 def _digest(data: Any) -> str:
@@ -53,6 +54,9 @@ class Release(BaseModel):
     reason: str = ""
     hash: str = Field(
         description="sha256 of the content (spec, images, services, lb default, registries)"
+    )
+    signature: Sig | None = Field(
+        None, description="The coordinator's Ed25519 signature of everything above"
     )
 
     @staticmethod

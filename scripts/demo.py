@@ -59,7 +59,7 @@ from devstack.redis import RedisServer
 from devstack.registry import Registry
 from devstack.stack import Stack, interrupt_on_sigterm
 from devstack.traffic import TrafficLoop
-from devstack.workers import BoxWorker, cli_env, settings, worker_env
+from devstack.workers import BoxWorker, cli_env, dev_keys, settings, worker_env
 from orchestrator.engine.lb.haproxy import HAProxyLB
 
 BOX_TYPE = "web"
@@ -154,6 +154,7 @@ class Demo:
         self.haproxy = HAProxy(logs, list(zip(self.boxes, self.ips, [self.app_port] * 3,
                                               strict=True)), detach=True)
         self.flower = Flower(logs, self.broker_url, user=FLOWER_USER, detach=True)
+        dev_keys(self.tmp / "keys")  # the demo runs signed; the key lives as long as its stack
         self.workers = [BoxWorker(logs, self.worker_env(box, ip), detach=True,
                                   argv=[str(BIN / "orchestrator-worker")])
                         for box, ip in zip(self.boxes, self.ips, strict=True)]

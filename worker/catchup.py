@@ -13,20 +13,27 @@ from schemas.release import Release
 from schemas.rollout import Plan, Rollout
 from worker.decide import CatchUpFacts, decide_catch_up, is_previous
 from worker.steps.protocol import StepContext
+from worker.trust import authorise_current
 
 log = logging.getLogger("orchestrator.worker.catchup")
 HISTORY = 50  # how far back to look for the rollout that made current
 
 
-def authorise(release: Release, box_type: str) -> str:
+def authorise(ctx: StepContext, box_id: str, release: Release, box_type: str) -> str:
     """'' when the box may deploy `release` without a person asking; else why not.
 
-    The one place a box decides to trust a release by itself: a signature check belongs here.
-    """
+    The one place a box decides to trust a release by itself: the type's current record,
+    signed by a trusted key, for this type, not older than any this box has seen, and naming
+    this very release (worker/trust.py)."""
     if release.box_type != box_type:
         return f"release {release.id} is for box type {release.box_type}, not {box_type}"
     if not release.verify():
         return f"release {release.id} does not match its content hash"
+    verdict = authorise_current(ctx, box_id, box_type)
+    if verdict.refused:
+        return verdict.refused
+    if verdict.release is None or verdict.release.id != release.id:
+        return f"the signed current record does not name {release.id}"
     return ""
 
 
@@ -69,7 +76,7 @@ def facts(ctx: StepContext, box_id: str, box_type: str) -> tuple[CatchUpFacts, R
             latest_state=latest_state,
             active=states.active(box_type),
             at_rest=at_rest,
-            refused=authorise(current, box_type) if current is not None else "",
+            refused=authorise(ctx, box_id, current, box_type) if current is not None else "",
             frozen=str(Freezes(ctx.redis, ctx.keys).get(box_type) or ""),
         ),
         current,

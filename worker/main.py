@@ -39,6 +39,7 @@ from worker.services import ServiceReconciler, ensure_services
 from worker.settings import WorkerSettings
 from worker.steps.protocol import StepContext
 from worker.tasks import register_tasks
+from worker.trust import release_refusal
 
 log = logging.getLogger("orchestrator.worker")
 CATCH_UP_BEATS = 4  # the catch-up looks every this many heartbeat intervals
@@ -107,6 +108,10 @@ def services_tick(ctx: StepContext, box_id: str, box_type: str) -> None:
             return
         rid, _, token = raw.decode().partition(" ")
         release = ctx.releases.get(rid)
+        why = release_refusal(ctx, release)
+        if why:  # `services:<box>` is in Redis: its release is verified like any other
+            log.error("services of %s refused: %s", box_id, why)
+            return
         # `services:<box>` is only a pointer in Redis: the box's limits hold here as in a step.
         check_release(release, ctx.settings)
         changed = ensure_services(ctx.box_env(box_id, box_type), release, token)
@@ -148,6 +153,10 @@ def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
     # noop: benchmarks only, the orchestration without containers.
     runtime = NoopRuntime() if settings.runtime == "noop" else DockerRuntime()
     ctx = build_context(settings, runtime)
+    ctx.box_type = box_type
+    if settings.insecure_unsigned:
+        log.error("INSECURE: ORCHESTRATOR_INSECURE_UNSIGNED is set: this box acts on unsigned "
+                  "releases and orders; anyone who can write Redis can run anything here")
     if leave_lb:
         from worker.drain import leave_all
 
@@ -202,6 +211,9 @@ def celery_app(ctx: StepContext) -> Celery:
         slot_ttl=settings.slot_ttl,
         aws=(settings.aws_region, settings.aws_endpoint_url),
     )
+    # No remote control: a broadcast (`celery control shutdown`) reaches no box. Task
+    # events (-E) still reach Flower; they do not need it.
+    app.conf.worker_enable_remote_control = False
     register_tasks(app, lambda: ctx)
     return app
 

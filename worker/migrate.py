@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from typing import Any
@@ -14,6 +15,9 @@ from worker.limits import check_release
 from worker.runspec import build_run_request
 from worker.secrets import resolve_env
 from worker.steps.protocol import StepContext
+from worker.trust import refusal
+
+log = logging.getLogger("orchestrator.worker.migrate")
 
 POLL = 0.5  # seconds between looks at the running task
 TAIL = 10  # log lines kept in the journal and the event
@@ -27,10 +31,16 @@ def run_migration(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
     except ValueError as exc:
         return {"ok": False, "reason": f"malformed request: {exc}"}
     env = ctx.box_env(req.box_id, req.box_type)
+    # It runs a container: nothing starts before the box verified who ordered it.
+    why = refusal(ctx, TaskName.MIGRATE, req)
     try:
-        release = ctx.releases.get(req.release_id, req.release_hash)
-        check_release(release, ctx.settings)
-        outcome, reason = migrate(env, req.rollout_id, release)
+        if why:
+            log.error("migrate on %s refused: %s", req.box_id, why)
+            outcome, reason = Outcome.REFUSED, f"refused: {why}"
+        else:
+            release = ctx.releases.get(req.release_id, req.release_hash)
+            check_release(release, ctx.settings)
+            outcome, reason = migrate(env, req.rollout_id, release)
     except OrchestratorError as exc:
         outcome, reason = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
     ctx.journal.record(StepResult(step=TaskName.MIGRATE.value, rollout_id=req.rollout_id,

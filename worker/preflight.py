@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -13,6 +14,9 @@ from worker.limits import check_release
 from worker.secrethash import secrets_changed
 from worker.steps.apps import pull_image
 from worker.steps.protocol import StepContext
+from worker.trust import refusal
+
+log = logging.getLogger("orchestrator.worker")
 
 MIN_FREE_BYTES = 1 << 30
 
@@ -30,11 +34,15 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
     if req.contract_version != CONTRACT_VERSION:
         problems.append(f"contract {req.contract_version} != worker's {CONTRACT_VERSION}")
     env = ctx.box_env(req.box_id, req.box_type)
+    why = refusal(ctx, TaskName.PREFLIGHT, req)
+    if why:
+        log.error("preflight on %s refused: %s", req.box_id, why)
+        problems.append(f"refused: {why}")
     try:
         env.runtime.list(names=["orchestrator-preflight-probe"])  # does Docker answer?
         release = ctx.releases.get(req.release_id, req.release_hash)
         check_release(release, ctx.settings)
-        for app in req.changed_apps or list(release.spec.apps):
+        for app in [] if why else (req.changed_apps or list(release.spec.apps)):
             ref = release.image_of(app)
             if not env.runtime.has_image(ref):
                 pull_image(env, release, ref)
@@ -52,7 +60,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
             step=TaskName.PREFLIGHT.value,
             rollout_id=req.rollout_id,
             box_id=req.box_id,
-            outcome=Outcome.FAILED if problems else Outcome.OK,
+            outcome=(Outcome.REFUSED if why else Outcome.FAILED) if problems else Outcome.OK,
             reason="; ".join(problems),
             details={"free_bytes": str(free), "secret_changed": ",".join(rotated)},
             started=started,

@@ -33,6 +33,12 @@ class BoxState(BaseModel):
     draining: bool = Field(
         False, description="Left for a stop (scale-in): rejoined only when the worker starts"
     )
+    claimed: str = Field(
+        "", description="The rollout whose claim this box accepted (its order not expired)"
+    )
+    current_seq: int = Field(
+        0, description="The highest seq of a signed current this box has seen: never older"
+    )
 
     @property
     def idle(self) -> bool:
@@ -110,5 +116,20 @@ class BoxRecord:
             state.intents = {}
             self.write(state)
 
+    def claim(self, rollout: str) -> None:
+        state = self.read()
+        if state.claimed != rollout:
+            state.claimed = rollout
+            self.write(state)
+
+    def saw_current(self, seq: int) -> None:
+        state = self.read()
+        if seq > state.current_seq:
+            state.current_seq = seq
+            self.write(state)
+
     def clear(self) -> None:
-        self.write(BoxState())
+        """Nothing left to finish; what the box has seen and claimed stays."""
+        old = self.read()
+        self.write(BoxState(claimed=old.claimed, current_seq=old.current_seq))
+

@@ -75,6 +75,15 @@ class WorkerSettings(BaseSettings):
         description="The box's own record (what it left, what it is changing) and the "
         "releases it ran: what it finishes after a restart or a loss of Redis",
     )
+    trusted_keys: str = Field(
+        "",
+        description="Public keys whose signatures this box accepts, comma-separated (two "
+        "while a key is rotated); empty: the box refuses every order",
+    )
+    insecure_unsigned: bool = Field(
+        False,
+        description="INSECURE, throwaway setups only: act on unsigned releases and orders",
+    )
     fault_point: str | None = Field(
         None,
         description="Drills and tests only: `<step>:<action>[=stop|kill]` (actions: run, "

@@ -81,4 +81,4 @@ class Journal:
 
 
 def is_failure(result: StepResult | None) -> bool:
-    return result is not None and result.outcome == Outcome.FAILED
+    return result is not None and result.failed

@@ -294,8 +294,12 @@ class Rollouts:
         did, final = self.states.end(rollout.id, halted_final)
         if not did:
             return None
-        if final == RolloutState.SUCCEEDED:
-            self.states.set_current(rollout.box_type, rollout.release_id)
+        if final == RolloutState.SUCCEEDED and rollout.kind != "catchup":
+            # Only the record signed with the rollout is promoted: the end holds no key. (A
+            # catch-up deploys the current release: current and its signed record stay.)
+            warrant = self.states.warrant(rollout.id)
+            signed = warrant.current if warrant is not None else None
+            self.states.set_current(rollout.box_type, rollout.release_id, signed)
         if final == RolloutState.ROLLBACK_PENDING:
             self.lease.persist(rollout.box_type, rollout.id)  # held until a rollback attaches
         else:

@@ -10,6 +10,7 @@ from orchestrator.engine.redisconn import LuaScript, RedisClient
 from orchestrator.errors import IllegalTransition
 from schemas.contract import Keys
 from schemas.rollout import Rollout, RolloutState
+from schemas.trust import SignedCurrent, Warrant
 
 S = RolloutState
 NEW = ""  # a rollout not recorded yet
@@ -198,6 +199,28 @@ class RolloutStates:
         if _text(self.client.get(key) or b"") == rollout_id:
             self.client.delete(key)
 
-    def set_current(self, box_type: str, release_id: str) -> None:
-        """The box type's last successful release: what new boxes and repairs converge to."""
-        self.client.set(self.keys.current(box_type), release_id)
+    def set_current(
+        self, box_type: str, release_id: str, signed: SignedCurrent | None = None
+    ) -> None:
+        """The box type's last successful release: what new boxes and repairs converge to;
+        with the record the coordinator signed for it (boxes converge only on that)."""
+        pipe = self.client.pipeline()
+        pipe.set(self.keys.current(box_type), release_id)
+        if signed is not None:
+            pipe.set(self.keys.signed_current(box_type), signed.model_dump_json())
+        else:
+            pipe.delete(self.keys.signed_current(box_type))
+        pipe.execute()
+
+    def signed_current(self, box_type: str) -> SignedCurrent | None:
+        raw = self.client.get(self.keys.signed_current(box_type))
+        return SignedCurrent.model_validate_json(raw) if raw else None
+
+    # --- the signed order ------------------------------------------------------------------
+    def set_warrant(self, rollout_id: str, warrant: Warrant) -> None:
+        """The rollout's signed order (and current-on-success), written by the coordinator."""
+        self.client.set(self.keys.rollout_part(rollout_id, "order"), warrant.model_dump_json())
+
+    def warrant(self, rollout_id: str) -> Warrant | None:
+        raw = self.client.get(self.keys.rollout_part(rollout_id, "order"))
+        return Warrant.model_validate_json(raw) if raw else None

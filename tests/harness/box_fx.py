@@ -17,7 +17,7 @@ from celery import Celery
 from devstack import engine
 from devstack.net import subnet
 from devstack.registry import Registry
-from devstack.workers import BoxWorker, worker_env
+from devstack.workers import BoxWorker, dev_signer, worker_env
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.chains import box_chain
 from orchestrator.engine.events import Events
@@ -30,7 +30,8 @@ from schemas.boxfile import BoxSpec
 from schemas.contract import Keys, Label, StepRequest, StepResult, TaskName
 from schemas.fleet import FleetSettings
 from schemas.release import Release
-from schemas.rollout import RolloutState
+from schemas.rollout import Policy, RolloutState
+from schemas.trust import Warrant
 from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.docker_fx import TEST_CONTAINER_LABELS, WebImages
 from tests.harness.redis_fx import ProductRedis
@@ -128,13 +129,23 @@ class DeployKit:
     def release(self, box_yml: str, images: dict[str, str], fleet: FleetSettings | None = None,
                 **fmt: Any) -> Release:
         spec = BoxSpec.model_validate(yaml.safe_load(box_yml.format(**fmt)))
-        release = make_release(self.box_type, spec, images, fleet, reason="test")
+        release = dev_signer().release(make_release(self.box_type, spec, images, fleet,
+                                                    reason="test"))
         self.releases.put(release)
         return release
 
     def set_current(self, release: Release) -> None:
-        """Make `release` the box type's last successful one (as a rollout's end does)."""
-        RolloutStates(self.client, self.keys).set_current(release.box_type, release.id)
+        """Make `release` the box type's last successful one (as a rollout's end does), with
+        the record the coordinator signs."""
+        signed = dev_signer().current(f"t{uuid.uuid4().hex[:8]}", release)
+        RolloutStates(self.client, self.keys).set_current(release.box_type, release.id, signed)
+
+    def sign(self, req: StepRequest, release: Release, **order: Any) -> None:
+        """The signed order the coordinator writes for a rollout (here, a bare box chain)."""
+        states = RolloutStates(self.client, self.keys)
+        signed = dev_signer().order(order.pop("kind", "rollout"), req.rollout_id, release,
+                                    Policy(), **order)
+        states.set_warrant(req.rollout_id, Warrant(order=signed))
 
     def request(self, release: Release, box_id: str, *, token: str | None = None,
                 changed: list[str] | None = None, lb: list[str] | None = None,
@@ -145,7 +156,7 @@ class DeployKit:
         rollout_id = rollout_id or f"t{uuid.uuid4().hex[:8]}"
         if token is None:
             token = self.take_box(box_id, rollout_id)
-        return StepRequest(
+        req = StepRequest(
             rollout_id=rollout_id,
             box_id=box_id,
             box_type=self.box_type,
@@ -155,6 +166,8 @@ class DeployKit:
             changed_apps=changed,
             lb_apps=lb if lb is not None else [a for a in changed if release.spec.apps[a].elb],
         )
+        self.sign(req, release)
+        return req
 
     def take_box(self, box_id: str, rollout_id: str | None = None) -> str:
         """Make the box `rollout_id`'s (a new one by default), as a claim does; its token."""

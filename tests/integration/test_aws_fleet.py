@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devstack.workers import dev_keys
 from schemas.contract import Outcome
 from tests.harness.aws_fx import DUMMY_CREDENTIALS, AwsAccount
 from tests.harness.box_fx import BoxWorkers, DeployKit, PushedImages
@@ -163,7 +164,8 @@ def test_the_group_is_the_fleet(
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
            "ORCHESTRATOR_ALLOW_NO_REASON": "true",
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
-           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
+           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20",
+           "ORCHESTRATOR_SIGNING_KEY": dev_keys()[0]}
 
     boxes = cli(env, "boxes", box_workers.box_type)
     assert boxes.returncode == 1, boxes.stderr
@@ -248,7 +250,8 @@ def test_capacity_guard_refuses_to_drain_the_last_healthy_box(
     env = {**os.environ, **aws_env(aws), "ORCHESTRATOR_BOXES_DIR": str(tmp_path / "boxes"),
            "ORCHESTRATOR_ALLOW_NO_REASON": "true",
            "ORCHESTRATOR_BROKER_URL": broker_url, "ORCHESTRATOR_REDIS_URL": product_redis.url,
-           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20"}
+           "ORCHESTRATOR_KEY_PREFIX": product_redis.prefix, "ORCHESTRATOR_PREFLIGHT_TIMEOUT": "20",
+           "ORCHESTRATOR_SIGNING_KEY": dev_keys()[0]}
     run = cli(env, "rollout", box_workers.box_type, "--json")
     assert run.returncode == 1, run.stderr
     summary = [line for line in run.stdout.splitlines() if '"summary"' in line][0]

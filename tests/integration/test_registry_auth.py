@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from devstack.registry import Registry
-from devstack.workers import BoxWorker
+from devstack.workers import BoxWorker, dev_keys
 from schemas.boxfile import SecretRef
 from schemas.contract import Label, Outcome, StepRequest
 from schemas.fleet import FleetSettings, RegistryAuth
@@ -250,6 +250,7 @@ def test_preflight_pulls_with_the_release_credentials(
         redis_url=product_redis.url,
         key_prefix=product_redis.prefix,
         log_root=str(box_workers.tmp / "preflight-logs"),
+        trusted_keys=dev_keys()[1],
     )
     ctx = build_context(settings, DockerRuntime())
     try:
@@ -259,6 +260,7 @@ def test_preflight_pulls_with_the_release_credentials(
                 release_id=release_id, release_hash=release_hash,
                 changed_apps=["web"], lb_apps=[],
             )
+            deploy.sign(req, deploy.releases.get(release_id))
             return run_preflight(ctx, req.model_dump(mode="json"))
 
         auth_image.forget_locally(docker_client)

@@ -29,11 +29,13 @@ from schemas.contract import (
     TaskName,
 )
 from schemas.release import Release
+from schemas.trust import SignedCurrent
 from worker.facts import BoxEnv
 from worker.fence import ChainFence, Fault, FencedLB, FencedRuntime, Guard
 from worker.limits import check_release
 from worker.record import BoxRecord
 from worker.settings import WorkerSettings
+from worker.trust import refusal
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -103,6 +105,10 @@ class StepContext:
     fault: Fault = field(default_factory=lambda: Fault(None))
     # box -> (when its unfinished record may be tried again, the last pause)
     retries: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # This worker's box type: an order for another type is refused whatever it says.
+    box_type: str | None = None
+    # box -> the last reason its convergence was refused (said once, not every tick)
+    refusals: dict[str, str] = field(default_factory=dict)
 
     def box_env(self, box_id: str, box_type: str) -> BoxEnv:
         """The box's environment; inside a step, its runtime asks the step's fence first."""
@@ -185,8 +191,17 @@ class StepContext:
         return time.monotonic() + self.settings.step_deadline
 
 
-def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> dict[str, object]:
-    """Run `body` as `step` once the gates let it; journal and return the step's result."""
+def run_step(
+    ctx: StepContext,
+    step: TaskName,
+    payload: object,
+    body: Body,
+    current: SignedCurrent | None = None,
+) -> dict[str, object]:
+    """Run `body` as `step` once the gates let it; journal and return the step's result.
+
+    `current`: the signed current record the box verified itself (boot, catch-up) instead
+    of a rollout's signed order; a task from the queue never has one."""
     started = time.time()
     try:
         req = StepRequest.model_validate(payload)
@@ -201,6 +216,11 @@ def run_step(ctx: StepContext, step: TaskName, payload: object, body: Body) -> d
     if isinstance(claimed, StepOutcome):
         return _record(ctx, step, req, started, claimed)
     req = claimed
+    # Nothing acts before the box has verified who ordered it (worker/trust.py).
+    why = refusal(ctx, step, req, current)
+    if why:
+        log.error("%s on %s refused: %s", step, req.box_id, why)
+        return _record(ctx, step, req, started, StepOutcome(Outcome.REFUSED, f"refused: {why}"))
     refused, prior = _gate(ctx, step, req)
     if refused is not None:
         return _record(ctx, step, req, started, refused)

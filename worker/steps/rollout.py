@@ -16,13 +16,15 @@ def claim(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None)
     if not got.ok:
         # Not a failure of this box: it never started, and it never leaves its LB.
         return StepOutcome(Outcome.SKIPPED, f"not started: {got.reason}")
+    # On the box's own disk: once claimed, the order's expiry no longer stops this box.
+    ctx.record(req.box_id).claim(req.rollout_id)
     return StepOutcome(Outcome.OK, f"token {got.token}", details={"token": str(got.token)})
 
 
 def box_outcome(entries: dict[str, StepResult]) -> str:
     """ok, failed, cancelled (a box whose claim was refused never started), or deferred (its
     load balancer's budget was spent: it did not leave)."""
-    if any(r.outcome == Outcome.FAILED for r in entries.values()):
+    if any(r.failed for r in entries.values()):
         return "failed"
     left = entries.get(f"{TaskName.LEAVE_LB.value}:-")
     if left is not None and left.outcome == Outcome.DEFERRED:

@@ -1,0 +1,186 @@
+"""Signing and the box's pure refusals: canonical JSON, sign/verify, each reason to refuse."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.engine.trust import (
+    Signer,
+    canonical,
+    check,
+    check_current,
+    check_order,
+    check_release,
+    generate,
+    load_signer,
+    write_private,
+)
+from orchestrator.errors import ConfigError
+from schemas.boxfile import BoxSpec
+from schemas.contract import StepRequest, TaskName
+from schemas.release import Release
+from schemas.rollout import Policy
+from schemas.trust import Sig, Warrant
+from worker.trust import current_check, order_refusal, release_check
+
+pytestmark = pytest.mark.unit
+
+SPEC = {"apps": {"web": {"image": "r.example.com/web:1",
+                         "containers": {"web": {"ports": ["8080:8080"]}}}}}
+
+
+@pytest.fixture(scope="module")
+def signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
+    pem, _ = generate()
+    path = tmp_path_factory.mktemp("k") / "signing.key"
+    write_private(path, pem)
+    return load_signer(str(path))
+
+
+def release(box_type: str = "web", **changes: object) -> Release:
+    spec = BoxSpec.model_validate(SPEC)
+    images = {"web": "r.example.com/web@sha256:" + "a" * 64}
+    digest = Release.content_hash(box_type, spec, images, {}, "elb")
+    data = {"id": f"r1-{digest[:8]}", "box_type": box_type, "spec": spec, "images": images,
+            "created_at": 1.0, "hash": digest, **changes}
+    return Release.model_validate(data)
+
+
+def request(rel: Release, rollout_id: str = "ro-1", **changes: object) -> StepRequest:
+    return StepRequest.model_validate({
+        "rollout_id": rollout_id, "box_id": "b1", "box_type": rel.box_type,
+        "release_id": rel.id, "release_hash": rel.hash, **changes})
+
+
+def warrant(signer: Signer, rel: Release, rollout_id: str = "ro-1", **kw: object) -> Warrant:
+    order = signer.order("rollout", rollout_id, rel, Policy(), **kw)  # type: ignore[arg-type]
+    return Warrant(order=order, current=signer.current(rollout_id, rel))
+
+
+def test_canonical_json_is_sorted_compact_utf8() -> None:
+    assert canonical({"b": 1, "a": [1, {"d": "é", "c": None}]}) == (
+        '{"a":[1,{"c":null,"d":"é"}],"b":1}'.encode())
+    assert canonical({"x": 1.5}) == canonical(json.loads('{ "x" : 1.5 }'))
+
+
+def test_generate_writes_a_private_key_only_its_owner_reads(tmp_path: Path) -> None:
+    pem, public = generate()
+    write_private(tmp_path / "k", pem)
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+    assert load_signer(f"file:{tmp_path / 'k'}").public == public
+    with pytest.raises(FileExistsError):
+        write_private(tmp_path / "k", pem)  # never overwritten
+
+
+def test_a_bad_key_file_is_a_config_error_that_shows_no_content(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("-----BEGIN PRIVATE KEY-----\nsecretstuff\n")
+    with pytest.raises(ConfigError) as err:
+        load_signer(str(tmp_path / "k"))
+    assert "secretstuff" not in str(err.value) and "keys generate" in str(err.value)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_signer(str(tmp_path / "missing"))
+
+
+def test_sign_and_verify_a_release(signer: Signer) -> None:
+    signed = signer.release(release())
+    keys = [signer.public]
+    assert check_release(signed, keys) == ""
+    # Stored and read back as JSON: the same bytes are verified.
+    assert check_release(Release.model_validate_json(signed.model_dump_json()), keys) == ""
+    assert "unsigned" in check_release(release(), keys)
+    assert "bad signature" in check_release(signed.model_copy(update={"reason": "x"}), keys)
+    other = load_signer_pair()
+    assert "unknown key" in check_release(signed, [other])
+    # Two trusted keys (a rotation): either one's signatures stand.
+    assert check_release(signed, [other, signer.public]) == ""
+
+
+def load_signer_pair() -> str:
+    return generate()[1]
+
+
+def test_a_signature_moved_to_another_key_or_garbled_is_refused(signer: Signer) -> None:
+    data = b"payload"
+    sig = signer.sign(data)
+    assert check(sig, data, [signer.public]) == ""
+    assert "bad signature" in check(sig, b"other", [signer.public])
+    garbled = Sig(key=sig.key, sig="not base64!")
+    assert "bad signature" in check(garbled, data, [signer.public])
+    assert check(None, data, [signer.public]) == "unsigned"
+
+
+def test_orders_and_current_records_verify(signer: Signer) -> None:
+    w = warrant(signer, release())
+    assert check_order(w.order, [signer.public]) == ""
+    assert w.current is not None and check_current(w.current, [signer.public]) == ""
+    moved = w.order.model_copy(update={"order": w.order.order.model_copy(
+        update={"box_type": "api"})})
+    assert "bad signature" in check_order(moved, [signer.public])
+
+
+def refuse(signer: Signer, w: Warrant | None, req: StepRequest,
+           step: TaskName = TaskName.SWAP, now: float | None = None, claimed: str = "") -> str:
+    return order_refusal(w, req, step, [signer.public],
+                         now=time.time() if now is None else now, claimed=claimed)
+
+
+def test_each_reason_an_order_is_refused(signer: Signer) -> None:
+    rel = release()
+    w = warrant(signer, rel)
+    assert refuse(signer, w, request(rel)) == ""
+    assert "has no signed order" in refuse(signer, None, request(rel))
+    assert "not ro-2's" in refuse(signer, w, request(rel, "ro-2"))
+    assert "for box type 'web', not 'api'" in refuse(signer, w, request(rel, box_type="api"))
+    forged = release(reason="x").model_copy(update={"id": "r2-x", "hash": "f" * 64})
+    assert "is not the order's" in refuse(signer, w, request(forged))
+    repair = Warrant(order=signer.order("repair", "ro-1", rel, Policy(), box_id="b9"))
+    assert "for box b9 only" in refuse(signer, repair, request(rel))
+    assert "unknown key" in order_refusal(w, request(rel), TaskName.SWAP, [generate()[1]],
+                                          now=time.time())
+
+
+def test_expiry_limits_claiming_not_a_claimed_box(signer: Signer) -> None:
+    rel = release()
+    old = warrant(signer, rel, now=time.time() - 7 * 3600)
+    assert "order expired" in refuse(signer, old, request(rel), TaskName.CLAIM)
+    assert "order expired" in refuse(signer, old, request(rel), TaskName.SWAP)
+    # The box's own record says it claimed this rollout: it may take its time.
+    assert refuse(signer, old, request(rel), TaskName.SWAP, claimed="ro-1") == ""
+    # Finish only counts the box.
+    assert refuse(signer, old, request(rel), TaskName.FINISH) == ""
+
+
+def test_a_release_of_another_type_is_refused(signer: Signer) -> None:
+    keys = [signer.public]
+    assert release_check(signer.release(release("api")), "web", keys).endswith("not 'web'")
+    assert release_check(signer.release(release()), "web", keys) == ""
+
+
+def test_an_older_current_is_refused(signer: Signer) -> None:
+    keys = [signer.public]
+    cur = signer.current("ro-1", release(), seq=100)
+    assert current_check(cur, "web", 100, keys) == ""
+    assert current_check(cur, "web", 99, keys) == ""
+    assert "older current" in current_check(cur, "web", 101, keys)
+    assert "box type 'web', not 'api'" in current_check(cur, "api", 0, keys)
+    tampered = cur.model_copy(update={"current": cur.current.model_copy(update={"seq": 999})})
+    assert "bad signature" in current_check(tampered, "web", 0, keys)
+
+
+def test_a_refused_step_counts_the_box_failed() -> None:
+    from schemas.contract import Outcome, StepResult
+    from worker.steps.rollout import box_outcome
+
+    def entry(step: str, outcome: Outcome) -> StepResult:
+        return StepResult(step=step, rollout_id="ro-1", box_id="b1", outcome=outcome,
+                          started=1.0, ended=2.0)
+
+    entries = {"deploy.claim:-": entry("deploy.claim", Outcome.OK),
+               "deploy.swap:web": entry("deploy.swap", Outcome.REFUSED)}
+    assert entries["deploy.swap:web"].failed
+    assert box_outcome(entries) == "failed"
