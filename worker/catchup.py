@@ -129,6 +129,8 @@ def catch_up(ctx: StepContext, box_id: str, box_type: str) -> str | None:
     try:
         found, current = facts(ctx, box_id, box_type)
         go, why = decide_catch_up(found)
+        if found.refused and why.startswith("not authorised"):
+            refused(ctx, box_id, box_type, found.refused)
         if not go or current is None:
             return why
         return start(ctx, box_id, box_type, current, why)
@@ -179,3 +181,14 @@ def start(ctx: StepContext, box_id: str, box_type: str, release: Release, why: s
     engine.advance(rollout)
     log.warning("box %s: %s: rollout %s started", box_id, why, rollout_id)
     return f"catching up: rollout {rollout_id}"
+
+
+def refused(ctx: StepContext, box_id: str, box_type: str, why: str) -> None:
+    """A refusal to converge is an event (once per reason; the worker asks again every
+    few ticks) and an error in the worker's log."""
+    if ctx.refusals.get(box_id) == why:
+        return
+    ctx.refusals[box_id] = why
+    log.error("catch-up of %s refused: %s", box_id, why)
+    ctx.events.emit(box_type, box=box_id, step="catch-up", phase="end", outcome="refused",
+                    reason=why)

@@ -282,10 +282,10 @@ def test_an_older_current_is_refused_on_boot(
     newcomer = BoxWorker(tmp_path, env)
     try:
         started(newcomer)
-        wait_for(lambda: any(e.get("step") == "boot" and e.get("box") == newcomer.box_id
+        wait_for(lambda: any(e.get("step") == "catch-up" and e.get("box") == newcomer.box_id
                              for e in _events(attacker)), "the newcomer's boot verdict")
         (verdict,) = [e for e in _events(attacker)
-                      if e.get("step") == "boot" and e.get("box") == newcomer.box_id]
+                      if e.get("step") == "catch-up" and e.get("box") == newcomer.box_id]
         assert verdict["outcome"] == "refused" and "older current" in verdict["reason"]
         assert facts(docker_client, newcomer.box_id) == {}
     finally:
