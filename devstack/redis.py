@@ -25,11 +25,14 @@ class RedisServer(Service):
     stop_stage = 2  # the broker: stopped after its clients
 
     def __init__(self, workdir: Path, name: str = "redis", *, port: int | None = None,
-                 args: Sequence[str] = (), durable: bool = True, detach: bool = False) -> None:
+                 args: Sequence[str] = (), durable: bool = True, detach: bool = False,
+                 password: str | None = None) -> None:
         super().__init__(workdir, name, detach=detach)
         self.port = port or free_port()
         self.data_dir = self.workdir / f"{name}-data"
-        self.args = [*(DURABLE if durable else VOLATILE), *args]
+        self.password = password  # AUTH for the default user (the demo runs with one)
+        auth = ["--requirepass", password] if password else []
+        self.args = [*(DURABLE if durable else VOLATILE), *auth, *args]
 
     def argv(self) -> list[str]:
         return [find_binary("redis-server"), "--port", str(self.port), "--bind", LOCALHOST,
@@ -40,8 +43,9 @@ class RedisServer(Service):
 
     @property
     def url(self) -> str:
-        """Without a database: redis://127.0.0.1:PORT (add /0, /1, ...)."""
-        return f"redis://{LOCALHOST}:{self.port}"
+        """Without a database: redis://[:password@]127.0.0.1:PORT (add /0, /1, ...)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{LOCALHOST}:{self.port}"
 
     def client(self, db: int = 0, **kwargs: Any) -> redis.Redis[Any]:
         return redis.Redis.from_url(f"{self.url}/{db}", **kwargs)

@@ -147,7 +147,8 @@ class Demo:
         self.app_port = port_free_on(self.ips)
         self.prefix = f"demo-{self.run}:"
         logs = self.stack.dir
-        self.redis = RedisServer(logs, detach=True)
+        # Over AUTH, as production runs it: a password made for this run.
+        self.redis = RedisServer(logs, detach=True, password=secrets.token_urlsafe(12))
         self.broker_url, self.redis_url = f"{self.redis.url}/0", f"{self.redis.url}/1"
         self.moto = MotoServer(logs, detach=True)
         self.registry = Registry(logs, detach=True)
