@@ -14,15 +14,14 @@ from orchestrator.aws.provision import apply, scale
 from orchestrator.aws.state import Action, Facts, Plan, resource_name
 from orchestrator.aws.userdata import cloud_config, encode
 from orchestrator.cli_args import box_type_arg
-from orchestrator.config import find_fleet, load_box, load_fleet, read_yaml
+from orchestrator.config import box_file, find_fleet, load_box, load_fleet, read_yaml
 from orchestrator.engine.aws import AwsClients, connect
-from orchestrator.errors import ConfigError, InvalidFile
+from orchestrator.errors import InvalidFile
 from orchestrator.settings import CoordinatorSettings, load_settings
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem
 from schemas.fleet import FleetSettings
 from schemas.provision import Provisioning
-from schemas.refs import NAME_RE
 
 
 @dataclass(frozen=True)
@@ -40,15 +39,7 @@ class BoxType:
 
 def load_box_type(settings: CoordinatorSettings, box_type: str) -> BoxType:
     """boxes/<type>.yml, fully checked, which must have a provision section (else exit 2)."""
-    if not NAME_RE.match(box_type):
-        raise ConfigError(f"box type {box_type!r} must be letters, digits, '_', '.', '-'")
-    path = settings.boxes_dir / f"{box_type}.yml"
-    if not path.is_file():
-        known = sorted(p.stem for p in settings.boxes_dir.glob("*.yml"))
-        raise ConfigError(
-            f"no box type {box_type!r}: {path} does not exist "
-            f"(box types in {settings.boxes_dir}: {', '.join(known) or 'none'})"
-        )
+    path = box_file(settings, box_type)
     fleet_path = settings.fleet_file or find_fleet(path)
     fleet = load_fleet(fleet_path) if fleet_path else None
     spec = load_box(path, fleet).spec

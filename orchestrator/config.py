@@ -113,10 +113,8 @@ def fleet_for(settings: CoordinatorSettings) -> FleetSettings | None:
     return load_fleet(path) if path else None
 
 
-def release_spec(
-    settings: CoordinatorSettings, box_type: str, images: dict[str, str]
-) -> tuple[BoxSpec, FleetSettings | None]:
-    """boxes/<type>.yml with `--image` applied, fully checked; no service is asked."""
+def box_file(settings: CoordinatorSettings, box_type: str) -> Path:
+    """boxes/<type>.yml: the type a name (never a path), the file there (else exit 2)."""
     if not NAME_RE.match(box_type):
         raise ConfigError(f"box type {box_type!r} must be a name, not a path")
     path = settings.boxes_dir / f"{box_type}.yml"
@@ -126,6 +124,14 @@ def release_spec(
             f"no box type {box_type!r}: {path} does not exist "
             f"(box types in {settings.boxes_dir}: {', '.join(known) or 'none'})"
         )
+    return path
+
+
+def release_spec(
+    settings: CoordinatorSettings, box_type: str, images: dict[str, str]
+) -> tuple[BoxSpec, FleetSettings | None]:
+    """boxes/<type>.yml with `--image` applied, fully checked; no service is asked."""
+    path = box_file(settings, box_type)
     fleet = fleet_for(settings)
     spec = apply_overrides(load_box(path, fleet).spec, images, path)
     problems = check_box(spec, fleet)
