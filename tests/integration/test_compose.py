@@ -72,7 +72,8 @@ def test_workers_use_the_host_network_and_docker_socket(config: dict[str, Any]) 
         assert "orchestrator-worker" in worker["command"]
         assert env["ORCHESTRATOR_BOX_ID"] == name and env["ORCHESTRATOR_BOX_TYPE"] == "web"
         assert env["ORCHESTRATOR_BIND_IP"].startswith("127.")
-        assert env["ORCHESTRATOR_BROKER_URL"].startswith("redis://127.0.0.1:6379/")
+        assert env["ORCHESTRATOR_BROKER_URL"].startswith("redis://:")  # over AUTH
+        assert "@127.0.0.1:6379/" in env["ORCHESTRATOR_BROKER_URL"]
         bind_ips.add(env["ORCHESTRATOR_BIND_IP"])
         # The log root has one path inside and outside: the engine mounts host paths.
         log_root = env["ORCHESTRATOR_LOG_ROOT"]

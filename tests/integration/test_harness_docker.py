@@ -38,7 +38,9 @@ def test_v1_container_serves_v1_then_is_removed(
     assert _get(port, test_images.health_path).status_code == 200
 
     container.remove(force=True)
-    ids = {c.id for c in docker_client.containers.list(all=True)}
+    # One listing call: docker-py's containers.list() inspects each container and fails when
+    # another test (a parallel session) removes one meanwhile.
+    ids = {c["Id"] for c in docker_client.api.containers(all=True)}
     assert container.id not in ids
 
 

@@ -107,6 +107,7 @@ def test_any_exception_between_lease_and_start_gives_everything_back(
         ids = [
             k.removeprefix(keys.rollout(""))
             for k in product_redis.client.scan_iter(match=keys.rollout("*"), count=500)
+            if ":" not in k.removeprefix(keys.rollout(""))  # its parts: the signed order, ...
         ]
         assert len(ids) == 1, ids
         assert c.rollouts.status(ids[0])["state"] == "failed"
