@@ -12,9 +12,10 @@ from tests.harness.common import wait_for
 from tests.harness.redis_fx import ProductRedis
 from tests.harness.rollout_fx import Fleet
 
-# Each swap takes two seconds (the container answers after a sleep): on four boxes, one at a
-# time, a rollout holds its lease long enough to look at it.
-SLOW = {"retries": 40, "command": '[sh, -c, "sleep 2; exec httpd -f -p 8080 -h /www"]'}
+# Eight seconds, on boxes whose steps may take 30 s: a rollout of four boxes holds its lease
+# long enough to pause it on a loaded machine before its last box has started.
+LONG = {"retries": 90, "command": '[sh, -c, "sleep 8; exec httpd -f -p 8080 -h /www"]'}
+LONG_STEPS = {"ORCHESTRATOR_STEP_DEADLINE": "30", "ORCHESTRATOR_VISIBILITY_TIMEOUT": "40"}
 
 
 def releases(product: ProductRedis) -> set[str]:
@@ -40,9 +41,9 @@ def paused(run: subprocess.Popen[str], product: ProductRedis, fleet: Fleet) -> s
 def test_history_and_lock_status_say_who_from_where_and_why(
     fleet_factory: Callable[..., Fleet], product_redis: ProductRedis,
 ) -> None:
-    fleet = fleet_factory(4)
+    fleet = fleet_factory(4, extra_env=LONG_STEPS)
     fleet.env["ORCHESTRATOR_PERFORMER"] = "ci-bot"
-    fleet.write(f"{fleet.images.repo}:v1", **SLOW)
+    fleet.write(f"{fleet.images.repo}:v1", **LONG)
     run = fleet.start_cli("rollout", fleet.box_type, "--reason", "ticket 42")
     rid = paused(run, product_redis, fleet)
     held = fleet.cli("lock", "status", fleet.box_type).stdout
@@ -69,8 +70,8 @@ def test_reason_is_required_unless_allowed(
 def test_a_freeze_refuses_rollouts_and_lifting_it_never_ends_one(
     fleet_factory: Callable[..., Fleet], product_redis: ProductRedis,
 ) -> None:
-    fleet = fleet_factory(4)
-    fleet.write(f"{fleet.images.repo}:v1", **SLOW)
+    fleet = fleet_factory(4, extra_env=LONG_STEPS)
+    fleet.write(f"{fleet.images.repo}:v1", **LONG)
     frozen = fleet.cli("lock", "acquire", fleet.box_type, "-m", "incident 42")
     assert frozen.returncode == 0, frozen.stderr
     refused = fleet.cli("rollout", fleet.box_type)
