@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from orchestrator.engine.tls import TlsPolicy
+from orchestrator.engine.tls import RedisConnection
 from orchestrator.errors import ConfigError
 
 
-class CoordinatorSettings(BaseSettings):
+class CoordinatorSettings(RedisConnection):
     """What `orchestrator rollout` and friends need; the README lists each."""
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
@@ -21,17 +21,6 @@ class CoordinatorSettings(BaseSettings):
     fleet_file: Path | None = Field(
         None, description="fleet.yml (default: fleet.yml beside or above the boxes folder)"
     )
-    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis, or sentinel://)")
-    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis, or sentinel://)")
-    redis_ca: str | None = Field(
-        None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
-    )
-    insecure_redis_tls: bool = Field(
-        False, description="DANGER: accept any Redis TLS certificate; throw-away tests only"
-    )
-
-    def tls(self) -> TlsPolicy:
-        return TlsPolicy(self.redis_ca, self.insecure_redis_tls)
     key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
     redis_wait: float = Field(
         10.0, ge=0, description="Seconds a command waits for Redis to answer before giving up"

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from orchestrator.engine.tls import TlsPolicy
+from orchestrator.engine.tls import RedisConnection
 
 # Where the user data writes the worker's settings (and its references); see orchestrator/aws.
 ENV_FILE = "/etc/orchestrator/worker.env"
 SETTINGS_DIR = "/etc/orchestrator"
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(RedisConnection):
     """Every knob of `orchestrator-worker`; the README lists each one."""
 
     model_config = SettingsConfigDict(
@@ -23,17 +23,6 @@ class WorkerSettings(BaseSettings):
 
     box_id: str | None = Field(None, description="This box's id; EC2 instance id when unset")
     box_type: str | None = Field(None, description="This box's type; EC2 tag when unset")
-    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis, or sentinel://)")
-    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Product state (Redis, or sentinel://)")
-    redis_ca: str | None = Field(
-        None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
-    )
-    insecure_redis_tls: bool = Field(
-        False, description="DANGER: accept any Redis TLS certificate; throw-away tests only"
-    )
-
-    def tls(self) -> TlsPolicy:
-        return TlsPolicy(self.redis_ca, self.insecure_redis_tls)
     key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
     bind_ip: str | None = Field(
         None, description="Host address for published ports (simulated boxes: 127.0.0.11, ...)"

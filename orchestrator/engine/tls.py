@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
 from orchestrator.errors import ConfigError
 
 # Spellings of "do not verify" in a URL (redis-py's and kombu's).
@@ -63,3 +66,23 @@ class TlsPolicy:
         if self.ca and "ssl_ca_certs" not in options:
             options["ssl_ca_certs"] = self.ca
         return options
+
+
+class RedisConnection(BaseSettings):
+    """The Redis settings both sides read (ORCHESTRATOR_*): where, and how TLS is checked."""
+
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker (Redis, or sentinel://)"
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/1", description="Product state (Redis, or sentinel://)"
+    )
+    redis_ca: str | None = Field(
+        None, description="CA bundle that signed the Redis server certificate (rediss:// URLs)"
+    )
+    insecure_redis_tls: bool = Field(
+        False, description="DANGER: accept any Redis TLS certificate; throw-away tests only"
+    )
+
+    def tls(self) -> TlsPolicy:
+        return TlsPolicy(self.redis_ca, self.insecure_redis_tls)
