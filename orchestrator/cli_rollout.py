@@ -149,11 +149,9 @@ def rollout(
         from orchestrator.cli_notify import notify_own
 
         notify_own(c, [started])  # `started` now, when no notifier runs
-        state = follow(c, started, json_out)
+        ended(c, "rollout", started.id, follow(c, started, json_out))
     finally:
         c.close()
-    if state != "succeeded":
-        raise RolloutNotSucceeded(f"rollout {started.id} ended {state}")
 
 
 def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
@@ -167,6 +165,14 @@ def follow(c: Coordinator, started: Rollout, json_out: bool) -> str:
         watch(c.rollouts, child, json_out=json_out, interval=c.settings.watch_interval)
     notify_own(c, [started, *([child] if child else [])])
     return state
+
+
+def ended(c: Coordinator, what: str, rollout_id: str, state: str) -> None:
+    """Nothing if it succeeded; else the error an operator reads first: the state and why."""
+    if state == "succeeded":
+        return
+    why = c.rollouts.status(rollout_id).get("halt_reason", "")
+    raise RolloutNotSucceeded(f"{what} {rollout_id} ended {state}" + (f": {why}" if why else ""))
 
 
 @click.command()
@@ -204,8 +210,7 @@ def rollback(
                 state = watch(
                     c.rollouts, child, json_out=json_out, interval=c.settings.watch_interval
                 )
-                if state != "succeeded":
-                    raise RolloutNotSucceeded(f"rollback {child.id} ended {state}")
+                ended(c, "rollback", child.id, state)
                 return
         target = to_release or c.rollouts.states.current(box_type)
         if not target:
@@ -224,11 +229,9 @@ def rollback(
             wait=wait,
             kind="rollback",
         )
-        state = follow(c, started, json_out)
+        ended(c, "rollback", started.id, follow(c, started, json_out))
     finally:
         c.close()
-    if state != "succeeded":
-        raise RolloutNotSucceeded(f"rollback {started.id} ended {state}")
 
 
 @click.command()
@@ -253,11 +256,9 @@ def repair(box_id: str, json_out: bool) -> None:
             kind="repair",
             boxes=[box_id],
         )
-        state = follow(c, started, json_out)
+        ended(c, "repair", started.id, follow(c, started, json_out))
     finally:
         c.close()
-    if state != "succeeded":
-        raise RolloutNotSucceeded(f"repair {started.id} ended {state}")
 
 
 @click.command()
@@ -311,8 +312,6 @@ def watch_cmd(rollout_id: str, json_out: bool) -> None:
     """Re-attach to a rollout (it runs on without any coordinator)."""
     c = coordinator()
     try:
-        state = follow(c, c.rollouts.get(rollout_id), json_out)
+        ended(c, "rollout", rollout_id, follow(c, c.rollouts.get(rollout_id), json_out))
     finally:
         c.close()
-    if state != "succeeded":
-        raise RolloutNotSucceeded(f"rollout {rollout_id} ended {state}")

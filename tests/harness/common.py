@@ -29,15 +29,18 @@ TEST_LABEL = "orchestrator.test"
 
 @dataclass(frozen=True)
 class TestTimings:
-    """Every timing the tests use, short enough for CI. One object, so nothing drifts."""
+    """Every timing the tests use, short enough for CI. One object, so nothing drifts.
 
-    visibility_timeout: float = 5.0
+    Long enough for a loaded CI machine (three test sessions on two cores): a worker starved
+    of CPU for a few seconds must not look dead, nor a swap miss its step deadline."""
+
+    visibility_timeout: float = 12.0
     restore_interval: float = 1.0
     restore_throttle: float = 1.0
     heartbeat_interval: float = 0.5
-    heartbeat_ttl: float = 1.5
-    lease_ttl: float = 3.0
-    step_deadline: float = 4.0
+    heartbeat_ttl: float = 3.0
+    lease_ttl: float = 5.0
+    step_deadline: float = 10.0
     service_start: float = 60.0  # how long a service process may take to answer (loaded CI)
     event_wait: float = 15.0  # the default deadline of a wait on an event in a test
 
