@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import redis
 
 from devstack.net import LOCALHOST, free_port
 from devstack.process import Service, find_binary, wait_for
 from devstack.redis import RedisServer
+from devstack.tls import Certs, TlsRedis
 
 MASTER_NAME = "mymaster"
 # The master sends its first full sync at once (Redis waits 5 s by default for more replicas).
 _SYNC_NOW = ["--repl-diskless-sync-delay", "0"]
+
+
+@dataclass(frozen=True)
+class SentinelTls:
+    """Every server and sentinel on TLS only (certificates from `certs`' CA), replication and
+    the sentinels' links too; the servers' `users` (name -> ACL rules) as TlsRedis's, `admin`
+    for replication and the sentinels; the sentinels ask `sentinel_password` (requirepass)."""
+
+    certs: Certs
+    users: Mapping[str, Sequence[str]]
+    admin_password: str = field(repr=False)
+    sentinel_password: str = field(repr=False)
+
+    def conf(self) -> list[str]:
+        c = self.certs
+        return [f"tls-cert-file {c.cert}", f"tls-key-file {c.key}", f"tls-ca-cert-file {c.ca}",
+                "tls-auth-clients no", "tls-replication yes",
+                f"requirepass {self.sentinel_password}",
+                f"sentinel sentinel-pass {self.sentinel_password}",
+                f"sentinel auth-user {MASTER_NAME} admin",
+                f"sentinel auth-pass {MASTER_NAME} {self.admin_password}"]
+
+    def server(self, workdir: Path, name: str, args: Sequence[str]) -> RedisServer:
+        # Any server may become a replica after a failover: each knows how to sync.
+        extra = [*args, "--tls-replication", "yes", "--masteruser", "admin",
+                 "--masterauth", self.admin_password]
+        return TlsRedis(workdir, self.certs, self.users, admin_password=self.admin_password,
+                        name=name, extra=extra)
 
 
 class SentinelNode(Service):
@@ -25,8 +57,10 @@ class SentinelNode(Service):
     stop_stage = 2
 
     def __init__(self, workdir: Path, name: str, master_port: int, *, quorum: int = 2,
-                 down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
+                 down_after_ms: int = 1000, failover_timeout_ms: int = 3000,
+                 tls: SentinelTls | None = None) -> None:
         super().__init__(workdir, name)
+        self.tls = tls
         self.port = free_port()
         self.master_port = master_port
         self.quorum, self.down_after_ms = quorum, down_after_ms
@@ -36,8 +70,10 @@ class SentinelNode(Service):
     def prepare(self) -> None:
         if self.conf.exists():
             return  # what sentinel learned (epochs, the current master) survives a restart
+        port = [f"port {self.port}"] if self.tls is None else [
+            "port 0", f"tls-port {self.port}", *self.tls.conf()]
         self.conf.write_text("\n".join([
-            f"port {self.port}",
+            *port,
             f"bind {LOCALHOST}",
             f"dir {self.workdir}",
             f"sentinel monitor {MASTER_NAME} {LOCALHOST} {self.master_port} {self.quorum}",
@@ -51,7 +87,11 @@ class SentinelNode(Service):
         return [find_binary("redis-server"), str(self.conf), "--sentinel"]
 
     def client(self) -> redis.Redis[str]:
-        return redis.Redis(LOCALHOST, self.port, socket_timeout=0.5, decode_responses=True)
+        tls: dict[str, Any] = {} if self.tls is None else {
+            "ssl": True, "ssl_ca_certs": str(self.tls.certs.ca),
+            "password": self.tls.sentinel_password}
+        return redis.Redis(LOCALHOST, self.port, socket_timeout=0.5, decode_responses=True,
+                           **tls)
 
     def ready(self) -> bool:
         with self.client() as c:
@@ -68,23 +108,33 @@ class SentinelStack:
     RedisServer sentinels name now, `kill_master()` a crash; `promotion_seconds` after it."""
 
     def __init__(self, workdir: Path, *, replicas: int = 1, sentinels: int = 3,
-                 down_after_ms: int = 1000) -> None:
+                 down_after_ms: int = 1000, tls: SentinelTls | None = None) -> None:
         self.workdir = Path(workdir)
-        self.servers = [RedisServer(self.workdir, "redis-master", args=_SYNC_NOW)]
+        self.tls = tls
+        self.servers = [self._server("redis-master", _SYNC_NOW)]
         first = self.servers[0].port
         self.servers += [
-            RedisServer(self.workdir, f"redis-replica{i}",
-                        args=[*_SYNC_NOW, "--replicaof", LOCALHOST, str(first)])
+            self._server(f"redis-replica{i}", [*_SYNC_NOW, "--replicaof", LOCALHOST, str(first)])
             for i in range(1, replicas + 1)
         ]
         self.sentinels = [SentinelNode(self.workdir, f"sentinel{i}", first,
-                                       down_after_ms=down_after_ms)
+                                       down_after_ms=down_after_ms, tls=tls)
                           for i in range(1, sentinels + 1)]
 
-    def url(self, db: int = 0, password: str = "") -> str:
-        auth = f":{password}@" if password else ""
+    def _server(self, name: str, args: Sequence[str]) -> RedisServer:
+        if self.tls is None:
+            return RedisServer(self.workdir, name, args=args)
+        return self.tls.server(self.workdir, name, args)
+
+    def url(self, db: int = 0, password: str = "", user: str = "") -> str:
+        """sentinel://, or with TLS sentinels:// and the sentinels' password (the CA is the
+        client's ORCHESTRATOR_REDIS_CA setting)."""
+        auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
         hosts = ",".join(s.url for s in self.sentinels)
-        return f"sentinel://{auth}{hosts}/{db}?master_name={MASTER_NAME}"
+        if self.tls is None:
+            return f"sentinel://{auth}{hosts}/{db}?master_name={MASTER_NAME}"
+        return (f"sentinels://{auth}{hosts}/{db}?master_name={MASTER_NAME}"
+                f"&sentinel_password={quote(self.tls.sentinel_password, safe='')}")
 
     def start(self, timeout: float = 30.0) -> Self:
         try:

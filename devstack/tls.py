@@ -79,12 +79,13 @@ class TlsRedis(RedisServer):
     and `admin` (password `admin_password`) may do anything."""
 
     def __init__(self, workdir: Path, certs: Certs, users: Mapping[str, Sequence[str]],
-                 *, admin_password: str, name: str = "tls-redis") -> None:
+                 *, admin_password: str, name: str = "tls-redis",
+                 extra: Sequence[str] = ()) -> None:
         acl = ["--user", "default", "off"]
         acl += ["--user", "admin", "on", f">{admin_password}", "~*", "&*", "+@all"]
         for user, rules in users.items():
             acl += ["--user", user, *rules]
-        super().__init__(workdir, name, args=acl)
+        super().__init__(workdir, name, args=[*acl, *extra])
         self.certs = certs
         self.admin_password = admin_password
 

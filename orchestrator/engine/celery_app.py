@@ -23,8 +23,8 @@ def make_celery(
     main: str = "orchestrator",
     tls: TlsPolicy | None = None,
 ) -> Celery:
-    # sentinel://: kombu's Sentinel transport, one URL per sentinel, `master_name` below.
-    url, sentinel_options = kombu_broker(broker_url)
+    # sentinel(s)://: kombu's Sentinel transport, one URL per sentinel, `master_name` below.
+    url, sentinel_options = kombu_broker(broker_url, tls)
     app = Celery(main, broker=url, set_as_current=False)
     transport: dict[str, Any] = {
         **sentinel_options,

@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import SSLConnection
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
-from orchestrator.engine.redisurl import SentinelTarget, is_sentinel, parse_sentinel_url
+from orchestrator.engine.redisurl import (
+    SentinelTarget,
+    is_sentinel,
+    parse_sentinel_url,
+    sentinel_kwargs,
+)
 from orchestrator.engine.tls import TlsPolicy
 from orchestrator.errors import NotReplicated, ServiceUnavailable
 
@@ -70,6 +76,8 @@ def connect(
             if say is not None and wait > 0:
                 say(f"waiting for Redis at {redact(url)} ({why}); {max(left, 0):.0f}s left")
             if left <= 0:
+                if isinstance(exc, MasterNotFoundError):
+                    why = f"{why} ({_sentinels_say(client)})"
                 client.close()
                 raise ServiceUnavailable(
                     f"Redis at {redact(url)} does not answer: {why}"
@@ -100,15 +108,37 @@ class _FollowingConnection(SentinelManagedConnection):
         self._connect_retry()  # type: ignore[attr-defined]
 
 
+class _FollowingSSLConnection(_FollowingConnection, SSLConnection):
+    """The same over TLS (as redis-py's SentinelManagedSSLConnection): sentinels:// URLs."""
+
+
 def _why(exc: redis.RedisError) -> str:
     """The error, redacted; redis-py's "No master found" without the sentinels' reprs."""
     return redact(str(exc).split(" : <", 1)[0])
 
 
+def _sentinels_say(client: Any) -> str:
+    """Why no sentinel named a master, asked of each again: redis-py 8 keeps only the kind of
+    each one's error (`network:ConnectionError`), not its cause (a certificate, a password)."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    causes = []
+    for sentinel in getattr(manager, "sentinels", []):
+        kwargs = sentinel.connection_pool.connection_kwargs
+        where = f"sentinel {kwargs.get('host')}:{kwargs.get('port')}"
+        try:
+            sentinel.ping()
+        except redis.RedisError as exc:
+            causes.append(f"{where}: {redact(str(exc))}")
+        else:
+            causes.append(f"{where} answers but names no master that answers")
+    return "; ".join(causes)
+
+
 def client_for(url: str, tls: TlsPolicy | None = None, **kwargs: Any) -> Any:
     """A client for a `redis://` or `rediss://` URL (`tls`: how its certificate is checked),
     or for the master a `sentinel://` URL names (found through its sentinels again after
-    every failover); `kwargs` go to redis-py."""
+    every failover; `sentinels://`: the sentinels and the master over TLS, certificates
+    checked the same way); `kwargs` go to redis-py."""
     options: dict[str, Any] = {
         "socket_timeout": 10,
         "socket_connect_timeout": 5,
@@ -123,18 +153,20 @@ def client_for(url: str, tls: TlsPolicy | None = None, **kwargs: Any) -> Any:
     options["retry"] = _SENTINEL_RETRY
     # A sentinel that does not answer is skipped at once (the next one is asked); redis-py's
     # default retries each for seconds, inside each of the command's own retries.
-    sentinel_kwargs: dict[str, Any] = {
-        "socket_timeout": 2, "socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0)
+    to_sentinels: dict[str, Any] = {
+        "socket_timeout": 2, "socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0),
+        **sentinel_kwargs(target, url, tls),
     }
-    if target.sentinel_password is not None:
-        sentinel_kwargs["password"] = target.sentinel_password
-    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+    to_master = (tls or TlsPolicy()).connection_kwargs(url)
+    to_master.pop("ssl", None)  # the connection class below is what speaks TLS
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=to_sentinels)
     client = sentinel.master_for(
         target.master_name,
         db=target.db,
         username=target.username,
         password=target.password,
-        connection_class=_FollowingConnection,
+        connection_class=_FollowingSSLConnection if target.tls else _FollowingConnection,
+        **to_master,
         **options,
     )
     _DURABLE[client] = target

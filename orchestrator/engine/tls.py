@@ -15,7 +15,7 @@ from orchestrator.errors import ConfigError
 # Spellings of "do not verify" in a URL (redis-py's and kombu's).
 _NO_VERIFY = frozenset({"none", "optional", "cert_none", "cert_optional"})
 # URL parameters that name files of the TLS set-up; handed to kombu as they are to redis-py.
-_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 INSECURE_SETTING = "ORCHESTRATOR_INSECURE_REDIS_TLS"
 
 
@@ -53,6 +53,20 @@ class TlsPolicy:
             kwargs["ssl_ca_certs"] = self.ca
         return kwargs
 
+    def connection_kwargs(self, url: str) -> dict[str, Any]:
+        """redis-py connection arguments where no URL is parsed (through sentinels): TLS on,
+        the certificate checked, the URL's TLS files and else the configured CA."""
+        tls, params = self._params(url)
+        if not tls:
+            return {}
+        kwargs: dict[str, Any] = {
+            "ssl": True, "ssl_cert_reqs": "required" if self._verify(params) else "none",
+        }
+        kwargs |= {name: params[name] for name in TLS_FILES if name in params}
+        if self.ca and "ssl_ca_certs" not in kwargs:
+            kwargs["ssl_ca_certs"] = self.ca
+        return kwargs
+
     def broker_ssl(self, url: str) -> dict[str, Any] | None:
         """Celery's broker_use_ssl: kombu would take a bare rediss:// URL with CERT_NONE."""
         tls, params = self._params(url)
@@ -60,7 +74,7 @@ class TlsPolicy:
             return None
         verify = self._verify(params)
         options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED if verify else ssl.CERT_NONE}
-        for name in _FILES:
+        for name in TLS_FILES:
             if name in params:
                 options[name] = params[name]
         if self.ca and "ssl_ca_certs" not in options:

@@ -12,6 +12,7 @@ import redis
 
 from devstack.redis import RedisServer
 from orchestrator.engine.redisconn import client_for
+from orchestrator.engine.tls import TlsPolicy
 from tests.harness.common import started
 
 # db 0 is Celery's broker and is never flushed: flushing under live workers deletes kombu's
@@ -48,12 +49,13 @@ def broker_url(redis_url: str) -> str:
 
 
 @contextlib.contextmanager
-def isolated_product_redis(redis_url: str) -> Iterator[ProductRedis]:
+def isolated_product_redis(redis_url: str, tls: TlsPolicy | None = None
+                           ) -> Iterator[ProductRedis]:
     """A db-1 client and a fresh key prefix; on exit deletes only keys with that prefix.
     `redis_url` may be a full URL with its database (a sentinel:// one)."""
     url = redis_url if "/" in redis_url.split("://", 1)[1] else f"{redis_url}/{PRODUCT_DB}"
     prefix = f"t-{uuid.uuid4().hex[:12]}:"
-    client: redis.Redis[str] = client_for(url, decode_responses=True)
+    client: redis.Redis[str] = client_for(url, tls=tls, decode_responses=True)
     try:
         yield ProductRedis(client, prefix, url)
     finally:

@@ -43,7 +43,8 @@ def test_wait_settings_and_the_sentinels_password() -> None:
         ("sentinel://h:1/1?master_name=m&master=x", "unknown parameter master"),
         ("sentinel://h:1/1?master_name=m&wait_replicas=one", "wait_replicas must be"),
         ("sentinel://h:1/1?master_name=m&wait_timeout=0", "wait_timeout > 0"),
-        ("redis://h:1/1", "not a sentinel:// URL"),
+        ("redis://h:1/1", "not a sentinel:// or sentinels:// URL"),
+        ("sentinels://h:1/1?master_name=m&ssl_ca=x", "unknown parameter ssl_ca"),
     ],
 )
 def test_a_bad_sentinel_url_says_what_is_wrong_and_the_form(url: str, why: str) -> None:
@@ -77,3 +78,37 @@ def test_redact_hides_every_password_of_a_sentinel_url() -> None:
     shown = redact(URL + "&sentinel_password=Sp1")
     assert "S3cret" not in shown and "Sp1" not in shown
     assert shown.startswith("sentinel://:***@10.0.0.1:26379,10.0.0.2:26380")
+
+
+TLS_URL = ("sentinels://worker:pw@h1:26379,h2:26380/0?master_name=m&sentinel_username=su"
+           "&sentinel_password=sp&ssl_ca_certs=/etc/ca.pem")
+
+
+def test_sentinels_url_means_tls_to_the_sentinels_and_the_master() -> None:
+    from orchestrator.engine.tls import TlsPolicy
+
+    got = parse_sentinel_url(TLS_URL)
+    assert got.tls and got.sentinel_username == "su" and got.sentinel_password == "sp"
+    assert not parse_sentinel_url(URL).tls
+    url, options = kombu_broker(TLS_URL, TlsPolicy(ca="/other/ca.pem"))
+    assert url == "sentinel://worker:pw@h1:26379/0;sentinel://worker:pw@h2:26380/0"
+    # The URL's own CA wins over the setting; the certificate is checked.
+    assert options["sentinel_kwargs"] == {
+        "username": "su", "password": "sp", "ssl": True, "ssl_cert_reqs": "required",
+        "ssl_ca_certs": "/etc/ca.pem",
+    }
+    assert TlsPolicy(ca="/x").broker_ssl(TLS_URL)["ssl_ca_certs"] == "/etc/ca.pem"
+
+
+def test_sentinels_url_without_verification_needs_the_loud_setting() -> None:
+    from orchestrator.engine.tls import TlsPolicy
+
+    off = TLS_URL + "&ssl_cert_reqs=none"
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_INSECURE_REDIS_TLS"):
+        kombu_broker(off)
+    _, options = kombu_broker(off, TlsPolicy(insecure=True))
+    assert options["sentinel_kwargs"]["ssl_cert_reqs"] == "none"
+    # A plain sentinel:// URL speaks no TLS to the sentinels.
+    assert "ssl" not in kombu_broker(URL.replace("/1?", "/0?") + "&sentinel_password=sp")[1][
+        "sentinel_kwargs"]
+
