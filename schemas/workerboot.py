@@ -42,7 +42,9 @@ _SECRET_PARAMS = frozenset({"password", "passwd", "pass", "pwd", "token", "secre
 
 
 def _secret_params(query: str) -> list[str]:
-    return [k for k, _ in parse_qsl(query, keep_blank_values=True) if k.lower() in _SECRET_PARAMS]
+    """Credential parameters, by name or by a word in it (`sentinel_password`)."""
+    return [k for k, _ in parse_qsl(query, keep_blank_values=True)
+            if k.lower() in _SECRET_PARAMS or any(w in k.lower() for w in _SECRET_WORDS)]
 
 
 def _no_verify(query: str) -> bool:

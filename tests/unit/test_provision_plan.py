@@ -479,6 +479,20 @@ BAD_PROVISION = [
         "carries a password",
     ),
     (
+        "sentinel password in a sentinels url",
+        ('{secret: "ssm:/orchestrator/broker-url"}',
+         "sentinels://s1:26379,s2:26379/0?master_name=m&sentinel_password=hunter2"),
+        "provision.worker.broker_url",
+        "carries a password",
+    ),
+    (
+        "tls checks off in a sentinels url",
+        ('{secret: "ssm:/orchestrator/broker-url"}',
+         "sentinels://s1:26379/0?master_name=m&ssl_cert_reqs=none"),
+        "provision.worker.broker_url",
+        "turns off TLS certificate checks",
+    ),
+    (
         "tls checks off in broker url",
         ('{secret: "ssm:/orchestrator/broker-url"}', "rediss://10.0.0.5:6380/0?ssl_cert_reqs=none"),
         "provision.worker.broker_url",
