@@ -96,21 +96,47 @@ class HeartbeatThread(threading.Thread):
         self.catch_up = catch_up  # why the box does not catch up now, as its last tick found
         self.stopped = threading.Event()
 
+    def renew(self) -> None:
+        """The running steps' slots and their rollouts' leases: the proof this worker lives.
+        A step past its deadline stops renewing: the rollout then sees this box as dead."""
+        now = time.monotonic()
+        pipe = self.client.pipeline(transaction=False)
+        leases: set[str] = set()
+        for box_id, (rollout_id, step, deadline) in self.busy.snapshot().items():
+            if step and now < deadline:
+                pipe.set(self.keys.slot(rollout_id, box_id), f"{rollout_id}/{step}",
+                         px=int(self.slot_ttl * 1000))
+                leases.add(rollout_id)
+        if not leases:
+            return
+        pipe.execute()
+        if self.rollouts is not None:
+            for rollout_id in leases:
+                self.rollouts.lease.renew(self.box_type, rollout_id, self.rollouts.lease_ttl)
+
+    def keep_slots(self) -> None:
+        """Its own thread: a beat asks Docker (and the load balancer) what runs, which a busy
+        engine can take seconds to answer; a slot must not expire meanwhile."""
+        while not self.stopped.is_set():
+            try:
+                self.renew()
+            except redis.RedisError as exc:
+                log.warning("slot not renewed: %s", exc)
+            self.stopped.wait(self.interval)
+
     def beat(self) -> None:
         running = self.busy.snapshot()
-        now = time.monotonic()
         try:
             version = self.docker_version()
             docker_ok = True
         except Exception as exc:  # Docker down: still beat, and say so
             version, docker_ok = f"unavailable: {exc}", False
         pipe = self.client.pipeline()
-        leases: set[str] = set()
         for box_id in self.box_ids:
             apps, flags, state = {}, [], "error"
             problems: dict[str, str] = {}
             members: dict[str, Member] = {}
-            rollout_id, step, deadline = running.get(box_id, ("", "", 0.0))
+            rollout_id, step, _ = running.get(box_id, ("", "", 0.0))
             busy = f"{rollout_id}/{step}" if step else None
             if docker_ok:
                 apps = what_runs(self.runtime, box_id)
@@ -137,22 +163,15 @@ class HeartbeatThread(threading.Thread):
             pipe.set(self.keys.heartbeat(box_id), hb.model_dump_json(), px=int(self.ttl * 1000))
             if self.leaving is None or not self.leaving(box_id):
                 pipe.hset(self.keys.members(self.box_type), box_id, repr(hb.at))
-            # A step past its deadline stops renewing: the rollout then sees this box as dead.
-            if step and now < deadline:
-                pipe.set(
-                    self.keys.slot(rollout_id, box_id), busy or "", px=int(self.slot_ttl * 1000)
-                )
-                leases.add(rollout_id)
         pipe.execute()
         if self.rollouts is not None:
-            for rollout_id in leases:
-                self.rollouts.lease.renew(self.box_type, rollout_id, self.rollouts.lease_ttl)
             self.rollouts.keep_waiting(self.box_type)
             # Every worker of the box type watches its rollout's boxes in flight.
             for dead in self.rollouts.reap_dead(self.box_type):
                 log.warning("box %s stopped answering: its rollout halts", dead)
 
     def run(self) -> None:
+        threading.Thread(target=self.keep_slots, name=f"slots-{self.box_id}", daemon=True).start()
         while not self.stopped.is_set():
             try:
                 self.beat()

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -21,7 +22,7 @@ from devstack.traffic import TrafficLoop
 from devstack.workers import BoxWorker
 from orchestrator.engine.events import stream_ms
 from schemas.contract import Label
-from tests.harness.common import started
+from tests.harness.common import started, wait_for
 from tests.harness.rollout_fx import Fleet, json_lines
 
 
@@ -100,9 +101,13 @@ def test_a_paused_worker_acts_no_more_once_counted_dead(
             or "drain" in c.text]
     assert left == [], changes  # it did not leave HAProxy after the halt
 
-    status = fleet.cli("status", fleet.box_type, "--json")
-    assert status.returncode == 0, status.stdout + status.stderr
-    rows = {r["box"]: r for r in json_lines(status.stdout)}
+    def beating() -> dict[str, Any] | None:  # its first beat after SIGCONT asks Docker first
+        status = fleet.cli("status", fleet.box_type, "--json")
+        assert status.returncode in (0, 1), status.stdout + status.stderr
+        found = {str(r["box"]): r for r in json_lines(status.stdout)}
+        return found if canary.box_id in found and status.returncode == 0 else None
+
+    rows = wait_for(beating, "the woken canary's heartbeat in status", timeout=30)
     current = rows[canary.box_id]["apps"]["web"]["release"]  # type: ignore[index]
     assert len({r["apps"]["web"]["release"] for r in rows.values()}) == 1  # type: ignore[index]
     assert current != v2
