@@ -132,12 +132,12 @@ class TargetGroupLB:
         """Register `member` on `port`, wait until the group says it is healthy, then
         deregister its other ports: each drains for the group's deregistration delay."""
         arn = self.target_group_arn
+        old = [p for p, _ in self._ports(member) if p != port]
         aws_call(self.name, f"register {member}:{port}", self.client.register_targets,
                  TargetGroupArn=arn, Targets=[{"Id": member, "Port": port}])
         poll_state(self.name, f"{member}:{port}", "healthy",
                    lambda: self._on_port(member, port), lambda s: s.in_service, timeout,
                    self._poll_interval)
-        old = [p for p, _ in self._ports(member) if p != port]
         if old:
             aws_call(self.name, f"deregister {member}:{old}", self.client.deregister_targets,
                      done_codes=frozenset({"InvalidTarget"}), TargetGroupArn=arn,
