@@ -102,3 +102,25 @@ def test_the_intent_note_keeps_the_strategy_and_an_old_note_reads_as_stop_first(
     assert "strategy" not in old  # a stop-first note is what it was before start-first
     assert SwapIntent.from_note(old).strategy == "stop-first"
 
+
+
+def test_preflight_needs_memory_for_both_versions() -> None:
+    from worker.overlap import MEMORY_MARGIN, memory_problem
+
+    assert memory_problem(100 << 20, None) == ""  # the box does not say: not refused
+    assert memory_problem(100 << 20, (100 << 20) + MEMORY_MARGIN) == ""
+    why = memory_problem(100 << 20, 120 << 20)
+    assert "both versions at once" in why and "100 MiB" in why and "120 MiB" in why
+
+
+def test_preflight_sees_a_port_in_use() -> None:
+    import socket
+
+    from worker.overlap import port_in_use
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+    assert not port_in_use("127.0.0.1", port)
