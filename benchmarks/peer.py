@@ -180,7 +180,7 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
     """v1 -> v2 with start-first under traffic (the boxes are put on v1 start-first first:
     not measured); what HAProxy logged and what the sampler saw during the rollout."""
     hap, repo = fleet.hap, fleet.repo
-    deploy_yml(fleet, start_first_yml(fleet, f"{repo}:v1"))
+    deploy_yml(fleet, start_first_yml(fleet, f"{repo}:v1"), "--wait")
     wait_for(hap.all_up, "every box UP in HAProxy")
     logged = len(hap.state_changes())
     (fleet.stack.dir / "boxes" / f"{BOX_TYPE}.yml").write_text(
@@ -193,11 +193,15 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
         time.sleep(1.0)
         stats = loop.stop()
     run.check()
+    rollout = str(run.json_lines()[-1]["summary"]["rollout"])
+    with fleet.product as product:
+        events = read_events(product, fleet.prefix, BOX_TYPE, rollout)
     changes = [f"{c.server}: {c.text}" for c in hap.state_changes()[logged:]]
     return {"wall_s": run.wall, "requests": stats.total, "failed": stats.failed,
             "failures": dict(stats.failures), "bodies": dict(stats.answers()),
             "windows_sampled": sampler.out_of_service(), "fewest_up": fewest_up(sampler),
             "samples": len(sampler.samples), "state_changes": changes,
+            "parts": {b: breakdown(events, b) for b in fleet.boxes},
             "out_changes": [c for c in changes
                             if any(w in c for w in ("DRAIN", "maintenance", "DOWN"))]}
 
@@ -227,7 +231,7 @@ def main() -> int:
             """Our workers, each box on v1 deployed by us (not measured)."""
             remove_boxes_containers()
             workers[:] = fleet.start_workers(f"-{round_no}")
-            fleet.deploy(f"{repo}:v1")
+            fleet.deploy(f"{repo}:v1", "--wait")  # after the fresh boxes' own catch-up
             wait_for(hap.all_up, "every box UP in HAProxy")
 
         def play_on_v1() -> None:
@@ -313,6 +317,10 @@ def main() -> int:
                          for i, rd in enumerate(rounds)]
         table("wall time and requests", ["round", "who", "wall s", "requests", "failed",
                                           "failures", "bodies"], traffic_rows)
+        table("ours start-first: each box's steps, s (stream ids; the box stays in service)",
+              ["round", "box", *keys],
+              [[i + 1, b, *(rd["start_first"]["parts"][b].get(k, 0.0) for k in keys)]
+               for i, rd in enumerate(rounds) for b in boxes])
         table("start-first: HAProxy during the rollout",
               ["round", "samples", "fewest UP", "servers ever not UP (sampled)",
                "DRAIN/MAINT/DOWN logged", "state changes logged"],

@@ -127,8 +127,9 @@ def swap_start_first(
     lb, member = found
     lb_port = cast(int, lb_host_port(spec))
     ports = color_map(spec, running_ports(serving))
-    old_port = lb.member_port(member) or cast(int, port_now(spec, running_ports(serving)))
     new_port = ports.get(lb_port, lb_port)
+    # Where new requests go now: the old version's port, unless a reload moved the member.
+    old_port = lb.member_port(member) or cast(int, port_now(spec, running_ports(serving)))
     # Written before acting: a worker killed before, during or after the move finds the old
     # version and the ports, and puts traffic back on the version it keeps.
     intent = SwapIntent(
@@ -158,7 +159,7 @@ def swap_start_first(
                      "restored": "" if back else "1"},
         )
     lb.move(member, new_port, _check_port(spec, lb, member))
-    late = _wait_moved(ctx, lb, member, old_port)
+    late = _wait_moved(ctx, lb, member, old_port) if old_port != new_port else ""
     for fact in kept:
         env.runtime.stop(fact.id, _stop_timeout(release, app, fact))
         if is_managed(fact):
