@@ -4,6 +4,7 @@ box's load balancer member moves to it, the old one stops once nothing is in fli
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import cast
@@ -146,6 +147,7 @@ def swap_start_first(
     for fact in serving:  # renamed while running: the new version takes the name
         env.runtime.rename(fact.id, _original_name(fact) + PREVIOUS_SUFFIX)
     kept = [_renamed(f) for f in serving]
+    t0 = time.monotonic()
     try:
         start_app(env, release, app, token, ctx.deadline(), ports=ports)
     except StartFailed as exc:
@@ -158,16 +160,21 @@ def swap_start_first(
             details={"previous_release": decision.previous_release or "",
                      "restored": "" if back else "1"},
         )
+    t1 = time.monotonic()
     lb.move(member, new_port, _check_port(spec, lb, member))
     late = _wait_moved(ctx, lb, member, old_port) if old_port != new_port else ""
+    t2 = time.monotonic()
     for fact in kept:
         env.runtime.stop(fact.id, _stop_timeout(release, app, fact))
         if is_managed(fact):
             env.runtime.remove(fact.id)
     remember(env.box_id, [app], [])
+    took = (f"started and healthy in {t1 - t0:.2f}s, moved and drained in {t2 - t1:.2f}s, "
+            f"old stopped in {time.monotonic() - t2:.2f}s")
     return StepOutcome(
         Outcome.OK,
-        f"{decision.reason}: now {spec_hash[:12]}, member moved {old_port} -> {new_port}{late}",
+        f"{decision.reason}: now {spec_hash[:12]}, member moved {old_port} -> {new_port}{late} "
+        f"({took})",
         details={
             "spec_hash": spec_hash,
             "previous_release": decision.previous_release or "",
