@@ -202,6 +202,8 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
             "windows_sampled": sampler.out_of_service(), "fewest_up": fewest_up(sampler),
             "samples": len(sampler.samples), "state_changes": changes,
             "parts": {b: breakdown(events, b) for b in fleet.boxes},
+            "swaps": {e.get("box", ""): e.get("reason", "") for e in events
+                      if e.get("step") == "deploy.swap" and e.get("phase") == "end"},
             "out_changes": [c for c in changes
                             if any(w in c for w in ("DRAIN", "maintenance", "DOWN"))]}
 
@@ -321,6 +323,9 @@ def main() -> int:
               ["round", "box", *keys],
               [[i + 1, b, *(rd["start_first"]["parts"][b].get(k, 0.0) for k in keys)]
                for i, rd in enumerate(rounds) for b in boxes])
+        table("ours start-first: inside each swap (the swap's own account)", ["round", "box",
+              "reason"], [[i + 1, b, rd["start_first"]["swaps"].get(b, "").partition("(")[2]
+                          .rstrip(")")] for i, rd in enumerate(rounds) for b in boxes])
         table("start-first: HAProxy during the rollout",
               ["round", "samples", "fewest UP", "servers ever not UP (sampled)",
                "DRAIN/MAINT/DOWN logged", "state changes logged"],
