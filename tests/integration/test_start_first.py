@@ -119,6 +119,17 @@ def test_start_first_rollout_moves_members_under_traffic_never_out_of_service(
 
     status = fleet.cli("status", fleet.box_type)
     assert status.returncode == 0, status.stdout + status.stderr
+    # What an HAProxy reload without a server-state file does: the member back on a port
+    # where nothing of the box runs (here the other one). `status` flags it, `repair` fixes it.
+    box = sorted(w.box_id for w in fleet.workers)[0]
+    ip = next(w.bind_ip for w in fleet.workers if w.box_id == box)
+    fleet.proxy.command(f"set server web/{box} addr {ip} port {ALT}")
+    status = fleet.cli("status", fleet.box_type)
+    assert status.returncode == 1 and f"member on port {ALT}" in status.stdout, status.stdout
+    repair = fleet.cli("repair", box)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert fleet.lb.member_port(box) == PORT
+    assert fleet.cli("status", fleet.box_type).returncode == 0
 
 
 def test_a_failing_new_version_never_gets_traffic(
