@@ -46,6 +46,7 @@ from devstack.traffic import TrafficLoop, TrafficStats
 from devstack.workers import BoxWorker
 
 BOX_TYPE = "web"
+ALT_PORT = HOST_PORT + 1  # start-first's second port set
 WALL_RATIO = 6.0
 WINDOW_RATIO = 5.0
 
@@ -150,6 +151,63 @@ def under_traffic(hap: HAProxy, rate: float, action: Any) -> tuple[Any, TrafficS
     return result, stats, sampler.out_of_service()
 
 
+def start_first_yml(fleet: WebFleet, image: str) -> str:
+    """The same box.yml, with `strategy: start-first` and the alternate port."""
+    head = "    lb_kind: haproxy\n"
+    extra = f"    strategy: start-first\n    alternate_ports: {{{HOST_PORT}: {ALT_PORT}}}\n"
+    return fleet.box_yml(image).replace(head, head + extra)
+
+
+def deploy_yml(fleet: WebFleet, text: str, *args: str) -> Any:
+    """`orchestrator rollout` of the box file `text`, as WebFleet.deploy does."""
+    from benchmarks._stack import wait_heartbeats
+
+    (fleet.stack.dir / "boxes" / f"{BOX_TYPE}.yml").write_text(text)
+    run = fleet.stack.cli(fleet.env, "rollout", BOX_TYPE, "--json", *args).check()
+    with fleet.product as product:
+        wait_heartbeats(product, fleet.prefix, fleet.boxes,
+                        str(run.json_lines()[-1]["summary"]["release"]))
+    return run
+
+
+def fewest_up(sampler: StateSampler) -> int:
+    """The fewest servers UP at any sample: the capacity served throughout."""
+    return min((sum(1 for st, _ in servers.values() if st.startswith("UP"))
+                for _, servers in sampler.samples), default=0)
+
+
+def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
+    """v1 -> v2 with start-first under traffic (the boxes are put on v1 start-first first:
+    not measured); what HAProxy logged and what the sampler saw during the rollout."""
+    hap, repo = fleet.hap, fleet.repo
+    deploy_yml(fleet, start_first_yml(fleet, f"{repo}:v1"), "--wait")
+    wait_for(hap.all_up, "every box UP in HAProxy")
+    logged = len(hap.state_changes())
+    (fleet.stack.dir / "boxes" / f"{BOX_TYPE}.yml").write_text(
+        start_first_yml(fleet, f"{repo}:v2"))
+    with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate_per_thread=rate,
+                                                   max_requests=100_000,
+                                                   max_seconds=300) as loop:
+        time.sleep(1.0)  # traffic flows before anything moves
+        run = fleet.stack.cli(fleet.env, "rollout", BOX_TYPE, "--json", "--reason", "v2 sf")
+        time.sleep(1.0)
+        stats = loop.stop()
+    run.check()
+    rollout = str(run.json_lines()[-1]["summary"]["rollout"])
+    with fleet.product as product:
+        events = read_events(product, fleet.prefix, BOX_TYPE, rollout)
+    changes = [f"{c.server}: {c.text}" for c in hap.state_changes()[logged:]]
+    return {"wall_s": run.wall, "requests": stats.total, "failed": stats.failed,
+            "failures": dict(stats.failures), "bodies": dict(stats.answers()),
+            "windows_sampled": sampler.out_of_service(), "fewest_up": fewest_up(sampler),
+            "samples": len(sampler.samples), "state_changes": changes,
+            "parts": {b: breakdown(events, b) for b in fleet.boxes},
+            "swaps": {e.get("box", ""): e.get("reason", "") for e in events
+                      if e.get("step") == "deploy.swap" and e.get("phase") == "end"},
+            "out_changes": [c for c in changes
+                            if any(w in c for w in ("DRAIN", "maintenance", "DOWN"))]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="req/s per client thread")
@@ -175,7 +233,7 @@ def main() -> int:
             """Our workers, each box on v1 deployed by us (not measured)."""
             remove_boxes_containers()
             workers[:] = fleet.start_workers(f"-{round_no}")
-            fleet.deploy(f"{repo}:v1")
+            fleet.deploy(f"{repo}:v1", "--wait")  # after the fresh boxes' own catch-up
             wait_for(hap.all_up, "every box UP in HAProxy")
 
         def play_on_v1() -> None:
@@ -211,12 +269,15 @@ def main() -> int:
             parts = {b: breakdown(ours_events, b) for b in boxes}
             timeline = ours_timeline(ours_events, clock,
                                      sum(w["window_s"] for w in ours_stream.values()))
+            with timed(f"round {r + 1}: ours start-first, v1 -> v2 under traffic"):
+                sf = start_first_round(fleet, args.rate)
             with timed(f"round {r + 1}: reset to v1 the play's way (not measured)"):
                 play_on_v1()
             with timed(f"round {r + 1}: Ansible, v1 -> v2 under traffic"):
                 (play_wall, play_log), play_traffic, play_windows = under_traffic(
                     hap, args.rate, lambda: run_play(stack, hap, ips, refs["v2"]))
             rounds.append({
+                "start_first": sf,
                 "ours": {"wall_s": run.wall, "windows_sampled": ours_out,
                          "windows_stream": ours_stream, "parts": parts, "timeline": timeline,
                          "requests": ours_traffic.total, "failed": ours_traffic.failed,
@@ -252,8 +313,30 @@ def main() -> int:
                          rd[key]["failures"], rd[key]["bodies"]]
                         for i, rd in enumerate(rounds)
                         for who, key in (("ours", "ours"), ("Ansible", "ansible"))]
+        traffic_rows += [[i + 1, "ours start-first", rd["start_first"]["wall_s"],
+                          rd["start_first"]["requests"], rd["start_first"]["failed"],
+                          rd["start_first"]["failures"], rd["start_first"]["bodies"]]
+                         for i, rd in enumerate(rounds)]
         table("wall time and requests", ["round", "who", "wall s", "requests", "failed",
                                           "failures", "bodies"], traffic_rows)
+        table("ours start-first: each box's steps, s (stream ids; the box stays in service)",
+              ["round", "box", *keys],
+              [[i + 1, b, *(rd["start_first"]["parts"][b].get(k, 0.0) for k in keys)]
+               for i, rd in enumerate(rounds) for b in boxes])
+        table("ours start-first: inside each swap (the swap's own account)", ["round", "box",
+              "reason"], [[i + 1, b, rd["start_first"]["swaps"].get(b, "").partition("(")[2]
+                          .rstrip(")")] for i, rd in enumerate(rounds) for b in boxes])
+        table("start-first: HAProxy during the rollout",
+              ["round", "samples", "fewest UP", "servers ever not UP (sampled)",
+               "DRAIN/MAINT/DOWN logged", "state changes logged"],
+              [[i + 1, rd["start_first"]["samples"], rd["start_first"]["fewest_up"],
+                sorted(rd["start_first"]["windows_sampled"]), len(rd["start_first"]["out_changes"]),
+                len(rd["start_first"]["state_changes"])] for i, rd in enumerate(rounds)])
+        sf_wall = median([rd["start_first"]["wall_s"] for rd in rounds])
+        sf_failed = sum(rd["start_first"]["failed"] for rd in rounds)
+        sf_out = sum(len(rd["start_first"]["out_changes"]) + len(rd["start_first"][
+            "windows_sampled"]) for rd in rounds)
+        sf_fewest = min(rd["start_first"]["fewest_up"] for rd in rounds)
         ours_wall = median([rd["ours"]["wall_s"] for rd in rounds])
         play_wall_med = median([rd["ansible"]["wall_s"] for rd in rounds])
         ours_failed = sum(rd["ours"]["failed"] for rd in rounds)
@@ -270,6 +353,14 @@ def main() -> int:
             ["median window s: Ansible", median([r[4] for r in rows]), "-", "-"],
             ["Ansible window / ours, worst box", worst, f">= {WINDOW_RATIO}",
              verdict(worst, WINDOW_RATIO, smaller_is_better=False)],
+            ["median wall s: ours start-first", sf_wall, "-", "-"],
+            ["Ansible wall / ours start-first (medians)", play_wall_med / sf_wall,
+             f">= {WALL_RATIO}",
+             verdict(play_wall_med / sf_wall, WALL_RATIO, smaller_is_better=False)],
+            ["failed requests, start-first (all rounds)", sf_failed, "0", verdict(sf_failed, 0)],
+            ["start-first: servers not UP (log + samples)", sf_out, "0", verdict(sf_out, 0)],
+            ["start-first: fewest servers UP", sf_fewest, ">= 3",
+             verdict(sf_fewest, 3, smaller_is_better=False)],
         ]
         table("result", ["measure", "value", "target", "verdict"], verdicts)
         save("peer", {"rate_per_thread": args.rate, "threads": 4, "box_yml": fleet.box_yml("IMAGE"),

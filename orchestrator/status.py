@@ -194,11 +194,13 @@ def lb_truth(member: Member | None, lbs: Memberships, recorded: str) -> tuple[st
         return recorded, f"out of its load balancer ({where})" if recorded == "out" else ""
     if state is None:
         return "missing", f"not registered in {where}"
-    if not state.in_service:
-        return f"out ({state.raw})", f"out of its load balancer ({where}: {state.raw})"
     if member.port is not None and state.port is not None and state.port != member.port:
+        # First: on the wrong port is why it is out (a reload put back the configured port).
+        shown = "in" if state.in_service else f"out ({state.raw})"
         return (
-            f"in (port {state.port})",
+            f"{shown} (port {state.port})",
             f"member on port {state.port} in {where}, not {member.port}",
         )
+    if not state.in_service:
+        return f"out ({state.raw})", f"out of its load balancer ({where}: {state.raw})"
     return "in", ""

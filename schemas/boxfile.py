@@ -278,6 +278,17 @@ class AppSpec(Strict):
     )
     lb_kind: LbKind | None = Field(None, description="Kind of `elb`; default from fleet.yml")
     lb_port: int | None = Field(None, ge=1, le=65535, description="ELBv2 target port")
+    strategy: Literal["stop-first", "start-first"] = Field(
+        "stop-first",
+        description="stop-first: the box leaves its load balancer, the old containers stop, "
+        "the new start. start-first: the new containers start beside the old ones on the "
+        "alternate ports, and the box's member moves to them once they are healthy",
+    )
+    alternate_ports: dict[int, int] = Field(
+        default_factory=dict,
+        description="start-first: published host port -> the host port the next version "
+        "publishes it on; the two sets are used in turn (blue/green)",
+    )
     image: ImageField = Field(description="Image reference, with or without tag or digest")
     containers: dict[str, ContainerSpec] = Field(
         json_schema_extra=_NAMES,

@@ -15,6 +15,7 @@ from schemas.onbox import (
     name_problem,
     volume_binds,
 )
+from schemas.strategy import strategy_problems
 
 # Room in a swap step beyond the health deadline: stop the old containers, start the new.
 STEP_MARGIN = 5.0
@@ -41,7 +42,13 @@ def check_box(spec: BoxSpec, fleet: FleetSettings | None = None) -> list[Problem
         + check_on_box(spec, fleet)
         + check_provision(spec, fleet)
         + _check_migrate(spec)
+        + _check_strategy(spec, fleet)
     )
+
+
+def _check_strategy(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
+    default_kind = fleet.load_balancer if fleet else "elb"
+    return [Problem(path, why) for path, why in strategy_problems(spec, default_kind)]
 
 
 def _check_migrate(spec: BoxSpec) -> list[Problem]:

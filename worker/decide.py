@@ -126,15 +126,19 @@ class SwapIntent:
     previous_hash: str | None = None
     previous_release: str | None = None
     adopted: bool = False
+    strategy: str = "stop-first"  # start-first: the old version runs on while the new starts
 
     def note(self) -> dict[str, str | None]:
-        return {
+        note: dict[str, str | None] = {
             "previous_hash": self.previous_hash,
             "previous_release": self.previous_release,
             "adopted": "1" if self.adopted else "",
             "new_hash": self.new_hash,
             "new_release": self.new_release,
         }
+        if self.strategy != "stop-first":
+            note["strategy"] = self.strategy
+        return note
 
     @classmethod
     def from_note(cls, note: Mapping[str, str | None]) -> SwapIntent:
@@ -144,6 +148,7 @@ class SwapIntent:
             previous_hash=note.get("previous_hash"),
             previous_release=note.get("previous_release"),
             adopted=bool(note.get("adopted")),
+            strategy=note.get("strategy") or "stop-first",
         )
 
 

@@ -14,10 +14,11 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
-from orchestrator.engine.lb.base import LoadBalancer, MemberState
+from orchestrator.engine.lb.base import LoadBalancer, MemberState, MovableLB
 from orchestrator.engine.lease import Lease
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.errors import Fenced
@@ -146,3 +147,19 @@ class FencedLB:
 
     def state(self, member: str) -> MemberState:
         return self.inner.state(member)
+
+    # start-first: the member moves while in service (the adapter is a MovableLB).
+    def member_port(self, member: str) -> int | None:
+        return cast(MovableLB, self.inner).member_port(member)
+
+    def check_port(self, member: str) -> int | None:
+        return cast(MovableLB, self.inner).check_port(member)
+
+    def move(self, member: str, port: int, check_port: int | None = None) -> None:
+        self.fault("move")
+        self.guard("move")
+        cast(MovableLB, self.inner).move(member, port, check_port)
+        self.fault("moved")  # drills: a worker dying just after the move
+
+    def wait_moved(self, member: str, old_port: int, timeout: float) -> None:
+        cast(MovableLB, self.inner).wait_moved(member, old_port, timeout)

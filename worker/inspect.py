@@ -10,10 +10,12 @@ from orchestrator.engine.state import RolloutStates
 from orchestrator.errors import OrchestratorError
 from schemas.contract import Label, Member
 from schemas.release import Release
+from schemas.strategy import is_start_first, port_now
 from worker.decide import is_previous
 from worker.facts import BoxEnv, ContainerFact
 from worker.health import check_once
 from worker.secrethash import secrets_changed
+from worker.startfirst import running_ports
 from worker.steps.lb import membership
 from worker.steps.protocol import StepContext
 
@@ -50,6 +52,9 @@ class Inspector:
                 problems[app] = problem
             if spec.elb and release.lb_kind(app) != "none":
                 members[app] = membership(self.ctx, box_id, release, app)
+                if is_start_first(spec) and (port := port_now(spec, running_ports(mine))):
+                    # `status` flags a member on another port than what runs here.
+                    members[app] = members[app].model_copy(update={"port": port})
         self._check_secrets(box_id, env, release)
         return problems, members
 
@@ -104,7 +109,7 @@ class Inspector:
                 continue
             rel = self._releases.get(fact.labels.get(Label.RELEASE, ""), release)
             spec = rel.spec.apps[app].containers.get(name, spec) if app in rel.spec.apps else spec
-            ports = [
+            ports: list[tuple[str, int, int, str]] = list(fact.ports) or [
                 (p.host_ip or bind_ip or "", p.host_port, p.container_port, p.protocol)
                 for p in spec.ports
             ]

@@ -11,6 +11,7 @@ from typing import Any
 from orchestrator.errors import OrchestratorError
 from schemas.contract import CONTRACT_VERSION, Outcome, StepRequest, StepResult, TaskName
 from worker.limits import check_release
+from worker.overlap import overlap_problems
 from worker.secrethash import secrets_changed
 from worker.steps.apps import pull_image
 from worker.steps.protocol import StepContext
@@ -48,6 +49,7 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
                 pull_image(env, release, ref)
         # Every secret resolves here, before any box leaves; rotated ones are named only.
         rotated = secrets_changed(env, release, req.changed_apps or None)
+        problems += overlap_problems(env, release, req.changed_apps or list(release.spec.apps))
     except OrchestratorError as exc:
         problems.append(f"{type(exc).__name__}: {exc}")
     root = ctx.settings.log_root if os.path.isdir(ctx.settings.log_root) else "/"

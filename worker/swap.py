@@ -32,7 +32,7 @@ def app_containers(env: BoxEnv, release: Release, app: str) -> list[ContainerFac
 
 
 def _requests(
-    env: BoxEnv, release: Release, app: str, token: str
+    env: BoxEnv, release: Release, app: str, token: str, ports: dict[int, int] | None = None
 ) -> list[tuple[RunRequest, ContainerSpec]]:
     spec = release.spec.apps[app]
     out = []
@@ -60,17 +60,21 @@ def _requests(
         if key is not None and (hashed := secret_hash(key, cspec.env, values)):
             # Which values it started with, as a keyed hash: a rotation shows as a change.
             req = replace(req, labels={**req.labels, Label.SECRET_HASH: hashed})
+        if ports:  # start-first: the host ports the running version does not use
+            req = replace(req, ports=[b._replace(host_port=ports.get(b.host_port, b.host_port))
+                                      for b in req.ports])
         out.append((req, cspec))
     return out
 
 
 def start_app(
-    env: BoxEnv, release: Release, app: str, token: str, deadline: float
+    env: BoxEnv, release: Release, app: str, token: str, deadline: float,
+    ports: dict[int, int] | None = None,
 ) -> list[ContainerFact]:
     """Start every container of the app and prove each healthy; on failure remove them all."""
     started: list[tuple[ContainerFact, RunRequest, ContainerSpec]] = []
     try:
-        for req, cspec in _requests(env, release, app, token):
+        for req, cspec in _requests(env, release, app, token, ports):
             for d in log_dirs(req):
                 os.makedirs(d, exist_ok=True)
             started.append((env.runtime.run(req), req, cspec))

@@ -6,10 +6,12 @@ from orchestrator.errors import RegistryAuthFailed, RuntimeFailure, SecretUnavai
 from schemas.contract import Label, Outcome, StepRequest, StepResult
 from schemas.refs import parse_image
 from schemas.release import Release
+from schemas.strategy import is_start_first
 from worker.decide import SwapIntent, decide_restore, is_previous
 from worker.facts import BoxEnv
 from worker.pullauth import pull_credentials
 from worker.secrethash import secrets_changed
+from worker.startfirst import align, move_back, swap_start_first
 from worker.steps.protocol import StepContext, StepOutcome
 from worker.swap import app_containers, reinstate, swap_app
 
@@ -96,6 +98,8 @@ def swap(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | N
         record.intend(req.rollout_id, req.token, app, intent)
         ctx.journal.note(req.rollout_id, req.box_id, f"intent:swap:{app}", intent)
 
+    if is_start_first(release.spec.apps[app]):
+        return swap_start_first(ctx, env, release, app, req.token, note)
     return swap_app(env, release, app, req.token, ctx.deadline(), note)
 
 
@@ -143,15 +147,22 @@ def restore_app(
     """Put one app back as `decide_restore` says, from what is on the box now."""
     new_release = ctx.releases.get(intent.new_release)
     decision = decide_restore(app_containers(env, new_release, app), intent)
+    if intent.strategy == "start-first" and decision.action == "reinstate":
+        # The old version may still serve: traffic goes back to it before the new one goes.
+        move_back(ctx, env, new_release, app, decision.reinstate)
     for fact in decision.remove:
         env.runtime.remove(fact.id)
     if decision.action == "reinstate":
         problem = reinstate(env, decision.reinstate)
         if problem:
             return StepOutcome(Outcome.FAILED, problem)
-        return StepOutcome(Outcome.OK, "previous containers restarted")
+        moved = align(ctx, env, new_release, app) if intent.strategy == "start-first" else ""
+        said = "previous containers restarted" + (f"; {moved}" if moved else "")
+        return StepOutcome(Outcome.OK, said)
     if decision.action == "swap_back":
         old = ctx.releases.get(str(decision.swap_back_to))
+        if app in old.spec.apps and is_start_first(old.spec.apps[app]):
+            return swap_start_first(ctx, env, old, app, token, lambda _: None)
         return swap_app(env, old, app, token, ctx.deadline(), lambda _: None)
     if decision.action == "remove_new":
         return StepOutcome(Outcome.OK, "removed: nothing ran here before")

@@ -13,6 +13,7 @@ from worker.decide import is_previous
 from worker.facts import BoxEnv
 from worker.health import wait_healthy
 from worker.secrethash import secrets_changed
+from worker.startfirst import align, stays_in
 from worker.steps.apps import live_hashes
 from worker.steps.protocol import StepContext, StepOutcome
 
@@ -31,6 +32,9 @@ def leave_lb(
     lbs = [(a, lb) for a in apps if (lb := ctx.load_balancer(release, a)) is not None]
     if lbs and not env.runtime.list(labels={Label.BOX: req.box_id, Label.ROLE: "app"}):
         return record_out(ctx, req, release, [a for a, _ in lbs])
+    # start-first: the box stays in service (its member moves in the swap), so it takes no
+    # place from a budget and the capacity guard counts it in.
+    lbs = [(a, lb) for a, lb in lbs if not stays_in(release, a, env)]
     # The capacity guard reads every load balancer first: a refused box never leaves any.
     for app, lb in lbs:
         name = ctx.member(req.box_id, release.lb_kind(app))
@@ -117,8 +121,14 @@ def join_lb(
     for app in left_apps(ctx, req):
         if app in release.spec.apps and release.spec.apps[app].elb:
             out.setdefault(app, membership(ctx, req.box_id, release, app))
+    env = ctx.box_env(req.box_id, req.box_type)
+    # A start-first member on another port than what runs (an HAProxy reload puts back the
+    # configured one, a move was interrupted): every chain, a repair's too, puts it right.
+    moved = [m for a in release.spec.apps if a not in out and (m := align(ctx, env, release, a))]
     if not out:
         record.settle()
+        if moved:
+            return StepOutcome(Outcome.OK, "; ".join(moved))
         return StepOutcome(Outcome.NOOP, "the box did not leave a load balancer")
     joined, unhealthy = rejoin(ctx, req.box_id, req.box_type, out, release)
     if unhealthy:
@@ -189,7 +199,8 @@ def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release | No
         cspec = rel.spec.apps[app].containers.get(fact.labels.get(Label.CONTAINER, ""))
         if cspec is None:
             return f"{fact.name} is not in release {rel.id}"
-        ports = [
+        # What it publishes (a start-first version may run on the alternate ports).
+        ports: list[tuple[str, int, int, str]] = list(fact.ports) or [
             (p.host_ip or env.bind_ip or "", p.host_port, p.container_port, p.protocol)
             for p in cspec.ports
         ]

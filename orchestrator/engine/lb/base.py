@@ -58,6 +58,28 @@ class LoadBalancer(Protocol):
         ...
 
 
+@runtime_checkable
+class MovableLB(Protocol):
+    """A load balancer whose member can move to another port while it stays in service
+    (start-first swaps): HAProxy's runtime API, an ELBv2 target group."""
+
+    def member_port(self, member: str) -> int | None:
+        """The port new requests for `member` go to now (None: not registered)."""
+        ...
+
+    def check_port(self, member: str) -> int | None:
+        """The health check's own port, when one is configured apart from the member's."""
+        ...
+
+    def move(self, member: str, port: int, check_port: int | None = None) -> None:
+        """Send `member`'s new requests to `port` (and its check to `check_port`)."""
+        ...
+
+    def wait_moved(self, member: str, old_port: int, timeout: float) -> None:
+        """Block until nothing is in flight on `old_port`; LoadBalancerError at the deadline."""
+        ...
+
+
 def poll_state(
     lb_name: str,
     member: str,

@@ -118,6 +118,48 @@ class TargetGroupLB:
             out.append(MemberState(str(target.get("Id")), state == "healthy", state, port=port))
         return out
 
+    def member_port(self, member: str) -> int | None:
+        """The port of `member`'s registration that gets traffic (healthy first), if any."""
+        ports = self._ports(member)
+        return next((p for p, st in ports if st == "healthy"),
+                    next((p for p, st in ports if st not in ("draining", "unused")), None))
+
+    def check_port(self, member: str) -> int | None:
+        return None  # the group's health check follows each target's own port
+
+    def move(self, member: str, port: int, check_port: int | None = None,
+             timeout: float = 300.0) -> None:
+        """Register `member` on `port`, wait until the group says it is healthy, then
+        deregister its other ports: each drains for the group's deregistration delay."""
+        arn = self.target_group_arn
+        old = [p for p, _ in self._ports(member) if p != port]
+        aws_call(self.name, f"register {member}:{port}", self.client.register_targets,
+                 TargetGroupArn=arn, Targets=[{"Id": member, "Port": port}])
+        poll_state(self.name, f"{member}:{port}", "healthy",
+                   lambda: self._on_port(member, port), lambda s: s.in_service, timeout,
+                   self._poll_interval)
+        if old:
+            aws_call(self.name, f"deregister {member}:{old}", self.client.deregister_targets,
+                     done_codes=frozenset({"InvalidTarget"}), TargetGroupArn=arn,
+                     Targets=[{"Id": member, "Port": p} for p in old])
+
+    def wait_moved(self, member: str, old_port: int, timeout: float) -> None:
+        """Block until `member`'s registration on `old_port` has drained (is gone)."""
+        poll_state(self.name, f"{member}:{old_port}", "drained",
+                   lambda: self._on_port(member, old_port), _drained, timeout,
+                   self._poll_interval)
+
+    def _ports(self, member: str) -> list[tuple[int, str]]:
+        reply = aws_call(self.name, "describe_target_health", self.client.describe_target_health,
+                         TargetGroupArn=self.target_group_arn)
+        return [(int(e["Target"]["Port"]), str(e.get("TargetHealth", {}).get("State", "")))
+                for e in reply.get("TargetHealthDescriptions", [])
+                if e.get("Target", {}).get("Id") == member and e["Target"].get("Port")]
+
+    def _on_port(self, member: str, port: int) -> MemberState:
+        state = dict(self._ports(member)).get(port, NOT_REGISTERED)
+        return MemberState(member, in_service=state == "healthy", raw=state, port=port)
+
     def _target(self, member: str) -> dict[str, Any]:
         target: dict[str, Any] = {"Id": member}
         if self.port is not None:

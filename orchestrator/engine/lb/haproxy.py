@@ -135,6 +135,54 @@ class HAProxyLB:
         srv = self._server(member)
         return self._member_state(srv, self._status(srv))
 
+    def member_port(self, member: str) -> int | None:
+        """The port HAProxy sends `member`'s new requests to now."""
+        row = self._row(self._server(member))
+        return int(row["srv_port"]) if row.get("srv_port", "").isdigit() else None
+
+    def move(self, member: str, port: int, check_port: int | None = None) -> None:
+        """New requests go to `port` at once; those in flight finish where they are. The
+        server keeps its state (never DRAIN or MAINT): it stays in service throughout."""
+        srv = self._server(member)
+        addr = self._row(srv)["srv_addr"]
+        reply = self._command(f"set server {self.backend}/{srv} addr {addr} port {port}")
+        if "changed" not in reply and "No need" not in reply:
+            raise LoadBalancerError(f"{self.name}: move {srv} to {port} refused: {reply.strip()}")
+        if check_port:
+            # A configured check port is not moved with the address: without this the check
+            # keeps probing the old containers and marks the server DOWN once they stop.
+            reply = self._command(f"set server {self.backend}/{srv} check-port {check_port}")
+            if reply.strip():
+                raise LoadBalancerError(f"{self.name}: check-port {srv} refused: {reply.strip()}")
+
+    def check_port(self, member: str) -> int | None:
+        """The health check's own port, when one is configured (else it follows the server)."""
+        raw = self._row(self._server(member)).get("srv_check_port", "0")
+        return int(raw) if raw.isdigit() and int(raw) else None
+
+    def wait_moved(self, member: str, old_port: int, timeout: float) -> None:
+        """Block until no session is still on `old_port` (`scur` counts both ports, `show
+        sess all` names each session's own destination); LoadBalancerError at the deadline."""
+        srv = self._server(member)
+        addr = f"{self._row(srv)['srv_addr']}:{old_port}"
+
+        def probe() -> MemberState:
+            n = self.sessions_at(srv, addr)
+            return MemberState(srv, True, f"{n} session(s) still on {addr}", sessions=n)
+
+        poll_state(self.name, srv, "off its old port", probe, lambda s: s.sessions == 0,
+                   timeout, self._poll_interval)
+
+    def sessions_at(self, srv: str, addr: str) -> int:
+        """Sessions of server `srv` whose connection goes to `addr` (ip:port)."""
+        wanted = f"server={srv} "
+        count = 0
+        for line in self._command("show sess all").splitlines():
+            line = line.strip()
+            if line.startswith(wanted) and line.endswith(f" addr={addr}"):
+                count += 1
+        return count
+
     def server_stats(self) -> list[dict[str, str]]:
         """Every server row of the backend's `show stat` (counters: hrsp_5xx, eresp, …)."""
         reply = self._command(f"show stat {self.backend} 4 -1")
@@ -192,9 +240,13 @@ class HAProxyLB:
         ]
 
     def _servers_state(self, srv: str) -> tuple[int, int]:
+        row = self._row(srv)
+        return int(row["srv_op_state"]), int(row["srv_admin_state"])
+
+    def _row(self, srv: str) -> dict[str, str]:
         for row in self._server_rows():
             if row.get("srv_name") == srv:
-                return int(row["srv_op_state"]), int(row["srv_admin_state"])
+                return row
         raise LoadBalancerError(f"{self.name}: no server {srv!r} in backend {self.backend}")
 
     def _stat_row(self, srv: str) -> dict[str, str]:

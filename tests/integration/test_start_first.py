@@ -1,0 +1,195 @@
+"""`strategy: start-first` on real Docker and HAProxy, under traffic: the member moves to the new
+containers' port and is never DRAIN or MAINT; a failing version never gets traffic; a worker
+killed -9 just before or just after the move is put right by the box's own record."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import pytest
+
+from devstack.traffic import TrafficLoop
+from schemas.contract import Label
+from tests.harness.common import started, wait_for
+from tests.harness.rollout_fx import PORT, Fleet, json_lines
+
+ALT = PORT + 1
+START_FIRST = """\
+apps:
+  web:
+    elb: web
+    lb_kind: haproxy
+    strategy: start-first
+    alternate_ports: {{{port}: {alt}}}
+    image: {image}
+    containers:
+      web:
+        ports: ["{port}:8080"]
+        health: {{http: /health, interval: 0.1, timeout: 1, retries: 15}}
+"""
+
+
+def write(fleet: Fleet, tag: str) -> None:
+    text = START_FIRST.format(port=PORT, alt=ALT, image=f"{fleet.images.repo}:{tag}")
+    (fleet.boxes_dir / f"{fleet.box_type}.yml").write_text(text)
+
+
+class Sampler:
+    """`show servers state` of the backend, sampled in a thread: every admin state seen, and
+    the fewest servers serving (op running, admin 0) at any sample."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet, self.admin_seen, self.fewest = fleet, set[int](), len(fleet.workers)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rows = self.fleet.lb._server_rows()
+            admin = [int(r["srv_admin_state"]) for r in rows]
+            serving = sum(1 for r in rows if r["srv_op_state"] == "2" and
+                          r["srv_admin_state"] == "0")
+            self.admin_seen.update(admin)
+            self.fewest = min(self.fewest, serving)
+            self.samples += 1
+            self._stop.wait(0.01)
+
+    @contextmanager
+    def running(self) -> Iterator[Sampler]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=10)
+
+
+def out_of_service_changes(fleet: Fleet) -> list[str]:
+    """HAProxy's own log: every server going DOWN, to DRAIN or to maintenance."""
+    return [f"{c.server}: {c.text}" for c in fleet.proxy.state_changes()
+            if any(w in c.text for w in ("DOWN", "DRAIN", "maintenance"))]
+
+
+def ports(fleet: Fleet) -> dict[str, int | None]:
+    return {w.box_id: fleet.lb.member_port(w.box_id) for w in fleet.workers}
+
+
+def deployed(fleet_factory: Callable[..., Fleet], n: int) -> Fleet:
+    fleet = fleet_factory(n)
+    write(fleet, "v1")
+    first = fleet.cli("rollout", fleet.box_type, "--reason", "first deploy")
+    assert first.returncode == 0, first.stderr
+    fleet.wait_all_in_service()
+    assert set(ports(fleet).values()) == {PORT}
+    return fleet
+
+
+def test_start_first_rollout_moves_members_under_traffic_never_out_of_service(
+    fleet_factory: Callable[..., Fleet],
+) -> None:
+    fleet = deployed(fleet_factory, 3)
+    before = len(out_of_service_changes(fleet))
+    for tag, port in (("v2", ALT), ("v1", PORT)):  # blue -> green -> blue
+        write(fleet, tag)
+        with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=40,
+                         max_seconds=60) as loop, Sampler(fleet).running() as sampler:
+            loop.wait_total(40, timeout=10)
+            run = fleet.cli("rollout", fleet.box_type, "--json", "--reason", tag)
+            loop.wait_total(loop.stats.total + 40, timeout=10)
+        stats = loop.stop()
+        assert run.returncode == 0, run.stderr + run.stdout
+        assert stats.failed == 0, stats.summary()
+        assert stats.bodies[f"{tag}\n"] > 0, stats.bodies
+        assert sampler.samples > 10 and sampler.admin_seen == {0}, sampler.admin_seen
+        assert sampler.fewest == 3, sampler.fewest  # served capacity never below 3
+        assert out_of_service_changes(fleet)[before:] == []
+        assert set(ports(fleet).values()) == {port}
+        events = json_lines(run.stdout)
+        left = [e for e in events[:-1] if e.get("step") == "deploy.leave_lb"
+                and e.get("outcome") == "ok"]
+        assert left == [], left  # nobody left HAProxy
+        moved = [e for e in events[:-1] if e.get("step") == "deploy.swap"
+                 and e.get("phase") == "end"]
+        assert len(moved) == 3 and all("member moved" in str(e["reason"]) for e in moved)
+
+    status = fleet.cli("status", fleet.box_type)
+    assert status.returncode == 0, status.stdout + status.stderr
+    # What an HAProxy reload without a server-state file does: the member back on a port
+    # where nothing of the box runs (here the other one). `status` flags it, `repair` fixes it.
+    box = sorted(w.box_id for w in fleet.workers)[0]
+    ip = next(w.bind_ip for w in fleet.workers if w.box_id == box)
+    fleet.proxy.command(f"set server web/{box} addr {ip} port {ALT}")
+    status = fleet.cli("status", fleet.box_type)
+    assert status.returncode == 1 and f"member on port {ALT}" in status.stdout, status.stdout
+    repair = fleet.cli("repair", box)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert fleet.lb.member_port(box) == PORT
+    assert fleet.cli("status", fleet.box_type).returncode == 0
+
+
+def test_a_failing_new_version_never_gets_traffic(
+    fleet_factory: Callable[..., Fleet], docker_client: docker.DockerClient,
+) -> None:
+    fleet = deployed(fleet_factory, 3)
+    before = len(out_of_service_changes(fleet))
+    write(fleet, "broken")
+    with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=40,
+                     max_seconds=60) as loop, Sampler(fleet).running() as sampler:
+        loop.wait_total(40, timeout=10)
+        run = fleet.cli("rollout", fleet.box_type, "--json")
+        loop.wait_total(loop.stats.total + 20, timeout=10)
+    stats = loop.stop()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert stats.failed == 0, stats.summary()
+    assert stats.bodies.keys() == {"v1\n"}, stats.bodies
+    assert sampler.admin_seen == {0} and sampler.fewest == 3
+    assert out_of_service_changes(fleet)[before:] == []
+    assert set(ports(fleet).values()) == {PORT}  # traffic never moved
+    failed = [e for e in json_lines(run.stdout)[:-1] if e.get("step") == "deploy.swap"
+              and e.get("outcome") == "failed"]
+    assert failed and "traffic never moved" in str(failed[0]["reason"])
+    canary = failed[0]["box"]
+    found = docker_client.containers.list(all=True, filters={"label": f"{Label.BOX}={canary}"})
+    assert [(c.name, c.status) for c in found] == [(f"{canary}.web.web", "running")]
+
+
+@pytest.mark.parametrize("point", ["deploy.swap:move=kill", "deploy.swap:moved=kill"])
+def test_killed_at_the_move_the_record_puts_traffic_on_the_kept_version(
+    fleet_factory: Callable[..., Fleet], docker_client: docker.DockerClient, point: str,
+) -> None:
+    fleet = deployed(fleet_factory, 1)
+    before = len(out_of_service_changes(fleet))  # DOWN until its first deploy
+    (box,) = fleet.workers
+    box.stop()
+    box.env["ORCHESTRATOR_FAULT_POINT"] = point
+    started(box)
+    write(fleet, "v2")
+    with TrafficLoop(fleet.proxy.url, threads=2, rate_per_thread=40, max_seconds=90) as loop:
+        loop.wait_total(20, timeout=10)
+        run = fleet.start_cli("rollout", fleet.box_type, "--json")
+        wait_for(lambda: not box.running, "the worker killed at its fault point", timeout=60)
+        moved = fleet.lb.member_port(box.box_id)
+        assert moved == (ALT if point.endswith("moved=kill") else PORT)
+        box.env.pop("ORCHESTRATOR_FAULT_POINT")
+        started(box)  # the same box: its record puts traffic back on v1, then ends the chain
+        wait_for(lambda: fleet.lb.member_port(box.box_id) == PORT, "member back on v1's port")
+        out, err = run.communicate(timeout=90)
+        loop.wait_total(loop.stats.total + 20, timeout=10)
+    stats = loop.stop()
+    assert run.returncode == 1, out + err  # the box failed: the rollout halted
+    assert stats.failed == 0, stats.summary()
+    assert out_of_service_changes(fleet)[before:] == []
+    wait_for(lambda: len(docker_client.containers.list(
+        all=True, filters={"label": f"{Label.BOX}={box.box_id}"})) == 1, "v2 removed")
+    found = docker_client.containers.list(all=True,
+                                          filters={"label": f"{Label.BOX}={box.box_id}"})
+    assert [(c.name, c.status, c.labels[Label.RELEASE] != "") for c in found] == [
+        (f"{box.box_id}.web.web", "running", True)]
+    assert fleet.lb.state(box.box_id).in_service
+    record = Path(box.env["ORCHESTRATOR_STATE_DIR"]) / f"{box.box_id}.json"
+    assert '"intents":{}' in record.read_text()
