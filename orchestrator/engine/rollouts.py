@@ -206,23 +206,28 @@ class Rollouts:
         return rollout_id
 
     def retry_failed(self, rollout: Rollout) -> list[str]:
-        """`resume` tries failed boxes again: back in front of the queue, with a new journal
-        (an old one would replay the failure) and no claimed token."""
-        failed = sorted(b for b, o in self.done(rollout.id).items() if o == "failed")
-        if not failed:
+        """`resume` tries failed boxes again, and those that never started (a refused claim):
+        back in front of the queue, with a new journal (an old one would replay the failure)
+        and no claimed token."""
+        done = self.done(rollout.id)
+        failed = sorted(b for b, o in done.items() if o == "failed")
+        cancelled = sorted(b for b, o in done.items() if o == "cancelled")
+        if not failed and not cancelled:
             return []
         k = self.keys
         pipe = self.client.pipeline()
-        pipe.hdel(k.rollout_part(rollout.id, "done"), *failed)
-        pipe.hdel(k.rollout_part(rollout.id, "tokens"), *failed)
-        for box in failed:
+        again = failed + cancelled
+        pipe.hdel(k.rollout_part(rollout.id, "done"), *again)
+        pipe.hdel(k.rollout_part(rollout.id, "tokens"), *again)
+        for box in again:
             pipe.delete(k.journal(rollout.id, box))
-        pipe.lpush(k.rollout_part(rollout.id, "pending"), *reversed(failed))
+        pipe.lpush(k.rollout_part(rollout.id, "pending"), *reversed(again))
         pipe.hincrby(k.rollout(rollout.id), "n_failed", -len(failed))
-        pipe.hincrby(k.rollout(rollout.id), "scheduled", -len(failed))
+        pipe.hincrby(k.rollout(rollout.id), "n_cancelled", -len(cancelled))
+        pipe.hincrby(k.rollout(rollout.id), "scheduled", -len(again))
         pipe.hdel(k.rollout(rollout.id), "halt_reason")
         pipe.execute()
-        return failed
+        return again
 
     def reap_dead(self, box_type: str) -> list[str]:
         """Boxes in flight whose slot expired: each counts as failed (the rollout halts)."""

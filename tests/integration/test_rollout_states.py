@@ -160,3 +160,26 @@ def test_a_refused_preflight_ends_failed_with_its_reason(engine: Rollouts) -> No
     st = engine.status(rid)
     assert st["state"] == S.FAILED and st["ended"] and "no disk" in st["halt_reason"]
     assert not engine.states.refuse(rid, "again")  # only from preflight
+
+
+def test_a_box_that_never_started_ends_the_rollout_halted_and_resume_starts_it(
+    engine: Rollouts,
+) -> None:
+    """A refused claim (the lease lost, or a pause first) is not a success: the release must
+    not become current while a box never ran it; resume puts the box back in the queue."""
+    states: RolloutStates = engine.states
+    rid = in_state(engine, NEW)
+    states.open(rid, "web", "why")
+    r = rollout(rid, ["b1", "b2"])
+    engine.create(r)
+    engine.client.delete(engine.keys.rollout_part(rid, "pending"))
+    engine.client.sadd(engine.keys.rollout_part(rid, "inflight"), "b1", "b2")
+    engine.advance(r, "b1", "ok")
+    engine.advance(r, "b2", "cancelled")
+    assert states.state(rid) == S.HALTED
+    assert "1 box(es) never started" in engine.status(rid)["halt_reason"]
+    assert states.current("web") is None  # nothing promoted
+    states.resume(rid, "web")
+    assert engine.retry_failed(r) == ["b2"]
+    assert engine.client.lrange(engine.keys.rollout_part(rid, "pending"), 0, -1) == [b"b2"]
+    assert engine.status(rid)["n_cancelled"] == "0" and "halt_reason" not in engine.status(rid)
