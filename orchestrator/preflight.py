@@ -14,8 +14,11 @@ from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
 from schemas.release import Release
 
 # How often every unanswered box's journal and heartbeat are read as well: a worker that died,
-# or an answer whose wake-up was lost (a reply cut by a reconnect), costs at most this long.
+# or an answer whose wake-up was lost (a reply cut by a reconnect), costs at most this long;
+# with many boxes waiting, less often, so that this reading costs at most LOOK_RATE boxes a
+# second (at a fixed interval its cost per box would grow with the fleet: N boxes, N seconds).
 LOOK_EVERY = 0.5
+LOOK_RATE = 1000.0
 
 
 def ask_preflight(
@@ -70,18 +73,19 @@ class Answers:
     def wait(self, timeout: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         key = self.keys.rollout_part(self.rollout_id, "answers")
-        looked = time.monotonic()
+        looked, every = time.monotonic(), LOOK_EVERY
         while len(self.got) < len(self.boxes) and (left := deadline - time.monotonic()) > 0:
-            block = min(left, max(looked + LOOK_EVERY - time.monotonic(), 0.01))
+            block = min(left, max(looked + every - time.monotonic(), 0.01))
             popped = self.client.blpop([key], timeout=block)
             if popped is not None:
                 # Every other answer already there, in the same round trip's wake.
                 rest = self.client.lpop(key, len(self.boxes)) or []
                 self.read([_text(popped[1]), *(_text(b) for b in rest)])
-            if time.monotonic() - looked >= LOOK_EVERY:
+            if time.monotonic() - looked >= every:
                 looked = time.monotonic()
                 self.read(self.waiting())  # an answer whose wake-up was lost
                 self.got.update(self.gone(self.waiting()))
+                every = max(LOOK_EVERY, len(self.waiting()) / LOOK_RATE)
         return self.got
 
     def waiting(self) -> list[str]:
