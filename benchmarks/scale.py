@@ -57,8 +57,12 @@ def rss_mb(proc: BoxWorker) -> float:
     return 0.0
 
 
-def measure(n: int, batch: int, nproc: int, threads: int, fault: bool) -> dict[str, Any]:
-    """One size on a fresh stack: the measured rollout, a monitored one, the halt if `fault`."""
+def measure(n: int, batch: int, nproc: int, threads: int, fault: bool,
+            separate: bool = True) -> dict[str, Any]:
+    """One size on a fresh stack: the measured rollout, a monitored one, the halt if `fault`.
+    Without `separate`, the measured rollout is the monitored one (one rollout fewer: the
+    largest sizes; its wall time then includes MONITOR's cost)."""
+    fault = fault and separate  # the halt's rollout must change something: after two
     load_before = os.getloadavg()[0]
     with Stack(f"scale-{n}") as stack:
         broker, product = stack.redis("broker"), stack.redis("product")
@@ -111,7 +115,13 @@ def measure(n: int, batch: int, nproc: int, threads: int, fault: bool) -> dict[s
         meter = CpuMeter({"redis (product)": product.pid,
                           "redis (broker)": broker.pid,
                           **{f"worker {i + 1}": w.pid for i, w in enumerate(workers)}})
-        run, summary, dp, db = rollout(DIGESTS[1], f"measured rollout: {n} boxes, batch {batch}")
+        label = f"measured rollout: {n} boxes, batch {batch}"
+        if separate:
+            run, summary, dp, db = rollout(DIGESTS[1], label)
+        else:  # one rollout, monitored: its timings carry MONITOR's cost (said in the table)
+            (run, summary, dp, db), who = attributed(
+                stack, product, [*workers, single], prefix,
+                lambda: rollout(DIGESTS[1], label + ", monitored"))
         meter.stop()
         run.check()
         cpu_rows = [[name, secs, secs / run.wall] for name, secs in meter.used.items()]
@@ -131,12 +141,14 @@ def measure(n: int, batch: int, nproc: int, threads: int, fault: bool) -> dict[s
         worker_rss = [rss_mb(w) for w in workers]
         wait_heartbeats(client, prefix, ids, str(summary["release"]), timeout=120 + n / 20)
 
-        # The same rollout again, monitored: who sent which command (MONITOR slows Redis a
-        # little, so the timings above come from the unmonitored one).
-        (brun, bsummary, _, _), who = attributed(
-            stack, product, [*workers, single], prefix,
-            lambda: rollout(DIGESTS[0], "monitored rollout (who sends what)"))
-        brun.check()
+        brun, bsummary = run, summary
+        if separate:
+            # The same rollout again, monitored: who sent which command (MONITOR slows Redis
+            # a little, so the timings above come from the unmonitored one).
+            (brun, bsummary, _, _), who = attributed(
+                stack, product, [*workers, single], prefix,
+                lambda: rollout(DIGESTS[0], "monitored rollout (who sends what)"))
+            brun.check()
         steps_total = n * len(STEPS)
         bevents = read_events(client, prefix, "web", str(bsummary["rollout"]))
         bmarks = [e for e in bevents if e.get("step") == "rollout"]
@@ -153,7 +165,8 @@ def measure(n: int, batch: int, nproc: int, threads: int, fault: bool) -> dict[s
         ]
         table(f"monitored rollout ({bsecs:.1f} s): product commands by origin",
               ["origin", "commands", "per box", "per step"], origin_rows)
-        wait_heartbeats(client, prefix, ids, str(bsummary["release"]), timeout=120 + n / 20)
+        if separate:
+            wait_heartbeats(client, prefix, ids, str(bsummary["release"]), timeout=120 + n / 20)
 
         steps_own = tot["steps"] / steps_total
         halt_rows, halt_data = halt_check(stack, client, prefix, faulty, single, env_for,
@@ -165,6 +178,8 @@ def measure(n: int, batch: int, nproc: int, threads: int, fault: bool) -> dict[s
               "subtracted), top 15", ["command", "calls", "per box"], cmds)
         rows = [
             ["boxes / batch / worker processes", f"{n} / {batch} / {nproc}+1", "-", "-"],
+            ["measured rollout monitored too (MONITOR's cost in its times)",
+             "no" if separate else "yes", "-", "-"],
             ["CLI wall s", run.wall, "-", "-"],
             ["rollout start -> end (stream) s", stream_s, "-", "-"],
             ["boxes per second", n / stream_s, "-", "-"],
@@ -246,11 +261,13 @@ def main() -> int:
                         help="comma-separated fleet sizes, each on a fresh stack")
     parser.add_argument("--fault-at", type=int, default=1000,
                         help="the size whose stack also measures the halt (0: none)")
+    parser.add_argument("--monitor-apart-up-to", type=int, default=1000,
+                        help="larger sizes monitor their measured rollout (one rollout fewer)")
     args = parser.parse_args()
     sizes = sorted({int(x) for x in args.sizes.split(",") if x.strip()})
     threads = args.threads or args.batch
-    results = [measure(n, args.batch, args.processes, threads, n == args.fault_at)
-               for n in sizes]
+    results = [measure(n, args.batch, args.processes, threads, n == args.fault_at,
+                       separate=n <= args.monitor_apart_up_to) for n in sizes]
     growth = compare(results)
     save("scale", {"sizes": sizes, "results": results, "growth": growth})
     return 0
