@@ -108,7 +108,8 @@ class CeleryFloor:
                                           "floor@bench", dict(os.environ))
         import redis
 
-        self.marks = redis.Redis.from_url(mark_url)
+        # No socket timeout: a loaded machine may take longer than redis-py 8's default 5 s.
+        self.marks = redis.Redis.from_url(mark_url, socket_timeout=None)
 
     def run(self, n: int, shape: str, payload: dict[str, Any]) -> float:
         from celery import chain
