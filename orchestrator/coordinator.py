@@ -339,5 +339,7 @@ class Coordinator:
 
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""
+        lease, ttl = self.rollouts.lease, self.settings.lease_ttl
         ask_preflight(self.app, self.client, self.keys, self.settings.preflight_timeout,
-                      rollout_id, box_type, release, boxes)
+                      rollout_id, box_type, release, boxes,
+                      renew=lambda: lease.renew(box_type, rollout_id, ttl))

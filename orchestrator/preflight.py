@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from celery import Celery
 
@@ -30,8 +31,10 @@ def ask_preflight(
     box_type: str,
     release: Release,
     boxes: list[str],
+    renew: Callable[[], object] = lambda: None,
 ) -> None:
-    """Send every box its preflight, then wait for all answers (PreflightFailed if any is no)."""
+    """Send every box its preflight, then wait for all answers (PreflightFailed if any is no).
+    `renew` keeps the lease while the boxes answer (5,000 boxes took longer than its TTL)."""
     for box in boxes:
         req = StepRequest(
             rollout_id=rollout_id,
@@ -45,7 +48,7 @@ def ask_preflight(
             TaskName.PREFLIGHT.value, args=(req.model_dump(mode="json"),), queue=queue_for(box)
         )
     try:
-        answers = Answers(client, keys, rollout_id, box_type, boxes).wait(timeout)
+        answers = Answers(client, keys, rollout_id, box_type, boxes).wait(timeout, renew)
     finally:
         client.delete(keys.rollout_part(rollout_id, "answers"))
     problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
@@ -70,7 +73,7 @@ class Answers:
         self.got: dict[str, str] = {}
         self.absent: dict[str, float] = {}  # box -> since when its heartbeat is gone, seen here
 
-    def wait(self, timeout: float) -> dict[str, str]:
+    def wait(self, timeout: float, renew: Callable[[], object] = lambda: None) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         key = self.keys.rollout_part(self.rollout_id, "answers")
         looked, every = time.monotonic(), LOOK_EVERY
@@ -83,6 +86,7 @@ class Answers:
                 self.read([_text(popped[1]), *(_text(b) for b in rest)])
             if time.monotonic() - looked >= every:
                 looked = time.monotonic()
+                renew()
                 self.read(self.waiting())  # an answer whose wake-up was lost
                 self.got.update(self.gone(self.waiting()))
                 every = max(LOOK_EVERY, len(self.waiting()) / LOOK_RATE)

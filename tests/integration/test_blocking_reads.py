@@ -134,3 +134,19 @@ def test_redis_lost_while_the_watch_blocks_pauses_it_and_it_reattaches(tmp_path:
         assert "Traceback" not in err.getvalue()
         for c in (client, observer, fresh):
             c.close()
+
+
+def test_the_lease_outlives_a_preflight_longer_than_its_ttl(
+    product_redis: ProductRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5,000 boxes took longer to answer than the lease's TTL: every claim then found no lease."""
+    from orchestrator.engine.lease import Lease
+
+    client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
+    lease = Lease(client, keys)
+    assert lease.acquire("web", "r-4", 1.0) is None
+    monkeypatch.setattr(coordinator_preflight, "LOOK_EVERY", 0.2)
+    got = Answers(client, keys, "r-4", "web", ["silent"]).wait(
+        timeout=3.0, renew=lambda: lease.renew("web", "r-4", 1.0))
+    assert got == {}  # nobody answered: the wait ran its whole timeout, three TTLs
+    assert lease.holder("web")[0] == "r-4"
