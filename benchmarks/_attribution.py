@@ -39,6 +39,13 @@ def _heartbeat_side(cmd: str, args: list[str], prefix: str, scripts: dict[str, s
     key = args[0] if args else ""
     if cmd == "SET" and key.startswith((f"{prefix}box:", f"{prefix}slot:")):
         return True  # the heartbeat, and the running step's slot renewed with it
+    if cmd == "HSET" and key.startswith(f"{prefix}members:"):
+        return True  # the heartbeat adds its box to the type's members, every beat
+    if cmd == "GET" and key.startswith(f"{prefix}services:"):
+        return True  # the services reconciler's tick (a step only SETs it)
+    if cmd == "GET" and (key.startswith(f"{prefix}freeze:") or (
+            key.startswith(f"{prefix}boxtype:") and key.endswith((":current", ":signed-current")))):
+        return True  # the catch-up thread's look at the type (steps read neither)
     if cmd == "EXISTS" and key.startswith(f"{prefix}slot:"):
         return True  # reap_dead
     if cmd == "SMEMBERS" and key.endswith(":inflight"):

@@ -51,6 +51,8 @@ apps:
         health: {{command: "true"}}
 """
 FLOOR_RATIO = 3.0
+FIXED_TARGET_S = 0.5
+IN_STREAM_RATIO = 2.0
 ANSIBLE_RATIO = 20.0
 
 
@@ -106,7 +108,8 @@ class CeleryFloor:
                                           "floor@bench", dict(os.environ))
         import redis
 
-        self.marks = redis.Redis.from_url(mark_url)
+        # No socket timeout: a loaded machine may take longer than redis-py 8's default 5 s.
+        self.marks = redis.Redis.from_url(mark_url, socket_timeout=None)
 
     def run(self, n: int, shape: str, payload: dict[str, Any]) -> float:
         from celery import chain
@@ -162,13 +165,14 @@ def main() -> int:
         for n in sizes:
             ids, _ = workers[n]
             box_type = f"web{n}"
-            ours, rollout_s, commands = [], [], []
+            ours, rollout_s, commands, fixed, tail, in_stream = [], [], [], [], [], []
             # The first deploy (not measured) puts something on every box.
             for rep in range(args.reps + 1):
                 flip ^= 1
                 (boxes_dir / f"{box_type}.yml").write_text(BOX_YML.format(digest=DIGESTS[flip]))
                 before = product.commandstats()
                 with timed(f"ours N={n} {'(first deploy)' if rep == 0 else f'rep {rep}'}"):
+                    t_start = time.time()  # the stream's ids are this machine's clock too
                     run = stack.cli(env, "rollout", box_type, "--json").check()
                 delta = product.commandstats() - before
                 summary = run.json_lines()[-1]["summary"]
@@ -179,6 +183,13 @@ def main() -> int:
                 phases = [e for e in events if e.get("step") == "rollout"]
                 ours.append(run.wall)
                 rollout_s.append((ms(phases[-1]) - ms(phases[0])) / 1000)
+                # The CLI's fixed cost: its start to the first box's first task (no registry
+                # here: the images are pinned); and the rollout's end to its exit.
+                first = min(ms(e) for e in events if e.get("step", "").startswith("deploy.")
+                            and e.get("phase") == "start")
+                fixed.append(first / 1000 - t_start)
+                tail.append(t_start + run.wall - ms(phases[-1]) / 1000)
+                in_stream.append((ms(phases[-1]) - first) / 1000)
                 commands.append(sum(delta.values()))
             # One more, monitored: the steps' own Redis commands per step, apart from the
             # coordinator's and the heartbeats' (MONITOR slows Redis: not a timed rollout).
@@ -195,6 +206,8 @@ def main() -> int:
                     with timed(f"Celery floor N={n} ({shape}) rep {rep + 1}"):
                         walls.append(floor.run(n, shape, payload))
             results[n] = {"ours_cli_s": ours, "ours_rollout_stream_s": rollout_s,
+                          "cli_fixed_s": fixed, "cli_tail_s": tail, "in_stream_s": in_stream,
+                          "load_average_1m": os.getloadavg()[0],
                           "floor_s": floors, "product_commands": commands, "monitored": who,
                           "steps_commands_per_step": who["totals"]["steps"] / (n * len(STEPS)),
                           "coordinator_commands_per_box": who["totals"]["coordinator"] / n}
@@ -217,7 +230,11 @@ def main() -> int:
             floor_box = min(median(w) for w in r["floor_s"].values()) / n
             ansible_box = ((r["ansible_s"] - len(STEPS) * n * true_s) / n
                            if r["ansible_s"] is not None else float("nan"))
+            in_box = median(r["in_stream_s"]) / n
             r.update(ours_per_box_s=ours_box, floor_per_box_s=floor_box,
+                     in_stream_per_box_s=in_box, in_stream_to_floor=in_box / floor_box,
+                     cli_fixed_median_s=median(r["cli_fixed_s"]),
+                     cli_tail_median_s=median(r["cli_tail_s"]),
                      ansible_per_box_s=ansible_box,
                      ratio_to_floor=ours_box / floor_box, ansible_over_ours=ansible_box / ours_box,
                      product_commands_per_box=median(r["product_commands"]) / n)
@@ -228,6 +245,12 @@ def main() -> int:
             verdicts += [
                 [f"N={n}: ours / Celery floor", r["ratio_to_floor"], f"<= {FLOOR_RATIO}",
                  verdict(r["ratio_to_floor"], FLOOR_RATIO)],
+                [f"N={n}: CLI start -> first box's task s", r["cli_fixed_median_s"],
+                 f"<= {FIXED_TARGET_S}", verdict(r["cli_fixed_median_s"], FIXED_TARGET_S)],
+                [f"N={n}: rollout end -> CLI exit s", r["cli_tail_median_s"], "-", "-"],
+                [f"N={n}: in-stream per box / Celery floor", r["in_stream_to_floor"],
+                 f"<= {IN_STREAM_RATIO}", verdict(r["in_stream_to_floor"], IN_STREAM_RATIO)],
+                [f"N={n}: load average (1 min)", r["load_average_1m"], "-", "-"],
                 [f"N={n}: Ansible / ours", r["ansible_over_ours"], f">= {ANSIBLE_RATIO}",
                  verdict(r["ansible_over_ours"], ANSIBLE_RATIO, smaller_is_better=False)],
             ]

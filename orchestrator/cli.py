@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -39,7 +40,57 @@ def summary(path: Path, spec: BoxSpec) -> str:
     return f"{path}: ok: " + "; ".join(parts)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each command's module is imported only when that command runs (or help lists it): `rollout`
+# loads neither boto3 (the `boxtype` group) nor the notifier, status or metrics code.
+_LAZY = {
+    "rollout": "orchestrator.cli_rollout:rollout",
+    "rollback": "orchestrator.cli_rollout:rollback",
+    "repair": "orchestrator.cli_rollout:repair",
+    "plan": "orchestrator.cli_rollout:plan",
+    "watch": "orchestrator.cli_rollout:watch_cmd",
+    "pause": "orchestrator.cli_control:pause",
+    "resume": "orchestrator.cli_control:resume",
+    "abort": "orchestrator.cli_control:abort",
+    "status": "orchestrator.cli_read:status",
+    "boxes": "orchestrator.cli_read:boxes",
+    "history": "orchestrator.cli_read:history",
+    "boxtype": "orchestrator.cli_boxtype:boxtype",
+    "keys": "orchestrator.cli_keys:keys",
+    "notify": "orchestrator.cli_notify:notify",
+    "metrics": "orchestrator.cli_metrics:metrics",
+}
+_LAZY_LOCK = {
+    "status": "orchestrator.cli_read:lock_status",
+    "release": "orchestrator.cli_control:lock_release",
+    "acquire": "orchestrator.cli_control:lock_acquire",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands (name -> "module:attribute") are imported on first use."""
+
+    lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+class _Top(LazyGroup):
+    lazy = _LAZY
+
+
+class _Lock(LazyGroup):
+    lazy = _LAZY_LOCK
+
+
+@click.group(cls=_Top, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version(), "--version", prog_name="orchestrator",
                       message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of unexpected errors.")
@@ -130,30 +181,9 @@ def schema(fleet_schema: bool) -> None:
     click.echo(json.dumps(model.model_json_schema(), indent=2))
 
 
-@click.group()
+@cli.group(cls=_Lock)
 def lock() -> None:
     """Who holds a box type's lease, deploy freezes (acquire/release), releasing by hand."""
-
-
-def _register_commands() -> None:
-    from orchestrator.cli_boxtype import boxtype
-    from orchestrator.cli_control import abort, lock_acquire, lock_release, pause, resume
-    from orchestrator.cli_keys import keys
-    from orchestrator.cli_metrics import metrics
-    from orchestrator.cli_notify import notify
-    from orchestrator.cli_read import boxes, history, lock_status, status
-    from orchestrator.cli_rollout import plan, repair, rollback, rollout, watch_cmd
-
-    for command in (rollout, rollback, repair, plan, watch_cmd, pause, resume, abort):
-        cli.add_command(command)
-    for command in (status, boxes, history, boxtype, lock, keys, notify, metrics):
-        cli.add_command(command)
-    lock.add_command(lock_status)
-    lock.add_command(lock_release)
-    lock.add_command(lock_acquire)
-
-
-_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

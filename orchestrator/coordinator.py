@@ -6,17 +6,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from celery import Celery
 
 from orchestrator.audit import who
 from orchestrator.config import fleet_for, release_spec
 from orchestrator.engine.celery_app import make_celery
-from orchestrator.engine.fleet import GONE_AFTER, FleetView, Members, last_seen
+from orchestrator.engine.fleet import GONE_AFTER, FleetView, last_seen
 from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
-from orchestrator.engine.lb import MemberState, make_load_balancer
 from orchestrator.engine.redisconn import RedisClient, connect, volatility
 from orchestrator.engine.releases import make_release
 from orchestrator.engine.rollouts import Rollouts
@@ -31,6 +30,7 @@ from orchestrator.errors import (
     PreflightFailed,
 )
 from orchestrator.planner import make_plan
+from orchestrator.preflight import ask_preflight
 from orchestrator.registry_auth import make_client
 from orchestrator.settings import CoordinatorSettings
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
@@ -38,6 +38,9 @@ from schemas.fleet import FleetSettings
 from schemas.release import Release
 from schemas.rollout import Bake, Policy, Rollout
 from schemas.trust import OrderKind, Warrant
+
+if TYPE_CHECKING:
+    from orchestrator.engine.lb import MemberState
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ class Coordinator:
 
     def read_lb(self, member: Member) -> list[MemberState]:
         """Every member of the load balancer `member` belongs to, as it says now."""
+        # Imported here: the AWS adapters load boto3, which only `status` and `repair` need.
+        from orchestrator.engine.lb import make_load_balancer
+
         endpoint = self.settings.aws_endpoint_url
         lb = make_load_balancer(
             member.kind,
@@ -331,61 +337,9 @@ class Coordinator:
         if got.outcome != Outcome.OK:
             raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")
 
-    def gone(self, box_type: str, boxes: list[str], absent: dict[str, float]) -> dict[str, str]:
-        """Boxes whose heartbeat expired since the fleet was read and stayed away GONE_AFTER
-        seconds (a worker merely slow to beat is not dead), each with why."""
-        if not boxes:
-            return {}
-        pipe = self.client.pipeline()
-        for box in boxes:
-            pipe.exists(self.keys.heartbeat(box))
-        now = time.monotonic()
-        for box, live in zip(boxes, pipe.execute(), strict=True):
-            if live:
-                absent.pop(box, None)
-            else:
-                absent.setdefault(box, now)
-        dead = [b for b in boxes if b in absent and now - absent[b] >= GONE_AFTER]
-        seen = Members(self.client, self.keys).of(box_type) if dead else {}
-        return {b: f"no live worker: {last_seen(seen.get(b, 0.0))}" for b in dead}
-
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""
-        journal = Journal(self.client, self.keys)
-        for box in boxes:
-            req = StepRequest(
-                rollout_id=rollout_id,
-                box_id=box,
-                box_type=box_type,
-                release_id=release.id,
-                release_hash=release.hash,
-                token="",
-            )
-            self.app.send_task(
-                TaskName.PREFLIGHT.value, args=(req.model_dump(mode="json"),), queue=queue_for(box)
-            )
-        deadline = time.monotonic() + self.settings.preflight_timeout
-        answers: dict[str, str] = {}
-        absent: dict[str, float] = {}  # box -> since when its heartbeat is gone, as seen here
-        looked = 0.0
-        while time.monotonic() < deadline and len(answers) < len(boxes):
-            for box in boxes:
-                if box not in answers:
-                    got = journal.get(rollout_id, box, TaskName.PREFLIGHT.value, None)
-                    if got is not None:
-                        answers[box] = "" if got.outcome == Outcome.OK else got.reason
-            if time.monotonic() - looked > 0.5:  # a worker that died meanwhile: no waiting
-                looked = time.monotonic()
-                answers.update(self.gone(box_type, [b for b in boxes if b not in answers], absent))
-            time.sleep(0.05)
-        problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
-        problems += [
-            f"{b}: no answer in {self.settings.preflight_timeout:.0f}s"
-            for b in boxes
-            if b not in answers
-        ]
-        if problems:
-            raise PreflightFailed(
-                f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
-                "changed:\n  " + "\n  ".join(problems)
-            )
+        lease, ttl = self.rollouts.lease, self.settings.lease_ttl
+        ask_preflight(self.app, self.client, self.keys, self.settings.preflight_timeout,
+                      rollout_id, box_type, release, boxes,
+                      renew=lambda: lease.renew(box_type, rollout_id, ttl))

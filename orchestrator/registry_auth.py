@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from orchestrator.engine.aws import aws_client, call
 from orchestrator.engine.ecr import EcrTokens
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.registry import RegistryClient
@@ -16,6 +15,8 @@ from schemas.fleet import RegistryAuth, ecr_host
 def ecr_digest(account: str, region: str, repository: str, tag: str,
                endpoint_url: str | None = None) -> str:
     """The digest ECR reports for repository:tag in `account` (registryId: cross-account)."""
+    from orchestrator.engine.aws import aws_client, call  # boto3 only for ECR (0.1 s)
+
     what = f"ECR {account}.dkr.ecr.{region}: describe_images {repository}:{tag}"
     client = aws_client("ecr", region, endpoint_url)
     try:
@@ -39,6 +40,8 @@ def resolve_here(ref: SecretRef, region: str, endpoint_url: str | None) -> str:
     """The value behind a reference, on the machine that pins (the box resolves its own)."""
     secret = ref.secret
     if secret.startswith("ssm:"):
+        from orchestrator.engine.aws import aws_client, call  # boto3 only for SSM
+
         name = secret.removeprefix("ssm:")
         client = aws_client("ssm", region, endpoint_url)
         try:

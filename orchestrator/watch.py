@@ -174,26 +174,20 @@ def follow(
     on_tick: Callable[[], None] | None,
 ) -> dict[str, str]:
     """Show the rollout's events until it ends; its record at the end. Losing Redis only
-    pauses this watcher: the rollout goes on without it, and it re-attaches by itself."""
-    # Start at the rollout's own first event: the stream holds every rollout of the type.
-    after = f"{int(rollout.created_at * 1000) - 1}-0"
-    finished: set[str] = set()
-
-    def drain() -> None:
-        nonlocal after
-        for sid, e in engine.events.read(rollout.box_type, after=after):
-            after = sid
-            if e.get("rollout") == rollout.id:
-                show(sid, e)
-                if e.get("step") == "deploy.finish" and e.get("phase") == "end":
-                    finished.add(e.get("box", ""))
-
+    pauses this watcher: the rollout goes on without it, and it re-attaches by itself.
+    Between ticks (every `interval`: the record, the lease, dead boxes, the board) it blocks
+    on the stream (XREAD BLOCK): an event is shown when written, and the rollout's own end
+    event ends the watch at once."""
+    feed = Feed(engine, rollout, show)
     lost = False
+    next_tick = 0.0
     while True:
         try:
-            drain()
+            wait = next_tick - time.monotonic()
+            if not feed.drain(max(wait, 0.0)) and wait > 0:
+                continue
             st = engine.status(rollout.id)
-            if st and "ended" not in st and engine.inflight(rollout.id):
+            if wait <= 0 and st and "ended" not in st and engine.inflight(rollout.id):
                 # Watchers renew only while something is in flight (protocol rule 6).
                 engine.lease.renew(rollout.box_type, rollout.id, engine.lease_ttl)
                 engine.reap_dead(rollout.box_type)
@@ -205,6 +199,7 @@ def follow(
                 )
                 lost = True
             time.sleep(max(interval, 1.0))
+            next_tick = 0.0
             continue
         if lost:
             err.write("Redis answers again: re-attached\n")
@@ -212,16 +207,57 @@ def follow(
         if not st:
             return {"state": "lost", "halt_reason": LOST}
         if "ended" in st:
+            feed.drain(0)
             # The last box's finish ends the rollout before it logs its own end: show it.
             deadline = time.monotonic() + 2.0
             counted = {b for b, outcome in engine.done(rollout.id).items() if outcome != "dead"}
-            while counted - finished and time.monotonic() < deadline:
-                time.sleep(0.05)
-                drain()
+            while counted - feed.finished and (left := deadline - time.monotonic()) > 0:
+                feed.drain(min(left, interval))
             return st
-        if on_tick:
-            on_tick()
-        time.sleep(interval)
+        if wait <= 0:
+            next_tick = time.monotonic() + interval
+            if on_tick:
+                on_tick()
+
+
+# After a blocking read returned events, the next read waits this long: a busy stream costs
+# at most ~50 reads a second (each with every event meanwhile), not one per event.
+GATHER = 0.02
+
+
+class Feed:
+    """The rollout's events from the type's stream, from its own first event on."""
+
+    def __init__(
+        self, engine: Rollouts, rollout: Rollout, show: Callable[[str, dict[str, str]], None]
+    ) -> None:
+        self.engine, self.rollout, self.show = engine, rollout, show
+        # Start at the rollout's own first event: the stream holds every rollout of the type.
+        self.after = f"{int(rollout.created_at * 1000) - 1}-0"
+        self.finished: set[str] = set()
+        self.gathered = 0.0
+
+    def drain(self, block: float) -> bool:
+        """Show the events written since the last call (waiting up to `block` seconds for the
+        first); whether the rollout's end was among them."""
+        box_type, ended = self.rollout.box_type, False
+        if block > 0:
+            pause = max(0.0, min(self.gathered + GATHER - time.monotonic(), block))
+            time.sleep(pause)
+            rows = self.engine.events.wait(box_type, self.after, block - pause)
+            if rows:
+                self.gathered = time.monotonic()
+        else:
+            rows = self.engine.events.read(box_type, after=self.after)
+        for sid, e in rows:
+            self.after = sid
+            if e.get("rollout") != self.rollout.id:
+                continue
+            self.show(sid, e)
+            if e.get("step") == "deploy.finish" and e.get("phase") == "end":
+                self.finished.add(e.get("box", ""))
+            ended = ended or (e.get("step") == "rollout" and e.get("phase") == "end")
+        return ended
 
 
 LOST = (

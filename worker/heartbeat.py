@@ -16,7 +16,7 @@ from orchestrator.engine.version import version
 from orchestrator.errors import ServiceUnavailable
 from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
 from worker.decide import is_previous
-from worker.facts import ContainerRuntime
+from worker.facts import ContainerFact, ContainerRuntime
 from worker.secrethash import last_seen
 from worker.steps.protocol import Busy
 
@@ -37,14 +37,18 @@ def what_runs(runtime: ContainerRuntime, box_id: str) -> dict[str, AppRunning]:
     return out
 
 
-def hand_made(runtime: ContainerRuntime, box_id: str, bind_ip: str | None) -> list[str]:
+def hand_made(
+    runtime: ContainerRuntime, box_id: str, bind_ip: str | None,
+    listed: list[ContainerFact] | None = None,
+) -> list[str]:
     """Running containers nobody deployed through us, on this box.
 
     A real box owns its engine, so that is every unlabelled container; simulated boxes share
-    one engine and own what carries their name or publishes on their address.
+    one engine and own what carries their name or publishes on their address. `listed`: the
+    engine's containers, listed once for every box a worker serves (else listed here).
     """
     out = []
-    for f in runtime.list():
+    for f in runtime.list() if listed is None else listed:
         if f.state != "running" or f.labels.get(Label.MANAGED) == "1":
             continue
         if (
@@ -132,6 +136,7 @@ class HeartbeatThread(threading.Thread):
         except Exception as exc:  # Docker down: still beat, and say so
             version, docker_ok = f"unavailable: {exc}", False
         pipe = self.client.pipeline()
+        listed: list[ContainerFact] | None = None
         for box_id in self.box_ids:
             apps, flags, state = {}, [], "error"
             problems: dict[str, str] = {}
@@ -140,7 +145,9 @@ class HeartbeatThread(threading.Thread):
             busy = f"{rollout_id}/{step}" if step else None
             if docker_ok:
                 apps = what_runs(self.runtime, box_id)
-                flags = hand_made(self.runtime, box_id, self.bind_ip)
+                if listed is None:  # once a beat, not once a box: one engine serves them all
+                    listed = self.runtime.list()
+                flags = hand_made(self.runtime, box_id, self.bind_ip, listed)
                 state = "ready"
                 if self.inspect is not None and not busy:
                     problems, members = self.inspect(box_id, self.box_type)

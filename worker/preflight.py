@@ -69,4 +69,18 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
             ended=time.time(),
         )
     )
+    announce(ctx, req.rollout_id, req.box_id)
     return {"ok": not problems, "box": req.box_id, "problems": problems, "free_bytes": free}
+
+
+# The coordinator deletes the list once every box answered; this bounds a list it never read.
+ANSWERS_TTL = 600
+
+
+def announce(ctx: StepContext, rollout_id: str, box_id: str) -> None:
+    """Wake the coordinator's BLPOP: the box's answer is in the journal (it reads it there)."""
+    key = ctx.keys.rollout_part(rollout_id, "answers")
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.rpush(key, box_id)
+    pipe.expire(key, ANSWERS_TTL)
+    pipe.execute()

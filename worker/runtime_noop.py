@@ -6,7 +6,10 @@ import builtins
 import itertools
 import threading
 
+from schemas.contract import Label
 from worker.facts import ContainerFact, RunRequest
+
+BOX_LABEL = Label.BOX
 
 
 class NoopRuntime:
@@ -20,12 +23,19 @@ class NoopRuntime:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._containers: dict[str, ContainerFact] = {}
+        # box label -> its containers' ids: a worker serving thousands of simulated boxes lists
+        # one box's in O(its own), not O(all) (the heartbeat lists every box, every beat).
+        self._by_box: dict[str, set[str]] = {}
 
     def list(
         self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
     ) -> builtins.list[ContainerFact]:
+        box = (labels or {}).get(BOX_LABEL)
         with self._lock:
-            found = list(self._containers.values())
+            if box is None:
+                found = list(self._containers.values())
+            else:
+                found = [self._containers[i] for i in self._by_box.get(box, ())]
         if labels:
             found = [f for f in found if all(f.labels.get(k) == v for k, v in labels.items())]
         if names is not None:
@@ -51,6 +61,7 @@ class NoopRuntime:
         )
         with self._lock:
             self._containers[fact.id] = fact
+            self._by_box.setdefault(fact.labels.get(BOX_LABEL, ""), set()).add(fact.id)
         return fact
 
     def _set(self, container_id: str, **changes: object) -> None:
@@ -74,7 +85,9 @@ class NoopRuntime:
 
     def remove(self, container_id: str) -> None:
         with self._lock:
-            self._containers.pop(container_id, None)
+            fact = self._containers.pop(container_id, None)
+            if fact is not None:
+                self._by_box.get(fact.labels.get(BOX_LABEL, ""), set()).discard(container_id)
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
         return ""

@@ -19,6 +19,7 @@ from schemas.rollout import Rollout
 from schemas.trust import SignedCurrent, Warrant
 
 if TYPE_CHECKING:
+    from worker.steps.opening import Opening
     from worker.steps.protocol import StepContext
 
 log = logging.getLogger("orchestrator.worker.trust")
@@ -34,10 +35,15 @@ def trusted(ctx: StepContext) -> list[str]:
 
 
 def refusal(
-    ctx: StepContext, step: TaskName, req: StepRequest, current: SignedCurrent | None = None
+    ctx: StepContext,
+    step: TaskName,
+    req: StepRequest,
+    current: SignedCurrent | None = None,
+    opened: Opening | None = None,
 ) -> str:
     """Why this box must not run `step` for `req` ('' when it may). `current` is the signed
-    record the box itself verified to converge (boot, catch-up): never from a message."""
+    record the box itself verified to converge (boot, catch-up): never from a message.
+    `opened`: the order and release as the step's opening read them (else read here)."""
     if ctx.settings.insecure_unsigned:
         return ""
     keys = trusted(ctx)
@@ -48,15 +54,20 @@ def refusal(
     if current is not None:
         why = _matches_current(current, req, keys)
     else:
-        why = _order(ctx, step, req, keys)
+        why = _order(ctx, step, req, keys, opened)
     if why or step == TaskName.FINISH:  # finish only counts the box: it needs no release
         return why
-    return _release(ctx, req, keys)
+    return _release(ctx, req, keys, opened)
 
 
-def _order(ctx: StepContext, step: TaskName, req: StepRequest, keys: list[str]) -> str:
+def _order(
+    ctx: StepContext, step: TaskName, req: StepRequest, keys: list[str], opened: Opening | None
+) -> str:
     try:
-        warrant = RolloutStates(ctx.redis, ctx.keys).warrant(req.rollout_id)
+        if opened is not None:
+            warrant = opened.warrant()
+        else:
+            warrant = RolloutStates(ctx.redis, ctx.keys).warrant(req.rollout_id)
     except ValidationError:
         return f"unsigned: rollout {req.rollout_id}'s order is not a signed order"
     if warrant is None and (why := _catch_up(ctx, req, keys)) is not None:
@@ -130,9 +141,12 @@ def _matches_current(signed: SignedCurrent, req: StepRequest, keys: list[str]) -
     return ""
 
 
-def _release(ctx: StepContext, req: StepRequest, keys: list[str]) -> str:
+def _release(ctx: StepContext, req: StepRequest, keys: list[str], opened: Opening | None) -> str:
     try:
-        release = ctx.releases.get(req.release_id, req.release_hash)
+        if opened is not None:
+            release = opened.release(req)
+        else:
+            release = ctx.releases.get(req.release_id, req.release_hash)
     except ReleaseMismatch as exc:
         return f"release not verified: {exc}"
     return release_check(release, req.box_type, keys)
@@ -205,7 +219,7 @@ def authorise_current(ctx: StepContext, box_id: str, box_type: str) -> CurrentVe
         release_id=cur.release_id,
         release_hash=cur.release_hash,
     )
-    why = _release(ctx, req, keys)
+    why = _release(ctx, req, keys, None)
     if why:
         return CurrentVerdict(refused=why)
     record.saw_current(cur.seq)

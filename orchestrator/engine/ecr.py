@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestrator.engine.aws import aws_client, call
 from orchestrator.errors import ConfigError
 
 # A token is fetched again this long before the expiry ECR gave it (ECR's last 12 hours).
@@ -51,6 +50,9 @@ class EcrTokens:
             return {"username": fresh.username, "password": fresh.password}
 
     def _fetch(self, account: str, region: str) -> _Cached:
+        # Imported here: boto3 costs every CLI start 0.1 s, and only an ECR registry needs it.
+        from orchestrator.engine.aws import aws_client, call
+
         what = f"ECR {account}.dkr.ecr.{region}: get_authorization_token"
         client = aws_client("ecr", region, self.endpoint_url)
         try:

@@ -33,18 +33,31 @@ class Events:
         rows = self.client.xrange(
             self.keys.events(box_type), min=f"({after}" if after != "0" else "-", count=count
         )
-        return [
-            (
-                sid.decode() if isinstance(sid, bytes) else str(sid),
-                {
-                    (k.decode() if isinstance(k, bytes) else str(k)): (
-                        v.decode() if isinstance(v, bytes) else str(v)
-                    )
-                    for k, v in data.items()
-                },
-            )
-            for sid, data in rows
-        ]
+        return _decoded(rows)
+
+    def wait(
+        self, box_type: str, after: str, seconds: float, count: int = 1000
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The events after `after`, as `read`; with none yet, blocks (XREAD BLOCK) until the
+        first arrives or `seconds` pass: a follower sees an event when it is written."""
+        key = self.keys.events(box_type)
+        got = self.client.xread({key: after}, count=count, block=max(int(seconds * 1000), 1))
+        return _decoded(got[0][1]) if got else []
+
+
+def _decoded(rows: Any) -> list[tuple[str, dict[str, str]]]:
+    return [
+        (
+            sid.decode() if isinstance(sid, bytes) else str(sid),
+            {
+                (k.decode() if isinstance(k, bytes) else str(k)): (
+                    v.decode() if isinstance(v, bytes) else str(v)
+                )
+                for k, v in data.items()
+            },
+        )
+        for sid, data in rows
+    ]
 
 
 def stream_ms(stream_id: str) -> int:

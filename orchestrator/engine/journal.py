@@ -26,7 +26,16 @@ class Journal:
         self.keys = keys
 
     def get(self, rollout_id: str, box_id: str, step: str, app: str | None) -> StepResult | None:
-        raw = self.client.hget(self.keys.journal(rollout_id, box_id), field(step, app))
+        return self.parse(self.client.hget(self.keys.journal(rollout_id, box_id), field(step, app)))
+
+    def queue_get(
+        self, pipe: Any, rollout_id: str, box_id: str, step: str, app: str | None
+    ) -> None:
+        """`get` queued on a pipeline: its answer is `parse`d from the pipeline's results."""
+        pipe.hget(self.keys.journal(rollout_id, box_id), field(step, app))
+
+    @staticmethod
+    def parse(raw: bytes | str | None) -> StepResult | None:
         return StepResult.model_validate_json(raw) if raw else None
 
     def record(self, result: StepResult) -> StepResult:

@@ -72,6 +72,11 @@ class ReleaseStore:
             raw = self.client.get(self.keys.release(release_id))
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"cannot read release {release_id}: {exc}") from exc
+        return self.parse(raw, release_id, expected_hash)
+
+    @staticmethod
+    def parse(raw: bytes | str | None, release_id: str, expected_hash: str | None) -> Release:
+        """`get`'s check of what Redis held under `release:<id>` (read by the caller)."""
         if raw is None:
             raise ReleaseMismatch(f"release {release_id} is not in Redis")
         release = Release.model_validate_json(raw)

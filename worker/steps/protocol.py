@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from orchestrator.engine.events import Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.lb import LoadBalancer, make_load_balancer
-from orchestrator.engine.lease import Lease
 from orchestrator.engine.redisconn import RedisClient
 from orchestrator.engine.releases import ReleaseStore
 from orchestrator.engine.rollouts import Rollouts
@@ -35,6 +34,7 @@ from worker.fence import ChainFence, Fault, FencedLB, FencedRuntime, Guard
 from worker.limits import check_release
 from worker.record import BoxRecord
 from worker.settings import WorkerSettings
+from worker.steps.opening import Opening, read_opening
 from worker.trust import refusal
 
 log = logging.getLogger("orchestrator.worker")
@@ -209,46 +209,47 @@ def run_step(
         # Nothing to journal without ids: say so loudly; the chain goes on to its end.
         log.error("%s: malformed request: %s", step, exc)
         return {"step": str(step), "outcome": Outcome.FAILED, "reason": f"malformed: {exc}"}
-    done = ctx.journal.get(req.rollout_id, req.box_id, str(step), req.app)
+    opened = read_opening(ctx.redis, ctx.keys, req)
+    done = opened.result(str(step), req.app)
     if done is not None and done.outcome != Outcome.DEFERRED:
         return done.model_dump(mode="json")  # a redelivery: the first run's result stands
-    claimed = _with_claimed_token(ctx, step, req)
+    claimed = _with_claimed_token(step, req, opened)
     if isinstance(claimed, StepOutcome):
         return _record(ctx, step, req, started, claimed)
     req = claimed
     # Nothing acts before the box has verified who ordered it (worker/trust.py).
-    why = refusal(ctx, step, req, current)
+    why = refusal(ctx, step, req, current, opened)
     if why:
         log.error("%s on %s refused: %s", step, req.box_id, why)
         return _record(ctx, step, req, started, StepOutcome(Outcome.REFUSED, f"refused: {why}"))
-    refused, prior = _gate(ctx, step, req)
+    refused, prior = _gate(ctx, step, req, opened)
     if refused is not None:
         return _record(ctx, step, req, started, refused)
-    return _record(ctx, step, req, started, _run_body(ctx, step, req, prior, body))
+    return _record(ctx, step, req, started, _run_body(ctx, step, req, prior, body, opened))
 
 
 def _with_claimed_token(
-    ctx: StepContext, step: TaskName, req: StepRequest
+    step: TaskName, req: StepRequest, opened: Opening
 ) -> StepRequest | StepOutcome:
     """A rollout's chain is enqueued before its claim: the token is the claimed one."""
     if req.token or step in BEFORE_CLAIM:
         return req
-    claimed = ctx.redis.hget(ctx.keys.rollout_part(req.rollout_id, "tokens"), req.box_id)
+    claimed = opened.claimed
     if claimed is None and step != TaskName.FINISH:  # finish counts unstarted boxes too
         return StepOutcome(Outcome.SKIPPED, "the box was not claimed: it did not start")
     if claimed is None:
         return req
-    return req.model_copy(update={"token": claimed.decode()})
+    return req.model_copy(update={"token": claimed})
 
 
 def _gate(
-    ctx: StepContext, step: TaskName, req: StepRequest
+    ctx: StepContext, step: TaskName, req: StepRequest, opened: Opening
 ) -> tuple[StepOutcome | None, StepResult | None]:
     """Why the step must not run (fenced off, another contract, redelivered too often, after a
     failure), or None; and the box's first failure in this chain, which restore acts on."""
     # A chain that carries a token (all but a rollout's pull and claim) acts only with it.
     if step not in UNFENCED or (req.token and step != TaskName.FINISH):
-        owner = Lease(ctx.redis, ctx.keys).owner(req.box_id)
+        owner = opened.owner
         if owner is None or owner[0] != req.token:
             held = (
                 "no token (revoked, or lost with Redis's data)"
@@ -261,12 +262,12 @@ def _gate(
         reason = f"contract version {req.contract_version} != this worker's {CONTRACT_VERSION}"
         return StepOutcome(Outcome.FAILED, reason), None
     if step in AFTER_LEAVE:
-        left = ctx.journal.get(req.rollout_id, req.box_id, str(TaskName.LEAVE_LB), None)
+        left = opened.result(str(TaskName.LEAVE_LB), None)
         if left is not None and left.outcome == Outcome.DEFERRED:
             why = "the box did not leave its load balancer (its budget was spent)"
             return StepOutcome(Outcome.DEFERRED, why), None
     attempts = ctx.journal.count_attempt(req.rollout_id, req.box_id, str(step), req.app)
-    prior = ctx.journal.first_failure(req.rollout_id, req.box_id)
+    prior = opened.first_failure()
     if attempts > MAX_ATTEMPTS:
         reason = f"delivered {attempts} times: the worker died running it"
         return StepOutcome(Outcome.FAILED, reason), prior
@@ -276,7 +277,12 @@ def _gate(
 
 
 def _run_body(
-    ctx: StepContext, step: TaskName, req: StepRequest, prior: StepResult | None, body: Body
+    ctx: StepContext,
+    step: TaskName,
+    req: StepRequest,
+    prior: StepResult | None,
+    body: Body,
+    opened: Opening,
 ) -> StepOutcome:
     """The body, announced, marked busy, alone on its box and fenced at every action;
     whatever it raises becomes a failed outcome (a fenced action: superseded)."""
@@ -292,7 +298,7 @@ def _run_body(
     ctx.busy.start(req, str(step), ctx.deadline())
     try:
         with ctx.box_lock(req.box_id), ctx.acting_as(guard, str(step)):
-            release = ctx.releases.get(req.release_id, req.release_hash)
+            release = opened.release(req)
             if step not in ACT_AFTER_FAILURE:
                 # Before anything is touched: a release asking for a denied host path fails here.
                 check_release(release, ctx.settings)

@@ -1,0 +1,131 @@
+"""Preflight from the coordinator's side: ask every box, then wait on the answers (BLPOP)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from celery import Celery
+
+from orchestrator.engine.fleet import GONE_AFTER, Members, last_seen
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.redisconn import RedisClient
+from orchestrator.errors import PreflightFailed
+from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
+from schemas.release import Release
+
+# How often every unanswered box's journal and heartbeat are read as well: a worker that died,
+# or an answer whose wake-up was lost (a reply cut by a reconnect), costs at most this long;
+# with many boxes waiting, less often, so that this reading costs at most LOOK_RATE boxes a
+# second (at a fixed interval its cost per box would grow with the fleet: N boxes, N seconds).
+LOOK_EVERY = 0.5
+LOOK_RATE = 1000.0
+
+
+def ask_preflight(
+    app: Celery,
+    client: RedisClient,
+    keys: Keys,
+    timeout: float,
+    rollout_id: str,
+    box_type: str,
+    release: Release,
+    boxes: list[str],
+    renew: Callable[[], object] = lambda: None,
+) -> None:
+    """Send every box its preflight, then wait for all answers (PreflightFailed if any is no).
+    `renew` keeps the lease while the boxes answer (5,000 boxes took longer than its TTL)."""
+    for box in boxes:
+        req = StepRequest(
+            rollout_id=rollout_id,
+            box_id=box,
+            box_type=box_type,
+            release_id=release.id,
+            release_hash=release.hash,
+            token="",
+        )
+        app.send_task(
+            TaskName.PREFLIGHT.value, args=(req.model_dump(mode="json"),), queue=queue_for(box)
+        )
+    try:
+        answers = Answers(client, keys, rollout_id, box_type, boxes).wait(timeout, renew)
+    finally:
+        client.delete(keys.rollout_part(rollout_id, "answers"))
+    problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
+    problems += [f"{b}: no answer in {timeout:.0f}s" for b in boxes if b not in answers]
+    if problems:
+        raise PreflightFailed(
+            f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
+            "changed:\n  " + "\n  ".join(problems)
+        )
+
+
+class Answers:
+    """Each box's preflight answer ("" when ok, else why), as the boxes journal them. A box
+    pushes its id to `rollout:<id>:answers` after journaling: one BLPOP wakes this at once."""
+
+    def __init__(
+        self, client: RedisClient, keys: Keys, rollout_id: str, box_type: str, boxes: list[str]
+    ) -> None:
+        self.client, self.keys = client, keys
+        self.rollout_id, self.box_type, self.boxes = rollout_id, box_type, boxes
+        self.journal = Journal(client, keys)
+        self.got: dict[str, str] = {}
+        self.absent: dict[str, float] = {}  # box -> since when its heartbeat is gone, seen here
+
+    def wait(self, timeout: float, renew: Callable[[], object] = lambda: None) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        key = self.keys.rollout_part(self.rollout_id, "answers")
+        looked, every = time.monotonic(), LOOK_EVERY
+        while len(self.got) < len(self.boxes) and (left := deadline - time.monotonic()) > 0:
+            block = min(left, max(looked + every - time.monotonic(), 0.01))
+            popped = self.client.blpop([key], timeout=block)
+            if popped is not None:
+                # Every other answer already there, in the same round trip's wake.
+                rest = self.client.lpop(key, len(self.boxes)) or []
+                self.read([_text(popped[1]), *(_text(b) for b in rest)])
+            if time.monotonic() - looked >= every:
+                looked = time.monotonic()
+                renew()
+                self.read(self.waiting())  # an answer whose wake-up was lost
+                self.got.update(self.gone(self.waiting()))
+                every = max(LOOK_EVERY, len(self.waiting()) / LOOK_RATE)
+        return self.got
+
+    def waiting(self) -> list[str]:
+        return [b for b in self.boxes if b not in self.got]
+
+    def read(self, boxes: list[str]) -> None:
+        """The journal's answer of each box (one pipelined round trip)."""
+        boxes = [b for b in dict.fromkeys(boxes) if b in self.boxes and b not in self.got]
+        if not boxes:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for box in boxes:
+            self.journal.queue_get(pipe, self.rollout_id, box, TaskName.PREFLIGHT.value, None)
+        for box, raw in zip(boxes, pipe.execute(), strict=True):
+            got = Journal.parse(raw)
+            if got is not None:
+                self.got[box] = "" if got.outcome == Outcome.OK else got.reason
+
+    def gone(self, boxes: list[str]) -> dict[str, str]:
+        """Boxes whose heartbeat expired since the fleet was read and stayed away GONE_AFTER
+        seconds (a worker merely slow to beat is not dead), each with why."""
+        if not boxes:
+            return {}
+        pipe = self.client.pipeline()
+        for box in boxes:
+            pipe.exists(self.keys.heartbeat(box))
+        now = time.monotonic()
+        for box, live in zip(boxes, pipe.execute(), strict=True):
+            if live:
+                self.absent.pop(box, None)
+            else:
+                self.absent.setdefault(box, now)
+        dead = [b for b in boxes if b in self.absent and now - self.absent[b] >= GONE_AFTER]
+        seen = Members(self.client, self.keys).of(self.box_type) if dead else {}
+        return {b: f"no live worker: {last_seen(seen.get(b, 0.0))}" for b in dead}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,152 @@
+"""The coordinator waits on Redis, not on a clock: a preflight answer wakes its BLPOP, an event
+wakes the watch's XREAD BLOCK, and a Redis lost during that wait only pauses the watcher."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import orchestrator.preflight as coordinator_preflight
+from devstack.redis import RedisServer
+from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.events import Events
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.redisconn import client_for
+from orchestrator.engine.rollouts import Rollouts
+from orchestrator.preflight import Answers
+from orchestrator.watch import Feed, follow
+from schemas.contract import Keys, Outcome, StepResult, TaskName
+from tests.harness.common import started, wait_for
+from tests.harness.redis_fx import ProductRedis
+from worker.preflight import announce
+
+pytestmark = pytest.mark.integration
+
+
+def blocked_in(client: Any, command: str) -> bool:
+    """Some connection is blocked in `command` now (CLIENT LIST: its flags say b)."""
+    return any(c.get("cmd") == command and "b" in c.get("flags", "")
+               for c in client.client_list())
+
+
+def in_thread(fn: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    return thread
+
+
+def answer(client: Any, keys: Keys, rollout_id: str, box: str, reason: str) -> None:
+    """What a box's preflight does at its end: journal its answer, then announce it."""
+    now = time.time()
+    Journal(client, keys).record(StepResult(
+        step=TaskName.PREFLIGHT.value, rollout_id=rollout_id, box_id=box,
+        outcome=Outcome.FAILED if reason else Outcome.OK, reason=reason,
+        started=now, ended=now))
+    announce(SimpleNamespace(keys=keys, redis=client), rollout_id, box)  # type: ignore[arg-type]
+
+
+def test_preflight_answers_wake_the_coordinator_without_polling(
+    product_redis: ProductRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
+    observer = client_for(product_redis.url, decode_responses=True)
+    # The journal is read again only once an hour: an answer seen comes from the wake-up.
+    monkeypatch.setattr(coordinator_preflight, "LOOK_EVERY", 3600.0)
+
+    def boxes_answer() -> None:
+        wait_for(lambda: blocked_in(observer, "blpop"), "the coordinator in BLPOP", timeout=30)
+        answer(client, keys, "r-1", "b1", "")
+        wait_for(lambda: blocked_in(observer, "blpop"), "the coordinator in BLPOP again",
+                 timeout=30)
+        answer(client, keys, "r-1", "b2", "Docker does not answer")
+
+    thread = in_thread(boxes_answer)
+    got = Answers(client, keys, "r-1", "web", ["b1", "b2"]).wait(timeout=60)
+    thread.join(10)
+    assert got == {"b1": "", "b2": "Docker does not answer"}
+
+
+def test_the_watch_sees_an_event_when_it_is_written_with_one_blocking_read(
+    product_redis: ProductRedis, redis_server: RedisServer
+) -> None:
+    client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
+    observer = client_for(product_redis.url, decode_responses=True)
+    events = Events(client, keys)
+    rollout = SimpleNamespace(box_type="web", id="r-2", created_at=time.time())
+    shown: list[dict[str, str]] = []
+    feed = Feed(SimpleNamespace(events=events), rollout,  # type: ignore[arg-type]
+                lambda sid, e: shown.append(e))
+
+    def the_rollout_ends() -> None:
+        wait_for(lambda: blocked_in(observer, "xread"), "the watch in XREAD", timeout=30)
+        # Both at once (MULTI): one wake-up brings another rollout's event and this one's end.
+        pipe = client.pipeline(transaction=True)
+        pipe.xadd(keys.events("web"), {"rollout": "r-other", "step": "deploy.pull"})
+        pipe.xadd(keys.events("web"), {"rollout": "r-2", "step": "rollout", "phase": "end"})
+        pipe.execute()
+
+    before = redis_server.commandstats()
+    thread = in_thread(the_rollout_ends)
+    ended = feed.drain(60.0)
+    thread.join(10)
+    used = redis_server.commandstats() - before
+    # Woken by the events: one XREAD, no read of the stream by range (a poll's).
+    assert used["xread"] == 1 and used["xrange"] == 0, used
+    assert ended and [e["step"] for e in shown] == ["rollout"]
+
+
+def test_redis_lost_while_the_watch_blocks_pauses_it_and_it_reattaches(tmp_path: Path) -> None:
+    with started(RedisServer(tmp_path)) as server:
+        url = f"{server.url}/1"
+        client, keys = client_for(url), Keys("w:")
+        observer = client_for(url, decode_responses=True)
+        engine = Rollouts(client, keys, make_celery(f"{server.url}/0"))
+        rollout = SimpleNamespace(box_type="web", id="r-3", created_at=time.time())
+        client.hset(keys.rollout("r-3"), "state", "running")
+        err = io.StringIO()
+        out: list[dict[str, str]] = []
+
+        def watch() -> None:
+            out.append(follow(engine, rollout, lambda sid, e: None,  # type: ignore[arg-type]
+                              err, 0.2, None))
+
+        thread = in_thread(watch)
+        wait_for(lambda: blocked_in(observer, "xread"), "the watch in XREAD", timeout=30)
+        server.stop()  # SIGTERM: the append-only file keeps the record for the re-attach
+        wait_for(lambda: "lost Redis" in err.getvalue() or None, "the watcher pausing",
+                 timeout=60)
+        server.start()
+        fresh = client_for(url)
+        wait_for(lambda: "re-attached" in err.getvalue() or None, "the watcher re-attaching",
+                 timeout=60)
+        fresh.hset(keys.rollout("r-3"), mapping={"state": "succeeded", "ended": time.time()})
+        Events(fresh, keys).emit("web", rollout="r-3", step="rollout", phase="end",
+                                 outcome="succeeded")
+        thread.join(30)
+        assert out and out[0]["state"] == "succeeded", (out, err.getvalue())
+        assert "Traceback" not in err.getvalue()
+        for c in (client, observer, fresh):
+            c.close()
+
+
+def test_the_lease_outlives_a_preflight_longer_than_its_ttl(
+    product_redis: ProductRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5,000 boxes took longer to answer than the lease's TTL: every claim then found no lease."""
+    from orchestrator.engine.lease import Lease
+
+    client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
+    lease = Lease(client, keys)
+    assert lease.acquire("web", "r-4", 1.0) is None
+    monkeypatch.setattr(coordinator_preflight, "LOOK_EVERY", 0.2)
+    got = Answers(client, keys, "r-4", "web", ["silent"]).wait(
+        timeout=3.0, renew=lambda: lease.renew("web", "r-4", 1.0))
+    assert got == {}  # nobody answered: the wait ran its whole timeout, three TTLs
+    assert lease.holder("web")[0] == "r-4"

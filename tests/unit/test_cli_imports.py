@@ -1,0 +1,47 @@
+"""The CLI imports only what a command needs: `rollout` (and what it runs) loads no boto3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PROBE = """
+import sys
+import click
+from orchestrator.cli import cli
+ctx = click.Context(cli)
+assert cli.get_command(ctx, "{command}") is not None
+import orchestrator.coordinator, orchestrator.preflight, orchestrator.watch  # what it runs
+print(sorted(m for m in ("boto3", "botocore", "orchestrator.cli_boxtype") if m in sys.modules))
+"""
+
+
+def loaded(command: str) -> str:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(command=command)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("command", ["rollout", "watch", "status", "abort"])
+def test_a_command_outside_aws_loads_no_boto3(command: str) -> None:
+    assert loaded(command) == "[]"
+
+
+def test_the_boxtype_group_still_loads_it_when_asked() -> None:
+    assert "boto3" in loaded("boxtype")
+
+
+def test_help_lists_every_command_without_importing_them_all_first() -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    out = CliRunner().invoke(cli, ["--help"]).output
+    for name in ("rollout", "rollback", "repair", "plan", "watch", "pause", "resume", "abort",
+                 "status", "boxes", "history", "boxtype", "lock", "keys", "notify", "metrics",
+                 "validate", "schema"):
+        assert f"  {name} " in out, name
