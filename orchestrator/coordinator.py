@@ -329,10 +329,14 @@ class Coordinator:
         journal = Journal(self.client, self.keys)
         # Its own deadline, plus the time to start its container and report.
         deadline = time.monotonic() + task.deadline + 60
+        lease, ttl = self.rollouts.lease, self.settings.lease_ttl
         while (got := journal.get(rollout_id, box, TaskName.MIGRATE.value, None)) is None:
             if time.monotonic() > deadline:
                 raise MigrationFailed(f"migrate on {box}: no answer in {task.deadline + 60:.0f}s; "
                                       "nothing was swapped")
+            # A migration (redelivered after its worker died, too) may outlast the lease's TTL:
+            # the boxes' claims would then find no lease and never start.
+            lease.renew(box_type, rollout_id, ttl)
             time.sleep(0.2)
         if got.outcome != Outcome.OK:
             raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")

@@ -203,7 +203,9 @@ def test_the_group_is_the_fleet(
     assert deployed == {instances[0]}  # exactly the InService instance with a worker
 
     # A halted rollout resumes the group's processes too.
-    halted = cli(env, "rollout", box_workers.box_type, "--skip-missing", "--image",
+    # --wait: the stray box (a worker of the type, no instance of the group) may be catching
+    # up to the release just deployed, under the lease.
+    halted = cli(env, "rollout", box_workers.box_type, "--skip-missing", "--wait", "--image",
                  f"web={pushed_images.repo}:broken")
     assert halted.returncode == 1 and "halted" in halted.stdout, halted.stdout + halted.stderr
     again = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
