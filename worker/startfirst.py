@@ -22,10 +22,10 @@ from schemas.strategy import (
     other_port,
     port_now,
 )
-from worker.decide import SwapIntent, decide_swap, is_managed, is_previous
+from worker.decide import SwapIntent, is_managed, is_previous
 from worker.facts import BoxEnv, ContainerFact
 from worker.runspec import PREVIOUS_SUFFIX
-from worker.secrethash import remember, wanted_hashes
+from worker.secrethash import remember
 from worker.steps.protocol import StepContext, StepOutcome
 from worker.swap import (
     _original_name,
@@ -35,6 +35,7 @@ from worker.swap import (
     reinstate,
     start_app,
     swap_app,
+    swap_decision,
 )
 
 log = logging.getLogger("orchestrator.worker")
@@ -111,12 +112,7 @@ def swap_start_first(
     """Bring one app to `release` without leaving its load balancer."""
     spec = release.spec.apps[app]
     spec_hash = release.spec_hash(app)
-    decision = decide_swap(
-        app_containers(env, release, app),
-        container_names=spec.containers,
-        spec_hash=spec_hash,
-        secret_hashes=wanted_hashes(env, release, app),
-    )
+    decision = swap_decision(env, release, app)
     found = _movable(ctx, env, release, app)
     serving = [f for f in decision.keep if f.state == "running" and not is_previous(f)]
     if not decision.needed or found is None or not serving or len(serving) != len(decision.keep):

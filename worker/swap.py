@@ -11,7 +11,14 @@ from orchestrator.errors import DeployError, StartFailed
 from schemas.boxfile import ContainerSpec
 from schemas.contract import Label, Outcome
 from schemas.release import Release
-from worker.decide import SwapIntent, app_facts, decide_swap, is_managed, is_previous
+from worker.decide import (
+    SwapDecision,
+    SwapIntent,
+    app_facts,
+    decide_swap,
+    is_managed,
+    is_previous,
+)
 from worker.facts import BoxEnv, ContainerFact, RunRequest
 from worker.health import wait_healthy
 from worker.runspec import PREVIOUS_SUFFIX, build_run_request, log_dirs
@@ -128,6 +135,16 @@ def reinstate(env: BoxEnv, keep: list[ContainerFact] | tuple[ContainerFact, ...]
     return "; ".join(problems)
 
 
+def swap_decision(env: BoxEnv, release: Release, app: str) -> SwapDecision:
+    """What swapping `app` to `release` takes, from what runs on the box (both strategies)."""
+    return decide_swap(
+        app_containers(env, release, app),
+        container_names=release.spec.apps[app].containers,
+        spec_hash=release.spec_hash(app),
+        secret_hashes=wanted_hashes(env, release, app),
+    )
+
+
 def swap_app(
     env: BoxEnv,
     release: Release,
@@ -137,14 +154,8 @@ def swap_app(
     note_intent: Callable[[dict[str, str | None]], None],
 ) -> StepOutcome:
     """Bring one app to `release`: a no-op when its spec hash already runs."""
-    spec = release.spec.apps[app]
     spec_hash = release.spec_hash(app)
-    decision = decide_swap(
-        app_containers(env, release, app),
-        container_names=spec.containers,
-        spec_hash=spec_hash,
-        secret_hashes=wanted_hashes(env, release, app),
-    )
+    decision = swap_decision(env, release, app)
     if not decision.needed:
         for fact in decision.discard:
             env.runtime.remove(fact.id)

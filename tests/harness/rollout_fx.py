@@ -55,6 +55,12 @@ class Fleet:
             env=self.env, capture_output=True, text=True, timeout=timeout,
         )
 
+    def status_with(self, **env: str) -> tuple[int, str]:
+        """`status` with these settings, Redis not waited for: (exit code, all its output)."""
+        self.env.update({**env, "ORCHESTRATOR_REDIS_WAIT": "0"})
+        run = self.cli("status", self.box_type)
+        return run.returncode, run.stdout + run.stderr
+
     def start_cli(self, *args: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli", *args],

@@ -113,12 +113,6 @@ def test_the_acl_user_is_really_limited(tls_redis: TlsRedis) -> None:
             c.config_get("*")
 
 
-def failing_status(fleet: Fleet, **env: str) -> tuple[int, str]:
-    fleet.env.update({**env, "ORCHESTRATOR_REDIS_WAIT": "0"})
-    run = fleet.cli("status", fleet.box_type)
-    return run.returncode, run.stdout + run.stderr
-
-
 def test_wrong_ca_wrong_password_and_no_verify_fail_cleanly_without_the_password(
     fleet_factory: Callable[..., Fleet], tls_redis: TlsRedis, tmp_path: Path,
 ) -> None:
@@ -126,24 +120,23 @@ def test_wrong_ca_wrong_password_and_no_verify_fail_cleanly_without_the_password
     other = make_certs(tmp_path / "other-ca", cn="someone-else")
     seen = []
 
-    code, out = failing_status(fleet, ORCHESTRATOR_REDIS_CA=str(other.ca))
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(other.ca))
     assert code == 4 and "certificate verify failed" in out, out
     seen.append(out)
 
     wrong = "WrongPw-" + uuid.uuid4().hex
-    code, out = failing_status(
-        fleet, ORCHESTRATOR_REDIS_CA=str(tls_redis.certs.ca),
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(tls_redis.certs.ca),
         ORCHESTRATOR_REDIS_URL=tls_redis.user_url("coordinator", wrong, 1))
     assert code == 4 and "invalid username-password" in out, out
     assert wrong not in out
     seen.append(out)
 
     no_verify = tls_redis.user_url("coordinator", COORD_PW, 1) + "?ssl_cert_reqs=none"
-    code, out = failing_status(fleet, ORCHESTRATOR_REDIS_URL=no_verify)
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_URL=no_verify)
     assert code == 2 and "ORCHESTRATOR_INSECURE_REDIS_TLS" in out, out
     seen.append(out)
 
-    code, out = failing_status(fleet, ORCHESTRATOR_REDIS_URL=no_verify,
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_URL=no_verify,
                                ORCHESTRATOR_INSECURE_REDIS_TLS="true")
     assert code == 0, out  # the loud setting allows it, for a throw-away set-up
     for out in seen:

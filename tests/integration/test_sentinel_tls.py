@@ -125,25 +125,19 @@ def test_rollout_and_failover_over_tls_sentinels_with_acl_users(
             assert secret not in out.stdout + out.stderr
 
 
-def failing_status(fleet: Fleet, **env: str) -> tuple[int, str]:
-    fleet.env.update({**env, "ORCHESTRATOR_REDIS_WAIT": "0"})
-    run = fleet.cli("status", fleet.box_type)
-    return run.returncode, run.stdout + run.stderr
-
-
 def test_wrong_ca_or_sentinel_password_fails_cleanly_without_a_password(
     fleet_factory: Callable[..., Fleet], stack: SentinelStack, tmp_path: Path,
 ) -> None:
     fleet = tls_fleet(fleet_factory, stack, 1)
     other = make_certs(tmp_path / "other-ca", cn="someone-else")
     seen = []
-    code, out = failing_status(fleet, ORCHESTRATOR_REDIS_CA=str(other.ca))
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(other.ca))
     assert code == 4 and "certificate verify failed" in out, out
     seen.append(out)
 
     wrong = "WrongPw-" + uuid.uuid4().hex
     url = stack.url(1, COORD_PW, "coordinator").replace(SENTINEL_PW, wrong)
-    code, out = failing_status(fleet, ORCHESTRATOR_REDIS_CA=ca_of(stack),
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=ca_of(stack),
                                ORCHESTRATOR_REDIS_URL=url)
     assert code == 4, out
     seen.append(out)
