@@ -39,6 +39,8 @@ def _heartbeat_side(cmd: str, args: list[str], prefix: str, scripts: dict[str, s
     key = args[0] if args else ""
     if cmd == "SET" and key.startswith((f"{prefix}box:", f"{prefix}slot:")):
         return True  # the heartbeat, and the running step's slot renewed with it
+    if cmd == "SET" and key.startswith(f"{prefix}reaper:"):
+        return True  # the type's reaper turn, tried each beat
     if cmd == "HSET" and key.startswith(f"{prefix}members:"):
         return True  # the heartbeat adds its box to the type's members, every beat
     if cmd == "GET" and key.startswith(f"{prefix}services:"):

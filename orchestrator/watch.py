@@ -175,22 +175,23 @@ def follow(
 ) -> dict[str, str]:
     """Show the rollout's events until it ends; its record at the end. Losing Redis only
     pauses this watcher: the rollout goes on without it, and it re-attaches by itself.
-    Between ticks (every `interval`: the record, the lease, dead boxes, the board) it blocks
+    Between ticks (`tick_every`: the record, the lease, dead boxes, the board) it blocks
     on the stream (XREAD BLOCK): an event is shown when written, and the rollout's own end
     event ends the watch at once."""
     feed = Feed(engine, rollout, show)
     lost = False
     next_tick = 0.0
+    every = tick_every(engine, interval)
     while True:
         try:
             wait = next_tick - time.monotonic()
             if not feed.drain(max(wait, 0.0)) and wait > 0:
                 continue
             st = engine.status(rollout.id)
-            if wait <= 0 and st and "ended" not in st and engine.inflight(rollout.id):
+            if wait <= 0 and st and "ended" not in st and (boxes := engine.inflight(rollout.id)):
                 # Watchers renew only while something is in flight (protocol rule 6).
                 engine.lease.renew(rollout.box_type, rollout.id, engine.lease_ttl)
-                engine.reap_dead(rollout.box_type)
+                engine.reap_dead(rollout.box_type, rollout.id, boxes)
         except redis.RedisError as exc:
             if not lost:
                 err.write(
@@ -215,9 +216,17 @@ def follow(
                 feed.drain(min(left, interval))
             return st
         if wait <= 0:
-            next_tick = time.monotonic() + interval
+            next_tick = time.monotonic() + every
             if on_tick:
                 on_tick()
+
+
+def tick_every(engine: Rollouts, interval: float) -> float:
+    """Seconds between ticks: a tenth of the shorter TTL (a lease renewed, a dead box seen, in
+    time), at most a second (the board's clock); never below `interval`. Events are shown as
+    they come whatever this is: a tick's cost is per second, so it is kept to few a second
+    (at a fixed 0.2 s, a 5,000-box rollout spent more on ticks than on its boxes' events)."""
+    return max(interval, min(engine.lease_ttl / 10, engine.slot_ttl / 10, 1.0))
 
 
 # After a blocking read returned events, the next read waits this long: a busy stream costs

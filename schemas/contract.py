@@ -131,6 +131,10 @@ class Keys:
         orders its events across box types."""
         return f"{self.prefix}lbout:{lb_key}"
 
+    def reaper(self, box_type: str) -> str:
+        """Taken (SET NX PX) by the one worker of the type that reaps this heartbeat interval."""
+        return f"{self.prefix}reaper:{box_type}"
+
     def lb_wait(self) -> str:
         """Rollouts with a box sent back to pending by a full load balancer."""
         return f"{self.prefix}lbwait"

@@ -171,9 +171,9 @@ class HeartbeatThread(threading.Thread):
             if self.leaving is None or not self.leaving(box_id):
                 pipe.hset(self.keys.members(self.box_type), box_id, repr(hb.at))
         pipe.execute()
-        if self.rollouts is not None:
+        # Every worker of the type watches its rollout's boxes in flight, in turns: one a beat.
+        if self.rollouts is not None and self.rollouts.reap_turn(self.box_type, self.interval):
             self.rollouts.keep_waiting(self.box_type)
-            # Every worker of the box type watches its rollout's boxes in flight.
             for dead in self.rollouts.reap_dead(self.box_type):
                 log.warning("box %s stopped answering: its rollout halts", dead)
 

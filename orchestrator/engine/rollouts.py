@@ -229,17 +229,24 @@ class Rollouts:
         pipe.execute()
         return again
 
-    def reap_dead(self, box_type: str) -> list[str]:
-        """Boxes in flight whose slot expired: each counts as failed (the rollout halts)."""
-        rollout_id = self.states.active(box_type)
+    def reap_dead(
+        self, box_type: str, rollout_id: str | None = None, boxes: list[str] | None = None
+    ) -> list[str]:
+        """Boxes in flight whose slot expired: each counts as failed (the rollout halts).
+        A watcher passes the rollout and its boxes in flight, which it has just read."""
+        rollout_id = rollout_id or self.states.active(box_type)
         if rollout_id is None:
             return []
-        boxes = self.inflight(rollout_id)
+        boxes = self.inflight(rollout_id) if boxes is None else boxes
         if not boxes:
             return []
-        pipe = self.client.pipeline()
-        for box in boxes:
-            pipe.exists(self.keys.slot(rollout_id, box))
+        slots = [self.keys.slot(rollout_id, box) for box in boxes]
+        # One command while every box lives (the usual case); each box's only when one died.
+        if self.client.exists(*slots) == len(slots):
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.exists(slot)
         dead = [box for box, alive in zip(boxes, pipe.execute(), strict=True) if not alive]
         if dead:
             rollout = self.get(rollout_id)
@@ -259,6 +266,13 @@ class Rollouts:
                 # Its places out of a load balancer go with its token; waiting rollouts retry.
                 self.wake(self.budgets.release(box))
         return dead
+
+    def reap_turn(self, box_type: str, every: float) -> bool:
+        """Whether this caller is the type's one reaper for the next `every` seconds: every
+        worker beats, but one look at the boxes in flight per interval is enough (each worker
+        looking would cost the fleet N x its boxes in flight, every beat)."""
+        return bool(self.client.set(self.keys.reaper(box_type), "1", nx=True,
+                                    px=max(int(every * 1000), 1)))
 
     def keep_waiting(self, box_type: str) -> None:
         """The type's rollout waits for a load balancer place with nothing in flight: its
