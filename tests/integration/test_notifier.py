@@ -121,3 +121,35 @@ def test_two_notifiers_deliver_each_lifecycle_event_once(
     assert sorted(b["event"] for b in queued) == ["started", "succeeded"], queued
     assert ran.read_text().splitlines() == [f"{rid} succeeded"]
     assert product_redis.client.hlen(keys.notifiers()) == 0  # both said goodbye
+
+
+def test_an_attached_rollout_notifies_its_own_events_however_long_its_stream(
+    fleet_factory: Callable[..., Fleet], product_redis: ProductRedis, receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    """No notifier runs: the CLI that runs the rollout sends its started and succeeded, even
+    when the type's stream holds more than a read's worth of other rollouts' entries before
+    them (a poll from a day back used to read only the oldest 1,000, and send nothing)."""
+    secret = tmp_path / "webhook"
+    secret.write_text(f"http://127.0.0.1:{receiver.server_address[1]}/hook\n")
+    fleet_yml = tmp_path / "fleet.yml"
+    fleet_yml.write_text("load_balancer: haproxy\nnotifications:\n"
+                         f"  - webhook: {{secret: 'file:{secret}'}}\n")
+    fleet = fleet_factory(1)
+    fleet.env.update({"ORCHESTRATOR_FLEET_FILE": str(fleet_yml),
+                      "ORCHESTRATOR_FLEET_SOURCE": "heartbeats"})
+    keys = Keys(product_redis.prefix)
+    pipe = product_redis.client.pipeline(transaction=False)
+    for i in range(2500):  # earlier rollouts' steps, in the last day
+        pipe.xadd(keys.events(fleet.box_type), {"rollout": "web-old", "box": f"b{i}",
+                                               "step": "deploy.swap", "phase": "end"})
+    pipe.execute()
+    assert product_redis.client.hlen(keys.notifiers()) == 0
+    fleet.write(f"{fleet.images.repo}:v1")
+    run = fleet.cli("rollout", fleet.box_type, "--reason", "v1", "--json")
+    assert run.returncode == 0, run.stderr
+    rid = json.loads(run.stdout.splitlines()[-1])["summary"]["rollout"]
+    assert product_redis.client.hgetall(keys.notified(rid)) == {
+        "started": "done", "succeeded": "done"}
+    mine = [b for b in receiver.bodies if b["rollout"] == rid]
+    assert sorted(b["event"] for b in mine) == ["started", "succeeded"], receiver.bodies

@@ -16,6 +16,12 @@ from orchestrator.cli import cli
 ctx = click.Context(cli)
 assert cli.get_command(ctx, "{command}") is not None
 import orchestrator.coordinator, orchestrator.preflight, orchestrator.watch  # what it runs
+from types import SimpleNamespace
+from orchestrator.cli_notify import make_notifier  # an attached rollout notifies its own
+from orchestrator.settings import CoordinatorSettings
+from schemas.contract import Keys
+make_notifier(SimpleNamespace(settings=CoordinatorSettings(), client=None, keys=Keys(""),
+                              fleet_settings=lambda: None, rollouts=None))
 print(sorted(m for m in ("boto3", "botocore", "orchestrator.cli_boxtype") if m in sys.modules))
 """
 
