@@ -7,6 +7,7 @@ import uuid
 
 from celery import Celery
 
+from orchestrator.engine.celery_app import brief
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient
 from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
@@ -30,9 +31,9 @@ def ask_secrets(
             rollout_id=query, box_id=box, box_type=release.box_type,
             release_id=release.id, release_hash=release.hash,
         )
-        app.send_task(
-            TaskName.SECRETS.value, args=(req.model_dump(mode="json"),), queue=queue_for(box)
-        )
+        payload = req.model_dump(mode="json")
+        app.send_task(TaskName.SECRETS.value, args=(payload,), queue=queue_for(box),
+                      argsrepr=brief(payload))
     journal = Journal(client, keys)
     changed: dict[str, list[str]] = {}
     problems: dict[str, str] = {}

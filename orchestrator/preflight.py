@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from celery import Celery
 
+from orchestrator.engine.celery_app import brief
 from orchestrator.engine.fleet import GONE_AFTER, Members, last_seen
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient
@@ -44,9 +45,9 @@ def ask_preflight(
             release_hash=release.hash,
             token="",
         )
-        app.send_task(
-            TaskName.PREFLIGHT.value, args=(req.model_dump(mode="json"),), queue=queue_for(box)
-        )
+        payload = req.model_dump(mode="json")
+        app.send_task(TaskName.PREFLIGHT.value, args=(payload,), queue=queue_for(box),
+                      argsrepr=brief(payload))
     try:
         answers = Answers(client, keys, rollout_id, box_type, boxes).wait(timeout, renew)
     finally:

@@ -229,9 +229,20 @@ def tick_every(engine: Rollouts, interval: float) -> float:
     return max(interval, min(engine.lease_ttl / 10, engine.slot_ttl / 10, 1.0))
 
 
-# After a blocking read returned events, the next read waits this long: a busy stream costs
-# at most ~50 reads a second (each with every event meanwhile), not one per event.
-GATHER = 0.02
+# A blocking read returns at its first event: on a busy stream, a read for every event or two.
+# So the next read waits to gather about GATHER_EVENTS events at the pace the last one saw
+# (within GATHER_MIN..GATHER_MAX s): a box's events are a fixed number, so the reads, and their
+# cost, stay proportional to the boxes however fast they go; none once every box of the plan
+# has finished, so the end is shown at once.
+GATHER_EVENTS = 16
+GATHER_MIN, GATHER_MAX = 0.02, 0.25
+
+
+def gather_pause(events: int, seconds: float) -> float:
+    """How long the next read waits, after `events` came in `seconds`. Pure."""
+    if events <= 0:
+        return GATHER_MIN
+    return min(max(GATHER_EVENTS * seconds / events, GATHER_MIN), GATHER_MAX)
 
 
 class Feed:
@@ -244,18 +255,21 @@ class Feed:
         # Start at the rollout's own first event: the stream holds every rollout of the type.
         self.after = f"{int(rollout.created_at * 1000) - 1}-0"
         self.finished: set[str] = set()
-        self.gathered = 0.0
+        self.read_at = time.monotonic()
+        self.pause = GATHER_MIN
 
     def drain(self, block: float) -> bool:
         """Show the events written since the last call (waiting up to `block` seconds for the
         first); whether the rollout's end was among them."""
         box_type, ended = self.rollout.box_type, False
         if block > 0:
-            pause = max(0.0, min(self.gathered + GATHER - time.monotonic(), block))
+            pause = max(0.0, min(self.read_at + self.pause - time.monotonic(), block))
             time.sleep(pause)
             rows = self.engine.events.wait(box_type, self.after, block - pause)
             if rows:
-                self.gathered = time.monotonic()
+                now = time.monotonic()
+                self.pause = gather_pause(len(rows), now - self.read_at)
+                self.read_at = now
         else:
             rows = self.engine.events.read(box_type, after=self.after)
         for sid, e in rows:
@@ -266,6 +280,8 @@ class Feed:
             if e.get("step") == "deploy.finish" and e.get("phase") == "end":
                 self.finished.add(e.get("box", ""))
             ended = ended or (e.get("step") == "rollout" and e.get("phase") == "end")
+        if len(self.finished) >= len(self.rollout.plan.boxes):
+            self.pause = 0.0
         return ended
 
 

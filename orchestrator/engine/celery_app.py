@@ -15,6 +15,13 @@ from orchestrator.engine.tls import TlsPolicy
 UNROUTED_QUEUE = "orchestrator.unrouted"
 
 
+def brief(payload: dict[str, Any]) -> str:
+    """A step request's `argsrepr` (what Flower shows as the task's args), said in a few
+    words: left to Celery, its saferepr of the whole request costs more than sending it."""
+    app = f" app={payload['app']}" if payload.get("app") else ""
+    return f"(rollout={payload.get('rollout_id')} box={payload.get('box_id')}{app})"
+
+
 def make_celery(
     broker_url: str,
     *,

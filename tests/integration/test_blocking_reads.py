@@ -79,7 +79,8 @@ def test_the_watch_sees_an_event_when_it_is_written_with_one_blocking_read(
     client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
     observer = client_for(product_redis.url, decode_responses=True)
     events = Events(client, keys)
-    rollout = SimpleNamespace(box_type="web", id="r-2", created_at=time.time())
+    rollout = SimpleNamespace(box_type="web", id="r-2", created_at=time.time(),
+                              plan=SimpleNamespace(boxes=["b1"]))
     shown: list[dict[str, str]] = []
     feed = Feed(SimpleNamespace(events=events), rollout,  # type: ignore[arg-type]
                 lambda sid, e: shown.append(e))
@@ -108,7 +109,8 @@ def test_redis_lost_while_the_watch_blocks_pauses_it_and_it_reattaches(tmp_path:
         client, keys = client_for(url), Keys("w:")
         observer = client_for(url, decode_responses=True)
         engine = Rollouts(client, keys, make_celery(f"{server.url}/0"))
-        rollout = SimpleNamespace(box_type="web", id="r-3", created_at=time.time())
+        rollout = SimpleNamespace(box_type="web", id="r-3", created_at=time.time(),
+                                  plan=SimpleNamespace(boxes=["b1"]))
         client.hset(keys.rollout("r-3"), "state", "running")
         err = io.StringIO()
         out: list[dict[str, str]] = []
