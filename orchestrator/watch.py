@@ -208,6 +208,7 @@ def follow(
         if not st:
             return {"state": "lost", "halt_reason": LOST}
         if "ended" in st:
+            feed.pause = 0.0  # the last finishes are read as they come: nothing to gather
             feed.drain(0)
             # The last box's finish ends the rollout before it logs its own end: show it.
             deadline = time.monotonic() + 2.0
