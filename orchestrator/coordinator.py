@@ -36,7 +36,7 @@ from orchestrator.settings import CoordinatorSettings
 from schemas.contract import Keys, Member, Outcome, StepRequest, TaskName, queue_for
 from schemas.fleet import FleetSettings
 from schemas.release import Release
-from schemas.rollout import Bake, Policy, Rollout
+from schemas.rollout import Bake, Policy, Rollout, RolloutState
 from schemas.trust import OrderKind, Warrant
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ class Coordinator:
             self.preflight(rollout_id, box_type, release, fleet)
             if release.spec.migrate is not None and kind == "rollout":
                 self.migrate(rollout_id, box_type, release, make_plan(fleet, policy).boxes[0])
+            self.keep_lease(box_type, rollout_id)  # held still, the boxes' claims will find it
             rollout = Rollout(
                 id=rollout_id,
                 box_type=box_type,
@@ -300,6 +301,23 @@ class Coordinator:
                 raise LeaseHeld(self.describe_holder(box_type, holder))
             time.sleep(1.0)
 
+    def keep_lease(self, box_type: str, rollout_id: str) -> None:
+        """Renew the lease while the start works (fleet read, preflight, migration). Expired
+        with nobody else holding it (a start slower than its TTL between renewals): taken
+        again. Taken by another rollout: this start ends here, before any box starts (a rollout
+        without its lease would have every claim refused)."""
+        lease, ttl = self.rollouts.lease, self.settings.lease_ttl
+        if lease.renew(box_type, rollout_id, ttl):
+            return
+        holder = lease.acquire(box_type, rollout_id, ttl)
+        if holder is None and self.rollouts.state(rollout_id) == RolloutState.PREFLIGHT:
+            log.warning("rollout %s: its lease had expired, taken again", rollout_id)
+            return
+        raise LeaseHeld(
+            f"rollout {rollout_id} lost the lease of {box_type} before any box started (held by "
+            f"{holder or 'nobody'} now): nothing was changed; run it again"
+        )
+
     def refuse_if_frozen(self, box_type: str) -> None:
         found = Freezes(self.client, self.keys).get(box_type)
         if found is not None:
@@ -329,21 +347,19 @@ class Coordinator:
         journal = Journal(self.client, self.keys)
         # Its own deadline, plus the time to start its container and report.
         deadline = time.monotonic() + task.deadline + 60
-        lease, ttl = self.rollouts.lease, self.settings.lease_ttl
         while (got := journal.get(rollout_id, box, TaskName.MIGRATE.value, None)) is None:
             if time.monotonic() > deadline:
                 raise MigrationFailed(f"migrate on {box}: no answer in {task.deadline + 60:.0f}s; "
                                       "nothing was swapped")
             # A migration (redelivered after its worker died, too) may outlast the lease's TTL:
             # the boxes' claims would then find no lease and never start.
-            lease.renew(box_type, rollout_id, ttl)
+            self.keep_lease(box_type, rollout_id)
             time.sleep(0.2)
         if got.outcome != Outcome.OK:
             raise MigrationFailed(f"migrate on {box} failed: {got.reason}; nothing was swapped")
 
     def preflight(self, rollout_id: str, box_type: str, release: Release, boxes: list[str]) -> None:
         """Every box, in parallel, before any leaves its load balancer."""
-        lease, ttl = self.rollouts.lease, self.settings.lease_ttl
         ask_preflight(self.app, self.client, self.keys, self.settings.preflight_timeout,
                       rollout_id, box_type, release, boxes,
-                      renew=lambda: lease.renew(box_type, rollout_id, ttl))
+                      renew=lambda: self.keep_lease(box_type, rollout_id))

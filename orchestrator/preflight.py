@@ -21,6 +21,8 @@ from schemas.release import Release
 # second (at a fixed interval its cost per box would grow with the fleet: N boxes, N seconds).
 LOOK_EVERY = 0.5
 LOOK_RATE = 1000.0
+# The lease is renewed this often while preflight sends and waits, whatever the look's pace.
+RENEW_EVERY = 1.0
 
 
 def ask_preflight(
@@ -36,7 +38,11 @@ def ask_preflight(
 ) -> None:
     """Send every box its preflight, then wait for all answers (PreflightFailed if any is no).
     `renew` keeps the lease while the boxes answer (5,000 boxes took longer than its TTL)."""
+    renewed = time.monotonic()
     for box in boxes:
+        if time.monotonic() - renewed >= RENEW_EVERY:  # 5,000 sends take seconds on a busy box
+            renew()
+            renewed = time.monotonic()
         req = StepRequest(
             rollout_id=rollout_id,
             box_id=box,
@@ -78,8 +84,12 @@ class Answers:
         deadline = time.monotonic() + timeout
         key = self.keys.rollout_part(self.rollout_id, "answers")
         looked, every = time.monotonic(), LOOK_EVERY
+        renewed = looked
         while len(self.got) < len(self.boxes) and (left := deadline - time.monotonic()) > 0:
-            block = min(left, max(looked + every - time.monotonic(), 0.01))
+            if time.monotonic() - renewed >= RENEW_EVERY:
+                renew()
+                renewed = time.monotonic()
+            block = min(left, max(looked + every - time.monotonic(), 0.01), RENEW_EVERY)
             popped = self.client.blpop([key], timeout=block)
             if popped is not None:
                 # Every other answer already there, in the same round trip's wake.
@@ -87,7 +97,6 @@ class Answers:
                 self.read([_text(popped[1]), *(_text(b) for b in rest)])
             if time.monotonic() - looked >= every:
                 looked = time.monotonic()
-                renew()
                 self.read(self.waiting())  # an answer whose wake-up was lost
                 self.got.update(self.gone(self.waiting()))
                 every = max(LOOK_EVERY, len(self.waiting()) / LOOK_RATE)

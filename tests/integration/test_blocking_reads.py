@@ -147,8 +147,32 @@ def test_the_lease_outlives_a_preflight_longer_than_its_ttl(
     client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
     lease = Lease(client, keys)
     assert lease.acquire("web", "r-4", 1.0) is None
-    monkeypatch.setattr(coordinator_preflight, "LOOK_EVERY", 0.2)
+    monkeypatch.setattr(coordinator_preflight, "RENEW_EVERY", 0.2)
     got = Answers(client, keys, "r-4", "web", ["silent"]).wait(
         timeout=3.0, renew=lambda: lease.renew("web", "r-4", 1.0))
     assert got == {}  # nobody answered: the wait ran its whole timeout, three TTLs
     assert lease.holder("web")[0] == "r-4"
+
+
+def test_a_start_keeps_its_lease_or_ends_before_any_box_starts(product_redis: ProductRedis) -> None:
+    """A start slower than the lease's TTL between renewals (5,000 boxes on a loaded machine):
+    an expired lease nobody took is taken again; one another rollout took ends this start,
+    instead of a rollout whose every claim would be refused."""
+    from orchestrator.coordinator import Coordinator
+    from orchestrator.errors import LeaseHeld
+    from orchestrator.settings import CoordinatorSettings
+
+    client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
+    app = make_celery(product_redis.url)
+    engine = Rollouts(client, keys, app, lease_ttl=30.0)
+    c = Coordinator(CoordinatorSettings(), client, keys, app, engine)
+    engine.states.open("r-5", "web", "test", "me")
+    assert engine.lease.acquire("web", "r-5", 30.0) is None
+    client.delete(keys.lease("web"))  # expired, nobody took it
+    c.keep_lease("web", "r-5")
+    assert engine.lease.holder("web")[0] == "r-5"
+    client.delete(keys.lease("web"))
+    assert engine.lease.acquire("web", "r-other", 30.0) is None  # another rollout took it
+    with pytest.raises(LeaseHeld, match="lost the lease of web before any box started"):
+        c.keep_lease("web", "r-5")
+    assert engine.lease.holder("web")[0] == "r-other"
