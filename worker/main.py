@@ -37,6 +37,7 @@ from worker.runtime_noop import NoopRuntime
 from worker.secrets import ssm_fetcher
 from worker.services import ServiceReconciler, ensure_services
 from worker.settings import WorkerSettings
+from worker.stage import tidy
 from worker.steps.protocol import StepContext
 from worker.tasks import register_tasks
 from worker.trust import release_refusal
@@ -229,6 +230,7 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
             log.warning("the broker had lost the routes of %s: declared again", ", ".join(remade))
     for served in box_ids:
         settle(ctx, served, box_type)
+        tidy(ctx, served, box_type)  # staged for a rollout that ended, or a turn that passed
     if ctx.rollouts is not None:
         # A bake has nothing in flight: the box type's workers judge its gates and end it.
         settings = ctx.settings

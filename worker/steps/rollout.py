@@ -7,6 +7,7 @@ from orchestrator.engine.lease import Lease
 from schemas.contract import Outcome, StepRequest, StepResult, TaskName
 from schemas.release import Release
 from schemas.rollout import Rollout
+from worker.stage import sweep
 from worker.steps.protocol import StepContext, StepOutcome
 
 
@@ -14,7 +15,9 @@ def claim(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None)
     """Lease owner, rollout state and a fresh fencing token in one Lua script."""
     got = Lease(ctx.redis, ctx.keys).claim(req.box_type, req.rollout_id, req.box_id)
     if not got.ok:
-        # Not a failure of this box: it never started, and it never leaves its LB.
+        # Not a failure of this box: it never started, and it never leaves its LB; what its
+        # preflight staged is for no turn now.
+        sweep(ctx, req.box_id, req.box_type, over=req.rollout_id)
         return StepOutcome(Outcome.SKIPPED, f"not started: {got.reason}")
     # On the box's own disk: once claimed, the order's expiry no longer stops this box.
     ctx.record(req.box_id).claim(req.rollout_id)
@@ -53,6 +56,8 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
     if fill.kind == "dup":
         return StepOutcome(Outcome.NOOP, f"box {outcome}: already counted")
     started = ", ".join(fill.started) or "none"
+    # Counted: whatever its preflight staged and its turn did not adopt goes now.
+    sweep(ctx, req.box_id, req.box_type, over=req.rollout_id)
     return StepOutcome(
         Outcome.OK,
         f"box {outcome}; started {started}; rollout {ctx.rollouts.state(rollout.id)}",
