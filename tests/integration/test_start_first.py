@@ -156,12 +156,14 @@ def test_a_failing_new_version_never_gets_traffic(
     assert sampler.admin_seen == {0} and sampler.fewest == 3
     assert out_of_service_changes(fleet)[before:] == []
     assert set(ports(fleet).values()) == {PORT}  # traffic never moved
-    failed = [e for e in json_lines(run.stdout)[:-1] if e.get("step") == "deploy.swap"
-              and e.get("outcome") == "failed"]
-    assert failed and "traffic never moved" in str(failed[0]["reason"])
-    canary = failed[0]["box"]
-    found = docker_client.containers.list(all=True, filters={"label": f"{Label.BOX}={canary}"})
-    assert [(c.name, c.status) for c in found] == [(f"{canary}.web.web", "running")]
+    # Staged in preflight, it fails there, on every box: the rollout never starts.
+    said = run.stdout + run.stderr
+    assert "preflight failed on 3 of 3 boxes" in said, said
+    assert said.count("staging its next version failed") == 3, said
+    for w in fleet.workers:
+        found = docker_client.containers.list(all=True,
+                                              filters={"label": f"{Label.BOX}={w.box_id}"})
+        assert [(c.name, c.status) for c in found] == [(f"{w.box_id}.web.web", "running")]
 
 
 @pytest.mark.parametrize("point", ["deploy.swap:move=kill", "deploy.swap:moved=kill"])
