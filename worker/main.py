@@ -32,6 +32,7 @@ from worker.inspect import Inspector
 from worker.limits import check_release
 from worker.recovery import recover, settle
 from worker.releases import BoxReleases
+from worker.retire import tidy_retired
 from worker.runtime import DockerRuntime
 from worker.runtime_noop import NoopRuntime
 from worker.secrets import ssm_fetcher
@@ -231,6 +232,7 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
     for served in box_ids:
         settle(ctx, served, box_type)
         tidy(ctx, served, box_type)  # staged for a rollout that ended, or a turn that passed
+        tidy_retired(ctx, served, box_type)  # an old start-first version its chain left
     if ctx.rollouts is not None:
         # A bake has nothing in flight: the box type's workers judge its gates and end it.
         settings = ctx.settings

@@ -39,6 +39,11 @@ class BoxState(BaseModel):
     current_seq: int = Field(
         0, description="The highest seq of a signed current this box has seen: never older"
     )
+    retiring: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="app -> the old version a start-first swap left running aside (`.prev`): "
+        "new_hash, ids, names, stop_timeout; stopped once the chain settled",
+    )
     staged: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="app -> a next version started ahead of the box's turn (start-first "
@@ -139,6 +144,17 @@ class BoxRecord:
         if any(note is not None for note in popped):
             self.write(state)
 
+    def retire(self, app: str, note: dict[str, str]) -> None:
+        state = self.read()
+        state.retiring[app] = note
+        self.write(state)
+
+    def retired(self, apps: list[str]) -> None:
+        state = self.read()
+        popped = [state.retiring.pop(app, None) for app in apps]
+        if any(note is not None for note in popped):
+            self.write(state)
+
     def saw_current(self, seq: int) -> None:
         state = self.read()
         if seq > state.current_seq:
@@ -148,5 +164,6 @@ class BoxRecord:
     def clear(self) -> None:
         """Nothing left to finish; what the box has seen and claimed stays."""
         old = self.read()
-        self.write(BoxState(claimed=old.claimed, current_seq=old.current_seq, staged=old.staged))
+        self.write(BoxState(claimed=old.claimed, current_seq=old.current_seq, staged=old.staged,
+                            retiring=old.retiring))
 

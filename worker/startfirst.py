@@ -22,8 +22,9 @@ from schemas.strategy import (
     other_port,
     port_now,
 )
-from worker.decide import SwapIntent, is_aside, is_managed, is_previous
+from worker.decide import SwapIntent, is_aside, is_previous
 from worker.facts import BoxEnv, ContainerFact
+from worker.retire import retire_note
 from worker.runspec import PREVIOUS_SUFFIX
 from worker.secrethash import remember
 from worker.stage import adopt, running_ports, take_staged
@@ -153,17 +154,17 @@ def swap_start_first(
     t1 = time.monotonic()
     lb.move(member, new_port, _check_port(spec, lb, member))
     late = _wait_moved(ctx, lb, member, old_port) if old_port != new_port else ""
+    # The old version stops after the chain (worker/retire.py): the box's record says so now,
+    # and until the chain settles a restore still finds it running, to move back to.
+    timeout = max((_stop_timeout(release, app, f) for f in kept), default=10)
+    ctx.record(env.box_id).retire(app, retire_note(spec_hash, kept, timeout))
     t2 = time.monotonic()
-    for fact in kept:
-        env.runtime.stop(fact.id, _stop_timeout(release, app, fact))
-        if is_managed(fact):
-            env.runtime.remove(fact.id)
     remember(env.box_id, [app], [])
     how = ("adopted the containers staged in preflight" if staged else
            "started" + (f" (staged not adopted: {not_staged})" if not_staged != "nothing staged"
                         else ""))
-    took = (f"{how}, healthy in {t1 - t0:.2f}s, moved and drained in {t2 - t1:.2f}s, "
-            f"old stopped in {time.monotonic() - t2:.2f}s")
+    took = (f"{how}, healthy in {t1 - t0:.2f}s, moved and drained in {t2 - t1:.2f}s; "
+            "the old version stops after the box's chain")
     return StepOutcome(
         Outcome.OK,
         f"{decision.reason}: now {spec_hash[:12]}, member moved {old_port} -> {new_port}{late} "

@@ -267,9 +267,11 @@ def test_the_next_version_is_staged_in_preflight_and_each_turn_adopts_it(
     assert all("adopted the containers staged in preflight" in str(e["reason"])
                for e in swaps), [e["reason"] for e in swaps]
     assert staged(docker_client, fleet) == []
-    for w in fleet.workers:
-        assert containers(docker_client, w.box_id) == [
-            (f"{w.box_id}.web.web", "running", seen[w.box_id][1][2])]
+    def only_adopted() -> bool:  # the old version stops after the box's chain
+        return all(containers(docker_client, w.box_id) == [
+            (f"{w.box_id}.web.web", "running", seen[w.box_id][1][2])] for w in fleet.workers)
+
+    wait_for(only_adopted, "only the adopted versions left")
     assert set(ports(fleet).values()) == {ALT}
     assert fleet.cli("status", fleet.box_type).returncode == 0
 
@@ -325,3 +327,34 @@ def test_a_worker_killed_mid_staging_leaves_nothing_staged_once_restarted(
         (f"{box.box_id}.web.web", "running")]
     assert '"staged":{}' in record.read_text()
     assert fleet.lb.member_port(box.box_id) == PORT
+
+
+def test_a_worker_killed_before_the_old_version_stopped_stops_it_once_restarted(
+    fleet_factory: Callable[..., Fleet], docker_client: docker.DockerClient,
+) -> None:
+    fleet = deployed(fleet_factory, 1)
+    (box,) = fleet.workers
+    v1 = containers(docker_client, box.box_id)[0][2]
+    box.stop()
+    box.env["ORCHESTRATOR_FAULT_POINT"] = "retire:stop=kill"
+    started(box)
+    write(fleet, "v2")
+    with TrafficLoop(fleet.proxy.url, threads=2, rate_per_thread=40, max_seconds=90) as loop:
+        loop.wait_total(20, timeout=10)
+        run = fleet.start_cli("rollout", fleet.box_type, "--json")
+        wait_for(lambda: not box.running, "the worker killed before stopping the old version")
+        found = containers(docker_client, box.box_id)
+        record = Path(box.env["ORCHESTRATOR_STATE_DIR"]) / f"{box.box_id}.json"
+        assert '"retiring":{"web"' in record.read_text()  # what remains to stop, on its disk
+        box.env.pop("ORCHESTRATOR_FAULT_POINT")
+        started(box)
+        run.communicate(timeout=90)
+        loop.wait_total(loop.stats.total + 20, timeout=10)
+    stats = loop.stop()
+    assert [(n, s) for n, s, r in found if r == v1] == [(f"{box.box_id}.web.web.prev", "running")]
+    assert stats.failed == 0, stats.summary()
+    wait_for(lambda: [(n, s) for n, s, _ in containers(docker_client, box.box_id)] == [
+        (f"{box.box_id}.web.web", "running")], "the old version stopped and removed")
+    assert containers(docker_client, box.box_id)[0][2] != v1
+    assert fleet.lb.member_port(box.box_id) == ALT
+    assert '"retiring":{}' in record.read_text()
