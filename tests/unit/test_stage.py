@@ -1,13 +1,16 @@
 """start-first staging, table-tested: which staged containers go and which a box's turn adopts;
-a staged container is nobody's serving version. Pure."""
+a staged container is nobody's serving version; when the old version stops. Pure."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from schemas.contract import Label
 from worker.decide import app_facts, decide_swap, is_aside, is_staged
 from worker.facts import ContainerFact, PortBinding
+from worker.retire import decide_retire, retire_note
 from worker.stage import decide_adopt, decide_unstage
 
 pytestmark = pytest.mark.unit
@@ -113,3 +116,17 @@ def test_a_staged_container_is_nobodys_serving_version() -> None:
     # discarded (only the turn's adoption, or the sweep, acts on it).
     decision = decide_swap(facts, container_names=["web"], spec_hash=HASH[R2])
     assert decision.needed and decision.keep == (serving,) and decision.discard == ()
+
+
+def test_the_old_version_stops_after_the_chain_only_while_it_is_aside_and_the_new_serves() -> None:
+    old = fact("b1.web.web.prev", release=R1, port=8080)
+    new = fact("b1.web.web", release=R2, port=8081)
+    note = retire_note(HASH[R2], [old], 10)
+    assert decide_retire([old, new], note) == (old,)
+    # A restore put the old version back (renamed): it serves, nothing stops.
+    back = fact("b1.web.web", release=R1, port=8080)
+    assert decide_retire([back], {**note, "ids": back.id}) == ()
+    # The new version does not run: the old one is what there is, it stays.
+    assert decide_retire([old, fact("b1.web.web", state="exited")], note) == ()
+    # A container the note does not name is not its to stop.
+    assert decide_retire([replace(old, id="another"), new], note) == ()
