@@ -160,10 +160,12 @@ def swap_start_first(
     ctx.record(env.box_id).retire(app, retire_note(spec_hash, kept, timeout))
     t2 = time.monotonic()
     remember(env.box_id, [app], [])
-    how = ("adopted the containers staged in preflight" if staged else
-           "started" + (f" (staged not adopted: {not_staged})" if not_staged != "nothing staged"
-                        else ""))
-    took = (f"{how}, healthy in {t1 - t0:.2f}s, moved and drained in {t2 - t1:.2f}s; "
+    if staged:
+        how = f"adopted the containers staged in preflight, re-checked in {t1 - t0:.2f}s"
+    else:  # why staged ones were not taken, when there were some: no parentheses (benchmarks)
+        why = "" if not_staged == "nothing staged" else f"; staged not adopted: {not_staged}"
+        how = f"started and healthy in {t1 - t0:.2f}s{why}"
+    took = (f"{how}, moved and drained in {t2 - t1:.2f}s; "
             "the old version stops after the box's chain")
     return StepOutcome(
         Outcome.OK,
