@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 
 import redis
@@ -65,15 +66,34 @@ def retire(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
     return said
 
 
+def retire_soon(ctx: StepContext, box_id: str, box_type: str) -> None:
+    """At `finish`: the old versions stop in a thread of their own, so the box's chain (and the
+    rollout's end) does not wait for them; it takes the box's lock once the step let it go, so
+    the box's next step waits for it. The record says what remains, should the worker die."""
+    if not ctx.record(box_id).read().retiring:
+        return
+
+    def run() -> None:
+        with ctx.box_lock(box_id):
+            _retire_logged(ctx, box_id, box_type)
+
+    threading.Thread(target=run, name=f"retire-{box_id}", daemon=True).start()
+
+
+def _retire_logged(ctx: StepContext, box_id: str, box_type: str) -> None:
+    try:
+        for line in retire(ctx, box_id, box_type):
+            log.info("box %s: %s", box_id, line)
+    except (OrchestratorError, redis.RedisError) as exc:  # the next tick tries again
+        log.warning("box %s: old containers not stopped yet: %s", box_id, exc)
+
+
 def tidy_retired(ctx: StepContext, box_id: str, box_type: str) -> None:
     """The heartbeat tick and the worker's start: retire, unless a step acts on the box now."""
     lock = ctx.box_lock(box_id)
     if not lock.acquire(blocking=False):
         return
     try:
-        for line in retire(ctx, box_id, box_type):
-            log.info("box %s: %s", box_id, line)
-    except (OrchestratorError, redis.RedisError) as exc:  # the next tick tries again
-        log.warning("box %s: old containers not stopped yet: %s", box_id, exc)
+        _retire_logged(ctx, box_id, box_type)
     finally:
         lock.release()

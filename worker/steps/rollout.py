@@ -12,7 +12,7 @@ from orchestrator.errors import OrchestratorError
 from schemas.contract import Outcome, StepRequest, StepResult, TaskName
 from schemas.release import Release
 from schemas.rollout import Rollout
-from worker.retire import retire
+from worker.retire import retire_soon
 from worker.stage import sweep
 from worker.steps.protocol import StepContext, StepOutcome
 
@@ -77,7 +77,7 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
 def after_turn(ctx: StepContext, req: StepRequest) -> None:
     try:
         sweep(ctx, req.box_id, req.box_type, over=req.rollout_id)
-        retire(ctx, req.box_id, req.box_type)
+        retire_soon(ctx, req.box_id, req.box_type)
     except (OrchestratorError, redis.RedisError) as exc:  # the heartbeat tick tries again
         log.warning("box %s: after its turn: %s", req.box_id, exc)
 
