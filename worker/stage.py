@@ -48,13 +48,13 @@ def _stale(note: Mapping[str, str], states: Mapping[str, str], over: set[str], *
     rollout = note.get("rollout", "")
     if preparing is not None and rollout != preparing:
         return f"rollout {preparing} prepares the box now"
-    if note.get("state") != "ready":
-        return "its staging was cut short by a worker restart" if restarted else ""
     state = states.get(rollout, "")
     if state not in WAITING:
         return f"rollout {rollout} is {state or 'gone'}"
     if rollout in over:
         return f"the box's turn in rollout {rollout} is over"
+    if note.get("state") != "ready" and restarted:  # else: a staging under way, left alone
+        return "its staging was cut short by a worker restart"
     return ""
 
 

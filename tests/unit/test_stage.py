@@ -51,6 +51,8 @@ UNSTAGE = [
     ("staging under way", note(state="starting"), "preflight", set(), False, None, False, []),
     ("staging cut short by a restart", note(state="starting"), "preflight", set(), True, None,
      True, ["web"]),
+    ("a staging left unfinished, its rollout failed", note(state="starting"), "failed", set(),
+     False, None, True, ["web"]),
     ("nothing recorded", None, "running", set(), False, None, True, []),
     ("recorded for another release", note(release=R1), "running", set(), False, None, True,
      []),
