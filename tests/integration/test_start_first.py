@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import docker
@@ -214,9 +215,11 @@ def stopped(worker: BoxWorker) -> bool:
 
 
 def containers(docker_client: docker.DockerClient, box_id: str) -> list[tuple[str, str, str]]:
-    """(name, status, release) of every container of the box."""
-    found = docker_client.containers.list(all=True, filters={"label": f"{Label.BOX}={box_id}"})
-    return sorted((c.name, c.status, c.labels.get(Label.RELEASE, "")) for c in found)
+    """(name, status, release) of every container of the box, in one engine call (no inspect
+    of each: one removed meanwhile, an old version retiring, is simply not there)."""
+    found = docker_client.api.containers(all=True, filters={"label": f"{Label.BOX}={box_id}"})
+    return sorted((c["Names"][0].lstrip("/"), c["State"], (c.get("Labels") or {}).get(
+        Label.RELEASE, "")) for c in found)
 
 
 def staged(docker_client: docker.DockerClient, fleet: Fleet) -> list[str]:
@@ -291,9 +294,12 @@ def test_an_aborted_rollout_leaves_nothing_staged(
     out, err = run.communicate(timeout=120)
     assert run.returncode != 0, out + err
     wait_for(lambda: staged(docker_client, fleet) == [], "nothing staged left", timeout=60)
-    for w in fleet.workers:
-        assert [(n, s) for n, s, _ in containers(docker_client, w.box_id)] == [
-            (f"{w.box_id}.web.web", "running")]
+    def one_version(box_id: str) -> bool:
+        return [(n, s) for n, s, _ in containers(docker_client, box_id)] == [
+            (f"{box_id}.web.web", "running")]
+
+    for w in fleet.workers:  # the canary's old version may still be retiring
+        wait_for(partial(one_version, w.box_id), f"{w.box_id}: one version running")
         record = Path(w.env["ORCHESTRATOR_STATE_DIR"]) / f"{w.box_id}.json"
         wait_for(lambda: '"staged":{}' in record.read_text(),  # noqa: B023 (waited here)
                  "the staging notes dropped")
