@@ -11,7 +11,7 @@ from orchestrator.errors import OrchestratorError
 from schemas.contract import Label
 from schemas.release import Release
 from schemas.rollout import Plan, Rollout
-from worker.decide import CatchUpFacts, decide_catch_up, is_previous
+from worker.decide import CatchUpFacts, decide_catch_up, is_aside
 from worker.steps.protocol import StepContext
 from worker.trust import authorise_current
 
@@ -47,7 +47,7 @@ def facts(ctx: StepContext, box_id: str, box_type: str) -> tuple[CatchUpFacts, R
     running = {
         f.labels.get(Label.APP, ""): f
         for f in containers
-        if f.state == "running" and not is_previous(f)
+        if f.state == "running" and not is_aside(f)
     }
     behind: tuple[str, ...] = ()
     newer = None

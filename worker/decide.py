@@ -9,12 +9,23 @@ from typing import Literal
 from schemas.contract import Label
 from worker.facts import ContainerFact
 from worker.record import BoxState
-from worker.runspec import PREVIOUS_SUFFIX
+from worker.runspec import PREVIOUS_SUFFIX, STAGED_SUFFIX
 
 
 def is_previous(fact: ContainerFact) -> bool:
     """A container kept stopped while its replacement starts (renamed `<name>.prev`)."""
     return fact.name.lstrip("/").endswith(PREVIOUS_SUFFIX)
+
+
+def is_staged(fact: ContainerFact) -> bool:
+    """A next version started in preflight for a start-first swap (`<name>.staged`): it takes
+    no traffic and is nobody's serving version until its box's turn renames it."""
+    return fact.name.lstrip("/").endswith(STAGED_SUFFIX)
+
+
+def is_aside(fact: ContainerFact) -> bool:
+    """Not the serving version: kept aside (`.prev`) or staged ahead (`.staged`)."""
+    return is_previous(fact) or is_staged(fact)
 
 
 def is_managed(fact: ContainerFact) -> bool:
@@ -42,6 +53,8 @@ def app_facts(
     names = set(container_names)
     out = []
     for f in facts:
+        if is_staged(f):
+            continue  # staged ahead: only its box's turn (worker/stage.py) looks at it
         if is_managed(f):
             if (
                 f.labels.get(Label.BOX) == box_id

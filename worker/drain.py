@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.engine.fleet import Members
 from schemas.contract import Label
-from worker.decide import is_previous
+from worker.decide import is_aside
 from worker.steps.lb import membership
 from worker.steps.protocol import StepContext
 
@@ -15,7 +15,7 @@ def leave_all(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
     running = [
         f
         for f in env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"})
-        if f.state == "running" and not is_previous(f)
+        if f.state == "running" and not is_aside(f)
     ]
     releases = {f.labels.get(Label.RELEASE) for f in running} - {None, ""}
     left = []

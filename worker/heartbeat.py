@@ -15,7 +15,7 @@ from orchestrator.engine.rollouts import Rollouts
 from orchestrator.engine.version import version
 from orchestrator.errors import ServiceUnavailable
 from schemas.contract import AppRunning, Heartbeat, Keys, Label, Member
-from worker.decide import is_previous
+from worker.decide import is_aside
 from worker.facts import ContainerFact, ContainerRuntime
 from worker.secrethash import last_seen
 from worker.steps.protocol import Busy
@@ -28,7 +28,7 @@ WORKER_VERSION = version()
 def what_runs(runtime: ContainerRuntime, box_id: str) -> dict[str, AppRunning]:
     out: dict[str, AppRunning] = {}
     for f in runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"}):
-        if f.state == "running" and not is_previous(f) and f.labels.get(Label.APP):
+        if f.state == "running" and not is_aside(f) and f.labels.get(Label.APP):
             out[f.labels[Label.APP]] = AppRunning(
                 image=f.image,
                 spec_hash=f.labels.get(Label.SPEC_HASH, ""),

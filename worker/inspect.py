@@ -11,11 +11,11 @@ from orchestrator.errors import OrchestratorError
 from schemas.contract import Label, Member
 from schemas.release import Release
 from schemas.strategy import is_start_first, port_now
-from worker.decide import is_previous
+from worker.decide import is_aside
 from worker.facts import BoxEnv, ContainerFact
 from worker.health import check_once
 from worker.secrethash import secrets_changed
-from worker.startfirst import running_ports
+from worker.stage import running_ports
 from worker.steps.lb import membership
 from worker.steps.protocol import StepContext
 
@@ -38,7 +38,7 @@ class Inspector:
         facts = [
             f
             for f in env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"})
-            if not is_previous(f)
+            if not is_aside(f)
         ]
         release = self._expected(box_type, facts)
         if release is None:

@@ -32,11 +32,13 @@ from worker.inspect import Inspector
 from worker.limits import check_release
 from worker.recovery import recover, settle
 from worker.releases import BoxReleases
+from worker.retire import tidy_retired
 from worker.runtime import DockerRuntime
 from worker.runtime_noop import NoopRuntime
 from worker.secrets import ssm_fetcher
 from worker.services import ServiceReconciler, ensure_services
 from worker.settings import WorkerSettings
+from worker.stage import tidy
 from worker.steps.protocol import StepContext
 from worker.tasks import register_tasks
 from worker.trust import release_refusal
@@ -229,6 +231,8 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
             log.warning("the broker had lost the routes of %s: declared again", ", ".join(remade))
     for served in box_ids:
         settle(ctx, served, box_type)
+        tidy(ctx, served, box_type)  # staged for a rollout that ended, or a turn that passed
+        tidy_retired(ctx, served, box_type)  # an old start-first version its chain left
     if ctx.rollouts is not None:
         # A bake has nothing in flight: the box type's workers judge its gates and end it.
         settings = ctx.settings

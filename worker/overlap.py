@@ -11,7 +11,7 @@ from schemas.release import Release
 from schemas.strategy import color_map, is_start_first
 from worker.decide import is_previous
 from worker.facts import BoxEnv
-from worker.startfirst import running_ports
+from worker.stage import running_ports
 from worker.swap import app_containers
 
 # Room left beside both versions, for the engine, the worker and the page cache.

@@ -13,6 +13,7 @@ from schemas.contract import CONTRACT_VERSION, Outcome, StepRequest, StepResult,
 from worker.limits import check_release
 from worker.overlap import overlap_problems
 from worker.secrethash import secrets_changed
+from worker.stage import stage_apps
 from worker.steps.apps import pull_image
 from worker.steps.protocol import StepContext
 from worker.trust import refusal
@@ -35,6 +36,10 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
     if req.contract_version != CONTRACT_VERSION:
         problems.append(f"contract {req.contract_version} != worker's {CONTRACT_VERSION}")
     env = ctx.box_env(req.box_id, req.box_type)
+    root = ctx.settings.log_root if os.path.isdir(ctx.settings.log_root) else "/"
+    free = shutil.disk_usage(root).free
+    if free < MIN_FREE_BYTES:
+        problems.append(f"only {free >> 20} MiB free on disk")
     why = refusal(ctx, TaskName.PREFLIGHT, req)
     if why:
         log.error("preflight on %s refused: %s", req.box_id, why)
@@ -50,12 +55,12 @@ def run_preflight(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
         # Every secret resolves here, before any box leaves; rotated ones are named only.
         rotated = secrets_changed(env, release, req.changed_apps or None)
         problems += overlap_problems(env, release, req.changed_apps or list(release.spec.apps))
+        if not problems and not why:
+            # start-first: the next versions start now, so a box's turn is only its move.
+            problems += stage_apps(ctx, env, release, req.changed_apps or list(release.spec.apps),
+                                   req.rollout_id, req.token)
     except OrchestratorError as exc:
         problems.append(f"{type(exc).__name__}: {exc}")
-    root = ctx.settings.log_root if os.path.isdir(ctx.settings.log_root) else "/"
-    free = shutil.disk_usage(root).free
-    if free < MIN_FREE_BYTES:
-        problems.append(f"only {free >> 20} MiB free on disk")
     # The coordinator waits for this entry: no result backend is needed.
     ctx.journal.record(
         StepResult(

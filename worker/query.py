@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from schemas.contract import CONTRACT_VERSION, Label, Outcome, StepRequest, StepResult, TaskName
+from worker.decide import is_aside
 from worker.secrethash import secrets_changed
 from worker.steps.protocol import StepContext
 
@@ -23,7 +24,7 @@ def running_secrets_changed(ctx: StepContext, box_id: str, box_type: str) -> lis
     by_release: dict[str, set[str]] = {}
     for fact in env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"}):
         rid, app = fact.labels.get(Label.RELEASE), fact.labels.get(Label.APP)
-        if rid and app and fact.state == "running":
+        if rid and app and fact.state == "running" and not is_aside(fact):
             by_release.setdefault(rid, set()).add(app)
     changed: list[str] = []
     for rid, apps in sorted(by_release.items()):

@@ -39,6 +39,16 @@ class BoxState(BaseModel):
     current_seq: int = Field(
         0, description="The highest seq of a signed current this box has seen: never older"
     )
+    retiring: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="app -> the old version a start-first swap left running aside (`.prev`): "
+        "new_hash, ids, names, stop_timeout; stopped once the chain settled",
+    )
+    staged: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="app -> a next version started ahead of the box's turn (start-first "
+        "staging): rollout, release, spec_hash, state (starting, then ready)",
+    )
 
     @property
     def idle(self) -> bool:
@@ -122,6 +132,29 @@ class BoxRecord:
             state.claimed = rollout
             self.write(state)
 
+    def stage(self, app: str, note: dict[str, str]) -> None:
+        """Written before a staged container starts, and again once it is healthy."""
+        state = self.read()
+        state.staged[app] = note
+        self.write(state)
+
+    def unstage(self, apps: list[str]) -> None:
+        state = self.read()
+        popped = [state.staged.pop(app, None) for app in apps]
+        if any(note is not None for note in popped):
+            self.write(state)
+
+    def retire(self, app: str, note: dict[str, str]) -> None:
+        state = self.read()
+        state.retiring[app] = note
+        self.write(state)
+
+    def retired(self, apps: list[str]) -> None:
+        state = self.read()
+        popped = [state.retiring.pop(app, None) for app in apps]
+        if any(note is not None for note in popped):
+            self.write(state)
+
     def saw_current(self, seq: int) -> None:
         state = self.read()
         if seq > state.current_seq:
@@ -131,5 +164,6 @@ class BoxRecord:
     def clear(self) -> None:
         """Nothing left to finish; what the box has seen and claimed stays."""
         old = self.read()
-        self.write(BoxState(claimed=old.claimed, current_seq=old.current_seq))
+        self.write(BoxState(claimed=old.claimed, current_seq=old.current_seq, staged=old.staged,
+                            retiring=old.retiring))
 

@@ -14,6 +14,8 @@ from orchestrator.errors import Fenced, OrchestratorError
 from schemas.contract import Outcome, StepRequest, StepResult, TaskName
 from worker.decide import Owner, SwapIntent, decide_recovery
 from worker.record import BoxState
+from worker.retire import tidy_retired
+from worker.stage import tidy
 from worker.steps.apps import restore_apps
 from worker.steps.lb import rejoin
 from worker.steps.protocol import StepContext, run_step
@@ -124,6 +126,8 @@ def recover(ctx: StepContext, box_id: str, box_type: str) -> None:
     said = settle(ctx, box_id, box_type, restarted=True)
     if said:
         log.warning("recovery of %s: %s", box_id, said)
+    tidy(ctx, box_id, box_type, restarted=True)  # a staging cut short, or staged for nothing
+    tidy_retired(ctx, box_id, box_type)  # an old start-first version a killed worker left
 
 
 def _journal_failure(ctx: StepContext, req: StepRequest, step: str, reason: str) -> None:

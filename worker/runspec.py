@@ -12,7 +12,13 @@ from worker.facts import Bind, PortBinding, RunRequest
 
 Role = Literal["app", "service"]
 
-__all__ = ["PREVIOUS_SUFFIX", "build_run_request", "container_name", "log_dirs", "previous_name"]
+# A next version started ahead of its box's turn (start-first staging), taking no traffic.
+STAGED_SUFFIX = ".staged"
+
+__all__ = [
+    "PREVIOUS_SUFFIX", "STAGED_SUFFIX", "build_run_request", "container_name", "log_dirs",
+    "previous_name",
+]
 
 
 

@@ -19,7 +19,7 @@ from orchestrator.errors import SecretUnavailable
 from schemas.base import SecretRef
 from schemas.contract import Label
 from schemas.release import Release
-from worker.decide import is_previous
+from worker.decide import is_aside
 from worker.facts import BoxEnv
 from worker.secrets import resolve_env
 
@@ -80,7 +80,7 @@ def secrets_changed(env: BoxEnv, release: Release, apps: Iterable[str] | None = 
     running = [
         f
         for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
-        if f.state == "running" and not is_previous(f)
+        if f.state == "running" and not is_aside(f)
     ]
     changed = []
     for app in wanted_apps:

@@ -22,10 +22,12 @@ from schemas.strategy import (
     other_port,
     port_now,
 )
-from worker.decide import SwapIntent, is_managed, is_previous
+from worker.decide import SwapIntent, is_aside, is_previous
 from worker.facts import BoxEnv, ContainerFact
+from worker.retire import retire_note
 from worker.runspec import PREVIOUS_SUFFIX
 from worker.secrethash import remember
+from worker.stage import adopt, running_ports, take_staged
 from worker.steps.protocol import StepContext, StepOutcome
 from worker.swap import (
     _original_name,
@@ -41,11 +43,6 @@ from worker.swap import (
 log = logging.getLogger("orchestrator.worker")
 
 Note = Callable[[dict[str, str | None]], None]
-
-
-def running_ports(facts: Iterable[ContainerFact]) -> set[int]:
-    """The host ports the running containers among `facts` publish."""
-    return {b.host_port for f in facts if f.state == "running" for b in f.ports}
 
 
 def _movable(
@@ -127,6 +124,8 @@ def swap_start_first(
     new_port = ports.get(lb_port, lb_port)
     # Where new requests go now: the old version's port, unless a reload moved the member.
     old_port = lb.member_port(member) or cast(int, port_now(spec, running_ports(serving)))
+    t0 = time.monotonic()
+    staged, not_staged = take_staged(env, release, app, ports)  # started in preflight
     # Written before acting: a worker killed before, during or after the move finds the old
     # version and the ports, and puts traffic back on the version it keeps.
     intent = SwapIntent(
@@ -143,30 +142,31 @@ def swap_start_first(
     for fact in serving:  # renamed while running: the new version takes the name
         env.runtime.rename(fact.id, _original_name(fact) + PREVIOUS_SUFFIX)
     kept = [_renamed(f) for f in serving]
-    t0 = time.monotonic()
     try:
-        start_app(env, release, app, token, ctx.deadline(), ports=ports)
+        if staged:
+            adopt(env, staged)
+        else:
+            start_app(env, release, app, token, ctx.deadline(), ports=ports)
     except StartFailed as exc:
-        back = reinstate(env, kept)
-        reason = f"{exc}; traffic never moved"
-        if back:
-            reason += f"; and the previous version did not come back: {back}"
-        return StepOutcome(
-            Outcome.FAILED, reason, log_tail=exc.log_tail,
-            details={"previous_release": decision.previous_release or "",
-                     "restored": "" if back else "1"},
-        )
+        return _not_started(env, kept, exc, decision.previous_release)
+    finally:
+        ctx.record(env.box_id).unstage([app])
     t1 = time.monotonic()
     lb.move(member, new_port, _check_port(spec, lb, member))
     late = _wait_moved(ctx, lb, member, old_port) if old_port != new_port else ""
+    # The old version stops after the chain (worker/retire.py): the box's record says so now,
+    # and until the chain settles a restore still finds it running, to move back to.
+    timeout = max((_stop_timeout(release, app, f) for f in kept), default=10)
+    ctx.record(env.box_id).retire(app, retire_note(spec_hash, kept, timeout))
     t2 = time.monotonic()
-    for fact in kept:
-        env.runtime.stop(fact.id, _stop_timeout(release, app, fact))
-        if is_managed(fact):
-            env.runtime.remove(fact.id)
     remember(env.box_id, [app], [])
-    took = (f"started and healthy in {t1 - t0:.2f}s, moved and drained in {t2 - t1:.2f}s, "
-            f"old stopped in {time.monotonic() - t2:.2f}s")
+    if staged:
+        how = f"adopted the containers staged in preflight, re-checked in {t1 - t0:.2f}s"
+    else:  # why staged ones were not taken, when there were some: no parentheses (benchmarks)
+        why = "" if not_staged == "nothing staged" else f"; staged not adopted: {not_staged}"
+        how = f"started and healthy in {t1 - t0:.2f}s{why}"
+    took = (f"{how}, moved and drained in {t2 - t1:.2f}s; "
+            "the old version stops after the box's chain")
     return StepOutcome(
         Outcome.OK,
         f"{decision.reason}: now {spec_hash[:12]}, member moved {old_port} -> {new_port}{late} "
@@ -176,7 +176,20 @@ def swap_start_first(
             "previous_release": decision.previous_release or "",
             "previous_hash": decision.previous_hash or "",
             "moved": f"{old_port}->{new_port}",
+            "staged": "1" if staged else "",
         },
+    )
+
+
+def _not_started(env: BoxEnv, kept: list[ContainerFact], exc: StartFailed,
+                 previous_release: str | None) -> StepOutcome:
+    back = reinstate(env, kept)
+    reason = f"{exc}; traffic never moved"
+    if back:
+        reason += f"; and the previous version did not come back: {back}"
+    return StepOutcome(
+        Outcome.FAILED, reason, log_tail=exc.log_tail,
+        details={"previous_release": previous_release or "", "restored": "" if back else "1"},
     )
 
 
@@ -186,4 +199,4 @@ def stays_in(release: Release, app: str, env: BoxEnv) -> bool:
     if not is_start_first(spec) or release.lb_kind(app) not in MOVABLE_KINDS:
         return False
     mine = env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
-    return any(f.state == "running" and not is_previous(f) for f in mine)
+    return any(f.state == "running" and not is_aside(f) for f in mine)

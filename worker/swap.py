@@ -39,7 +39,8 @@ def app_containers(env: BoxEnv, release: Release, app: str) -> list[ContainerFac
 
 
 def _requests(
-    env: BoxEnv, release: Release, app: str, token: str, ports: dict[int, int] | None = None
+    env: BoxEnv, release: Release, app: str, token: str, ports: dict[int, int] | None = None,
+    suffix: str = "",
 ) -> list[tuple[RunRequest, ContainerSpec]]:
     spec = release.spec.apps[app]
     out = []
@@ -70,18 +71,20 @@ def _requests(
         if ports:  # start-first: the host ports the running version does not use
             req = replace(req, ports=[b._replace(host_port=ports.get(b.host_port, b.host_port))
                                       for b in req.ports])
+        if suffix:  # staged ahead of the box's turn: a name nothing takes for the serving one
+            req = replace(req, name=req.name + suffix)
         out.append((req, cspec))
     return out
 
 
 def start_app(
     env: BoxEnv, release: Release, app: str, token: str, deadline: float,
-    ports: dict[int, int] | None = None,
+    ports: dict[int, int] | None = None, suffix: str = "",
 ) -> list[ContainerFact]:
     """Start every container of the app and prove each healthy; on failure remove them all."""
     started: list[tuple[ContainerFact, RunRequest, ContainerSpec]] = []
     try:
-        for req, cspec in _requests(env, release, app, token, ports):
+        for req, cspec in _requests(env, release, app, token, ports, suffix):
             for d in log_dirs(req):
                 os.makedirs(d, exist_ok=True)
             started.append((env.runtime.run(req), req, cspec))

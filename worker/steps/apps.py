@@ -7,7 +7,7 @@ from schemas.contract import Label, Outcome, StepRequest, StepResult
 from schemas.refs import parse_image
 from schemas.release import Release
 from schemas.strategy import is_start_first
-from worker.decide import SwapIntent, decide_restore, is_previous
+from worker.decide import SwapIntent, decide_restore, is_aside
 from worker.facts import BoxEnv
 from worker.pullauth import pull_credentials
 from worker.secrethash import secrets_changed
@@ -74,7 +74,7 @@ def live_hashes(env: BoxEnv, release: Release) -> dict[str, str]:
     running = [
         f
         for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
-        if f.state == "running" and not is_previous(f)
+        if f.state == "running" and not is_aside(f)
     ]
     out = {}
     for app, spec in release.spec.apps.items():

@@ -9,7 +9,7 @@ from schemas.contract import Label, Member, Outcome, StepRequest, StepResult, Ta
 from schemas.fleet import lb_key
 from schemas.release import Release
 from worker.capacity import refusal
-from worker.decide import is_previous
+from worker.decide import is_aside
 from worker.facts import BoxEnv
 from worker.health import wait_healthy
 from worker.secrethash import secrets_changed
@@ -184,7 +184,7 @@ def prove_healthy(ctx: StepContext, env: BoxEnv, app: str, release: Release | No
     running = [
         f
         for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
-        if not is_previous(f)
+        if not is_aside(f)
     ]
     if not running:
         return "no container runs"

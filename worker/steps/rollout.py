@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+
+import redis
+
 from orchestrator.engine.budget import Budgets
 from orchestrator.engine.lease import Lease
+from orchestrator.errors import OrchestratorError
 from schemas.contract import Outcome, StepRequest, StepResult, TaskName
 from schemas.release import Release
 from schemas.rollout import Rollout
+from worker.retire import retire_soon
+from worker.stage import sweep
 from worker.steps.protocol import StepContext, StepOutcome
+
+log = logging.getLogger("orchestrator.worker")
 
 
 def claim(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None) -> StepOutcome:
     """Lease owner, rollout state and a fresh fencing token in one Lua script."""
     got = Lease(ctx.redis, ctx.keys).claim(req.box_type, req.rollout_id, req.box_id)
     if not got.ok:
-        # Not a failure of this box: it never started, and it never leaves its LB.
+        # Not a failure of this box: it never started, and it never leaves its LB; what its
+        # preflight staged is for no turn now.
+        sweep(ctx, req.box_id, req.box_type, over=req.rollout_id)
         return StepOutcome(Outcome.SKIPPED, f"not started: {got.reason}")
     # On the box's own disk: once claimed, the order's expiry no longer stops this box.
     ctx.record(req.box_id).claim(req.rollout_id)
@@ -53,11 +64,22 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
     if fill.kind == "dup":
         return StepOutcome(Outcome.NOOP, f"box {outcome}: already counted")
     started = ", ".join(fill.started) or "none"
+    # Counted, its successors started: whatever its preflight staged and its turn did not
+    # adopt goes now, and the old versions its start-first swaps left running stop.
+    after_turn(ctx, req)
     return StepOutcome(
         Outcome.OK,
         f"box {outcome}; started {started}; rollout {ctx.rollouts.state(rollout.id)}",
         details={"box": outcome, "started": ",".join(fill.started)},
     )
+
+
+def after_turn(ctx: StepContext, req: StepRequest) -> None:
+    try:
+        sweep(ctx, req.box_id, req.box_type, over=req.rollout_id)
+        retire_soon(ctx, req.box_id, req.box_type)
+    except (OrchestratorError, redis.RedisError) as exc:  # the heartbeat tick tries again
+        log.warning("box %s: after its turn: %s", req.box_id, exc)
 
 
 def defer(ctx: StepContext, req: StepRequest, rollout: Rollout) -> StepOutcome:
