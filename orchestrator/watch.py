@@ -234,7 +234,7 @@ def tick_every(engine: Rollouts, interval: float) -> float:
 # So the next read waits to gather about GATHER_EVENTS events at the pace the last one saw
 # (within GATHER_MIN..GATHER_MAX s): a box's events are a fixed number, so the reads, and their
 # cost, stay proportional to the boxes however fast they go; none once every box of the plan
-# has finished, so the end is shown at once.
+# is finishing, so the end is shown at once.
 GATHER_EVENTS = 16
 GATHER_MIN, GATHER_MAX = 0.02, 0.25
 
@@ -256,6 +256,7 @@ class Feed:
         # Start at the rollout's own first event: the stream holds every rollout of the type.
         self.after = f"{int(rollout.created_at * 1000) - 1}-0"
         self.finished: set[str] = set()
+        self.finishing: set[str] = set()
         self.read_at = time.monotonic()
         self.pause = GATHER_MIN
 
@@ -278,11 +279,12 @@ class Feed:
             if e.get("rollout") != self.rollout.id:
                 continue
             self.show(sid, e)
-            if e.get("step") == "deploy.finish" and e.get("phase") == "end":
-                self.finished.add(e.get("box", ""))
+            if e.get("step") == "deploy.finish":
+                done = self.finished if e.get("phase") == "end" else self.finishing
+                done.add(e.get("box", ""))
             ended = ended or (e.get("step") == "rollout" and e.get("phase") == "end")
-        if len(self.finished) >= len(self.rollout.plan.boxes):
-            self.pause = 0.0
+        if len(self.finishing) >= len(self.rollout.plan.boxes):
+            self.pause = 0.0  # the last box's finish ends the rollout: its end is shown at once
         return ended
 
 
