@@ -189,7 +189,9 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
                                                    max_requests=100_000,
                                                    max_seconds=300) as loop:
         time.sleep(1.0)  # traffic flows before anything moves
+        clock = {"start": time.time()}
         run = fleet.stack.cli(fleet.env, "rollout", BOX_TYPE, "--json", "--reason", "v2 sf")
+        clock["end"] = time.time()
         time.sleep(1.0)
         stats = loop.stop()
     run.check()
@@ -202,6 +204,7 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
             "windows_sampled": sampler.out_of_service(), "fewest_up": fewest_up(sampler),
             "samples": len(sampler.samples), "state_changes": changes,
             "parts": {b: breakdown(events, b) for b in fleet.boxes},
+            "timeline": ours_timeline(events, clock, 0.0),
             "swaps": {e.get("box", ""): e.get("reason", "") for e in events
                       if e.get("step") == "deploy.swap" and e.get("phase") == "end"},
             "out_changes": [c for c in changes
@@ -298,6 +301,9 @@ def main() -> int:
         tl_keys = list(rounds[0]["ours"]["timeline"])
         table("ours: where the CLI's wall time goes, s", ["round", *tl_keys],
               [[i + 1, *rd["ours"]["timeline"].values()] for i, rd in enumerate(rounds)])
+        table("ours start-first: where the CLI's wall time goes, s (preflight stages the new "
+              "version; no box is out of service)", ["round", *tl_keys],
+              [[i + 1, *rd["start_first"]["timeline"].values()] for i, rd in enumerate(rounds)])
         rows = []
         for i, rd in enumerate(rounds):
             for b in boxes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import redis
 
@@ -66,15 +66,22 @@ def retire(ctx: StepContext, box_id: str, box_type: str) -> list[str]:
     return said
 
 
-def retire_soon(ctx: StepContext, box_id: str, box_type: str) -> None:
-    """At `finish`: the old versions stop in a thread of their own, so the box's chain (and the
-    rollout's end) does not wait for them; it takes the box's lock once the step let it go, so
-    the box's next step waits for it. The record says what remains, should the worker die."""
-    if not ctx.record(box_id).read().retiring:
+def retire_soon(ctx: StepContext, box_id: str, box_type: str,
+                first: Callable[[], object] = lambda: None) -> None:
+    """At `finish`: `first` (the staged clean-up), then the old versions stop, in a thread of
+    their own, so the box's chain (and the rollout's end, which the CLI waits for) does not
+    wait on the engine; it takes the box's lock once the step let it go, so the box's next
+    step waits for it. The record says what remains, should the worker die."""
+    state = ctx.record(box_id).read()
+    if not state.retiring and not state.staged:
         return
 
     def run() -> None:
         with ctx.box_lock(box_id):
+            try:
+                first()
+            except (OrchestratorError, redis.RedisError) as exc:  # the heartbeat tick tries again
+                log.warning("box %s: after its turn: %s", box_id, exc)
             _retire_logged(ctx, box_id, box_type)
 
     threading.Thread(target=run, name=f"retire-{box_id}", daemon=True).start()

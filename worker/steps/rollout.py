@@ -76,8 +76,8 @@ def finish(ctx: StepContext, req: StepRequest, _: Release, __: StepResult | None
 
 def after_turn(ctx: StepContext, req: StepRequest) -> None:
     try:
-        sweep(ctx, req.box_id, req.box_type, over=req.rollout_id)
-        retire_soon(ctx, req.box_id, req.box_type)
+        retire_soon(ctx, req.box_id, req.box_type,
+                    first=lambda: sweep(ctx, req.box_id, req.box_type, over=req.rollout_id))
     except (OrchestratorError, redis.RedisError) as exc:  # the heartbeat tick tries again
         log.warning("box %s: after its turn: %s", req.box_id, exc)
 
