@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -160,20 +161,42 @@ class Stack(contextlib.ExitStack):
             argv[1:1] = ["-m", "pyinstrument", "-r", "text", "-o", str(profile_to)]
         n = sum(1 for p in self.dir.glob("cli-*.out"))
         out_path, err_path = self.dir / f"cli-{n}.out", self.dir / f"cli-{n}.err"
+        usage_path = self.dir / f"cli-{n}.usage"
         with out_path.open("wb") as out, err_path.open("wb") as err:
             started = time.perf_counter()
-            popen = subprocess.Popen(argv, env=env,
-                                     stdout=out, stderr=err, cwd=ROOT, stdin=subprocess.DEVNULL)
-            timer = threading.Timer(timeout, popen.kill)
+            popen = subprocess.Popen([PYTHON, "-S", "-c", FORK_AND_MEASURE, str(usage_path),
+                                      *argv], env=env, stdout=out, stderr=err, cwd=ROOT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            timer = threading.Timer(timeout, lambda: os.killpg(popen.pid, signal.SIGKILL))
             timer.start()
             try:
-                _, status, usage = os.wait4(popen.pid, 0)
+                popen.wait()
             finally:
                 timer.cancel()
             wall = time.perf_counter() - started
-        popen.returncode = os.waitstatus_to_exitcode(status)
+        rss_kb, cpu = (float(x) for x in usage_path.read_text().split())
         return CliRun(list(args), popen.returncode, out_path.read_text(), err_path.read_text(),
-                      wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+                      wall, rss_kb / 1024, cpu)
+
+
+# The CLI's own peak RSS and CPU: Linux keeps a process's peak RSS across fork and exec, so a CLI
+# forked from this (large) benchmark process reported the benchmark's memory as its own (the
+# "202 MB coordinator" at 5,000 boxes was this process holding the run's events). A small
+# python forks the CLI instead, and reports its wait4 figures: "<maxrss KB> <cpu s>".
+FORK_AND_MEASURE = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
 
 
 # -- environments -----------------------------------------------------------------------------
