@@ -150,6 +150,8 @@ def stage_apps(ctx: StepContext, env: BoxEnv, release: Release, apps: list[str],
     if ctx.rollouts is None:
         return []
     record = ctx.record(env.box_id)
+    if not record.read().staged and not any(is_start_first(release.spec.apps[a]) for a in apps):
+        return []  # nothing to stage, nothing staged: a stop-first preflight never waits on the box
     with ctx.box_lock(env.box_id):
         sweep(ctx, env.box_id, env.box_type, preparing=rollout_id)
         for app in apps:
