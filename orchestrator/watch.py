@@ -16,7 +16,7 @@ import redis
 from orchestrator.engine.events import stream_ms
 from orchestrator.engine.redisconn import redact
 from orchestrator.engine.rollouts import Rollouts
-from orchestrator.errors import Detached
+from orchestrator.errors import Detached, ServiceUnavailable
 from schemas.rollout import Rollout
 
 
@@ -192,7 +192,9 @@ def follow(
                 # Watchers renew only while something is in flight (protocol rule 6).
                 engine.lease.renew(rollout.box_type, rollout.id, engine.lease_ttl)
                 engine.reap_dead(rollout.box_type, rollout.id, boxes)
-        except redis.RedisError as exc:
+        except (redis.RedisError, ServiceUnavailable) as exc:
+            # ServiceUnavailable: a write no replica acknowledged (a failover under way), e.g.
+            # revoking a box counted dead; the rollout goes on, the next tick tries again.
             if not lost:
                 err.write(
                     f"lost Redis ({redact(str(exc))}): rollout {rollout.id} goes on without "

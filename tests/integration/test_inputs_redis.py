@@ -25,8 +25,9 @@ from tests.harness.rollout_fx import Fleet
 
 pytestmark = pytest.mark.integration
 
-# Keys a live worker rewrites on its own (its heartbeat, its slot): not changes we made.
-LIVE = ("box:", "slot:")
+# Keys a live worker rewrites on its own (its heartbeat, its slot, its reaper turn): not
+# changes we made.
+LIVE = ("box:", "slot:", "reaper:")
 
 
 def product_keys(redis: ProductRedis) -> set[str]:
