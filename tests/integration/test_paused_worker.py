@@ -105,7 +105,9 @@ def test_a_paused_worker_acts_no_more_once_counted_dead(
         status = fleet.cli("status", fleet.box_type, "--json")
         assert status.returncode in (0, 1), status.stdout + status.stderr
         found = {str(r["box"]): r for r in json_lines(status.stdout)}
-        return found if canary.box_id in found and status.returncode == 0 else None
+        # A busy box is not flagged for its release (it is moving): wait until it has settled.
+        settled = canary.box_id in found and not found[canary.box_id]["busy"]
+        return found if settled and status.returncode == 0 else None
 
     rows = wait_for(beating, "the woken canary's heartbeat in status", timeout=30)
     current = rows[canary.box_id]["apps"]["web"]["release"]  # type: ignore[index]
