@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import kombu.exceptions
@@ -213,5 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0  # ctx.exit(n): e.g. `plan`'s "changes present"
 
 
+def run() -> NoReturn:
+    """The `orchestrator` command: `main`, then out at once. Tearing down the interpreter
+    (every module of pydantic, Celery, kombu and redis-py freed one by one) took 0.14-0.24 s
+    after the command had finished, measured: a tenth of a three-box rollout. Nothing is
+    left to do by then (no thread of ours runs, every connection is closed), so the streams
+    are flushed and the process exits with main's code."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): code stands
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -53,3 +53,39 @@ def test_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(cli, "load_box", interrupt)
     assert cli.main(["validate", str(ROOT / "examples" / "boxes" / "web.yml")]) == 130
+
+
+def test_the_command_exits_with_mains_code_and_every_line_written(tmp_path: Path) -> None:
+    """The `orchestrator` command leaves through `os._exit` (no interpreter teardown): its
+    output must still reach a pipe whole, its code must still be main's, and a reader that
+    closed the pipe early must not turn the code into a traceback."""
+    import subprocess
+    import sys
+
+    def command(*args: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT,
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+
+    web = str(ROOT / "examples" / "boxes" / "web.yml")
+    ok = command("validate", web)
+    assert ok.returncode == 0 and ok.stdout == cli_output(["validate", web]), ok.stderr
+    helped = command("rollout", "--help")
+    assert helped.returncode == 0 and helped.stdout.rstrip().endswith("Show this message and exit.")
+    bad = tmp_path / "web.yml"
+    bad.write_text("apps: {web: {containers: {web: {image: 'x:1', ports: ['99999:80']}}}}\n")
+    refused = command("validate", str(bad))
+    assert refused.returncode == 2 and str(bad) in refused.stderr, refused.stderr
+    closed = subprocess.run(f"{sys.executable} -m orchestrator.cli --help | head -c 1",
+                            shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in closed.stderr, closed.stderr
+
+
+def cli_output(args: list[str]) -> str:
+    """What main() prints for `args`, in this process (the reference for the command's own)."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(args) == 0
+    return out.getvalue()

@@ -6,7 +6,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.watch import GATHER_EVENTS, GATHER_MAX, GATHER_MIN, gather_pause, tick_every
+from orchestrator.watch import (
+    GATHER_EVENTS,
+    GATHER_MAX,
+    GATHER_MIN,
+    gather_pause,
+    still_gathers,
+    tick_every,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -39,3 +46,12 @@ def test_ticks_follow_the_ttls_not_the_read_interval(
 ) -> None:
     engine = SimpleNamespace(lease_ttl=lease, slot_ttl=slot)
     assert tick_every(engine, interval) == pytest.approx(expected)  # type: ignore[arg-type]
+
+
+def test_reads_stop_gathering_for_the_last_box_so_the_end_is_never_held_back() -> None:
+    assert still_gathers(planned=3, finishing=0)
+    assert still_gathers(planned=3, finishing=1)
+    assert not still_gathers(planned=3, finishing=2)  # the last box's turn: read as they come
+    assert not still_gathers(planned=1, finishing=0)  # a one-box rollout never waits
+    assert still_gathers(planned=5000, finishing=4998)
+    assert not still_gathers(planned=5000, finishing=5000)
