@@ -20,7 +20,7 @@ from schemas.base import SecretRef
 from schemas.contract import Label
 from schemas.release import Release
 from worker.decide import is_aside
-from worker.facts import BoxEnv
+from worker.facts import BoxEnv, ContainerFact
 from worker.secrets import resolve_env
 
 KEY_FILE = "secret-hash.key"
@@ -73,15 +73,17 @@ def wanted_hashes(env: BoxEnv, release: Release, app: str) -> dict[str, str]:
     return out
 
 
-def secrets_changed(env: BoxEnv, release: Release, apps: Iterable[str] | None = None) -> list[str]:
+def secrets_changed(
+    env: BoxEnv, release: Release, apps: Iterable[str] | None = None,
+    facts: list[ContainerFact] | None = None,
+) -> list[str]:
     """Apps running `release`'s spec whose secret values are no longer the ones they started
-    with. A container made before these hashes existed (no label) counts as unchanged."""
+    with. A container made before these hashes existed (no label) counts as unchanged.
+    `facts`: the box's app containers, when the caller has just listed them."""
     wanted_apps = list(apps) if apps is not None else list(release.spec.apps)
-    running = [
-        f
-        for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
-        if f.state == "running" and not is_aside(f)
-    ]
+    if facts is None:
+        facts = env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
+    running = [f for f in facts if f.state == "running" and not is_aside(f)]
     changed = []
     for app in wanted_apps:
         if app not in release.spec.apps:

@@ -193,10 +193,15 @@ def _not_started(env: BoxEnv, kept: list[ContainerFact], exc: StartFailed,
     )
 
 
-def stays_in(release: Release, app: str, env: BoxEnv) -> bool:
-    """A start-first app that runs on the box never leaves its load balancer."""
+def stays_in(
+    release: Release, app: str, env: BoxEnv, facts: list[ContainerFact] | None = None
+) -> bool:
+    """A start-first app that runs on the box never leaves its load balancer. `facts`: the
+    box's app containers, when the caller has just listed them."""
     spec = release.spec.apps[app]
     if not is_start_first(spec) or release.lb_kind(app) not in MOVABLE_KINDS:
         return False
-    mine = env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
+    if facts is None:
+        facts = env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
+    mine = [f for f in facts if f.labels.get(Label.APP) == app]
     return any(f.state == "running" and not is_aside(f) for f in mine)

@@ -8,7 +8,7 @@ from schemas.refs import parse_image
 from schemas.release import Release
 from schemas.strategy import is_start_first
 from worker.decide import SwapIntent, decide_restore, is_aside
-from worker.facts import BoxEnv
+from worker.facts import BoxEnv, ContainerFact
 from worker.pullauth import pull_credentials
 from worker.secrethash import secrets_changed
 from worker.startfirst import align, move_back, swap_start_first
@@ -69,13 +69,14 @@ def pull(ctx: StepContext, req: StepRequest, release: Release, _: StepResult | N
     return StepOutcome(Outcome.OK if pulled else Outcome.NOOP, reason)
 
 
-def live_hashes(env: BoxEnv, release: Release) -> dict[str, str]:
-    """app -> the spec hash running now, for apps whose every container runs with one hash."""
-    running = [
-        f
-        for f in env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
-        if f.state == "running" and not is_aside(f)
-    ]
+def live_hashes(
+    env: BoxEnv, release: Release, facts: list[ContainerFact] | None = None
+) -> dict[str, str]:
+    """app -> the spec hash running now, for apps whose every container runs with one hash.
+    `facts`: the box's app containers, when the caller has just listed them."""
+    if facts is None:
+        facts = env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
+    running = [f for f in facts if f.state == "running" and not is_aside(f)]
     out = {}
     for app, spec in release.spec.apps.items():
         mine = [f for f in running if f.labels.get(Label.APP) == app]
