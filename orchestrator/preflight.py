@@ -38,11 +38,9 @@ def ask_preflight(
 ) -> None:
     """Send every box its preflight, then wait for all answers (PreflightFailed if any is no).
     `renew` keeps the lease while the boxes answer (5,000 boxes took longer than its TTL)."""
-    renewed = time.monotonic()
+    keep = Renewer(renew)
     for box in boxes:
-        if time.monotonic() - renewed >= RENEW_EVERY:  # 5,000 sends take seconds on a busy box
-            renew()
-            renewed = time.monotonic()
+        keep()  # 5,000 sends take seconds on a busy machine
         req = StepRequest(
             rollout_id=rollout_id,
             box_id=box,
@@ -55,7 +53,7 @@ def ask_preflight(
         app.send_task(TaskName.PREFLIGHT.value, args=(payload,), queue=queue_for(box),
                       argsrepr=brief(payload))
     try:
-        answers = Answers(client, keys, rollout_id, box_type, boxes).wait(timeout, renew)
+        answers = Answers(client, keys, rollout_id, box_type, boxes).wait(timeout, keep)
     finally:
         client.delete(keys.rollout_part(rollout_id, "answers"))
     problems = [f"{b}: {answers[b]}" for b in boxes if answers.get(b)]
@@ -65,6 +63,19 @@ def ask_preflight(
             f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
             "changed:\n  " + "\n  ".join(problems)
         )
+
+
+class Renewer:
+    """`renew` (the lease) called at most once every RENEW_EVERY seconds, however often this
+    is called: one clock for preflight's sends and its wait."""
+
+    def __init__(self, renew: Callable[[], object]) -> None:
+        self.renew, self.at = renew, time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.at >= RENEW_EVERY:
+            self.renew()
+            self.at = time.monotonic()
 
 
 class Answers:
@@ -84,11 +95,9 @@ class Answers:
         deadline = time.monotonic() + timeout
         key = self.keys.rollout_part(self.rollout_id, "answers")
         looked, every = time.monotonic(), LOOK_EVERY
-        renewed = looked
+        keep = renew if isinstance(renew, Renewer) else Renewer(renew)
         while len(self.got) < len(self.boxes) and (left := deadline - time.monotonic()) > 0:
-            if time.monotonic() - renewed >= RENEW_EVERY:
-                renew()
-                renewed = time.monotonic()
+            keep()
             block = min(left, max(looked + every - time.monotonic(), 0.01), RENEW_EVERY)
             popped = self.client.blpop([key], timeout=block)
             if popped is not None:

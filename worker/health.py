@@ -16,6 +16,11 @@ from worker.facts import ContainerFact
 
 # How often the container's state is polled between attempts: an exit shows within this.
 STATE_POLL = 0.1
+# After an attempt nothing answered (refused, or docker-proxy's accept-then-close: nothing
+# listens in the container yet), the next look comes this soon, uncounted: no request reached
+# the app. A counted attempt still comes every `interval`. (A swap waited up to a whole
+# interval for a server that was listening 10 ms after the first look.)
+QUICK_RETRY = 0.02
 # docker-proxy accepts on a published port even when nothing listens in the container, then
 # closes the connection at once; a TCP check waits this long for that close.
 TCP_CLOSE_WAIT = 0.2
@@ -32,6 +37,10 @@ class HealthRuntime(Protocol):
     ) -> builtins.list[ContainerFact]: ...
 
     def exec(self, container_id: str, argv: builtins.list[str], timeout: float) -> int: ...
+
+
+class NoAnswer(str):
+    """A failed attempt that nothing answered: no request reached the app."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,9 @@ def _http(host: str, port: int, path: str) -> _Probe:
             response = conn.getresponse()
             response.read(65536)
         except (OSError, http.client.HTTPException) as exc:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            # Refused, reset or closed before a status line (RemoteDisconnected): no answer.
+            return NoAnswer(text) if isinstance(exc, ConnectionError) else text
         finally:
             conn.close()
         if 200 <= response.status < 400:
@@ -81,10 +92,11 @@ def _tcp(host: str, port: int) -> _Probe:
                 except TimeoutError:
                     return None  # open and quiet: something listens
         except OSError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            text = f"{type(exc).__name__}: {exc}"
+            return NoAnswer(text) if isinstance(exc, ConnectionError) else text
         if data:
             return None
-        return "connection closed at once: nothing listens behind the published port"
+        return NoAnswer("connection closed at once: nothing listens behind the published port")
 
     return _Probe(f"tcp connect {host}:{port}", attempt)
 
@@ -128,6 +140,41 @@ def _not_running(runtime: HealthRuntime, fact: ContainerFact) -> str | None:
     return f"container is {now.state}{code}"
 
 
+@dataclass(frozen=True)
+class _Watch:
+    """The wait between attempts: it fails as soon as the container stops running."""
+
+    runtime: HealthRuntime
+    fact: ContainerFact
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    fail: Callable[[str, str | None], HealthCheckFailed]
+
+    def until(
+        self, until: float, last: str | None, again: Callable[[], str | None] | None = None
+    ) -> bool:
+        """Sleep until `until`, raising as soon as the container stops running. With `again`
+        (nothing answered the last attempt), look again every QUICK_RETRY meanwhile; True
+        once a look passed."""
+        polled = -STATE_POLL
+        while True:
+            if again is None or self.clock() - polled >= STATE_POLL:
+                reason = _not_running(self.runtime, self.fact)
+                if reason:
+                    raise self.fail(reason, last)
+                polled = self.clock()
+            left = until - self.clock()
+            if left <= 0:
+                return False
+            self.sleep(min(QUICK_RETRY if again else STATE_POLL, left))
+            if again is not None:
+                got = again()
+                if got is None:
+                    return True
+                if not isinstance(got, NoAnswer):
+                    again = None  # something answered, and said no: a counted attempt decides
+
+
 def wait_healthy(
     runtime: HealthRuntime,
     fact: ContainerFact,
@@ -151,17 +198,7 @@ def wait_healthy(
         tail = f"; last error: {last}" if last else ""
         return HealthCheckFailed(f"{fact.name}: {what} after {clock() - start:.1f}s{tail}")
 
-    def watch_until(until: float, last: str | None) -> None:
-        """Sleep until `until`, raising as soon as the container stops running."""
-        while True:
-            reason = _not_running(runtime, fact)
-            if reason:
-                raise fail(reason, last)
-            left = until - clock()
-            if left <= 0:
-                return
-            sleep(min(STATE_POLL, left))
-
+    watch_until = _Watch(runtime, fact, clock, sleep, fail).until
     hc = spec.health
     if hc is None:
         watch_until(min(start + settle, deadline), None)
@@ -170,6 +207,10 @@ def wait_healthy(
         return
 
     probe = _probe(runtime, fact, hc, host, ports)
+
+    def look() -> str | None:
+        return probe.attempt(max(min(hc.timeout, deadline - clock()), 0.001))
+
     counted = attempts = 0
     last: str | None = None
     watch_until(start, None)  # fail at once for a container that is already gone
@@ -190,7 +231,9 @@ def wait_healthy(
             raise fail(
                 f"{probe.describe} failed {counted} counted attempts ({attempts} in all)", last
             )
-        watch_until(min(began + hc.interval, deadline), last)
+        if watch_until(min(began + hc.interval, deadline), last,
+                       look if isinstance(last, NoAnswer) else None):
+            return
 
 
 def check_once(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,14 @@ class BoxState(BaseModel):
     @property
     def idle(self) -> bool:
         return not self.out and not self.intents
+
+
+# The record's per-app note fields: staged next versions, old versions left to stop.
+Noted = Literal["staged", "retiring"]
+
+
+def _notes(state: BoxState, field: Noted) -> dict[str, dict[str, str]]:
+    return state.staged if field == "staged" else state.retiring
 
 
 class BoxRecord:
@@ -134,25 +142,28 @@ class BoxRecord:
 
     def stage(self, app: str, note: dict[str, str]) -> None:
         """Written before a staged container starts, and again once it is healthy."""
-        state = self.read()
-        state.staged[app] = note
-        self.write(state)
+        self._note("staged", app, note)
 
     def unstage(self, apps: list[str]) -> None:
-        state = self.read()
-        popped = [state.staged.pop(app, None) for app in apps]
-        if any(note is not None for note in popped):
-            self.write(state)
+        self._drop("staged", apps)
 
     def retire(self, app: str, note: dict[str, str]) -> None:
-        state = self.read()
-        state.retiring[app] = note
-        self.write(state)
+        """Written before the old version is left to stop after the chain."""
+        self._note("retiring", app, note)
 
     def retired(self, apps: list[str]) -> None:
+        self._drop("retiring", apps)
+
+    def _note(self, field: Noted, app: str, note: dict[str, str]) -> None:
         state = self.read()
-        popped = [state.retiring.pop(app, None) for app in apps]
-        if any(note is not None for note in popped):
+        _notes(state, field)[app] = note
+        self.write(state)
+
+    def _drop(self, field: Noted, apps: list[str]) -> None:
+        """Forget the apps' notes in `field`; the record is written only if one was there."""
+        state = self.read()
+        notes = _notes(state, field)
+        if [notes.pop(app) for app in apps if app in notes]:
             self.write(state)
 
     def saw_current(self, seq: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import http.server
 import socket
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import worker.health as health_mod
 from orchestrator.errors import HealthCheckFailed, RuntimeFailure
 from schemas.boxfile import ContainerSpec
 from worker.facts import ContainerFact, PortBinding
@@ -280,17 +282,17 @@ def test_tcp_passes_when_something_listens(rt: FakeRuntime, listener: socket.soc
 
 def test_tcp_fails_on_a_connection_closed_at_once(rt: FakeRuntime, listener: socket.socket) -> None:
     # What docker-proxy does when nothing listens in the container: accept, then close.
-    def accept_and_close() -> None:
-        for _ in range(2):
-            conn, _addr = listener.accept()
-            conn.close()
+    def accept_and_close() -> None:  # every connection, the quick looks' too, until closed
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _addr = listener.accept()
+                conn.close()
 
     closer = threading.Thread(target=accept_and_close, daemon=True)
     closer.start()
     port = listener.getsockname()[1]
     with pytest.raises(HealthCheckFailed, match="closed at once"):
         check(rt, {"tcp": 5432, "retries": 2}, ports=[PortBinding("", port, 5432, "tcp")])
-    closer.join(5)
 
 
 def test_tcp_fails_when_refused(rt: FakeRuntime) -> None:
@@ -298,3 +300,70 @@ def test_tcp_fails_when_refused(rt: FakeRuntime) -> None:
         port = s.getsockname()[1]  # closed again below: nothing listens there
     with pytest.raises(HealthCheckFailed, match="ConnectionRefusedError"):
         check(rt, {"tcp": 5432, "retries": 1}, ports=[PortBinding("", port, 5432, "tcp")])
+
+
+# Quick looks: after an attempt nothing answered, the next look comes QUICK_RETRY later,
+# uncounted; counted attempts keep their interval. A scripted probe, the fake clock.
+
+
+def scripted(monkeypatch: pytest.MonkeyPatch, rt: FakeRuntime,
+             answers: list[str | None]) -> list[float]:
+    """Each attempt answers the next of `answers` (the last one for ever); when each came."""
+    calls: list[float] = []
+
+    def attempt(timeout: float) -> str | None:
+        calls.append(rt.clock.now)
+        return answers[min(len(calls), len(answers)) - 1]
+
+    monkeypatch.setattr(health_mod, "_probe",
+                        lambda *_a, **_k: health_mod._Probe("scripted", attempt))
+    return calls
+
+
+HTTP = {"http": "/health", "interval": 1.0, "timeout": 1.0, "retries": 3}
+REFUSED = health_mod.NoAnswer("ConnectionRefusedError: refused")
+
+
+def test_a_server_listening_soon_after_an_unanswered_attempt_is_seen_at_once(
+    rt: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = scripted(monkeypatch, rt, [REFUSED, REFUSED, None])
+    took = check(rt, HTTP, ports=[PortBinding("", 1, 8080, "tcp")])
+    assert took == pytest.approx(2 * health_mod.QUICK_RETRY)  # not a whole interval
+    assert len(calls) == 3
+
+
+def test_quick_looks_are_not_counted_attempts(
+    rt: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = scripted(monkeypatch, rt, [REFUSED])
+    with pytest.raises(HealthCheckFailed, match="failed 3 counted attempts"):
+        check(rt, HTTP, ports=[PortBinding("", 1, 8080, "tcp")])
+    assert rt.clock.now - 100.0 == pytest.approx(2.0)  # counted at 0, 1 and 2 s, as configured
+    assert len(calls) > 3
+
+
+def test_an_answered_failure_waits_its_interval(
+    rt: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = scripted(monkeypatch, rt, ["HTTP 503 Service Unavailable", None])
+    assert check(rt, HTTP, ports=[PortBinding("", 1, 8080, "tcp")]) == pytest.approx(1.0)
+    assert len(calls) == 2  # no look in between: the app answered, and said no
+
+
+def test_a_quick_look_the_app_answers_ends_the_quick_looks(
+    rt: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = scripted(monkeypatch, rt, [REFUSED, "HTTP 503 Service Unavailable", None])
+    assert check(rt, HTTP, ports=[PortBinding("", 1, 8080, "tcp")]) == pytest.approx(1.0)
+    assert calls == pytest.approx([100.0, 100.0 + health_mod.QUICK_RETRY, 101.0])
+
+
+def test_only_a_connection_nothing_answered_is_no_answer(http_port: int) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        closed = s.getsockname()[1]  # closed again below: nothing listens there
+    refused = health_mod._http("127.0.0.1", closed, "/health").attempt(1.0)
+    sick = health_mod._http("127.0.0.1", http_port, "/sick").attempt(1.0)
+    assert isinstance(refused, health_mod.NoAnswer)
+    assert sick is not None and not isinstance(sick, health_mod.NoAnswer)
+    assert isinstance(health_mod._tcp("127.0.0.1", closed).attempt(1.0), health_mod.NoAnswer)
