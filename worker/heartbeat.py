@@ -37,6 +37,12 @@ def what_runs(runtime: ContainerRuntime, box_id: str) -> dict[str, AppRunning]:
     return out
 
 
+def unmanaged(facts: list[ContainerFact]) -> list[ContainerFact]:
+    """The running containers nobody deployed through us: all `hand_made` looks at (a worker
+    serving many simulated boxes filters the engine's list once a beat, not once a box)."""
+    return [f for f in facts if f.state == "running" and f.labels.get(Label.MANAGED) != "1"]
+
+
 def hand_made(
     runtime: ContainerRuntime, box_id: str, bind_ip: str | None,
     listed: list[ContainerFact] | None = None,
@@ -48,9 +54,7 @@ def hand_made(
     engine's containers, listed once for every box a worker serves (else listed here).
     """
     out = []
-    for f in runtime.list() if listed is None else listed:
-        if f.state != "running" or f.labels.get(Label.MANAGED) == "1":
-            continue
+    for f in unmanaged(runtime.list() if listed is None else listed):
         if (
             bind_ip is None
             or f.name.lstrip("/").startswith(f"{box_id}.")
@@ -146,7 +150,7 @@ class HeartbeatThread(threading.Thread):
             if docker_ok:
                 apps = what_runs(self.runtime, box_id)
                 if listed is None:  # once a beat, not once a box: one engine serves them all
-                    listed = self.runtime.list()
+                    listed = unmanaged(self.runtime.list())
                 flags = hand_made(self.runtime, box_id, self.bind_ip, listed)
                 state = "ready"
                 if self.inspect is not None and not busy:

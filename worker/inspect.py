@@ -32,6 +32,11 @@ class Inspector:
         self.ctx, self.probe = ctx, probe
         self._releases: dict[str, Release] = {}  # releases never change: read each once
         self._secrets_checked: dict[str, float] = {}  # box -> monotonic time of its last check
+        # The type's current release id, read at most once per half heartbeat interval (so a
+        # one-box worker still reads it every beat): a worker serving many simulated boxes
+        # asked Redis once a box, every beat, and starved its own heartbeats.
+        self._current_for = ctx.settings.heartbeat_interval / 2
+        self._current: tuple[float, str | None] = (-self._current_for, None)
 
     def __call__(self, box_id: str, box_type: str) -> tuple[dict[str, str], dict[str, Member]]:
         env = self.ctx.make_env(box_id, box_type)
@@ -74,12 +79,20 @@ class Inspector:
 
         threading.Thread(target=check, name=f"secrets-{box_id}", daemon=True).start()
 
-    def _expected(self, box_type: str, facts: list[ContainerFact]) -> Release | None:
-        """The release the box should run: its type's current one, else what runs."""
+    def _current_of(self, box_type: str) -> str | None:
+        read_at, rid = self._current
+        if time.monotonic() - read_at < self._current_for:
+            return rid
         try:
             rid = RolloutStates(self.ctx.redis, self.ctx.keys).current(box_type)
         except Exception:  # Redis is away: what runs says enough
             rid = None
+        self._current = (time.monotonic(), rid)
+        return rid
+
+    def _expected(self, box_type: str, facts: list[ContainerFact]) -> Release | None:
+        """The release the box should run: its type's current one, else what runs."""
+        rid = self._current_of(box_type)
         rid = rid or next(
             (f.labels[Label.RELEASE] for f in facts if f.labels.get(Label.RELEASE)), None
         )
