@@ -36,7 +36,7 @@ class Inspector:
         # one-box worker still reads it every beat): a worker serving many simulated boxes
         # asked Redis once a box, every beat, and starved its own heartbeats.
         self._current_for = ctx.settings.heartbeat_interval / 2
-        self._current: tuple[float, str | None] = (-self._current_for, None)
+        self._current: dict[str, tuple[float, str | None]] = {}  # type -> (read at, release)
 
     def __call__(self, box_id: str, box_type: str) -> tuple[dict[str, str], dict[str, Member]]:
         env = self.ctx.make_env(box_id, box_type)
@@ -80,14 +80,14 @@ class Inspector:
         threading.Thread(target=check, name=f"secrets-{box_id}", daemon=True).start()
 
     def _current_of(self, box_type: str) -> str | None:
-        read_at, rid = self._current
+        read_at, rid = self._current.get(box_type, (-self._current_for, None))
         if time.monotonic() - read_at < self._current_for:
             return rid
         try:
             rid = RolloutStates(self.ctx.redis, self.ctx.keys).current(box_type)
         except Exception:  # Redis is away: what runs says enough
             rid = None
-        self._current = (time.monotonic(), rid)
+        self._current[box_type] = (time.monotonic(), rid)
         return rid
 
     def _expected(self, box_type: str, facts: list[ContainerFact]) -> Release | None:
