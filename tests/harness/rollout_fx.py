@@ -14,6 +14,7 @@ import pytest
 
 from devstack.haproxy import HAProxy
 from devstack.images import web_box_yml
+from devstack.process import ServiceError
 from devstack.workers import BoxWorker, cli_env
 from orchestrator.engine.lb.haproxy import HAProxyLB
 from tests.harness.box_fx import BoxWorkers, PushedImages
@@ -113,3 +114,23 @@ def fleet_factory(
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=10)
+
+
+def paused(worker: BoxWorker) -> bool:
+    """The worker's process is stopped (state T): it SIGSTOPped itself at its fault point."""
+    state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state == "T"
+
+
+def wait_paused(worker: BoxWorker, run: subprocess.Popen[str], what: str,
+                timeout: float = 90.0) -> None:
+    """Wait until `worker` pauses at its fault point. If the rollout `run` ends first, the
+    point was never reached: fail at once with the rollout's output, not at the deadline."""
+    def probe() -> bool:
+        if run.poll() is not None:
+            out, err = run.communicate()
+            raise ServiceError(f"the rollout ended (exit {run.returncode}) before {what}:\n"
+                               f"{out}{err}")
+        return paused(worker)
+
+    wait_for(probe, what, timeout=timeout)

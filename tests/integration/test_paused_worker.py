@@ -12,23 +12,16 @@ import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
 from devstack.traffic import TrafficLoop
-from devstack.workers import BoxWorker
 from orchestrator.engine.events import stream_ms
 from schemas.contract import Label
 from tests.harness.common import started, wait_for
-from tests.harness.rollout_fx import Fleet, json_lines
-
-
-def stopped(worker: BoxWorker) -> bool:
-    state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state == "T"
+from tests.harness.rollout_fx import Fleet, json_lines, paused
 
 
 def halted_at(fleet: Fleet, out: str) -> datetime:
@@ -77,7 +70,7 @@ def test_a_paused_worker_acts_no_more_once_counted_dead(
         loop.wait_total(20, timeout=10)
         run = fleet.cli("rollout", fleet.box_type, "--image", f"web={fleet.images.repo}:v2",
                         "--json", timeout=60)
-        assert stopped(canary), run.stdout + run.stderr  # it ended while the canary slept
+        assert paused(canary), run.stdout + run.stderr  # it ended while the canary slept
         assert run.returncode == 1 and '"state": "halted"' in run.stdout, run.stdout
         halt = halted_at(fleet, run.stdout)
         if second:  # meanwhile: a rollout to the current release, without the sleeping box

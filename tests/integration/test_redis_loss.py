@@ -24,7 +24,7 @@ from devstack.traffic import TrafficLoop
 from devstack.workers import BoxWorker, cli_env
 from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.redis_fx import ProductRedis, isolated_product_redis
-from tests.harness.rollout_fx import Fleet, json_lines
+from tests.harness.rollout_fx import Fleet, json_lines, wait_paused
 
 
 @pytest.fixture
@@ -43,12 +43,6 @@ def broker_url(own_redis: RedisServer) -> str:
 def product_redis(own_redis: RedisServer) -> Iterator[ProductRedis]:
     with isolated_product_redis(own_redis.url) as product:
         yield product
-
-
-def stopped(worker: BoxWorker) -> bool:
-    """The worker's process is stopped (state T): it reached its fault point."""
-    state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state == "T"
 
 
 def with_fault(worker: BoxWorker, point: str) -> None:
@@ -90,7 +84,7 @@ def test_redis_restarted_mid_swap_strands_no_box(
         loop.wait_total(20, timeout=10)
         run = fleet.start_cli("rollout", fleet.box_type, "--image",
                               f"web={fleet.images.repo}:v2", "--json")
-        wait_for(lambda: stopped(canary), "the canary stopped at its fault point")
+        wait_paused(canary, run, "the canary stopped at its fault point")
         assert not fleet.in_service()[canary.box_id]  # out of HAProxy, its old container off
 
         own_redis.kill9()

@@ -22,7 +22,7 @@ from devstack.traffic import TrafficLoop
 from devstack.workers import BoxWorker
 from schemas.contract import Label
 from tests.harness.common import started, wait_for
-from tests.harness.rollout_fx import PORT, Fleet, json_lines
+from tests.harness.rollout_fx import PORT, Fleet, json_lines, wait_paused
 
 ALT = PORT + 1
 START_FIRST = """\
@@ -208,12 +208,6 @@ def test_killed_at_the_move_the_record_puts_traffic_on_the_kept_version(
 STAGED = ".staged"
 
 
-def stopped(worker: BoxWorker) -> bool:
-    """SIGSTOPped at its fault point (state T)."""
-    state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state == "T"
-
-
 def containers(docker_client: docker.DockerClient, box_id: str) -> list[tuple[str, str, str]]:
     """(name, status, release) of every container of the box, in one engine call (no inspect
     of each: one removed meanwhile, an old version retiring, is simply not there)."""
@@ -247,7 +241,7 @@ def test_the_next_version_is_staged_in_preflight_and_each_turn_adopts_it(
     with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=40, max_seconds=90) as loop:
         loop.wait_total(40, timeout=10)
         run = fleet.start_cli("rollout", fleet.box_type, "--json")
-        wait_for(lambda: stopped(canary), "the canary paused at its turn")
+        wait_paused(canary, run, "the canary paused at its turn")
         # Before any box's turn: each box serves v1 and runs v2 staged beside it, unserved.
         seen = {w.box_id: containers(docker_client, w.box_id) for w in fleet.workers}
         moved = ports(fleet)
@@ -286,7 +280,7 @@ def test_an_aborted_rollout_leaves_nothing_staged(
     canary = pause_canary_at_its_turn(fleet)
     write(fleet, "v2")
     run = fleet.start_cli("rollout", fleet.box_type, "--json")
-    wait_for(lambda: stopped(canary), "the canary paused at its turn")
+    wait_paused(canary, run, "the canary paused at its turn")
     assert len(staged(docker_client, fleet)) == 2
     rollout = str(json.loads(fleet.cli("history", fleet.box_type, "--json").stdout)[0]["rollout"])
     assert fleet.cli("abort", rollout).returncode == 0
