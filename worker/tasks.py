@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 
 from orchestrator.errors import InjectedFault
 from schemas.contract import TaskName
-from worker import recovery
+from worker import inline, recovery
 from worker.steps.protocol import StepContext, run_step
 from worker.steps.registry import STEPS
+
+STEP_NAMES = frozenset(step.value for step in STEPS)
 
 
 def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
@@ -20,24 +23,46 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
     def make(step: TaskName) -> Callable[..., dict[str, Any]]:
         body = STEPS[step]
 
-        def task(payload: dict[str, Any]) -> dict[str, Any]:
+        def task(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
             ctx = context()
             app = payload.get("app") if isinstance(payload, dict) else None
             if ctx.settings.fault_step in (step.value, f"{step.value}:{app}"):
                 # Raised before run_step, which would journal it: it must reach `rescue`.
                 raise InjectedFault(f"{step.value}: injected by ORCHESTRATOR_FAULT_STEP")
-            return run_step(ctx, step, payload, body)
+            started = time.monotonic()
+            result = run_step(ctx, step, payload, body)
+            return _run_rest(self, ctx, payload, started, result)
 
         task.__name__ = step.value.replace(".", "_")
         task.__doc__ = (body.__doc__ or step.value).strip().splitlines()[0]
         return task
 
     for step in STEPS:
-        app.task(name=step.value, bind=False, acks_late=True, shared=False)(make(step))
+        app.task(name=step.value, bind=True, acks_late=True, shared=False)(make(step))
     app.task(name=TaskName.PREFLIGHT.value, acks_late=True, shared=False)(_preflight(context))
     app.task(name=TaskName.MIGRATE.value, acks_late=True, shared=False)(_migrate(context))
     app.task(name=TaskName.RESCUE.value, shared=False)(_rescue(context))
     app.task(name=TaskName.SECRETS.value, shared=False)(_secrets(context))
+
+
+def _run_rest(
+    task: Task, ctx: StepContext, payload: object, started: float, result: dict[str, Any]
+) -> dict[str, Any]:
+    """The chain's next steps of this box, run in this message (worker/inline.py)."""
+    settings = ctx.settings
+
+    def decide(chain: list[inline.Sig] | None, first: object, elapsed: float) -> inline.Next | None:
+        return inline.next_step(
+            chain, first, steps=STEP_NAMES, elapsed=elapsed,
+            step_deadline=settings.step_deadline,
+            visibility_timeout=settings.visibility_timeout, fault_step=settings.fault_step,
+        )
+
+    return inline.run_rest(
+        task, payload, started, result, decide=decide,
+        run=lambda nxt: run_step(ctx, nxt.step, nxt.payload, STEPS[nxt.step]),
+        rescue=lambda nxt, error: recovery.rescue(ctx, nxt.step.value, nxt.payload, error),
+    )
 
 
 def _secrets(context: Callable[[], StepContext]) -> Callable[[dict[str, Any]], dict[str, Any]]:

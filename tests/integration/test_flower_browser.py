@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ ROWS_JS = """return Array.from(document.querySelectorAll('table tbody tr'))
   .map(r => Array.from(r.cells).map(c => c.textContent.trim()));"""
 STEPS = ("deploy.pull", "deploy.claim", "deploy.leave_lb", "deploy.swap", "deploy.join_lb",
          "deploy.finish")
+CHAIN = (*STEPS, "deploy.restore", "deploy.ensure_services")
 STATES = ("SUCCESS", "FAILURE", "STARTED", "RECEIVED", "RETRY", "REVOKED")
 
 
@@ -127,3 +129,18 @@ def test_flower_tasks_page_shows_every_box_and_no_secret(
         assert secret not in source and secret not in text
         assert password not in source
         assert (tmp_path / "flower-tasks.png").stat().st_size > 10_000
+        assert_one_message_a_box(flower, password, nodes.values())
+
+
+def assert_one_message_a_box(flower: Flower, password: str, nodes: Iterable[str]) -> None:
+    """Each box's chain ran in the message of its first step (worker/inline.py): every later
+    step is that message's child. Sent by Celery one by one, each is its predecessor's."""
+    reply = http(f"http://127.0.0.1:{flower.port}/api/tasks", auth=("orch", password))
+    assert reply.status == 200, reply.text[:500]
+    tasks = json.loads(reply.text)
+    for node in nodes:
+        mine = {t["name"]: (uid, t.get("parent_id")) for uid, t in tasks.items()
+                if t.get("worker") == node and t.get("name") in CHAIN}
+        first, _ = mine["deploy.pull"]
+        assert {parent for name, (_, parent) in mine.items() if name != "deploy.pull"} == {
+            first}, mine

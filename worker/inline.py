@@ -1,0 +1,150 @@
+"""A box's chain runs on in the message of its step before: one Celery hop a box, not eight."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Collection
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.contract import TaskName, queue_for
+
+log = logging.getLogger("orchestrator.worker")
+
+Sig = dict[str, Any]  # a chain's signature as Celery carries it in the message
+
+
+@dataclass(frozen=True)
+class Next:
+    """The chain's next step, to be run by the message that ran the step before it."""
+
+    step: TaskName
+    payload: dict[str, Any]
+    rescued: bool  # an error escaping it goes to `rescue` (its signature's link_error)
+    argsrepr: str
+
+
+def next_step(
+    chain: list[Sig] | None,
+    payload: object,
+    *,
+    steps: Collection[str],
+    elapsed: float,
+    step_deadline: float,
+    visibility_timeout: float,
+    fault_step: str | None,
+) -> Next | None:
+    """The chain's next signature if this message may run it itself, else None (Celery sends it).
+
+    Only a step of the same box and rollout, bound for the box's own queue (where Celery would
+    have sent it: the same worker, in the same order). Never the step set to raise
+    (`fault_step`): it must raise in its own message to reach its errback. And only while the
+    message is sure to be acked before the broker's visibility timeout delivers it again: a
+    step may take `step_deadline`."""
+    if not chain or not isinstance(payload, dict):
+        return None
+    sig = chain[-1]
+    if not isinstance(sig, dict) or not sig.get("immutable"):
+        return None
+    name, args = str(sig.get("task")), list(sig.get("args") or ())
+    options = sig.get("options") or {}
+    if name not in steps or len(args) != 1 or not isinstance(args[0], dict):
+        return None
+    nxt = args[0]
+    box = payload.get("box_id")
+    if (
+        options.get("queue") != queue_for(str(box))
+        or nxt.get("box_id") != box
+        or nxt.get("rollout_id") != payload.get("rollout_id")
+    ):
+        return None
+    if fault_step in (name, f"{name}:{nxt.get('app')}"):
+        return None
+    if elapsed + step_deadline >= visibility_timeout:
+        return None
+    return Next(TaskName(name), nxt, bool(options.get("link_error")), options.get("argsrepr") or "")
+
+
+class Monitor:
+    """What Flower is told of the steps a message runs itself, as Celery tells it of a task's."""
+
+    def __init__(self, task: Any) -> None:
+        self._stack = ExitStack()
+        self._request = task.request
+        self._dispatcher: Any = None
+        if task.app.conf.worker_send_task_events:
+            self._dispatcher = self._stack.enter_context(
+                task.app.events.default_dispatcher(hostname=task.request.hostname)
+            )
+
+    def received(self, uid: str, nxt: Next) -> None:
+        self._send("task-received", uuid=uid, name=nxt.step.value, args=nxt.argsrepr,
+                   kwargs="{}", root_id=self._request.root_id, parent_id=self._request.id,
+                   retries=0, eta=None, expires=None)
+
+    def succeeded(self, uid: str, result: dict[str, Any], runtime: float) -> None:
+        said = f"{result.get('outcome')}: {result.get('reason', '')}"[:200]
+        self._send("task-succeeded", uuid=uid, result=said, runtime=runtime)
+
+    def failed(self, uid: str, exc: BaseException) -> None:
+        self._send("task-failed", uuid=uid, exception=repr(exc)[:200], traceback="")
+
+    def _send(self, kind: str, **fields: Any) -> None:
+        if self._dispatcher is None:
+            return
+        try:
+            self._dispatcher.send(kind, **fields)
+        except Exception as exc:  # a monitor's event is never worth a box's step
+            log.warning("could not tell monitors of %s: %s", kind, exc)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def run_rest(
+    task: Any,
+    payload: object,
+    started: float,
+    result: dict[str, Any],
+    *,
+    decide: Callable[[list[Sig] | None, object, float], Next | None],
+    run: Callable[[Next], dict[str, Any]],
+    rescue: Callable[[Next, str], None],
+) -> dict[str, Any]:
+    """Run the chain's next steps here while `decide` allows; Celery sends what is left.
+
+    An error escaping a step ends the chain there, as it would in its own message: its
+    errback (`rescue`) runs, and nothing after it is sent."""
+    chain = task.request.chain
+    monitor: Monitor | None = None
+    try:
+        while (nxt := decide(chain, payload, time.monotonic() - started)) is not None:
+            chain.pop()
+            monitor = monitor or Monitor(task)
+            uid, began = str(uuid.uuid4()), time.monotonic()
+            monitor.received(uid, nxt)
+            try:
+                result = run(nxt)
+            except Exception as exc:
+                log.exception("%s on %s raised", nxt.step, payload)
+                monitor.failed(uid, exc)
+                chain.clear()
+                if nxt.rescued:
+                    _rescue_quietly(rescue, nxt, f"{type(exc).__name__}: {exc}")
+                return result
+            monitor.succeeded(uid, result, time.monotonic() - began)
+    finally:
+        if monitor is not None:
+            monitor.close()
+    return result
+
+
+def _rescue_quietly(rescue: Callable[[Next, str], None], nxt: Next, error: str) -> None:
+    """As Celery runs an errback: its own error is logged, never raised into the task."""
+    try:
+        rescue(nxt, error)
+    except Exception:
+        log.exception("the rescue of %s on %s raised", nxt.step, nxt.payload.get("box_id"))
