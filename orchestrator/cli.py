@@ -228,6 +228,8 @@ def run() -> NoReturn:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): code stands
             stream.flush()
     logging.shutdown()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or coverage writes its report at the interpreter's exit
     os._exit(code)
 
 

@@ -80,6 +80,22 @@ def test_the_command_exits_with_mains_code_and_every_line_written(tmp_path: Path
     assert "Traceback" not in closed.stderr, closed.stderr
 
 
+@pytest.mark.parametrize("watched", [False, True])
+def test_a_profiled_or_traced_command_exits_through_the_interpreter(watched: bool) -> None:
+    """Under a profiler (pyinstrument: `benchmarks/run.sh profile`) or coverage, the command
+    exits normally, so they write their reports at exit; otherwise through `os._exit`."""
+    import subprocess
+    import sys
+
+    hook = "sys.setprofile(lambda *a: None); " if watched else ""
+    script = (f"import atexit, sys; atexit.register(lambda: print('exit handlers ran')); {hook}"
+              "sys.argv = ['orchestrator', '--version']; from orchestrator.cli import run; run()")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ("exit handlers ran" in done.stdout) is watched, done.stdout
+
+
 def cli_output(args: list[str]) -> str:
     """What main() prints for `args`, in this process (the reference for the command's own)."""
     import contextlib
