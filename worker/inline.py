@@ -108,13 +108,14 @@ def run_rest(
     task: Any,
     payload: object,
     started: float,
-    result: dict[str, Any],
     *,
     decide: Callable[[list[Sig] | None, object, float], Next | None],
     run: Callable[[Next], dict[str, Any]],
     rescue: Callable[[Next, str], None],
-) -> dict[str, Any]:
-    """Run the chain's next steps here while `decide` allows; Celery sends what is left.
+) -> None:
+    """Run the chain's next steps here while `decide` allows; Celery sends what is left. The
+    task still returns its own step's result (what Flower shows for it); each step run here
+    journals its own.
 
     An error escaping a step ends the chain there, as it would in its own message: its
     errback (`rescue`) runs, and nothing after it is sent."""
@@ -134,12 +135,11 @@ def run_rest(
                 chain.clear()
                 if nxt.rescued:
                     _rescue_quietly(rescue, nxt, f"{type(exc).__name__}: {exc}")
-                return result
+                return
             monitor.succeeded(uid, result, time.monotonic() - began)
     finally:
         if monitor is not None:
             monitor.close()
-    return result
 
 
 def _rescue_quietly(rescue: Callable[[Next, str], None], nxt: Next, error: str) -> None:

@@ -31,7 +31,8 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
                 raise InjectedFault(f"{step.value}: injected by ORCHESTRATOR_FAULT_STEP")
             started = time.monotonic()
             result = run_step(ctx, step, payload, body)
-            return _run_rest(self, ctx, payload, started, result)
+            _run_rest(self, ctx, payload, started)
+            return result
 
         task.__name__ = step.value.replace(".", "_")
         task.__doc__ = (body.__doc__ or step.value).strip().splitlines()[0]
@@ -45,9 +46,7 @@ def register_tasks(app: Celery, context: Callable[[], StepContext]) -> None:
     app.task(name=TaskName.SECRETS.value, shared=False)(_secrets(context))
 
 
-def _run_rest(
-    task: Task, ctx: StepContext, payload: object, started: float, result: dict[str, Any]
-) -> dict[str, Any]:
+def _run_rest(task: Task, ctx: StepContext, payload: object, started: float) -> None:
     """The chain's next steps of this box, run in this message (worker/inline.py)."""
     settings = ctx.settings
 
@@ -58,8 +57,8 @@ def _run_rest(
             visibility_timeout=settings.visibility_timeout, fault_step=settings.fault_step,
         )
 
-    return inline.run_rest(
-        task, payload, started, result, decide=decide,
+    inline.run_rest(
+        task, payload, started, decide=decide,
         run=lambda nxt: run_step(ctx, nxt.step, nxt.payload, STEPS[nxt.step]),
         rescue=lambda nxt, error: recovery.rescue(ctx, nxt.step.value, nxt.payload, error),
     )
