@@ -10,6 +10,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from celery import signals
+
 from schemas.contract import TaskName, queue_for
 
 log = logging.getLogger("orchestrator.worker")
@@ -69,11 +71,14 @@ def next_step(
 
 
 class Monitor:
-    """What Flower is told of the steps a message runs itself, as Celery tells it of a task's."""
+    """What Flower (task events) and this worker's listeners (Celery's task_prerun and
+    task_postrun signals: its /metrics) are told of the steps a message runs itself, as
+    Celery tells them of a task's."""
 
     def __init__(self, task: Any) -> None:
         self._stack = ExitStack()
         self._request = task.request
+        self._tasks = task.app.tasks
         self._dispatcher: Any = None
         if task.app.conf.worker_send_task_events:
             self._dispatcher = self._stack.enter_context(
@@ -84,13 +89,26 @@ class Monitor:
         self._send("task-received", uuid=uid, name=nxt.step.value, args=nxt.argsrepr,
                    kwargs="{}", root_id=self._request.root_id, parent_id=self._request.id,
                    retries=0, eta=None, expires=None)
+        task = self._tasks.get(nxt.step.value)
+        signals.task_prerun.send(sender=task, task_id=uid, task=task, args=(nxt.payload,),
+                                 kwargs={})
 
-    def succeeded(self, uid: str, result: dict[str, Any], runtime: float) -> None:
+    def succeeded(self, uid: str, nxt: Next, result: dict[str, Any], runtime: float) -> None:
         said = f"{result.get('outcome')}: {result.get('reason', '')}"[:200]
         self._send("task-succeeded", uuid=uid, result=said, runtime=runtime)
+        # Celery's own line for a task, in the step's log context (bound at task_prerun).
+        log.info("Task %s[%s] succeeded in %.3fs (in message %s): %s", nxt.step.value, uid,
+                 runtime, self._request.id, said)
+        self._postrun(uid, nxt, result, "SUCCESS")
 
-    def failed(self, uid: str, exc: BaseException) -> None:
+    def failed(self, uid: str, nxt: Next, exc: BaseException) -> None:
         self._send("task-failed", uuid=uid, exception=repr(exc)[:200], traceback="")
+        self._postrun(uid, nxt, exc, "FAILURE")
+
+    def _postrun(self, uid: str, nxt: Next, retval: object, state: str) -> None:
+        task = self._tasks.get(nxt.step.value)
+        signals.task_postrun.send(sender=task, task_id=uid, task=task, args=(nxt.payload,),
+                                  kwargs={}, retval=retval, state=state)
 
     def _send(self, kind: str, **fields: Any) -> None:
         if self._dispatcher is None:
@@ -131,12 +149,12 @@ def run_rest(
                 result = run(nxt)
             except Exception as exc:
                 log.exception("%s on %s raised", nxt.step, payload)
-                monitor.failed(uid, exc)
+                monitor.failed(uid, nxt, exc)
                 chain.clear()
                 if nxt.rescued:
                     _rescue_quietly(rescue, nxt, f"{type(exc).__name__}: {exc}")
                 return
-            monitor.succeeded(uid, result, time.monotonic() - began)
+            monitor.succeeded(uid, nxt, result, time.monotonic() - began)
     finally:
         if monitor is not None:
             monitor.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from celery import signals
 
 from orchestrator.engine.celery_app import make_celery
 from orchestrator.engine.chains import rollout_chain
@@ -85,9 +86,14 @@ def test_another_box_rollout_queue_or_task_is_left_to_celery() -> None:
     assert decide(chain, "not a payload") is None
 
 
+def echo(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
 @dataclass
-class FakeTask:
-    """What run_rest reads of a bound Celery task: its request's chain; monitors switched off."""
+class BoundTask:
+    """What run_rest reads of a bound Celery task: its request (with the chain) and its app, a
+    real one with the step tasks registered and task events off (no broker here)."""
 
     chain: list[inline.Sig]
     request: Any = None
@@ -97,13 +103,37 @@ class FakeTask:
     def __post_init__(self) -> None:
         self.request = type("Req", (), {"chain": self.chain, "hostname": "h", "id": "m",
                                         "root_id": "m"})()
-        conf = type("Conf", (), {"worker_send_task_events": False})()
-        self.app = type("App", (), {"conf": conf})()
+        self.app = make_celery("redis://127.0.0.1:1/0")
+        self.app.conf.worker_send_task_events = False
+        for name in STEPS:
+            self.app.task(name=name, shared=False)(echo)
+
+
+def test_each_step_run_here_is_told_to_the_task_signals_listeners() -> None:
+    """The worker's /metrics counts steps from task_postrun: a step run here counts too."""
+    payload, chain = message_chain(request())
+    seen: list[tuple[str, str, object]] = []
+
+    def listen(sender: Any = None, task_id: str = "", args: Any = (), retval: Any = None,
+               state: str = "", **_: Any) -> None:
+        seen.append((sender.name, args[0]["box_id"], state))
+
+    signals.task_postrun.connect(listen, weak=False)
+    try:
+        inline.run_rest(BoundTask(chain), payload, 0.0, decide=lambda c, p, _e: decide(c, p),
+                        run=lambda nxt: {"step": nxt.step.value, "outcome": "ok"},
+                        rescue=lambda nxt, error: None)
+    finally:
+        signals.task_postrun.disconnect(listen)
+    assert [name for name, _, _ in seen] == [
+        "deploy.claim", "deploy.leave_lb", "deploy.swap", "deploy.swap", "deploy.restore",
+        "deploy.join_lb", "deploy.ensure_services", "deploy.finish"]
+    assert {(box, state) for _, box, state in seen} == {("box1", "SUCCESS")}
 
 
 def test_an_error_in_a_step_run_here_rescues_that_step_and_ends_the_chain() -> None:
     payload, chain = message_chain(request())
-    task = FakeTask(chain)
+    task = BoundTask(chain)
     rescued: list[tuple[str, str | None, str]] = []
 
     def run(nxt: inline.Next) -> dict[str, Any]:
@@ -124,7 +154,7 @@ def test_an_error_in_a_step_run_here_rescues_that_step_and_ends_the_chain() -> N
 
 def test_an_error_in_a_step_without_an_errback_only_ends_the_chain() -> None:
     payload, chain = message_chain(request())
-    task = FakeTask(chain)
+    task = BoundTask(chain)
     rescued: list[str] = []
 
     def run(nxt: inline.Next) -> dict[str, Any]:
@@ -139,7 +169,7 @@ def test_an_error_in_a_step_without_an_errback_only_ends_the_chain() -> None:
 
 def test_a_rescue_that_raises_is_logged_not_raised_into_the_task() -> None:
     payload, chain = message_chain(request())
-    task = FakeTask(chain)
+    task = BoundTask(chain)
 
     def run(nxt: inline.Next) -> dict[str, Any]:
         raise RuntimeError("boom")
