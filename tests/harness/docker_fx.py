@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from docker.models.images import Image
 
 from devstack import engine, images
 from devstack.process import MissingTool, ServiceError
+from schemas.contract import Label
 from tests.harness.common import TEST_LABEL, need
 
 # Every container a test (or product code under test) starts should carry these labels: the
@@ -54,6 +56,18 @@ def published_port(container: Container, container_port: str = f"{images.APP_POR
     container.reload()
     bindings = container.attrs["NetworkSettings"]["Ports"][container_port]
     return int(bindings[0]["HostPort"])
+
+
+def container_events(client: docker.DockerClient, box: str, since: datetime) -> list[dict]:
+    """The engine's events for the box's containers from `since` (to the nanosecond) to now.
+
+    docker-py sends a datetime as whole seconds, so the engine also returns events of the
+    second before `since` (the last deploy's `start`, when a test begins within its second).
+    """
+    after = int(since.timestamp() * 1e9)
+    events = client.events(since=int(since.timestamp()), until=datetime.now(UTC), decode=True,
+                           filters={"type": "container", "label": f"{Label.BOX}={box}"})
+    return [e for e in events if int(e.get("timeNano", 0)) >= after]
 
 
 @pytest.fixture(scope="session")

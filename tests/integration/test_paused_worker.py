@@ -21,6 +21,7 @@ from devstack.traffic import TrafficLoop
 from orchestrator.engine.events import stream_ms
 from schemas.contract import Label
 from tests.harness.common import started, wait_for
+from tests.harness.docker_fx import container_events
 from tests.harness.rollout_fx import Fleet, json_lines, paused
 
 
@@ -34,11 +35,8 @@ def halted_at(fleet: Fleet, out: str) -> datetime:
 
 def docker_actions(client: docker.DockerClient, box: str, since: datetime) -> list[dict]:
     """The engine's own record of what happened to the box's containers since `since`."""
-    now = datetime.now(UTC)
-    events = client.events(since=since, until=now, decode=True,
-                           filters={"type": "container", "label": f"{Label.BOX}={box}"})
-    return [e for e in events if e.get("Action") in ("create", "start", "stop", "rename",
-                                                      "destroy", "kill")]
+    acts = ("create", "start", "stop", "rename", "destroy", "kill")
+    return [e for e in container_events(client, box, since) if e.get("Action") in acts]
 
 
 POINTS = [

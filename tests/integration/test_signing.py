@@ -35,6 +35,7 @@ from schemas.release import Release
 from schemas.rollout import Policy, RolloutState
 from schemas.trust import Warrant
 from tests.harness.common import started, wait_for
+from tests.harness.docker_fx import container_events
 from tests.harness.redis_fx import ProductRedis
 from tests.harness.rollout_fx import Fleet
 from worker.record import BoxState
@@ -108,9 +109,7 @@ def facts(client: docker.DockerClient, box: str) -> dict[str, tuple[str, list[st
 
 
 def docker_actions(client: docker.DockerClient, box: str, since: datetime) -> list[str]:
-    events = client.events(since=since, until=datetime.now(UTC), decode=True,
-                           filters={"type": "container", "label": f"{Label.BOX}={box}"})
-    return [str(e.get("Action")) for e in events]
+    return [str(e.get("Action")) for e in container_events(client, box, since)]
 
 
 @pytest.fixture
