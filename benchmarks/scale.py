@@ -95,7 +95,9 @@ def measure(n: int, batch: int, nproc: int, threads: int, fault: bool,
             yml.write_text(BOX_YML.format(digest=digest))
             p0, b0 = product.commandstats(), broker.commandstats()
             with timed(label):
-                run = stack.cli(env, "rollout", "web", "--batch", str(batch), "--json")
+                # 5,000 simulated boxes on a slow 2-core machine took over the default 600 s
+                run = stack.cli(env, "rollout", "web", "--batch", str(batch), "--json",
+                                timeout=600 + n * 0.3)
             dp, db = product.commandstats() - p0, broker.commandstats() - b0
             summary = run.json_lines()[-1]["summary"] if run.json_lines() else {}
             return run, summary, dp, db

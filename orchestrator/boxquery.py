@@ -7,7 +7,7 @@ import uuid
 
 from celery import Celery
 
-from orchestrator.engine.celery_app import brief
+from orchestrator.engine.celery_app import NO_DECLARE, batched, brief
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient
 from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
@@ -26,14 +26,15 @@ def ask_secrets(
     if not boxes:
         return {}, {}
     query = f"query-{uuid.uuid4().hex[:12]}"
-    for box in boxes:
-        req = StepRequest(
-            rollout_id=query, box_id=box, box_type=release.box_type,
-            release_id=release.id, release_hash=release.hash,
-        )
-        payload = req.model_dump(mode="json")
-        app.send_task(TaskName.SECRETS.value, args=(payload,), queue=queue_for(box),
-                      argsrepr=brief(payload))
+    with batched(app) as producer:
+        for box in boxes:
+            req = StepRequest(
+                rollout_id=query, box_id=box, box_type=release.box_type,
+                release_id=release.id, release_hash=release.hash,
+            )
+            payload = req.model_dump(mode="json")
+            app.send_task(TaskName.SECRETS.value, args=(payload,), queue=queue_for(box),
+                          argsrepr=brief(payload), producer=producer, **NO_DECLARE)
     journal = Journal(client, keys)
     changed: dict[str, list[str]] = {}
     problems: dict[str, str] = {}

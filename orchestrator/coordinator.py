@@ -12,7 +12,7 @@ from celery import Celery
 
 from orchestrator.audit import who
 from orchestrator.config import fleet_for, release_spec
-from orchestrator.engine.celery_app import make_celery
+from orchestrator.engine.celery_app import NO_DECLARE, make_celery
 from orchestrator.engine.fleet import GONE_AFTER, FleetView, last_seen
 from orchestrator.engine.freeze import Freezes
 from orchestrator.engine.journal import Journal
@@ -343,7 +343,7 @@ class Coordinator:
         req = StepRequest(rollout_id=rollout_id, box_id=box, box_type=box_type,
                           release_id=release.id, release_hash=release.hash, token="")
         self.app.send_task(TaskName.MIGRATE.value, args=(req.model_dump(mode="json"),),
-                           queue=queue_for(box))
+                           queue=queue_for(box), **NO_DECLARE)
         journal = Journal(self.client, self.keys)
         # Its own deadline, plus the time to start its container and report.
         deadline = time.monotonic() + task.deadline + 60

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from orchestrator.engine.celery_app import brief
+from orchestrator.engine.celery_app import NO_DECLARE, batched, brief
 from orchestrator.engine.fleet import GONE_AFTER, Members, last_seen
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import RedisClient
@@ -15,10 +15,12 @@ from orchestrator.errors import PreflightFailed
 from schemas.contract import Keys, Outcome, StepRequest, TaskName, queue_for
 from schemas.release import Release
 
-# How often every unanswered box's journal and heartbeat are read as well: a worker that died,
-# or an answer whose wake-up was lost (a reply cut by a reconnect), costs at most this long;
-# with many boxes waiting, less often, so that this reading costs at most LOOK_RATE boxes a
-# second (at a fixed interval its cost per box would grow with the fleet: N boxes, N seconds).
+# How often every unanswered box's journal and heartbeat are read as well, once no answer has
+# come for this long: a worker that died, or an answer whose wake-up was lost (a reply cut by a
+# reconnect), costs at most this long after the answers stop; with many boxes waiting, less
+# often, so that this reading costs at most LOOK_RATE boxes a second. While answers come, the
+# wake-ups work and the boxes still waiting are busy: a look only every GONE_AFTER seconds
+# (a dead box's heartbeat), instead of reading ~1,000 journals a second that have nothing yet.
 LOOK_EVERY = 0.5
 LOOK_RATE = 1000.0
 # The lease is renewed this often while preflight sends and waits, whatever the look's pace.
@@ -39,19 +41,20 @@ def ask_preflight(
     """Send every box its preflight, then wait for all answers (PreflightFailed if any is no).
     `renew` keeps the lease while the boxes answer (5,000 boxes took longer than its TTL)."""
     keep = Renewer(renew)
-    for box in boxes:
-        keep()  # 5,000 sends take seconds on a busy machine
-        req = StepRequest(
-            rollout_id=rollout_id,
-            box_id=box,
-            box_type=box_type,
-            release_id=release.id,
-            release_hash=release.hash,
-            token="",
-        )
-        payload = req.model_dump(mode="json")
-        app.send_task(TaskName.PREFLIGHT.value, args=(payload,), queue=queue_for(box),
-                      argsrepr=brief(payload))
+    with batched(app) as producer:
+        for box in boxes:
+            keep()  # 5,000 sends take seconds on a busy machine
+            req = StepRequest(
+                rollout_id=rollout_id,
+                box_id=box,
+                box_type=box_type,
+                release_id=release.id,
+                release_hash=release.hash,
+                token="",
+            )
+            payload = req.model_dump(mode="json")
+            app.send_task(TaskName.PREFLIGHT.value, args=(payload,), queue=queue_for(box),
+                          argsrepr=brief(payload), producer=producer, **NO_DECLARE)
     try:
         answers = Answers(client, keys, rollout_id, box_type, boxes).wait(timeout, keep)
     finally:
@@ -63,6 +66,13 @@ def ask_preflight(
             f"preflight failed on {len(problems)} of {len(boxes)} boxes; nothing was "
             "changed:\n  " + "\n  ".join(problems)
         )
+
+
+def next_look(looked: float, heard: float, every: float) -> float:
+    """When the unanswered boxes are read next, after a look at `looked` and the last answer
+    at `heard`: `every` after the look once answers stopped coming, else GONE_AFTER. Pure."""
+    quiet_since = heard + LOOK_EVERY
+    return min(max(looked + every, quiet_since), looked + max(every, GONE_AFTER))
 
 
 class Renewer:
@@ -87,6 +97,7 @@ class Answers:
     ) -> None:
         self.client, self.keys = client, keys
         self.rollout_id, self.box_type, self.boxes = rollout_id, box_type, boxes
+        self.asked = set(boxes)  # `in` a list of 5,000 for each answer: O(N^2) CPU
         self.journal = Journal(client, keys)
         self.got: dict[str, str] = {}
         self.absent: dict[str, float] = {}  # box -> since when its heartbeat is gone, seen here
@@ -94,17 +105,20 @@ class Answers:
     def wait(self, timeout: float, renew: Callable[[], object] = lambda: None) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         key = self.keys.rollout_part(self.rollout_id, "answers")
-        looked, every = time.monotonic(), LOOK_EVERY
+        looked = heard = time.monotonic()
+        every = LOOK_EVERY
         keep = renew if isinstance(renew, Renewer) else Renewer(renew)
         while len(self.got) < len(self.boxes) and (left := deadline - time.monotonic()) > 0:
             keep()
-            block = min(left, max(looked + every - time.monotonic(), 0.01), RENEW_EVERY)
+            due = next_look(looked, heard, every) - time.monotonic()
+            block = min(left, max(due, 0.01), RENEW_EVERY)
             popped = self.client.blpop([key], timeout=block)
             if popped is not None:
                 # Every other answer already there, in the same round trip's wake.
                 rest = self.client.lpop(key, len(self.boxes)) or []
                 self.read([_text(popped[1]), *(_text(b) for b in rest)])
-            if time.monotonic() - looked >= every:
+                heard = time.monotonic()
+            if time.monotonic() >= next_look(looked, heard, every):
                 looked = time.monotonic()
                 self.read(self.waiting())  # an answer whose wake-up was lost
                 self.got.update(self.gone(self.waiting()))
@@ -116,7 +130,7 @@ class Answers:
 
     def read(self, boxes: list[str]) -> None:
         """The journal's answer of each box (one pipelined round trip)."""
-        boxes = [b for b in dict.fromkeys(boxes) if b in self.boxes and b not in self.got]
+        boxes = [b for b in dict.fromkeys(boxes) if b in self.asked and b not in self.got]
         if not boxes:
             return
         pipe = self.client.pipeline(transaction=False)

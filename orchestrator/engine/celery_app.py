@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import kombu.exceptions
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from orchestrator.engine.redisurl import is_sentinel, kombu_broker
 from orchestrator.engine.tls import TlsPolicy
+from orchestrator.errors import ServiceUnavailable
 
 # Nothing should ever land here: every signature names its box's queue. A message in this
 # queue is a routing bug, and a queue nobody consumes makes it visible instead of lost.
@@ -20,6 +24,28 @@ def brief(payload: dict[str, Any]) -> str:
     words: left to Celery, its saferepr of the whole request costs more than sending it."""
     app = f" app={payload['app']}" if payload.get("app") else ""
     return f"(rollout={payload.get('rollout_id')} box={payload.get('box_id')}{app})"
+
+
+# Sends name their queue and go through the anonymous exchange (an LPUSH on the queue's list):
+# the binding kombu declares first for each new queue (a size read and two SADDs, two round
+# trips) routes nothing here, and a CLI that sends to 5,000 boxes did it 5,000 times.
+NO_DECLARE: dict[str, Any] = {"declare": []}
+
+
+@contextlib.contextmanager
+def batched(app: Celery) -> Iterator[Any]:
+    """One producer whose sends (with their task-sent events) go to the broker together, in
+    one pipeline a thousand commands long, when the block ends (kombu >= 5.7 on plain Redis;
+    elsewhere each is sent as before). A round trip and a fresh Redis client a command cost
+    more than a message: 5,000 preflights took ~2.5 ms of CPU each."""
+    with app.producer_or_acquire() as producer:
+        batch = getattr(producer, "batch", None)
+        try:
+            with batch() if batch is not None else contextlib.nullcontext():
+                yield producer
+        except getattr(kombu.exceptions, "BatchPublishError", ()) as exc:
+            raise ServiceUnavailable(f"the broker did not take a batch of messages: "
+                                     f"{exc.__cause__ or exc}") from exc
 
 
 def make_celery(

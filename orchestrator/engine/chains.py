@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.canvas import Signature, chain
 
-from orchestrator.engine.celery_app import brief
+from orchestrator.engine.celery_app import NO_DECLARE, brief
 from schemas.contract import StepRequest, TaskName, queue_for
 
 
@@ -14,10 +14,11 @@ def step(app: Celery, name: TaskName, req: StepRequest, app_name: str | None = N
     payload = req.model_copy(update={"app": app_name}).model_dump(mode="json")
     # A chain's apply_async(queue=...) routes only its first task: set it on every one.
     sig = app.signature(name.value, args=(payload,), immutable=True, queue=queue_for(req.box_id),
-                        argsrepr=brief(payload))
+                        argsrepr=brief(payload), **NO_DECLARE)
     if name not in (TaskName.RESTORE, TaskName.JOIN_LB, TaskName.FINISH):
         # An error that escapes a step stops the chain: the rescue still restores and rejoins.
-        sig.link_error(app.signature(TaskName.RESCUE.value, queue=queue_for(req.box_id)))
+        sig.link_error(app.signature(TaskName.RESCUE.value, queue=queue_for(req.box_id),
+                                     **NO_DECLARE))
     return sig
 
 

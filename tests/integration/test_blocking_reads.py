@@ -73,6 +73,39 @@ def test_preflight_answers_wake_the_coordinator_without_polling(
     assert got == {"b1": "", "b2": "Docker does not answer"}
 
 
+def test_an_answer_whose_wake_up_was_lost_is_read_once_the_others_stop(
+    product_redis: ProductRedis
+) -> None:
+    """One box journals its answer and its wake-up is lost; the others keep answering, each
+    with its wake-up. The lost one is read by a look (journals read by the coordinator itself)
+    after the answers stop, not one in every LOOK_EVERY while they come."""
+    client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
+    others = [f"b{i:02d}" for i in range(30)]
+    looks: list[list[str]] = []
+
+    class Counting(Answers):
+        def waiting(self) -> list[str]:  # called by a look only
+            boxes = super().waiting()
+            looks.append(boxes)
+            return boxes
+
+    def boxes_answer() -> None:
+        now = time.time()
+        Journal(client, keys).record(StepResult(  # journaled, never announced
+            step=TaskName.PREFLIGHT.value, rollout_id="r-6", box_id="lost", outcome=Outcome.OK,
+            started=now, ended=now))
+        for box in others:  # one every 0.05 s for 1.5 s: never LOOK_EVERY of quiet
+            time.sleep(0.05)
+            answer(client, keys, "r-6", box, "")
+
+    thread = in_thread(boxes_answer)
+    got = Counting(client, keys, "r-6", "web", ["lost", *others]).wait(timeout=60)
+    thread.join(10)
+    assert got == {b: "" for b in ["lost", *others]}
+    # The first look came after the answers stopped: it found only the lost one waiting.
+    assert looks and looks[0] == ["lost"], looks[:3]
+
+
 def test_the_watch_sees_an_event_when_it_is_written_with_one_blocking_read(
     product_redis: ProductRedis, redis_server: RedisServer
 ) -> None:
