@@ -6,7 +6,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Collection
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,14 +75,10 @@ class Monitor:
     Celery tells them of a task's."""
 
     def __init__(self, task: Any) -> None:
-        self._stack = ExitStack()
         self._request = task.request
+        self._app = task.app
         self._tasks = task.app.tasks
-        self._dispatcher: Any = None
-        if task.app.conf.worker_send_task_events:
-            self._dispatcher = self._stack.enter_context(
-                task.app.events.default_dispatcher(hostname=task.request.hostname)
-            )
+        self._enabled = bool(task.app.conf.worker_send_task_events)
 
     def received(self, uid: str, nxt: Next) -> None:
         self._send("task-received", uuid=uid, name=nxt.step.value, args=nxt.argsrepr,
@@ -111,15 +106,16 @@ class Monitor:
                                   kwargs={}, retval=retval, state=state)
 
     def _send(self, kind: str, **fields: Any) -> None:
-        if self._dispatcher is None:
+        if not self._enabled:
             return
+        # A producer from the app's pool (10) for this event only: held for the whole chain,
+        # a worker with more threads than that deadlocked, every producer held by a chain
+        # whose finish waited for one to send the next boxes' chains.
         try:
-            self._dispatcher.send(kind, **fields)
+            with self._app.events.default_dispatcher(hostname=self._request.hostname) as d:
+                d.send(kind, **fields)
         except Exception as exc:  # a monitor's event is never worth a box's step
             log.warning("could not tell monitors of %s: %s", kind, exc)
-
-    def close(self) -> None:
-        self._stack.close()
 
 
 def run_rest(
@@ -139,25 +135,21 @@ def run_rest(
     errback (`rescue`) runs, and nothing after it is sent."""
     chain = task.request.chain
     monitor: Monitor | None = None
-    try:
-        while (nxt := decide(chain, payload, time.monotonic() - started)) is not None:
-            chain.pop()
-            monitor = monitor or Monitor(task)
-            uid, began = str(uuid.uuid4()), time.monotonic()
-            monitor.received(uid, nxt)
-            try:
-                result = run(nxt)
-            except Exception as exc:
-                log.exception("%s on %s raised", nxt.step, payload)
-                monitor.failed(uid, nxt, exc)
-                chain.clear()
-                if nxt.rescued:
-                    _rescue_quietly(rescue, nxt, f"{type(exc).__name__}: {exc}")
-                return
-            monitor.succeeded(uid, nxt, result, time.monotonic() - began)
-    finally:
-        if monitor is not None:
-            monitor.close()
+    while (nxt := decide(chain, payload, time.monotonic() - started)) is not None:
+        chain.pop()
+        monitor = monitor or Monitor(task)
+        uid, began = str(uuid.uuid4()), time.monotonic()
+        monitor.received(uid, nxt)
+        try:
+            result = run(nxt)
+        except Exception as exc:
+            log.exception("%s on %s raised", nxt.step, payload)
+            monitor.failed(uid, nxt, exc)
+            chain.clear()
+            if nxt.rescued:
+                _rescue_quietly(rescue, nxt, f"{type(exc).__name__}: {exc}")
+            return
+        monitor.succeeded(uid, nxt, result, time.monotonic() - began)
 
 
 def _rescue_quietly(rescue: Callable[[Next, str], None], nxt: Next, error: str) -> None:
