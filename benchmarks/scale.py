@@ -76,8 +76,12 @@ def measure(n: int, batch: int, nproc: int, threads: int, fault: bool,
                   for p in range(nproc)]
 
         def env_for(mine: list[str], **extra: str) -> dict[str, str]:
+            # One process beats for 1,250 simulated boxes: with its 50 threads busy (5,000
+            # preflights arrive at once) its heartbeat thread got the GIL too rarely to beat
+            # within the product's 15 s, and preflight rightly failed those boxes as gone. A
+            # real box beats for itself alone; the simulation's beats get 60 s.
             return worker_env(mine[0], "web", broker_url, product_url, prefix, runtime="noop",
-                              extra_box_ids=json.dumps(mine[1:]),
+                              extra_box_ids=json.dumps(mine[1:]), heartbeat_ttl="60",
                               log_root=str(stack.dir / "logs"), **extra)
 
         with timed(f"{nproc} worker processes ({threads} threads each) + 1 for {faulty}"):
