@@ -37,7 +37,7 @@ def batched(app: Celery) -> Iterator[Any]:
     """One producer whose sends (with their task-sent events) go to the broker together, in
     one pipeline a thousand commands long, when the block ends (kombu >= 5.7 on plain Redis;
     elsewhere each is sent as before). A round trip and a fresh Redis client a command cost
-    more than a message: 5,000 preflights took ~2.5 ms of CPU each."""
+    more than a message: 5,000 preflights took ~3 ms of CPU each (0.7 ms batched)."""
     with app.producer_or_acquire() as producer:
         batch = getattr(producer, "batch", None)
         try:

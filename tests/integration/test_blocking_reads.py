@@ -106,6 +106,30 @@ def test_an_answer_whose_wake_up_was_lost_is_read_once_the_others_stop(
     assert looks and looks[0] == ["lost"], looks[:3]
 
 
+def test_a_worker_dead_while_the_others_answer_is_named_at_the_deadline(
+    product_redis: ProductRedis
+) -> None:
+    """Answers come all along, so no look runs before the deadline; the deadline's own look
+    names the box whose heartbeat is gone, and leaves a live box that never answered as
+    unanswered."""
+    client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
+    others = [f"b{i:02d}" for i in range(40)]
+    for box in ["mute", *others]:
+        client.set(keys.heartbeat(box), "{}", ex=60)  # "dead" has none
+
+    def boxes_answer() -> None:
+        for box in others:  # one every 0.05 s for 2 s: past the 1 s deadline, never quiet
+            time.sleep(0.05)
+            answer(client, keys, "r-7", box, "")
+
+    thread = in_thread(boxes_answer)
+    got = Answers(client, keys, "r-7", "web", ["dead", "mute", *others]).wait(timeout=1.0)
+    thread.join(10)
+    assert got.pop("dead").startswith("no live worker: "), got
+    assert "mute" not in got
+    assert got and set(got.values()) == {""}, got
+
+
 def test_the_watch_sees_an_event_when_it_is_written_with_one_blocking_read(
     product_redis: ProductRedis, redis_server: RedisServer
 ) -> None:
@@ -181,6 +205,7 @@ def test_the_lease_outlives_a_preflight_longer_than_its_ttl(
     lease = Lease(client, keys)
     assert lease.acquire("web", "r-4", 1.0) is None
     monkeypatch.setattr(coordinator_preflight, "RENEW_EVERY", 0.2)
+    client.set(keys.heartbeat("silent"), "{}", ex=60)  # alive, slow to answer
     got = Answers(client, keys, "r-4", "web", ["silent"]).wait(
         timeout=3.0, renew=lambda: lease.renew("web", "r-4", 1.0))
     assert got == {}  # nobody answered: the wait ran its whole timeout, three TTLs
