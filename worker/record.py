@@ -8,6 +8,7 @@ says (restore, then rejoin once healthy) unless a newer chain owns the box.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -63,12 +64,19 @@ def _notes(state: BoxState, field: Noted) -> dict[str, dict[str, str]]:
     return state.staged if field == "staged" else state.retiring
 
 
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
 class BoxRecord:
     """`<state_dir>/<box>.json`, replaced atomically (write, fsync, rename, fsync the folder)."""
 
     def __init__(self, state_dir: str | Path, box_id: str) -> None:
         self.path = Path(state_dir) / f"{box_id}.json"
-        self._lock = threading.Lock()
+        # One lock per file, not per object: every thread (a step, the catch-up, a retire)
+        # makes its own BoxRecord of the same box.
+        with _LOCKS_GUARD:
+            self._lock = _LOCKS.setdefault(self.path, threading.Lock())
 
     def read(self) -> BoxState:
         try:
@@ -79,13 +87,18 @@ class BoxRecord:
     def write(self, state: BoxState) -> None:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self.path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(state.model_dump_json())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            # Its own name too: `<box>.tmp` was shared by every writer of the box.
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.",
+                                       suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(state.model_dump_json())
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
             folder = os.open(self.path.parent, os.O_RDONLY)
             try:
                 os.fsync(folder)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from orchestrator.engine.redisconn import RedisClient
@@ -45,8 +47,14 @@ class BoxReleases(ReleaseStore):
         if path.exists():
             return
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(release.model_dump_json())
-        os.replace(tmp, path)
+        # A name of its own: two threads keeping the same release at once (a worker's first
+        # preflights of it) shared `<id>.tmp`, and the second's rename found it gone.
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(release.model_dump_json())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
