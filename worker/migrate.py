@@ -31,9 +31,9 @@ def run_migration(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
     except ValueError as exc:
         return {"ok": False, "reason": f"malformed request: {exc}"}
     env = ctx.box_env(req.box_id, req.box_type)
-    # It runs a container: nothing starts before the box verified who ordered it.
-    why = refusal(ctx, TaskName.MIGRATE, req)
     try:
+        # It runs a container: nothing starts before the box verified who ordered it.
+        why = refusal(ctx, TaskName.MIGRATE, req)
         if why:
             log.error("migrate on %s refused: %s", req.box_id, why)
             outcome, reason = Outcome.REFUSED, f"refused: {why}"
@@ -43,6 +43,9 @@ def run_migration(ctx: StepContext, payload: dict[str, Any]) -> dict[str, Any]:
             outcome, reason = migrate(env, req.rollout_id, release)
     except OrchestratorError as exc:
         outcome, reason = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # journaled: the coordinator would wait out the task's deadline
+        log.exception("migrate on %s raised", req.box_id)
+        outcome, reason = Outcome.FAILED, f"migrate raised {type(exc).__name__}: {exc}"
     ctx.journal.record(StepResult(step=TaskName.MIGRATE.value, rollout_id=req.rollout_id,
                                   box_id=req.box_id, outcome=outcome, reason=reason,
                                   started=started, ended=time.time()))

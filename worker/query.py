@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -10,6 +11,8 @@ from schemas.contract import CONTRACT_VERSION, Label, Outcome, StepRequest, Step
 from worker.decide import is_aside
 from worker.secrethash import secrets_changed
 from worker.steps.protocol import StepContext
+
+log = logging.getLogger("orchestrator.worker")
 
 # The answer is read once by the asking `plan`, which then deletes it; an answer that comes
 # after the plan gave up goes away by itself.
@@ -45,6 +48,9 @@ def run_secrets_query(ctx: StepContext, payload: dict[str, Any]) -> dict[str, An
             changed = running_secrets_changed(ctx, req.box_id, req.box_type)
         except OrchestratorError as exc:
             outcome, reason = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # answered: `plan` would wait for it until its timeout
+            log.exception("the secrets query on %s raised", req.box_id)
+            outcome, reason = Outcome.FAILED, f"secrets query raised {type(exc).__name__}: {exc}"
     ctx.journal.record(
         StepResult(
             step=TaskName.SECRETS.value,
