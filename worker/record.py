@@ -7,9 +7,11 @@ says (restore, then rejoin once healthy) unless a newer chain owns the box.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,8 +66,19 @@ def _notes(state: BoxState, field: Noted) -> dict[str, dict[str, str]]:
     return state.staged if field == "staged" else state.retiring
 
 
-_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS: dict[Path, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
+
+
+def _atomic(change: Callable[..., None]) -> Callable[..., None]:
+    """The record's read, edit and write as one, under the file's lock."""
+
+    @functools.wraps(change)
+    def locked(self: BoxRecord, *args: Any) -> None:
+        with self._lock:
+            change(self, *args)
+
+    return locked
 
 
 class BoxRecord:
@@ -74,9 +87,10 @@ class BoxRecord:
     def __init__(self, state_dir: str | Path, box_id: str) -> None:
         self.path = Path(state_dir) / f"{box_id}.json"
         # One lock per file, not per object: every thread (a step, the catch-up, a retire)
-        # makes its own BoxRecord of the same box.
+        # makes its own BoxRecord of the same box. Each change reads, edits and writes under
+        # it: a retire's write made from an older read would drop a step's intent.
         with _LOCKS_GUARD:
-            self._lock = _LOCKS.setdefault(self.path, threading.Lock())
+            self._lock = _LOCKS.setdefault(self.path, threading.RLock())
 
     def read(self) -> BoxState:
         try:
@@ -112,17 +126,20 @@ class BoxRecord:
             state.rollout, state.token = rollout, token
         return state
 
+    @_atomic
     def left(self, rollout: str, token: str, app: str, member: Member) -> None:
         state = self.owned_by(rollout, token)
         state.out[app] = member
         self.write(state)
 
+    @_atomic
     def drained(self, app: str, member: Member) -> None:
         state = self.read()
         state.out[app] = member
         state.draining = True
         self.write(state)
 
+    @_atomic
     def leaving(self, on: bool) -> None:
         """Left for a stop (scale-in), or started again: the heartbeat reads it."""
         state = self.read()
@@ -130,16 +147,19 @@ class BoxRecord:
             state.draining = on
             self.write(state)
 
+    @_atomic
     def joined(self, app: str) -> None:
         state = self.read()
         if state.out.pop(app, None) is not None:
             self.write(state)
 
+    @_atomic
     def intend(self, rollout: str, token: str, app: str, intent: dict[str, Any]) -> None:
         state = self.owned_by(rollout, token)
         state.intents[app] = intent
         self.write(state)
 
+    @_atomic
     def settle(self) -> None:
         """The chain is done with the box's containers: intents are history now."""
         state = self.read()
@@ -147,6 +167,7 @@ class BoxRecord:
             state.intents = {}
             self.write(state)
 
+    @_atomic
     def claim(self, rollout: str) -> None:
         state = self.read()
         if state.claimed != rollout:
@@ -167,11 +188,13 @@ class BoxRecord:
     def retired(self, apps: list[str]) -> None:
         self._drop("retiring", apps)
 
+    @_atomic
     def _note(self, field: Noted, app: str, note: dict[str, str]) -> None:
         state = self.read()
         _notes(state, field)[app] = note
         self.write(state)
 
+    @_atomic
     def _drop(self, field: Noted, apps: list[str]) -> None:
         """Forget the apps' notes in `field`; the record is written only if one was there."""
         state = self.read()
@@ -179,12 +202,14 @@ class BoxRecord:
         if [notes.pop(app) for app in apps if app in notes]:
             self.write(state)
 
+    @_atomic
     def saw_current(self, seq: int) -> None:
         state = self.read()
         if seq > state.current_seq:
             state.current_seq = seq
             self.write(state)
 
+    @_atomic
     def clear(self) -> None:
         """Nothing left to finish; what the box has seen and claimed stays."""
         old = self.read()

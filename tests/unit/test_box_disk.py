@@ -65,3 +65,24 @@ def test_threads_writing_one_box_record_each_through_its_own_object(tmp_path: Pa
     assert errors == []
     assert BoxRecord(tmp_path, "b1").read().rollout.endswith("-19")
     assert [p.name for p in tmp_path.iterdir()] == ["b1.json"]
+
+
+def test_changes_from_many_threads_each_read_the_last_write(tmp_path: Path) -> None:
+    """A retire's change made from a read older than a step's intent dropped that intent:
+    every change reads, edits and writes under the file's lock."""
+    gate = threading.Barrier(8)
+
+    def change(n: int) -> None:
+        gate.wait()
+        for i in range(20):
+            BoxRecord(tmp_path, "b1").intend("r1", "t1", f"a{n}-{i}", {"step": "swap"})
+            BoxRecord(tmp_path, "b1").retire(f"old{n}", {"ids": str(i)})
+            BoxRecord(tmp_path, "b1").retired([f"old{n}"])
+
+    threads = [threading.Thread(target=change, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    state = BoxRecord(tmp_path, "b1").read()
+    assert len(state.intents) == 160 and state.retiring == {}
