@@ -74,9 +74,9 @@ def _atomic(change: Callable[..., None]) -> Callable[..., None]:
     """The record's read, edit and write as one, under the file's lock."""
 
     @functools.wraps(change)
-    def locked(self: BoxRecord, *args: Any) -> None:
+    def locked(self: BoxRecord, *args: Any, **kwargs: Any) -> None:
         with self._lock:
-            change(self, *args)
+            change(self, *args, **kwargs)
 
     return locked
 
