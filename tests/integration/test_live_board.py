@@ -18,13 +18,21 @@ SLOW = {"retries": 40, "command": '[sh, -c, "sleep 3; exec httpd -f -p 8080 -h /
 SHOW_CURSOR = b"\x1b[?25h"
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """A process whose stdin, stdout and stderr are a pty; everything it writes is kept."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         master, slave = os.openpty()
+        # Ctrl-C as a terminal's foreground job gets it: a shell's background job (`.ci/run &`)
+        # passes SIGINT down ignored, and the rollout runs on to exit 0 (a CI run started so
+        # failed here once with exit 0; not reproduced since).
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
-                                     env={**env, "COLUMNS": "160", "TERM": "xterm"})
+                                     env={**env, "COLUMNS": "160", "TERM": "xterm"},
+                                     preexec_fn=_sigint_default)
         os.close(slave)
         self.master, self.data = master, bytearray()
         self.reader = threading.Thread(target=self._read, daemon=True)
