@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,7 @@ class CliRun:
     wall: float
     max_rss_mb: float  # the CLI process's peak resident set (getrusage of that child)
     cpu_s: float = 0.0  # its user + system CPU seconds
+    started_at: float = 0.0  # when it was forked (time.time()); `wall` runs from there
 
     def check(self) -> CliRun:
         if self.returncode != 0:
@@ -163,7 +163,6 @@ class Stack(contextlib.ExitStack):
         out_path, err_path = self.dir / f"cli-{n}.out", self.dir / f"cli-{n}.err"
         usage_path = self.dir / f"cli-{n}.usage"
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            started = time.perf_counter()
             popen = subprocess.Popen([PYTHON, "-S", "-c", FORK_AND_MEASURE, str(usage_path),
                                       *argv], env=env, stdout=out, stderr=err, cwd=ROOT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -173,31 +172,33 @@ class Stack(contextlib.ExitStack):
                 popen.wait()
             finally:
                 timer.cancel()
-            wall = time.perf_counter() - started
-        rss_kb, cpu = (float(x) for x in usage_path.read_text().split())
+        rss_kb, cpu, forked, reaped = (float(x) for x in usage_path.read_text().split())
         return CliRun(list(args), popen.returncode, out_path.read_text(), err_path.read_text(),
-                      wall, rss_kb / 1024, cpu)
+                      reaped - forked, rss_kb / 1024, cpu, forked)
 
 
 # The CLI's own peak RSS and CPU: Linux keeps a process's peak RSS across fork and exec, so a CLI
 # forked from this (large) benchmark process reported the benchmark's memory as its own (the
 # "202 MB coordinator" at 5,000 boxes was this process holding the run's events). A small
-# python forks the CLI instead, and reports its wait4 figures: "<maxrss KB> <cpu s>".
+# python forks the CLI instead, and reports its wait4 figures and the CLI's own start and end
+# on this machine's clock: "<maxrss KB> <cpu s> <forked at> <reaped at>". The CLI's wall time
+# is theirs: this small python's own start (~25 ms) is the benchmark's, not the product's.
 FORK_AND_MEASURE = """
-import os, signal, sys
+import os, signal, sys, time
+forked = time.time()
 pid = os.fork()
 if pid == 0:
     os.execv(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
+reaped = time.time()
 with open(sys.argv[1], "w") as f:
-    f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+    f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime} {forked!r} {reaped!r}")
 code = os.waitstatus_to_exitcode(status)
 if code < 0:
     signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
 sys.exit(code)
 """
-
 
 # -- environments -----------------------------------------------------------------------------
 

@@ -172,8 +172,8 @@ def main() -> int:
                 (boxes_dir / f"{box_type}.yml").write_text(BOX_YML.format(digest=DIGESTS[flip]))
                 before = product.commandstats()
                 with timed(f"ours N={n} {'(first deploy)' if rep == 0 else f'rep {rep}'}"):
-                    t_start = time.time()  # the stream's ids are this machine's clock too
                     run = stack.cli(env, "rollout", box_type, "--json").check()
+                t_start = run.started_at  # the stream's ids are this machine's clock too
                 delta = product.commandstats() - before
                 summary = run.json_lines()[-1]["summary"]
                 wait_heartbeats(client, prefix, ids, str(summary["release"]), timeout=60)

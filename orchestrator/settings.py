@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationError
-from pydantic_settings import SettingsConfigDict
 
 from orchestrator.engine.tls import RedisConnection
+from orchestrator.envmodel import EnvModel
 from orchestrator.errors import ConfigError
 
 
-class CoordinatorSettings(RedisConnection):
+class CoordinatorSettings(RedisConnection, EnvModel):
     """What `orchestrator rollout` and friends need; the README lists each."""
 
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+    env_prefix: ClassVar[str] = "ORCHESTRATOR_"
 
     boxes_dir: Path = Field(Path("boxes"), description="Folder of <box-type>.yml files")
     fleet_file: Path | None = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.engine.tls import RedisConnection
 
@@ -14,7 +14,7 @@ ENV_FILE = "/etc/orchestrator/worker.env"
 SETTINGS_DIR = "/etc/orchestrator"
 
 
-class WorkerSettings(RedisConnection):
+class WorkerSettings(RedisConnection, BaseSettings):
     """Every knob of `orchestrator-worker`; the README lists each one."""
 
     model_config = SettingsConfigDict(

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings
+from pydantic import BaseModel, Field
 
 from orchestrator.errors import ConfigError
 
@@ -82,8 +81,9 @@ class TlsPolicy:
         return options
 
 
-class RedisConnection(BaseSettings):
-    """The Redis settings both sides read (ORCHESTRATOR_*): where, and how TLS is checked."""
+class RedisConnection(BaseModel):
+    """The Redis settings both sides read (ORCHESTRATOR_*): where, and how TLS is checked.
+    A base of each side's settings, which reads the environment."""
 
     broker_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Celery broker (Redis, or sentinel://)"
