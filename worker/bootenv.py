@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError, SecretUnavailable
 from schemas.base import SecretRef
+from worker.atomicfile import replace_file
 from worker.secrets import resolve_env, ssm_fetcher
 
 PROG = "orchestrator-worker-env"
@@ -52,16 +52,8 @@ def resolve(refs: Mapping[str, str | SecretRef]) -> dict[str, str]:
 
 def write_env(target: Path, values: Mapping[str, str]) -> None:
     """NAME=value lines, readable by root only, replaced atomically (no half-written file)."""
-    tmp = target.with_name(target.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o600)  # an older .tmp keeps its mode through O_CREAT
-            f.writelines(f"{name}={value}\n" for name, value in values.items())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = "".join(f"{name}={value}\n" for name, value in values.items())
+    replace_file(target, text.encode())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

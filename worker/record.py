@@ -8,8 +8,6 @@ says (restore, then rejoin once healthy) unless a newer chain owns the box.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.contract import Member
+from worker.atomicfile import replace_file
 
 
 class BoxState(BaseModel):
@@ -101,23 +100,7 @@ class BoxRecord:
     def write(self, state: BoxState) -> None:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Its own name too: `<box>.tmp` was shared by every writer of the box.
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.",
-                                       suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(state.model_dump_json())
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            folder = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            replace_file(self.path, state.model_dump_json().encode(), durable=True)
 
     def owned_by(self, rollout: str, token: str) -> BoxState:
         """The record, now written by this chain (a newer chain takes over what is out)."""

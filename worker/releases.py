@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 from orchestrator.engine.redisconn import RedisClient
@@ -12,6 +9,7 @@ from orchestrator.engine.releases import ReleaseStore
 from orchestrator.errors import ReleaseMismatch, ServiceUnavailable
 from schemas.contract import Keys
 from schemas.release import Release
+from worker.atomicfile import replace_file
 
 
 class BoxReleases(ReleaseStore):
@@ -47,14 +45,5 @@ class BoxReleases(ReleaseStore):
         if path.exists():
             return
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A name of its own: two threads keeping the same release at once (a worker's first
-        # preflights of it) shared `<id>.tmp`, and the second's rename found it gone.
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(release.model_dump_json())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        # A worker's first preflights of a release keep it on several threads at once.
+        replace_file(path, release.model_dump_json().encode())

@@ -19,6 +19,7 @@ from orchestrator.errors import SecretUnavailable
 from schemas.base import SecretRef
 from schemas.contract import Label
 from schemas.release import Release
+from worker.atomicfile import replace_file
 from worker.decide import is_aside
 from worker.facts import BoxEnv, ContainerFact
 from worker.secrets import resolve_env
@@ -38,14 +39,8 @@ def box_key(state_dir: str) -> bytes:
         except FileNotFoundError:
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, os.urandom(32))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)  # two workers of one box: the last one's key, read by both
+        # Two workers of one box: the last one's key, read by both.
+        replace_file(path, os.urandom(32), durable=True)
         return path.read_bytes()
 
 

@@ -1,4 +1,4 @@
-"""A box keeps its releases and its record on its own disk: many threads writing at once."""
+"""A box's files and its record on its own disk: many threads writing at once."""
 
 from __future__ import annotations
 
@@ -7,40 +7,37 @@ from pathlib import Path
 
 import pytest
 
-from schemas.contract import Keys
-from schemas.release import Release
-from tests.harness.releases_fx import plain_release as release
+from worker.atomicfile import replace_file
 from worker.record import BoxRecord, BoxState
-from worker.releases import BoxReleases
 
 pytestmark = pytest.mark.unit
 
-def test_threads_keeping_one_release_at_once_all_succeed(tmp_path: Path) -> None:
-    """A worker's first preflights of a release arrive together, one per thread: each keeps
-    it (a shared `<id>.tmp` made every rename but the first fail, and those boxes never
-    answered)."""
-    box = BoxReleases(None, Keys("t:"), str(tmp_path))  # type: ignore[arg-type]  # disk only
+
+def test_threads_replacing_one_file_at_once_each_write_it_whole(tmp_path: Path) -> None:
+    """Each writer renames a whole file of its own (a shared `<name>.tmp` made every rename
+    but the first fail): the file is one writer's bytes, and no temporary file is left."""
+    target = tmp_path / "f.json"
     errors: list[BaseException] = []
-    for n in range(20):
-        rel = release(n)
-        gate = threading.Barrier(16)
+    gate = threading.Barrier(16)
 
-        def keep(rel: Release = rel, gate: threading.Barrier = gate) -> None:
-            gate.wait()
-            try:
-                box._keep(rel)
-            except BaseException as exc:  # noqa: BLE001 (collected, asserted below)
-                errors.append(exc)
+    def write(n: int) -> None:
+        gate.wait()
+        try:
+            for i in range(20):
+                replace_file(target, f"{n}-{i}".encode() * 1000, durable=i % 2 == 0)
+        except BaseException as exc:  # noqa: BLE001 (collected, asserted below)
+            errors.append(exc)
 
-        threads = [threading.Thread(target=keep) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
-        assert box._kept(rel.id) == rel
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
     assert errors == []
-    assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == sorted(
-        f"{release(n).id}.json" for n in range(20))  # no temporary file left behind
+    data = target.read_bytes()
+    assert data == data[: len(data) // 1000] * 1000  # one write, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+    assert target.stat().st_mode & 0o777 == 0o600
 
 
 def test_threads_writing_one_box_record_each_through_its_own_object(tmp_path: Path) -> None:

@@ -21,17 +21,14 @@ from orchestrator.engine.trust import (
     write_private,
 )
 from orchestrator.errors import ConfigError
-from schemas.boxfile import BoxSpec
 from schemas.contract import StepRequest, TaskName
 from schemas.release import Release
 from schemas.rollout import Policy
 from schemas.trust import Sig, Warrant
+from tests.harness.releases_fx import plain_release as release
 from worker.trust import current_check, order_refusal, release_check
 
 pytestmark = pytest.mark.unit
-
-SPEC = {"apps": {"web": {"image": "r.example.com/web:1",
-                         "containers": {"web": {"ports": ["8080:8080"]}}}}}
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +37,6 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
     path = tmp_path_factory.mktemp("k") / "signing.key"
     write_private(path, pem)
     return load_signer(str(path))
-
-
-def release(box_type: str = "web", **changes: object) -> Release:
-    spec = BoxSpec.model_validate(SPEC)
-    images = {"web": "r.example.com/web@sha256:" + "a" * 64}
-    digest = Release.content_hash(box_type, spec, images, {}, "elb")
-    data = {"id": f"r1-{digest[:8]}", "box_type": box_type, "spec": spec, "images": images,
-            "created_at": 1.0, "hash": digest, **changes}
-    return Release.model_validate(data)
 
 
 def request(rel: Release, rollout_id: str = "ro-1", **changes: object) -> StepRequest:
@@ -157,7 +145,7 @@ def test_expiry_limits_claiming_not_a_claimed_box(signer: Signer) -> None:
 
 def test_a_release_of_another_type_is_refused(signer: Signer) -> None:
     keys = [signer.public]
-    assert release_check(signer.release(release("api")), "web", keys).endswith("not 'web'")
+    assert release_check(signer.release(release(1, "api")), "web", keys).endswith("not 'web'")
     assert release_check(signer.release(release()), "web", keys) == ""
 
 
