@@ -96,7 +96,9 @@ def catch_up_all(
             said = catch_up(ctx, served, box_type)
         except Exception as exc:  # Redis or Docker away: the next tick decides again
             said = f"not decided: {exc}"
-        if said is None:  # a step or a rollout is under way: the last word stands
+        if said is None:  # a step or a rollout is under way: nothing to say until it ends
+            # (a word from before it, "no successful release yet", was shown after its end)
+            notes.pop(served, None)
             continue
         if said and said != notes.get(served):
             log.warning("catch-up of %s: %s", served, said)

@@ -75,3 +75,25 @@ def test_missing_members_are_those_without_a_live_heartbeat() -> None:
     assert missing_members({}, {"b1"}) == {}
     assert "last heartbeat 1970-01-01 00:03:20 UTC" in last_seen(200.0)
     assert last_seen(0.0) == "no heartbeat ever seen"
+
+
+def test_a_note_from_before_a_rollout_is_dropped_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The heartbeat showed "its box type has no successful release yet" after the first
+    release had landed on the box: the word from before it stood until the next look."""
+    import worker.catchup
+    from worker.main import catch_up_all
+
+    words: dict[str, str | None] = {"b1": "its box type has no successful release yet",
+                                    "b2": "held: its box type is frozen"}
+    monkeypatch.setattr(worker.catchup, "catch_up", lambda _ctx, box, _type: words[box])
+    notes: dict[str, str] = {}
+    catch_up_all(None, ["b1", "b2"], "web", notes)  # type: ignore[arg-type]
+    assert notes == words
+    words["b1"] = None  # the first rollout runs on b1
+    catch_up_all(None, ["b1", "b2"], "web", notes)  # type: ignore[arg-type]
+    assert notes == {"b2": "held: its box type is frozen"}
+    words["b1"] = ""  # it ended: up to date, nothing to say
+    catch_up_all(None, ["b1", "b2"], "web", notes)  # type: ignore[arg-type]
+    assert notes["b1"] == ""
