@@ -95,6 +95,24 @@ def bin_true_seconds(reps: int = 50) -> float:
     return median(times)
 
 
+# What any CLI built on the product's libraries pays before its first line runs: a fresh
+# interpreter importing them (pydantic, redis-py, Celery and kombu, click, PyYAML, the Ed25519
+# signer), nothing of ours.
+LIBRARIES = ("import click, kombu, redis, yaml, pydantic, celery; celery.Celery; "
+             "pydantic.BaseModel; pydantic.Field; "
+             "import cryptography.hazmat.primitives.asymmetric.ed25519")
+
+
+def import_floor_seconds(reps: int = 7) -> float:
+    """A fresh python importing the CLI's libraries, fork and exec included (median)."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        subprocess.run([PYTHON, "-c", LIBRARIES], check=True)
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
 class CeleryFloor:
     """A worker of benchmarks/_floor_app.py and the chains it runs."""
 
@@ -213,6 +231,7 @@ def main() -> int:
                           "coordinator_commands_per_box": who["totals"]["coordinator"] / n}
 
         true_s = bin_true_seconds()
+        imports_s = import_floor_seconds()
         for n in sizes:
             if args.skip_ansible:
                 results[n]["ansible_s"] = None
@@ -247,6 +266,9 @@ def main() -> int:
                  verdict(r["ratio_to_floor"], FLOOR_RATIO)],
                 [f"N={n}: CLI start -> first box's task s", r["cli_fixed_median_s"],
                  f"<= {FIXED_TARGET_S}", verdict(r["cli_fixed_median_s"], FIXED_TARGET_S)],
+                [f"N={n}: of which the libraries' import floor s", imports_s, "-", "-"],
+                [f"N={n}: (import floor + Celery floor) / Celery floor", 1 + imports_s / (
+                    floor_box * n), "-", "-"],
                 [f"N={n}: rollout end -> CLI exit s", r["cli_tail_median_s"], "-", "-"],
                 [f"N={n}: in-stream per box / Celery floor", r["in_stream_to_floor"],
                  f"<= {IN_STREAM_RATIO}", verdict(r["in_stream_to_floor"], IN_STREAM_RATIO)],
@@ -275,6 +297,7 @@ def main() -> int:
                              verdict(marg[2] / marg[0], ANSIBLE_RATIO, smaller_is_better=False)])
         table("result", ["measure", "value", "target", "verdict"], verdicts)
         save("overhead", {"sizes": sizes, "steps_per_box": len(STEPS), "bin_true_s": true_s,
+                          "libraries_import_s": imports_s,
                           "box_yml": BOX_YML, "results": results, "verdicts": verdicts})
     return 0
 

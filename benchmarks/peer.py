@@ -189,9 +189,8 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
                                                    max_requests=100_000,
                                                    max_seconds=300) as loop:
         time.sleep(1.0)  # traffic flows before anything moves
-        clock = {"start": time.time()}
         run = fleet.stack.cli(fleet.env, "rollout", BOX_TYPE, "--json", "--reason", "v2 sf")
-        clock["end"] = time.time()
+        clock = {"start": run.started_at, "end": run.started_at + run.wall}
         time.sleep(1.0)
         stats = loop.stop()
     run.check()
@@ -257,10 +256,9 @@ def main() -> int:
             clock: dict[str, float] = {}
 
             def ours(clock: dict[str, float] = clock) -> Any:
-                clock["start"] = time.time()
                 out = stack.cli(env, "rollout", BOX_TYPE, "--image", f"web={repo}:v2", "--json",
                                 "--reason", "v2")
-                clock["end"] = time.time()
+                clock.update(start=out.started_at, end=out.started_at + out.wall)
                 return out
 
             with timed(f"round {r + 1}: ours, v1 -> v2 under traffic"):
