@@ -206,11 +206,14 @@ class Rollouts:
         return rollout_id
 
     def retry_failed(self, rollout: Rollout) -> list[str]:
-        """`resume` tries failed boxes again, and those that never started (a refused claim):
-        back in front of the queue, with a new journal (an old one would replay the failure)
-        and no claimed token."""
+        """`resume` tries failed boxes again, those counted dead (their slot expired: a worker
+        killed, or its chain message lost in a Redis failover) and those that never started
+        (a refused claim): back in front of the queue, with a new journal (an old one would
+        replay the failure) and no claimed token."""
         done = self.done(rollout.id)
-        failed = sorted(b for b, o in done.items() if o == "failed")
+        # A dead box counts as failed (fill.lua): it was left out, and the resumed rollout
+        # then ended failed on a box it never tried again.
+        failed = sorted(b for b, o in done.items() if o in ("failed", "dead"))
         cancelled = sorted(b for b, o in done.items() if o == "cancelled")
         if not failed and not cancelled:
             return []

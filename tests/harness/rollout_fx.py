@@ -76,6 +76,23 @@ class Fleet:
     def wait_all_in_service(self) -> None:
         wait_for(lambda: all(self.in_service().values()), "every box in service")
 
+    def status_at_rest(self) -> subprocess.CompletedProcess[str]:
+        """`status --json` once no box reports a step under way. A box's heartbeat is up to
+        an interval old (more on a loaded machine): right after a rollout it may still say
+        busy, and a busy box reports no membership (`lb` shows "-")."""
+        last: list[subprocess.CompletedProcess[str]] = []
+
+        def at_rest() -> subprocess.CompletedProcess[str] | None:
+            last[:] = [self.cli("status", self.box_type, "--json")]
+            rows = json_lines(last[0].stdout) if last[0].returncode == 0 else [{"busy": "?"}]
+            return last[0] if not any(r.get("busy") for r in rows) else None
+
+        try:
+            return wait_for(at_rest, "every box's heartbeat at rest", timeout=30, interval=0.2)
+        except AssertionError:
+            print(last[0].stdout, last[0].stderr)  # whole, in the failure's report
+            raise
+
 
 def json_lines(text: str) -> list[dict[str, object]]:
     """JSON lines (a rollout's events), or the one JSON array a read command prints."""

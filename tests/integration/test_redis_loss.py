@@ -54,8 +54,9 @@ def with_fault(worker: BoxWorker, point: str) -> None:
 def assert_converged(fleet: Fleet) -> None:
     """Every box in HAProxy, one release everywhere, the lease free, `status` exit 0."""
     fleet.wait_all_in_service()
-    status = fleet.cli("status", fleet.box_type, "--json")
+    status = fleet.status_at_rest()
     rows = json_lines(status.stdout)
+    print(status.stdout)  # whole, in the report of a failure (an assertion's text is cut)
     assert status.returncode == 0, status.stdout + status.stderr
     assert len(rows) == len(fleet.workers)
     # One release everywhere, by content (as `status` compares): a rollout whose swap was a

@@ -110,6 +110,24 @@ def test_dead_box_is_reaped_and_halts(engine: NoLaunch) -> None:
     assert st["state"] == "halted" and "b1 dead" in st["halt_reason"]
 
 
+def test_resume_tries_a_dead_box_again(engine: NoLaunch) -> None:
+    """A box counted dead (its chain message lost in a failover, its worker killed) is tried
+    again by resume, as README says: it was left out, and the resumed rollout ended failed."""
+    r = rollout(["b1", "b2"], canary=1, batch=1)
+    start(engine, r)
+    engine.client.delete(engine.keys.slot(r.id, "b1"))
+    assert engine.reap_dead("web") == ["b1"]
+    engine.states.resume(r.id, "web")
+    assert engine.retry_failed(r) == ["b1"]
+    st = engine.status(r.id)
+    assert st["n_failed"] == "0" and "halt_reason" not in st
+    assert engine.client.lrange(engine.keys.rollout_part(r.id, "pending"), 0, 0) == [b"b1"]
+    engine.advance(r)  # b1 goes again first; then b2 (canary 1, batch 1)
+    engine.advance(r, "b1", "ok")
+    engine.advance(r, "b2", "ok")
+    assert engine.state(r.id) == "succeeded"
+
+
 def test_a_rollout_nothing_advances_is_marked_abandoned(engine: NoLaunch) -> None:
     r = rollout(["b1"], canary=1, batch=1)
     assert engine.lease.acquire("web", r.id, 0.3) is None  # a short lease nobody renews

@@ -142,8 +142,9 @@ def test_sentinel_failover_mid_rollout_loses_no_lease_token_or_box(
 def assert_converged(fleet: Fleet) -> None:
     """Every box in HAProxy on v2, the lease free, `status` exit 0."""
     fleet.wait_all_in_service()
-    status = fleet.cli("status", fleet.box_type, "--json")
+    status = fleet.status_at_rest()
     rows = json_lines(status.stdout)
+    print(status.stdout)  # whole, in the report of a failure (an assertion's text is cut)
     assert status.returncode == 0, status.stdout + status.stderr
     assert len(rows) == len(fleet.workers)
     assert len({r["apps"]["web"]["release"] for r in rows}) == 1, rows  # type: ignore[index]
