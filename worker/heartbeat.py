@@ -102,6 +102,10 @@ class HeartbeatThread(threading.Thread):
         self.inspect = inspect  # each app's problem and membership, as the box sees them
         self.leaving = leaving  # a box that left for a stop (scale-in) is a member no more
         self.catch_up = catch_up  # why the box does not catch up now, as its last tick found
+        # Each box's memberships as its last look at rest found them: a busy box is not
+        # looked at (a probe must not race the step), and `status` still reads its load
+        # balancer's word for them (it showed `lb -` for the one box that was moving).
+        self.members: dict[str, dict[str, Member]] = {}
         self.stopped = threading.Event()
 
     def renew(self) -> None:
@@ -155,6 +159,9 @@ class HeartbeatThread(threading.Thread):
                 state = "ready"
                 if self.inspect is not None and not busy:
                     problems, members = self.inspect(box_id, self.box_type)
+                    self.members[box_id] = members
+                elif busy:
+                    members = self.members.get(box_id, {})
             hb = Heartbeat(
                 box_id=box_id,
                 box_type=self.box_type,

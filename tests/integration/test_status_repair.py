@@ -88,3 +88,40 @@ def test_status_tells_the_truth_and_repair_fixes_it(
     fleet.wait_all_in_service()
     wait_for(lambda: fleet.cli("status", fleet.box_type).returncode == 0,
              "status exit 0 once repaired")
+
+
+# A next version that answers its health check only after a few seconds: its box stays busy
+# in the swap that long (the step's deadline outlasts it on a loaded machine).
+SLOW_START = {"retries": 60, "command": '[sh, -c, "sleep 4; exec httpd -f -p 8080 -h /www"]'}
+SLOW_STEPS = {"ORCHESTRATOR_STEP_DEADLINE": "30", "ORCHESTRATOR_VISIBILITY_TIMEOUT": "40"}
+
+
+def test_a_box_in_its_swap_shows_what_its_load_balancer_says(
+    fleet_factory: Callable[..., Fleet],
+) -> None:
+    """A busy box is not looked at (a probe must not race its step), so its heartbeat named no
+    membership and `status` showed `lb -` for the one box that was moving. It now keeps the
+    memberships of its last look at rest, and `status` shows HAProxy's word for them."""
+    fleet = fleet_factory(1, extra_env=SLOW_STEPS)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    fleet.wait_all_in_service()
+    at_rest = json_lines(fleet.status_at_rest().stdout)
+    assert at_rest[0]["apps"]["web"]["lb"] == "in", at_rest  # type: ignore[index]
+
+    fleet.write(f"{fleet.images.repo}:v2", **SLOW_START)
+    run = fleet.start_cli("rollout", fleet.box_type, "--reason", "slow start")
+
+    def swapping() -> dict[str, object] | None:
+        if run.poll() is not None:
+            raise AssertionError(f"the rollout ended first: {run.communicate()}")
+        rows = json_lines(fleet.cli("status", fleet.box_type, "--json").stdout)
+        row = rows[0] if rows else {}
+        busy = str(row.get("busy") or "")
+        return row if "deploy.swap" in busy and "web" in row.get("apps", {}) else None  # type: ignore[operator]
+
+    row = wait_for(swapping, "status to show the box in its swap", timeout=30, interval=0.1)
+    assert str(row["apps"]["web"]["lb"]).startswith("out ("), row  # type: ignore[index]
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    fleet.wait_all_in_service()
