@@ -79,7 +79,7 @@ class Fleet:
     def status_at_rest(self) -> subprocess.CompletedProcess[str]:
         """`status --json` once no box reports a step under way. A box's heartbeat is up to
         an interval old (more on a loaded machine): right after a rollout it may still say
-        busy, and a busy box reports no membership (`lb` shows "-")."""
+        busy, with no flags and the memberships of its last look before the step."""
         last: list[subprocess.CompletedProcess[str]] = []
 
         def at_rest() -> subprocess.CompletedProcess[str] | None:
