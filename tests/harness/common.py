@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -14,8 +15,8 @@ from devstack import process
 from devstack.net import free_port
 from devstack.process import MissingTool, Service
 
-__all__ = ["IN_CI", "TEST_LABEL", "TIMINGS", "free_port", "need", "need_binary", "started",
-           "wait_for"]
+__all__ = ["IN_CI", "TEST_LABEL", "TIMINGS", "all_at_once", "free_port", "need", "need_binary",
+           "started", "wait_for"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Service)
@@ -77,3 +78,26 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TIMINGS.
              interval: float = 0.05) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
     return process.wait_for(probe, what, timeout, interval)
+
+
+def all_at_once(
+    n: int, work: Callable[[int], object], timeout: float = 60.0
+) -> list[BaseException]:
+    """`work(0)` .. `work(n - 1)`, each on its own thread, released together at one barrier;
+    what they raised (a race's test asserts it is empty)."""
+    errors: list[BaseException] = []
+    gate = threading.Barrier(n)
+
+    def run(k: int) -> None:
+        gate.wait()
+        try:
+            work(k)
+        except BaseException as exc:  # noqa: BLE001 (collected: the caller asserts on them)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors

@@ -3,12 +3,12 @@ even when a worker's threads take the same release at once (its first preflights
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from orchestrator.engine.releases import ReleaseStore
+from tests.harness.common import all_at_once
 from tests.harness.redis_fx import ProductRedis
 from tests.harness.releases_fx import plain_release
 from worker.main import build_context
@@ -34,26 +34,13 @@ def test_threads_taking_one_release_at_once_each_keep_it(
     rels = [plain_release(n) for n in range(12)]
     for rel in rels:
         ReleaseStore(ctx.redis, ctx.keys).put(rel)
-    errors: list[BaseException] = []
     try:
         for rel in rels:
-            gate = threading.Barrier(16)
 
-            def take(rel_id: str = rel.id, digest: str = rel.hash,
-                     gate: threading.Barrier = gate) -> None:
-                box = BoxReleases(ctx.redis, ctx.keys, str(state))  # a thread's own, as tasks
-                gate.wait()
-                try:
-                    box.get(rel_id, digest)
-                except BaseException as exc:  # noqa: BLE001 (collected, asserted below)
-                    errors.append(exc)
+            def take(_: int, rel_id: str = rel.id, digest: str = rel.hash) -> None:
+                BoxReleases(ctx.redis, ctx.keys, str(state)).get(rel_id, digest)  # a task's own
 
-            threads = [threading.Thread(target=take) for _ in range(16)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(10)
-        assert errors == []
+            assert all_at_once(16, take, timeout=10) == []
         ctx.redis.delete(*[ctx.keys.release(r.id) for r in rels])  # Redis lost them
         box = BoxReleases(ctx.redis, ctx.keys, str(state))
         assert [box.get(r.id, r.hash) for r in rels] == rels  # whole, verified, from disk

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.harness.common import all_at_once
 from worker.atomicfile import replace_file
 from worker.record import BoxRecord, BoxState
 
@@ -17,23 +17,12 @@ def test_threads_replacing_one_file_at_once_each_write_it_whole(tmp_path: Path) 
     """Each writer renames a whole file of its own (a shared `<name>.tmp` made every rename
     but the first fail): the file is one writer's bytes, and no temporary file is left."""
     target = tmp_path / "f.json"
-    errors: list[BaseException] = []
-    gate = threading.Barrier(16)
 
     def write(n: int) -> None:
-        gate.wait()
-        try:
-            for i in range(20):
-                replace_file(target, f"{n}-{i}".encode() * 1000, durable=i % 2 == 0)
-        except BaseException as exc:  # noqa: BLE001 (collected, asserted below)
-            errors.append(exc)
+        for i in range(20):
+            replace_file(target, f"{n}-{i}".encode() * 1000, durable=i % 2 == 0)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert all_at_once(16, write) == []
     data = target.read_bytes()
     assert data == data[: len(data) // 1000] * 1000  # one write, whole
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
@@ -43,23 +32,12 @@ def test_threads_replacing_one_file_at_once_each_write_it_whole(tmp_path: Path) 
 def test_threads_writing_one_box_record_each_through_its_own_object(tmp_path: Path) -> None:
     """A step, the catch-up and a retire each make their own BoxRecord of the box: their
     writes must not share a temporary file (the rename of all but one failed)."""
-    errors: list[BaseException] = []
-    gate = threading.Barrier(16)
 
     def write(n: int) -> None:
-        gate.wait()
-        try:
-            for i in range(20):
-                BoxRecord(tmp_path, "b1").write(BoxState(rollout=f"r{n}-{i}"))
-        except BaseException as exc:  # noqa: BLE001 (collected, asserted below)
-            errors.append(exc)
+        for i in range(20):
+            BoxRecord(tmp_path, "b1").write(BoxState(rollout=f"r{n}-{i}"))
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert all_at_once(16, write) == []
     assert BoxRecord(tmp_path, "b1").read().rollout.endswith("-19")
     assert [p.name for p in tmp_path.iterdir()] == ["b1.json"]
 
@@ -67,19 +45,13 @@ def test_threads_writing_one_box_record_each_through_its_own_object(tmp_path: Pa
 def test_changes_from_many_threads_each_read_the_last_write(tmp_path: Path) -> None:
     """A retire's change made from a read older than a step's intent dropped that intent:
     every change reads, edits and writes under the file's lock."""
-    gate = threading.Barrier(8)
 
     def change(n: int) -> None:
-        gate.wait()
         for i in range(20):
             BoxRecord(tmp_path, "b1").intend("r1", "t1", f"a{n}-{i}", {"step": "swap"})
             BoxRecord(tmp_path, "b1").retire(f"old{n}", {"ids": str(i)})
             BoxRecord(tmp_path, "b1").retired([f"old{n}"])
 
-    threads = [threading.Thread(target=change, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    assert all_at_once(8, change) == []
     state = BoxRecord(tmp_path, "b1").read()
     assert len(state.intents) == 160 and state.retiring == {}
