@@ -136,7 +136,8 @@ class HeartbeatThread(threading.Thread):
                 log.warning("slot not renewed: %s", exc)
             self.stopped.wait(self.interval)
 
-    def beat(self) -> None:
+    def beat(self, only: set[str] | None = None) -> None:
+        """Every served box's heartbeat, or only those of `only` (their chain just ended)."""
         running = self.busy.snapshot()
         try:
             version = self.docker_version()
@@ -145,7 +146,7 @@ class HeartbeatThread(threading.Thread):
             version, docker_ok = f"unavailable: {exc}", False
         pipe = self.client.pipeline()
         listed: list[ContainerFact] | None = None
-        for box_id in self.box_ids:
+        for box_id in self.box_ids if only is None else [b for b in self.box_ids if b in only]:
             apps, flags, state = {}, [], "error"
             problems: dict[str, str] = {}
             members: dict[str, Member] = {}
@@ -182,6 +183,8 @@ class HeartbeatThread(threading.Thread):
             if self.leaving is None or not self.leaving(box_id):
                 pipe.hset(self.keys.members(self.box_type), box_id, repr(hb.at))
         pipe.execute()
+        if only is not None:
+            return  # the reaper's turn comes with the regular beat
         # Every worker of the type watches its rollout's boxes in flight, in turns: one a beat.
         if self.rollouts is not None and self.rollouts.reap_turn(self.box_type, self.interval):
             self.rollouts.keep_waiting(self.box_type)
@@ -190,18 +193,32 @@ class HeartbeatThread(threading.Thread):
 
     def run(self) -> None:
         threading.Thread(target=self.keep_slots, name=f"slots-{self.box_id}", daemon=True).start()
+        due = time.monotonic()
         while not self.stopped.is_set():
+            settled = self.busy.take_settled()
+            if time.monotonic() >= due:
+                self.tick()
+                due = time.monotonic() + self.interval
+            elif settled:
+                self.write_beat(settled)  # between ticks: only the boxes that just settled
+            self.busy.woken.wait(max(due - time.monotonic(), 0.0))
+
+    def tick(self) -> None:
+        """Every box's beat, then the tick's own work (the box's record, the broker's routes)."""
+        self.write_beat(None)
+        if self.on_beat is not None:
             try:
-                self.beat()
-            except (redis.RedisError, ServiceUnavailable) as exc:
-                # ServiceUnavailable: a revocation no replica acknowledged; tried next tick.
-                log.warning("heartbeat not written: %s", exc)
-            if self.on_beat is not None:
-                try:
-                    self.on_beat()
-                except Exception:  # the heartbeat must go on, whatever the tick met
-                    log.exception("heartbeat tick failed")
-            self.stopped.wait(self.interval)
+                self.on_beat()
+            except Exception:  # the heartbeat must go on, whatever the tick met
+                log.exception("heartbeat tick failed")
+
+    def write_beat(self, only: set[str] | None) -> None:
+        try:
+            self.beat(only)
+        except (redis.RedisError, ServiceUnavailable) as exc:
+            # ServiceUnavailable: a revocation no replica acknowledged; tried next tick.
+            log.warning("heartbeat not written: %s", exc)
 
     def stop(self) -> None:
         self.stopped.set()
+        self.busy.woken.set()

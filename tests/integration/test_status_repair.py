@@ -125,3 +125,27 @@ def test_a_box_in_its_swap_shows_what_its_load_balancer_says(
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     fleet.wait_all_in_service()
+
+
+# Beats far apart: a heartbeat written by the tick alone is seconds old when `status` reads it
+# right after a rollout (slots and leases outlast the interval).
+SLOW_BEATS = {"ORCHESTRATOR_HEARTBEAT_INTERVAL": "5", "ORCHESTRATOR_HEARTBEAT_TTL": "20",
+              "ORCHESTRATOR_SLOT_TTL": "15", "ORCHESTRATOR_LEASE_TTL": "15"}
+
+
+def test_status_right_after_a_rollout_reads_what_runs_now(
+    fleet_factory: Callable[..., Fleet],
+) -> None:
+    """A box beats as soon as its chain ends: `status` run right after `rollout` showed the
+    last box still busy, on the release it had left, until its next tick."""
+    fleet = fleet_factory(2, extra_env=SLOW_BEATS)
+    fleet.write(f"{fleet.images.repo}:v1")
+    assert fleet.cli("rollout", fleet.box_type).returncode == 0
+    for image in ("v2", "v1"):
+        fleet.write(f"{fleet.images.repo}:{image}")
+        run = fleet.cli("rollout", fleet.box_type, "--json", "--reason", image)
+        assert run.returncode == 0, run.stderr
+        release = json_lines(run.stdout)[-1]["summary"]["release"]  # type: ignore[index]
+        rows = json_lines(fleet.cli("status", fleet.box_type, "--json").stdout)
+        assert [r["busy"] for r in rows] == [None, None], rows
+        assert {r["apps"]["web"]["release"] for r in rows} == {release}, rows  # type: ignore[index]

@@ -70,6 +70,11 @@ class Busy:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     running: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    # Boxes whose chain ended (their finish step) since the heartbeat last looked, and its
+    # wake-up: it beats for them at once, so `status` right after a rollout reads what runs
+    # now, not a beat of up to an interval before (which still said "busy", the old release).
+    settled: set[str] = field(default_factory=set)
+    woken: threading.Event = field(default_factory=threading.Event)
 
     def start(self, req: StepRequest, step: str, deadline: float) -> None:
         with self.lock:
@@ -77,7 +82,17 @@ class Busy:
 
     def end(self, req: StepRequest) -> None:
         with self.lock:
-            self.running.pop(req.box_id, None)
+            was = self.running.pop(req.box_id, None)
+            if was is not None and was[1] == TaskName.FINISH.value:
+                self.settled.add(req.box_id)
+                self.woken.set()
+
+    def take_settled(self) -> set[str]:
+        """The boxes settled since the last call (the wake-up cleared with them)."""
+        with self.lock:
+            settled, self.settled = self.settled, set()
+            self.woken.clear()
+            return settled
 
     def snapshot(self) -> dict[str, tuple[str, str, float]]:
         with self.lock:
