@@ -206,6 +206,8 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
             "timeline": ours_timeline(events, clock, 0.0),
             "swaps": {e.get("box", ""): e.get("reason", "") for e in events
                       if e.get("step") == "deploy.swap" and e.get("phase") == "end"},
+            "events": [[round(ms(e) / 1000 - clock["start"], 3), e.get("box", ""),
+                        e.get("step", ""), e.get("phase", "")] for e in events],
             "out_changes": [c for c in changes
                             if any(w in c for w in ("DRAIN", "maintenance", "DOWN"))]}
 
