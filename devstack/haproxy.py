@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Sequence
@@ -12,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from devstack.net import LOCALHOST, free_port
-from devstack.process import Service, find_binary
+from devstack.process import Service, ServiceError, find_binary, wait_for
 
 BACKEND = "web"
 ServerSpec = tuple[str, str, int]  # (server name, host, port) of one box behind HAProxy
@@ -20,7 +22,10 @@ MAX_SOCKET_PATH = 100  # a unix socket path must fit in 108 bytes
 
 
 def render_config(servers: Sequence[ServerSpec], port: int, socket_path: str, *,
-                  backend: str = BACKEND, check_inter_ms: int = 200, maxconn: int = 2000) -> str:
+                  backend: str = BACKEND, check_inter_ms: int = 200, maxconn: int = 2000,
+                  state_file: str | None = None) -> str:
+    """`state_file`: the README's recipe for reloads (server-state-file and
+    load-server-state-from-file), the servers' ports and states kept across a reload."""
     lines = [
         "global",
         f"    stats socket {socket_path} mode 600 level admin",
@@ -28,9 +33,11 @@ def render_config(servers: Sequence[ServerSpec], port: int, socket_path: str, *,
         # Server state changes, timestamped to the microsecond, on stdout (the process log):
         # what a test reads to tell when a box left or rejoined (state_changes()).
         "    log stdout format rfc5424 local0 info",
+        *([f"    server-state-file {state_file}"] if state_file else []),
         "defaults",
         "    mode http",
         "    log global",
+        *(["    load-server-state-from-file global"] if state_file else []),
         "    option dontlog-normal",
         # No retry, no redispatch: a request sent to a box that is gone fails, so that a swap
         # without draining shows up as failed requests.
@@ -88,14 +95,19 @@ def parse_state_changes(log: str) -> list[StateChange]:
 
 class HAProxy(Service):
     """`haproxy -f CFG -db` with `stats socket ... level admin`; until its first check it
-    takes every server for up: wait_checked() waits for every server's check to pass."""
+    takes every server for up: wait_checked() waits for every server's check to pass.
+    `reloadable`: master-worker (`-W`), reloaded by SIGUSR2 as `systemctl reload haproxy`
+    does; `state_file`: with the README's server-state file, saved before each reload."""
 
     def __init__(self, workdir: Path, servers: Sequence[ServerSpec], name: str = "haproxy", *,
                  backend: str = BACKEND, check_inter_ms: int = 200, maxconn: int = 2000,
-                 port: int | None = None, detach: bool = False) -> None:
+                 port: int | None = None, detach: bool = False, reloadable: bool = False,
+                 state_file: bool = False) -> None:
         super().__init__(workdir, name, detach=detach)
         self.servers_spec = list(servers)
         self.backend, self.check_inter_ms, self.maxconn = backend, check_inter_ms, maxconn
+        self.reloadable = reloadable or state_file
+        self.state_path = self.workdir / f"{name}.state" if state_file else None
         self.port = port or free_port()
         self.config_path = self.workdir / f"{name}.cfg"
         sock_dir = self.workdir
@@ -112,10 +124,36 @@ class HAProxy(Service):
         Path(self.socket_path).parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(
             self.servers_spec, self.port, self.socket_path, backend=self.backend,
-            check_inter_ms=self.check_inter_ms, maxconn=self.maxconn))
+            check_inter_ms=self.check_inter_ms, maxconn=self.maxconn,
+            state_file=str(self.state_path) if self.state_path else None))
 
     def argv(self) -> list[str]:
-        return [find_binary("haproxy"), "-f", str(self.config_path), "-db"]
+        master_worker = ["-W"] if self.reloadable else []
+        return [find_binary("haproxy"), *master_worker, "-f", str(self.config_path), "-db"]
+
+    def worker_pid(self) -> int:
+        """The pid of the process that answers the runtime API (a new one after a reload)."""
+        info = self.command("show info")
+        return int(next(line.split(":", 1)[1] for line in info.splitlines()
+                        if line.startswith("Pid:")))
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """What an operator's reload does: the state file saved first (when configured, as
+        the README says), then SIGUSR2 to the master; returns once a new worker answers."""
+        if not self.reloadable:
+            raise ServiceError(f"{self.name} was not started reloadable (master-worker)")
+        if self.state_path is not None:
+            self.state_path.write_text(self.command("show servers state"))
+        before = self.worker_pid()
+        os.kill(self.pid, signal.SIGUSR2)
+        wait_for(lambda: self._answers_from_other(before), f"{self.name} reloaded "
+                 f"(log {self.log_path})", timeout)
+
+    def _answers_from_other(self, pid: int) -> bool:
+        try:
+            return self.worker_pid() != pid
+        except OSError:  # the new worker is binding the socket
+            return False
 
     def ready(self) -> bool:
         return "Name: HAProxy" in self.command("show info")

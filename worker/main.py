@@ -30,6 +30,7 @@ from worker.heartbeat import HeartbeatThread
 from worker.identity import resolve_identity
 from worker.inspect import Inspector
 from worker.limits import check_release
+from worker.realign import Realigner
 from worker.recovery import recover, settle
 from worker.releases import BoxReleases
 from worker.retire import tidy_retired
@@ -222,8 +223,10 @@ def celery_app(ctx: StepContext) -> Celery:
     return app
 
 
-def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> None:
-    """After each heartbeat: routes a wiped broker forgot, and each box's unfinished record."""
+def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str,
+         realign: Callable[[str, str], None] = lambda box_id, box_type: None) -> None:
+    """After each heartbeat: routes a wiped broker forgot, each box's unfinished record, and
+    its start-first members where its load balancer lost them."""
     try:
         remade = ensure_routes(app, [queue_for(b) for b in box_ids])
     except Exception as exc:  # the broker is down: its own reconnection handles it
@@ -235,6 +238,7 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
         settle(ctx, served, box_type)
         tidy(ctx, served, box_type)  # staged for a rollout that ended, or a turn that passed
         tidy_retired(ctx, served, box_type)  # an old start-first version its chain left
+        realign(served, box_type)  # an HAProxy reload put a member back on its configured port
     if ctx.rollouts is not None:
         # A bake has nothing in flight: the box type's workers judge its gates and end it.
         settings = ctx.settings
@@ -244,10 +248,11 @@ def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str) -> No
 
 
 def on_beat(
-    ctx: StepContext, app: Celery, box_ids: list[str], box_type: str, beat: Callable[[], None]
+    ctx: StepContext, app: Celery, box_ids: list[str], box_type: str, beat: Callable[[], None],
+    realign: Callable[[str, str], None],
 ) -> None:
     beat()
-    tick(ctx, app, box_ids, box_type)
+    tick(ctx, app, box_ids, box_type, realign)
 
 
 def start_threads(
@@ -263,6 +268,7 @@ def start_threads(
     catch-up."""
     settings = ctx.settings
     box_ids = [box_id, *settings.extra_box_ids]
+    realign = Realigner(ctx)
     heartbeat = HeartbeatThread(
         ctx.redis,
         ctx.keys,
@@ -277,7 +283,7 @@ def start_threads(
         slot_ttl=settings.slot_ttl,
         bind_ip=settings.bind_ip,
         extra_box_ids=settings.extra_box_ids,
-        on_beat=lambda: on_beat(ctx, app, box_ids, box_type, beat),
+        on_beat=lambda: on_beat(ctx, app, box_ids, box_type, beat, realign),
         inspect=Inspector(ctx, probe=settings.runtime == "docker"),
         leaving=lambda b: ctx.record(b).read().draining,
         catch_up=lambda b: notes.get(b, ""),

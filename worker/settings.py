@@ -50,6 +50,12 @@ class WorkerSettings(RedisConnection, BaseSettings):
     settle_time: float = Field(2.0, ge=0, description="Running this long = healthy, w/o a check")
     drain_timeout: float = Field(60.0, gt=0, description="Seconds to wait for LB draining")
     services_interval: float = Field(30.0, gt=0, description="Seconds between service checks")
+    realign_members: bool = Field(
+        True,
+        description="At rest, each heartbeat tick puts a start-first app's HAProxy member back "
+        "on the port its running version publishes (an HAProxy reload without a server-state "
+        "file puts back the configured port); false: only `status` flags it, `repair` fixes it",
+    )
     runtime: Literal["docker", "noop"] = Field(
         "docker", description="Container runtime; noop only for benchmarks"
     )

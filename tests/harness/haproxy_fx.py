@@ -163,16 +163,19 @@ def http_backends() -> Iterator[HttpBackends]:
 
 @pytest.fixture
 def haproxy_factory() -> Iterator[Callable[..., HAProxy]]:
-    """start(servers, *, check_inter_ms=200, wait_healthy=True) -> a running HAProxy with one
-    backend `web`; wait_healthy: until every server passed a health check."""
+    """start(servers, *, check_inter_ms=200, wait_healthy=True, **options) -> a running HAProxy
+    with one backend `web`; wait_healthy: until every server passed a health check; options:
+    HAProxy's (reloadable, state_file)."""
     handles: list[HAProxy] = []
     # A unix socket path must fit in 108 bytes: pytest's tmp_path can be longer than that.
     workdir = Path(tempfile.mkdtemp(prefix="orch-haproxy-"))
 
     def start(
-        servers: list[ServerSpec], *, check_inter_ms: int = 200, wait_healthy: bool = True
+        servers: list[ServerSpec], *, check_inter_ms: int = 200, wait_healthy: bool = True,
+        **options: bool,
     ) -> HAProxy:
-        proxy = HAProxy(workdir / str(len(handles)), servers, check_inter_ms=check_inter_ms)
+        proxy = HAProxy(workdir / str(len(handles)), servers, check_inter_ms=check_inter_ms,
+                        **options)
         handles.append(proxy)
         started(proxy)
         if wait_healthy and servers:

@@ -107,11 +107,13 @@ def fleet_factory(
 ) -> Iterator[Callable[..., Fleet]]:
     made: list[Fleet] = []
 
-    def make(n: int = 3, *, extra_env: dict[str, str] | None = None) -> Fleet:
+    def make(n: int = 3, *, extra_env: dict[str, str] | None = None,
+             haproxy: dict[str, bool] | None = None) -> Fleet:
+        """`n` boxes behind one HAProxy; `haproxy`: its options (reloadable, state_file)."""
         workers = box_workers.start(n, start=False, extra_env={**ROLLOUT_TIMINGS,
                                                               **(extra_env or {})})
         proxy = haproxy_factory([(w.box_id, w.bind_ip, PORT) for w in workers],
-                                wait_healthy=False)
+                                wait_healthy=False, **(haproxy or {}))
         for w in workers:
             w.env["ORCHESTRATOR_HAPROXY_SOCKET"] = proxy.socket_path
             started(w)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -23,77 +21,14 @@ from devstack.workers import BoxWorker
 from schemas.contract import Label
 from tests.harness.common import started, wait_for
 from tests.harness.rollout_fx import PORT, Fleet, json_lines, wait_paused
-
-ALT = PORT + 1
-START_FIRST = """\
-apps:
-  web:
-    elb: web
-    lb_kind: haproxy
-    strategy: start-first
-    alternate_ports: {{{port}: {alt}}}
-    image: {image}
-    containers:
-      web:
-        ports: ["{port}:8080"]
-        health: {{http: /health, interval: 0.1, timeout: 1, retries: 15}}
-"""
-
-
-def write(fleet: Fleet, tag: str) -> None:
-    text = START_FIRST.format(port=PORT, alt=ALT, image=f"{fleet.images.repo}:{tag}")
-    (fleet.boxes_dir / f"{fleet.box_type}.yml").write_text(text)
-
-
-class Sampler:
-    """`show servers state` of the backend, sampled in a thread: every admin state seen, and
-    the fewest servers serving (op running, admin 0) at any sample."""
-
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet, self.admin_seen, self.fewest = fleet, set[int](), len(fleet.workers)
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rows = self.fleet.lb._server_rows()
-            admin = [int(r["srv_admin_state"]) for r in rows]
-            serving = sum(1 for r in rows if r["srv_op_state"] == "2" and
-                          r["srv_admin_state"] == "0")
-            self.admin_seen.update(admin)
-            self.fewest = min(self.fewest, serving)
-            self.samples += 1
-            self._stop.wait(0.01)
-
-    @contextmanager
-    def running(self) -> Iterator[Sampler]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            self._thread.join(timeout=10)
-
-
-def out_of_service_changes(fleet: Fleet) -> list[str]:
-    """HAProxy's own log: every server going DOWN, to DRAIN or to maintenance."""
-    return [f"{c.server}: {c.text}" for c in fleet.proxy.state_changes()
-            if any(w in c.text for w in ("DOWN", "DRAIN", "maintenance"))]
-
-
-def ports(fleet: Fleet) -> dict[str, int | None]:
-    return {w.box_id: fleet.lb.member_port(w.box_id) for w in fleet.workers}
-
-
-def deployed(fleet_factory: Callable[..., Fleet], n: int) -> Fleet:
-    fleet = fleet_factory(n)
-    write(fleet, "v1")
-    first = fleet.cli("rollout", fleet.box_type, "--reason", "first deploy")
-    assert first.returncode == 0, first.stderr
-    fleet.wait_all_in_service()
-    assert set(ports(fleet).values()) == {PORT}
-    return fleet
+from tests.harness.start_first_fx import (
+    ALT,
+    Sampler,
+    deployed,
+    out_of_service_changes,
+    ports,
+    write,
+)
 
 
 def test_start_first_rollout_moves_members_under_traffic_never_out_of_service(
@@ -126,17 +61,7 @@ def test_start_first_rollout_moves_members_under_traffic_never_out_of_service(
 
     status = fleet.cli("status", fleet.box_type)
     assert status.returncode == 0, status.stdout + status.stderr
-    # What an HAProxy reload without a server-state file does: the member back on a port
-    # where nothing of the box runs (here the other one). `status` flags it, `repair` fixes it.
-    box = sorted(w.box_id for w in fleet.workers)[0]
-    ip = next(w.bind_ip for w in fleet.workers if w.box_id == box)
-    fleet.proxy.command(f"set server web/{box} addr {ip} port {ALT}")
-    status = fleet.cli("status", fleet.box_type)
-    assert status.returncode == 1 and f"member on port {ALT}" in status.stdout, status.stdout
-    repair = fleet.cli("repair", box)
-    assert repair.returncode == 0, repair.stdout + repair.stderr
-    assert fleet.lb.member_port(box) == PORT
-    assert fleet.cli("status", fleet.box_type).returncode == 0
+    # (An HAProxy reload that puts members back on their configured port: test_haproxy_reload.)
 
 
 def test_a_failing_new_version_never_gets_traffic(
