@@ -77,9 +77,11 @@ class Realigner:
         facts = env.runtime.list(labels={Label.BOX: box_id, Label.ROLE: "app"})
         if len(self._releases) > MAX_KEPT:  # releases long gone from every box: read again
             self._releases.clear()
-        for rid in {f.labels.get(Label.RELEASE, "") for f in facts} - set(self._releases):
-            if rid:
-                self._releases[rid] = ctx.releases.get(rid)
+        # Only the serving versions' releases: an old, stopped one's may be gone from Redis.
+        serving = {f.labels.get(Label.RELEASE, "") for f in facts
+                   if f.state == "running" and not is_aside(f)}
+        for rid in serving - set(self._releases) - {""}:
+            self._releases[rid] = ctx.releases.get(rid)
         found = candidates(facts, self._releases)
         if not found or ctx.record(box_id).read().intents:
             return []
