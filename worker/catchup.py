@@ -123,10 +123,9 @@ def catch_up(ctx: StepContext, box_id: str, box_type: str) -> str | None:
     (None: not looked at now, a step or a rollout is under way; cheap, as it runs often)."""
     if box_id in ctx.busy.snapshot() or RolloutStates(ctx.redis, ctx.keys).active(box_type):
         return None
-    lock = ctx.box_lock(box_id)
-    if not lock.acquire(blocking=False):
-        return "waiting: a step or the box's own record acts on it now"
-    try:
+    with ctx.box_if_free(box_id) as free:
+        if not free:
+            return "waiting: a step or the box's own record acts on it now"
         found, current = facts(ctx, box_id, box_type)
         go, why = decide_catch_up(found)
         if found.refused and why.startswith("not authorised"):
@@ -134,8 +133,6 @@ def catch_up(ctx: StepContext, box_id: str, box_type: str) -> str | None:
         if not go or current is None:
             return why
         return start(ctx, box_id, box_type, current, why)
-    finally:
-        lock.release()
 
 
 def start(ctx: StepContext, box_id: str, box_type: str, release: Release, why: str) -> str:

@@ -224,7 +224,7 @@ def celery_app(ctx: StepContext) -> Celery:
 
 
 def tick(ctx: StepContext, app: Celery, box_ids: list[str], box_type: str,
-         realign: Callable[[str, str], None] = lambda box_id, box_type: None) -> None:
+         realign: Callable[[str, str], None]) -> None:
     """After each heartbeat: routes a wiped broker forgot, each box's unfinished record, and
     its start-first members where its load balancer lost them."""
     try:

@@ -50,9 +50,11 @@ class Realigner:
     def __call__(self, box_id: str, box_type: str) -> None:
         if not self.ctx.settings.realign_members:
             return
-        lock = self.ctx.box_lock(box_id)
-        if not lock.acquire(blocking=False):
-            return  # a step, a staging or a retire acts on the box now
+        with self.ctx.box_if_free(box_id) as free:
+            if free:  # else a step, a staging or a retire acts on the box now
+                self._logged(box_id, box_type)
+
+    def _logged(self, box_id: str, box_type: str) -> None:
         try:
             for line in self.realign(box_id, box_type):
                 log.warning("box %s: %s (its load balancer had it elsewhere: an HAProxy reload "
@@ -64,8 +66,6 @@ class Realigner:
             log.log(logging.DEBUG if self._failed.get(box_id) == said else logging.WARNING,
                     "%s", said)
             self._failed[box_id] = said
-        finally:
-            lock.release()
 
     def realign(self, box_id: str, box_type: str) -> list[str]:
         """What was moved. Only at rest: not while a step of the box runs, nor while its record

@@ -32,26 +32,24 @@ def settle(ctx: StepContext, box_id: str, box_type: str, *, restarted: bool = Fa
     record = ctx.record(box_id)
     if record.read().idle or (not restarted and time.monotonic() < ctx.retry_at(box_id)):
         return ""
-    lock = ctx.box_lock(box_id)
-    if not lock.acquire(blocking=False):
-        return ""  # a step, or boot, acts on the box now
-    try:
-        state = record.read()
-        owner = _owner(ctx, box_id)
-        action, why = decide_recovery(state, owner, restarted=restarted)
-        if action != "finish":
+    with ctx.box_if_free(box_id) as free:
+        if not free:
+            return ""  # a step, or boot, acts on the box now
+        try:
+            state = record.read()
+            owner = _owner(ctx, box_id)
+            action, why = decide_recovery(state, owner, restarted=restarted)
+            if action != "finish":
+                return ""
+            log.warning("box %s: finishing its own record (%s)", box_id, why)
+            said = finish(ctx, box_id, box_type, state)
+            ctx.backoff(box_id, done=record.read().idle)
+            if restarted and owner is not None and owner.live and owner.token == state.token:
+                report(ctx, box_id, owner.rollout, owner.token, why)
+            return said
+        except redis.RedisError as exc:  # cannot tell who owns the box: next tick
+            log.warning("box %s: its record waits for Redis (%s)", box_id, exc)
             return ""
-        log.warning("box %s: finishing its own record (%s)", box_id, why)
-        said = finish(ctx, box_id, box_type, state)
-        ctx.backoff(box_id, done=record.read().idle)
-        if restarted and owner is not None and owner.live and owner.token == state.token:
-            report(ctx, box_id, owner.rollout, owner.token, why)
-        return said
-    except redis.RedisError as exc:  # cannot tell who owns the box: next tick
-        log.warning("box %s: its record waits for Redis (%s)", box_id, exc)
-        return ""
-    finally:
-        lock.release()
 
 
 def _owner(ctx: StepContext, box_id: str) -> Owner | None:

@@ -97,10 +97,6 @@ def _retire_logged(ctx: StepContext, box_id: str, box_type: str) -> None:
 
 def tidy_retired(ctx: StepContext, box_id: str, box_type: str) -> None:
     """The heartbeat tick and the worker's start: retire, unless a step acts on the box now."""
-    lock = ctx.box_lock(box_id)
-    if not lock.acquire(blocking=False):
-        return
-    try:
-        _retire_logged(ctx, box_id, box_type)
-    finally:
-        lock.release()
+    with ctx.box_if_free(box_id) as free:
+        if free:
+            _retire_logged(ctx, box_id, box_type)

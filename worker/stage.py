@@ -247,12 +247,10 @@ def adopt(env: BoxEnv, staged: Iterable[ContainerFact]) -> None:
 
 def tidy(ctx: StepContext, box_id: str, box_type: str, *, restarted: bool = False) -> None:
     """The heartbeat tick and the worker's start: sweep, unless a step acts on the box now."""
-    lock = ctx.box_lock(box_id)
-    if not lock.acquire(blocking=False):
-        return
-    try:
-        sweep(ctx, box_id, box_type, restarted=restarted)
-    except (OrchestratorError, redis.RedisError) as exc:  # the next tick tries again
-        log.warning("box %s: staged containers not swept: %s", box_id, exc)
-    finally:
-        lock.release()
+    with ctx.box_if_free(box_id) as free:
+        if not free:
+            return
+        try:
+            sweep(ctx, box_id, box_type, restarted=restarted)
+        except (OrchestratorError, redis.RedisError) as exc:  # the next tick tries again
+            log.warning("box %s: staged containers not swept: %s", box_id, exc)

@@ -175,6 +175,19 @@ class StepContext:
         return self.box_locks.setdefault(box_id, threading.RLock())
 
     @contextmanager
+    def box_if_free(self, box_id: str) -> Iterator[bool]:
+        """The box's lock if nobody holds it now (True inside), else False at once: the
+        background work (tick, start) never waits for, nor runs beside, a step of the box."""
+        lock = self.box_lock(box_id)
+        if not lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    @contextmanager
     def acting_as(self, guard: Guard | None, step: str) -> Iterator[None]:
         """Inside: every change this thread makes to the box asks `guard` first."""
         self.acting.guard, self.acting.step = guard, step
