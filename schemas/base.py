@@ -2,15 +2,56 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import types
+import typing
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schemas.refs import check_secret_ref
 
+_BOOLEAN = (
+    "the YAML boolean {v} where a number is expected (YAML reads an unquoted "
+    "yes/no/on/off/true/false as a boolean): write the number"
+)
+
+
+def _takes_number(annotation: object) -> bool:
+    """An int or float field (optional or not) that does not also take a boolean."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = typing.get_args(annotation) if union else (annotation,)
+    return bool not in kinds and any(k in (int, float) for k in kinds)
+
+
+def _boolean_in(value: object, annotation: object) -> str:
+    """Where a boolean stands in `value` for a number `annotation` asks for ('' if nowhere):
+    pydantic would take `true` as 1 (`stop_timeout: yes` -> a one-second timeout)."""
+    if isinstance(value, bool):
+        return _BOOLEAN.format(v=str(value).lower()) if _takes_number(annotation) else ""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, bool) and _takes_number(args[1]):
+                return f"{key}: " + _BOOLEAN.format(v=str(item).lower())
+    if origin in (list, tuple) and args and isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if isinstance(item, bool) and _takes_number(args[0]):
+                return f"item {i + 1}: " + _BOOLEAN.format(v=str(item).lower())
+    return ""
+
 
 class Strict(BaseModel):
-    """Base of every model: unknown keys are errors, models are immutable."""
+    """Base of every model: unknown keys are errors, models are immutable, and a number
+    field refuses a YAML boolean (which pydantic would read as 1 or 0)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, v: object, info: ValidationInfo) -> object:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and (why := _boolean_in(v, field.annotation)):
+            raise ValueError(why)
+        return v
 
 
 class SecretRef(Strict):

@@ -117,9 +117,14 @@ def _port_problems(
         if port not in mine:
             out.append((f"{base}.alternate_ports.{port}", f"{port} is not a published host "
                         "port of the app; keys are host ports from `ports:`"))
-        if alt in every_port or alt in seen or not 1 <= alt <= 65535:
+        if not 1 <= alt <= 65535:
+            out.append((f"{base}.alternate_ports.{port}", f"alternate port {alt} is not a "
+                        "port (1-65535): pick a free host port"))
+        elif alt in every_port:
             out.append((f"{base}.alternate_ports.{port}", f"alternate port {alt} is already "
-                        "published (or repeated) on this box, or out of range: pick a free "
-                        "host port"))
+                        "published on this box (`ports:`): pick a free host port"))
+        elif alt in seen:
+            out.append((f"{base}.alternate_ports.{port}", f"alternate port {alt} is the "
+                        "alternate of another port too: give each its own free host port"))
         seen.add(alt)
     return out
