@@ -44,6 +44,8 @@ from devstack.haproxy import HAProxy
 from devstack.process import wait_for
 from devstack.traffic import TrafficLoop, TrafficStats
 from devstack.workers import BoxWorker
+from orchestrator.engine.journal import Journal, field
+from schemas.contract import Keys, TaskName
 
 BOX_TYPE = "web"
 ALT_PORT = HOST_PORT + 1  # start-first's second port set
@@ -176,6 +178,19 @@ def fewest_up(sampler: StateSampler) -> int:
                 for _, servers in sampler.samples), default=0)
 
 
+def preflight_times(product: Any, fleet: WebFleet, rollout: str, start: float
+                    ) -> dict[str, list[float]]:
+    """Each box's preflight (checks, then staging) as its worker journaled it: [began, ended],
+    seconds from the CLI's start (one host clock)."""
+    keys, out = Keys(fleet.prefix), {}
+    for box in fleet.boxes:
+        got = Journal.parse(product.hget(keys.journal(rollout, box),
+                                         field(TaskName.PREFLIGHT.value, None)))
+        if got is not None:
+            out[box] = [round(got.started - start, 3), round(got.ended - start, 3)]
+    return out
+
+
 def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
     """v1 -> v2 with start-first under traffic (the boxes are put on v1 start-first first:
     not measured); what HAProxy logged and what the sampler saw during the rollout."""
@@ -197,6 +212,7 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
     rollout = str(run.json_lines()[-1]["summary"]["rollout"])
     with fleet.product as product:
         events = read_events(product, fleet.prefix, BOX_TYPE, rollout)
+        preflight = preflight_times(product, fleet, rollout, clock["start"])
     changes = [f"{c.server}: {c.text}" for c in hap.state_changes()[logged:]]
     return {"wall_s": run.wall, "requests": stats.total, "failed": stats.failed,
             "failures": dict(stats.failures), "bodies": dict(stats.answers()),
@@ -204,6 +220,7 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
             "samples": len(sampler.samples), "state_changes": changes,
             "parts": {b: breakdown(events, b) for b in fleet.boxes},
             "timeline": ours_timeline(events, clock, 0.0),
+            "preflight": preflight,
             "swaps": {e.get("box", ""): e.get("reason", "") for e in events
                       if e.get("step") == "deploy.swap" and e.get("phase") == "end"},
             "events": [[round(ms(e) / 1000 - clock["start"], 3), e.get("box", ""),
