@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from schemas.refs import check_secret_ref
 
+_OCTAL = re.compile(r"[-+]?0[0-7_]+\Z")
 _BOOLEAN = (
     "the YAML boolean {v} where a number is expected (YAML reads an unquoted "
     "yes/no/on/off/true/false as a boolean): write the number"
@@ -22,34 +24,48 @@ def _takes_number(annotation: object) -> bool:
     return bool not in kinds and any(k in (int, float) for k in kinds)
 
 
-def _boolean_in(value: object, annotation: object) -> str:
-    """Where a boolean stands in `value` for a number `annotation` asks for ('' if nowhere):
-    pydantic would take `true` as 1 (`stop_timeout: yes` -> a one-second timeout)."""
-    if isinstance(value, bool):
-        return _BOOLEAN.format(v=str(value).lower()) if _takes_number(annotation) else ""
+def _misread(item: object, annotation: object) -> str:
+    """Why YAML's reading of `item` is not the number a number field wants ('' if it is)."""
+    if not _takes_number(annotation):
+        return ""
+    if isinstance(item, bool):
+        return _BOOLEAN.format(v=str(item).lower())
+    text = getattr(item, "source_text", None)  # orchestrator/yamlevents.py keeps it
+    if isinstance(item, int) and text is not None and _OCTAL.match(text):
+        return (f"{text} is read by YAML as the octal number {item}: write {item} if that is "
+                "what you mean, else the number without its leading zero")
+    return ""
+
+
+def _misread_in(value: object, annotation: object) -> str:
+    """Where YAML read something else than the number `annotation` asks for ('' if nowhere):
+    pydantic would take `true` as 1 (`stop_timeout: yes`: a one-second timeout), and YAML 1.1
+    reads `010` as 8."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is dict and len(args) == 2 and isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, bool) and _takes_number(args[1]):
-                return f"{key}: " + _BOOLEAN.format(v=str(item).lower())
+            if why := _misread(item, args[1]):
+                return f"{key}: {why}"
+        return ""
     if origin in (list, tuple) and args and isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            if isinstance(item, bool) and _takes_number(args[0]):
-                return f"item {i + 1}: " + _BOOLEAN.format(v=str(item).lower())
-    return ""
+            if why := _misread(item, args[0]):
+                return f"item {i + 1}: {why}"
+        return ""
+    return _misread(value, annotation)
 
 
 class Strict(BaseModel):
     """Base of every model: unknown keys are errors, models are immutable, and a number
-    field refuses a YAML boolean (which pydantic would read as 1 or 0)."""
+    field refuses a YAML boolean (which pydantic would read as 1 or 0) and an octal `010`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_boolean_numbers(cls, v: object, info: ValidationInfo) -> object:
+    def _numbers_as_written(cls, v: object, info: ValidationInfo) -> object:
         field = cls.model_fields.get(info.field_name or "")
-        if field is not None and (why := _boolean_in(v, field.annotation)):
+        if field is not None and (why := _misread_in(v, field.annotation)):
             raise ValueError(why)
         return v
 
