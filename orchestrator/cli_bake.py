@@ -10,7 +10,7 @@ import click
 
 from orchestrator.errors import ConfigError
 from schemas.fleet import FleetSettings
-from schemas.rollout import Bake
+from schemas.rollout import Bake, alarm_problem
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
@@ -54,6 +54,9 @@ def make_bake(bake: str | None, alarms: tuple[str, ...], error_margin: float,
         if alarms or each_wave:
             raise ConfigError("--alarm and --bake-each-wave need a bake: add --bake DURATION")
         return None
+    for name in alarms:
+        if why := alarm_problem(name):
+            raise ConfigError(f"--alarm: {why}")
     if not 0 <= error_margin <= 1:
         raise ConfigError(f"--error-margin {error_margin}: a fraction from 0 to 1, e.g. 0.05")
     if min_requests < 1:

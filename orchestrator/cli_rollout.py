@@ -57,7 +57,23 @@ def policy_options(f: Any) -> Any:
     return f
 
 
+# A reason is one line that history, `lock status`, hooks and notifications show as written.
+MAX_REASON = 1000
+
+
+def check_reason(reason: str) -> None:
+    """One printable line, at most MAX_REASON characters (ConfigError if not)."""
+    if len(reason) > MAX_REASON:
+        raise ConfigError(f"--reason is {len(reason)} characters: keep it under {MAX_REASON}")
+    if bad := next((c for c in reason if not c.isprintable()), None):
+        raise ConfigError(
+            f"--reason has the control character {bad!r}: write one line of plain text "
+            "(history, `lock status` and notifications show it as written)"
+        )
+
+
 def require_reason(reason: str) -> None:
+    check_reason(reason)
     if not reason.strip() and not load_settings().allow_no_reason:
         raise ConfigError(
             "--reason is required: say why (history and `lock status` show it), e.g. "
@@ -199,6 +215,7 @@ def rollback(
     policy = make_policy(
         canary, batch, max_failed, "halt" if on_failure == "rollback" else on_failure
     )
+    check_reason(reason)
     c = coordinator()
     try:
         holder, _ = c.rollouts.lease.holder(box_type)

@@ -23,7 +23,7 @@ class EnvModel(BaseModel):
     pydantic-settings' BaseSettings does, without its import: about 30 ms of every CLI start.
     Keyword arguments win over the environment; other variables are ignored."""
 
-    model_config = ConfigDict(extra="ignore", validate_default=True)
+    model_config = ConfigDict(extra="ignore", validate_default=True, allow_inf_nan=False)
     env_prefix: ClassVar[str] = ""
 
     def __init__(self, **values: Any) -> None:

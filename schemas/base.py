@@ -59,7 +59,7 @@ class Strict(BaseModel):
     """Base of every model: unknown keys are errors, models are immutable, and a number
     field refuses a YAML boolean (which pydantic would read as 1 or 0) and an octal `010`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod

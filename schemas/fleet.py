@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from schemas.boxfile import ContainerSpec, LbKind, SecretRef, Strict, _check_image
 from schemas.refs import NAME_RE
+from schemas.rollout import alarm_problem
 
 
 class ServiceSpec(ContainerSpec):
@@ -207,6 +208,15 @@ class FleetSettings(Strict):
                 services[name] = spec
             data = {**data, "services": services}
         return data
+
+    @field_validator("alarms")
+    @classmethod
+    def _alarm_names(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for box_type, names in v.items():
+            for name in names:
+                if why := alarm_problem(name):
+                    raise ValueError(f"alarms of {box_type}: {why}")
+        return v
 
     @field_validator("services")
     @classmethod

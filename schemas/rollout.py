@@ -97,6 +97,18 @@ class Plan(BaseModel):
         return self.boxes[: self.canary]
 
 
+def alarm_problem(name: str) -> str:
+    """Why `name` can't be a CloudWatch alarm name ('' when it can): 1-255 characters, no
+    control character (an empty one matches no alarm: a gate that never closes). Pure."""
+    if not name.strip():
+        return "an alarm name is empty"
+    if len(name) > 255:
+        return f"alarm name {name[:40]!r}... is {len(name)} characters; CloudWatch allows 255"
+    if any(not c.isprintable() for c in name):
+        return f"alarm name {name!r} has a control character"
+    return ""
+
+
 class Bake(BaseModel):
     """A bake after the canary wave: how long, and the gates that must pass meanwhile."""
 

@@ -18,7 +18,7 @@ class WorkerSettings(RedisConnection, BaseSettings):
     """Every knob of `orchestrator-worker`; the README lists each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ORCHESTRATOR_", env_file=ENV_FILE, extra="ignore"
+        env_prefix="ORCHESTRATOR_", env_file=ENV_FILE, extra="ignore", allow_inf_nan=False
     )
 
     box_id: str | None = Field(None, description="This box's id; EC2 instance id when unset")

@@ -125,3 +125,14 @@ def test_a_deferred_leave_sends_the_box_back_not_counted_as_a_failure() -> None:
     assert box_outcome(left) == "ok"
     failed = {**deferred, "deploy.pull:-": r("deploy.pull", Outcome.FAILED)}
     assert box_outcome(failed) == "failed"
+
+
+@pytest.mark.parametrize(("names", "words"), [
+    ([""], "an alarm name is empty"),
+    (["ok", "a\nb"], "has a control character"),
+    (["x" * 256], "CloudWatch allows 255"),
+])
+def test_fleet_alarm_names_are_checked(names: list[str], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        FleetSettings.model_validate({"alarms": {"web": names}})
+    assert FleetSettings.model_validate({"alarms": {"web": ["web-5xx"]}}).alarms
