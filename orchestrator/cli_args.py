@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 from pydantic import ValidationError
 
@@ -26,6 +28,21 @@ def box_type_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
         return check_box_type(value)
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+# A box type's name (NAME_RE, up to 63 characters), a kind, a time and a suffix.
+ROLLOUT_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,159}\Z")
+
+
+def rollout_id_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback for every ROLLOUT_ID argument: a rollout id is a name, never a path or
+    a line of text (it names Redis keys), refused before anything connects."""
+    if not ROLLOUT_ID_RE.match(value):
+        raise click.BadParameter(
+            f"rollout id {value!r} is not one: ids look like web-20261203-092329-2c45 "
+            "(`orchestrator history BOX_TYPE` lists them)"
+        )
+    return value
 
 
 def make_policy(canary: str, batch: str, max_failed: str, on_failure: str) -> Policy:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from orchestrator import control
-from orchestrator.cli_args import box_type_arg
+from orchestrator.cli_args import box_type_arg, rollout_id_arg
 from orchestrator.cli_rollout import coordinator
 from orchestrator.errors import ConfigError
 
 
 @click.command()
-@click.argument("rollout_id")
+@click.argument("rollout_id", callback=rollout_id_arg)
 def pause(rollout_id: str) -> None:
     """No new box starts; boxes in flight finish; the lease is held without expiry."""
     c = coordinator()
@@ -23,7 +23,7 @@ def pause(rollout_id: str) -> None:
 
 
 @click.command()
-@click.argument("rollout_id")
+@click.argument("rollout_id", callback=rollout_id_arg)
 def resume(rollout_id: str) -> None:
     """Start boxes again (after pause, or after a halt once the cause is fixed)."""
     c = coordinator()
@@ -37,7 +37,7 @@ def resume(rollout_id: str) -> None:
 
 
 @click.command()
-@click.argument("rollout_id")
+@click.argument("rollout_id", callback=rollout_id_arg)
 def abort(rollout_id: str) -> None:
     """Halt now: no new box starts; boxes in flight finish and rejoin."""
     c = coordinator()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.cli_args import box_type_arg, make_policy, parse_images
+from orchestrator.cli_args import box_type_arg, make_policy, parse_images, rollout_id_arg
 from orchestrator.cli_bake import bake_options, make_bake, with_fleet_alarms
 from orchestrator.config import release_spec
 from orchestrator.engine.fleet import heartbeat
@@ -323,7 +323,7 @@ def plan(ctx: click.Context, box_type: str, images: tuple[str, ...], json_out: b
 
 
 @click.command("watch")
-@click.argument("rollout_id")
+@click.argument("rollout_id", callback=rollout_id_arg)
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
 def watch_cmd(rollout_id: str, json_out: bool) -> None:
     """Re-attach to a rollout (it runs on without any coordinator)."""
