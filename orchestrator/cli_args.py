@@ -34,6 +34,30 @@ def box_type_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
 ROLLOUT_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,159}\Z")
 
 
+def box_id_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback for every BOX_ID argument: a box id is a name (an EC2 instance id, or
+    the worker's ORCHESTRATOR_BOX_ID), refused before anything connects."""
+    if not NAME_RE.match(value):
+        raise click.BadParameter(
+            f"box id {value!r} is not one: letters, digits, '_', '.', '-' (e.g. "
+            "i-0123456789abcdef0; `orchestrator status BOX_TYPE` lists them)"
+        )
+    return value
+
+
+def check_text(flag: str, text: str, *, limit: int = 1000) -> str:
+    """A free-text flag (a reason, a freeze message) is one printable line under `limit`
+    characters: history, `lock status`, hooks and notifications show it as written."""
+    if len(text) > limit:
+        raise ConfigError(f"{flag} is {len(text)} characters: keep it under {limit}")
+    if bad := next((c for c in text if not c.isprintable()), None):
+        raise ConfigError(
+            f"{flag} has the control character {bad!r}: write one line of plain text "
+            "(history, `lock status` and notifications show it as written)"
+        )
+    return text
+
+
 def rollout_id_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """Click callback for every ROLLOUT_ID argument: a rollout id is a name, never a path or
     a line of text (it names Redis keys), refused before anything connects."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator import control
-from orchestrator.cli_args import box_type_arg, rollout_id_arg
+from orchestrator.cli_args import box_type_arg, check_text, rollout_id_arg
 from orchestrator.cli_rollout import coordinator
 from orchestrator.errors import ConfigError
 
@@ -49,7 +49,7 @@ def abort(rollout_id: str) -> None:
 
 
 @click.command("acquire")
-@click.argument("box_type")
+@click.argument("box_type", callback=box_type_arg)
 @click.option("-m", "--message", required=True, help="Why (shown to whoever tries to deploy).")
 def lock_acquire(box_type: str, message: str) -> None:
     """Freeze BOX_TYPE: rollouts, catch-up and boot convergence refuse until `lock release`.
@@ -58,6 +58,8 @@ def lock_acquire(box_type: str, message: str) -> None:
     from orchestrator.audit import who
     from orchestrator.engine.freeze import Freezes
 
+    if not check_text("--message", message).strip():
+        raise ConfigError("--message is empty: say why deploys are frozen, e.g. -m 'incident 42'")
     c = coordinator()
     try:
         freezes = Freezes(c.client, c.keys)

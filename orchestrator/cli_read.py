@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli_args import box_type_arg
+from orchestrator.cli_args import box_id_arg, box_type_arg
 from orchestrator.cli_rollout import coordinator
 from orchestrator.engine.freeze import Freezes
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
@@ -57,7 +57,7 @@ def boxes() -> None:
 
 
 @boxes.command("forget")
-@click.argument("box_id")
+@click.argument("box_id", callback=box_id_arg)
 def boxes_forget(box_id: str) -> None:
     """Remove BOX_ID from its box type's members: rollouts stop counting it missing."""
     from orchestrator.engine.fleet import Members, forget_refusal, heartbeat

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.cli_args import box_type_arg, make_policy, parse_images, rollout_id_arg
+from orchestrator.cli_args import (
+    box_id_arg,
+    box_type_arg,
+    check_text,
+    make_policy,
+    parse_images,
+    rollout_id_arg,
+)
 from orchestrator.cli_bake import bake_options, make_bake, with_fleet_alarms
 from orchestrator.config import release_spec
 from orchestrator.engine.fleet import heartbeat
@@ -57,19 +64,8 @@ def policy_options(f: Any) -> Any:
     return f
 
 
-# A reason is one line that history, `lock status`, hooks and notifications show as written.
-MAX_REASON = 1000
-
-
 def check_reason(reason: str) -> None:
-    """One printable line, at most MAX_REASON characters (ConfigError if not)."""
-    if len(reason) > MAX_REASON:
-        raise ConfigError(f"--reason is {len(reason)} characters: keep it under {MAX_REASON}")
-    if bad := next((c for c in reason if not c.isprintable()), None):
-        raise ConfigError(
-            f"--reason has the control character {bad!r}: write one line of plain text "
-            "(history, `lock status` and notifications show it as written)"
-        )
+    check_text("--reason", reason)
 
 
 def require_reason(reason: str) -> None:
@@ -252,7 +248,7 @@ def rollback(
 
 
 @click.command()
-@click.argument("box_id")
+@click.argument("box_id", callback=box_id_arg)
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
 def repair(box_id: str, json_out: bool) -> None:
     """Restore and rejoin one box: a one-box rollout to its type's current release."""

@@ -152,7 +152,7 @@ def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
     try:
         settings = WorkerSettings()
     except ValidationError as exc:
-        raise click.UsageError(f"bad worker settings: {exc}") from None
+        raise click.UsageError(settings_error(exc)) from None
     box_id, box_type = resolve_identity(settings.box_id, settings.box_type, settings.imds_url)
     logging_setup.setup(log_format, loglevel, box_id)
     # noop: benchmarks only, the orchestration without containers.
@@ -301,6 +301,17 @@ def start_threads(
     )
     catching.start()
     return heartbeat, reconciler, catching
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A bad setting in one line, named as the operator sets it (the variable, or the line of
+    /etc/orchestrator/worker.env), as the coordinator's CLI names its own."""
+    first = exc.errors()[0]
+    field = "_".join(str(p) for p in first["loc"][:1]).upper()
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    where = f"setting ORCHESTRATOR_{field}" if field else "settings"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"bad worker {where}: {msg}{more}; fix or unset it"
 
 
 def worker_argv(settings: WorkerSettings, loglevel: str, box_id: str) -> list[str]:

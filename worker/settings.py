@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.engine.tls import RedisConnection
+from schemas.refs import NAME_RE
 
 # Where the user data writes the worker's settings (and its references); see orchestrator/aws.
 ENV_FILE = "/etc/orchestrator/worker.env"
@@ -110,6 +111,18 @@ class WorkerSettings(RedisConnection, BaseSettings):
         description="More simulated boxes served by this process (benchmarks): their queues "
         "and heartbeats (JSON list)",
     )
+
+    @field_validator("box_id", "extra_box_ids")
+    @classmethod
+    def _box_ids(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for box_id in [v] if isinstance(v, str) else v or []:
+            if not NAME_RE.match(box_id):
+                raise ValueError(
+                    f"box id {box_id!r} must be a name: letters, digits, '_', '.', '-', at most "
+                    "63, starting with a letter or digit (it names the box's queue, containers "
+                    "and keys; an EC2 instance id is one)"
+                )
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:

@@ -29,3 +29,26 @@ def test_settings_refuse_a_heartbeat_ttl_below_three_intervals() -> None:
 def test_settings_refuse_a_step_deadline_above_visibility_timeout() -> None:
     with pytest.raises(ValueError, match="must exceed step_deadline"):
         WorkerSettings(step_deadline=300, visibility_timeout=300)
+
+
+@pytest.mark.parametrize("box_id", ["a b", "../x", "", "x" * 64, "box\n1"])
+def test_settings_refuse_a_box_id_that_is_not_a_name(box_id: str) -> None:
+    with pytest.raises(ValueError, match="must be a name"):
+        WorkerSettings(box_id=box_id)
+    with pytest.raises(ValueError, match="must be a name"):
+        WorkerSettings(box_id="i-0123456789abcdef0", extra_box_ids=["box2", box_id])
+
+
+def test_a_bad_worker_setting_is_one_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from worker.main import settings_error
+
+    monkeypatch.setenv("ORCHESTRATOR_HEARTBEAT_INTERVAL", "inf")
+    with pytest.raises(ValidationError) as caught:
+        WorkerSettings(box_id="box1")
+    said = settings_error(caught.value)
+    assert said.startswith("bad worker setting ORCHESTRATOR_HEARTBEAT_INTERVAL: ")
+    assert "finite number" in said and "\n" not in said
