@@ -9,7 +9,7 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from schemas.boxfile import ContainerSpec, LbKind, SecretRef, Strict, _check_image
-from schemas.refs import NAME_RE
+from schemas.refs import NAME_RE, check_container_path, check_registry_host
 from schemas.rollout import alarm_problem
 
 
@@ -51,6 +51,18 @@ class RegistryAuth(Strict):
         description="Credentials are ECR tokens (ecr:GetAuthorizationToken) of this ECR "
         "registry host, <account>.dkr.ecr.<region>.amazonaws.com; ECR hosts need no entry",
     )
+
+    @field_validator("registry")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return check_registry_host(v)
+
+    @field_validator("username")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or any(not c.isprintable() for c in v)):
+            raise ValueError(f"username {v!r} is empty or has a control character")
+        return v
 
     @field_validator("ecr")
     @classmethod
@@ -100,6 +112,9 @@ class Notification(Strict):
     def _one_target(self) -> Notification:
         if (self.webhook is None) == (self.sns is None):
             raise ValueError("write exactly one of webhook: {secret: ...} or sns: <topic arn>")
+        if not self.events:
+            raise ValueError("events is empty, so nothing is ever sent: name some, or leave "
+                             "events out for all of them")
         return self
 
 def lb_key(kind: str, name: str, haproxy_socket: str | None = None) -> str:
@@ -231,4 +246,18 @@ class FleetSettings(Strict):
     def _abs(cls, v: str) -> str:
         if not v.startswith("/"):
             raise ValueError(f"log_root {v!r} must be an absolute path, e.g. /var/log/orchestrator")
+        check_container_path(v, "log_root")  # no control character, no '..'
+        return v
+
+    @field_validator("registries")
+    @classmethod
+    def _one_entry_each(cls, v: list[RegistryAuth]) -> list[RegistryAuth]:
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(v):
+            if entry.registry in seen:
+                raise ValueError(
+                    f"registries[{i}] is {entry.registry} again (registries[{seen[entry.registry]}]"
+                    "): one entry per registry, or which credentials are used is a guess"
+                )
+            seen[entry.registry] = i
         return v

@@ -75,8 +75,29 @@ def parse_image(text: str) -> ImageRef:
     host, path = m.group("host"), m.group("path")
     # Like Docker: the first part is a registry only if it looks like a host.
     if host and not ("." in host or ":" in host or host == "localhost"):
-        path, host = f"{host.lower()}/{path}", None
+        if not re.fullmatch(_COMPONENT, host):  # a path component: Docker refuses `Team/app`
+            raise ValueError(
+                f"{text!r} is not a valid image reference: {host!r} is not a registry host "
+                "(no '.' or ':'), so it is part of the repository, which Docker wants "
+                "lowercase: write e.g. 'team/app:1.2'"
+            )
+        path, host = f"{host}/{path}", None
     return ImageRef(host, path, m.group("tag"), m.group("digest"))
+
+
+REGISTRY_HOST_RE = re.compile(rf"{_HOST}\Z")
+
+
+def check_registry_host(host: str) -> str:
+    """A registry as image references name it: host[:port], no scheme, no path."""
+    if not REGISTRY_HOST_RE.match(host):
+        bare = host.split("://", 1)[-1].split("/", 1)[0]
+        hint = f"; write {bare!r}" if bare and REGISTRY_HOST_RE.match(bare) else ""
+        raise ValueError(
+            f"registry {host!r} is not a registry host as image references name it "
+            f"(host[:port], no scheme or path){hint}"
+        )
+    return host
 
 
 def parse_port_number(value: object, what: str) -> int:

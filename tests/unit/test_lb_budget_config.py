@@ -136,3 +136,34 @@ def test_fleet_alarm_names_are_checked(names: list[str], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         FleetSettings.model_validate({"alarms": {"web": names}})
     assert FleetSettings.model_validate({"alarms": {"web": ["web-5xx"]}}).alarms
+
+
+PASSWORD = {"secret": "ssm:/fleet/registry-password"}
+
+
+@pytest.mark.parametrize(("fleet", "words"), [
+    ({"registries": [{"registry": "https://reg:5000/", "username": "u", "password": PASSWORD}]},
+     "write 'reg:5000'"),
+    ({"registries": [{"registry": "", "username": "u", "password": PASSWORD}]},
+     "not a registry host"),
+    ({"registries": [{"registry": "reg:5000", "username": "", "password": PASSWORD}]},
+     "username '' is empty"),
+    ({"registries": [{"registry": "reg:5000", "username": "u", "password": PASSWORD},
+                     {"registry": "reg:5000", "username": "v", "password": PASSWORD}]},
+     "registries\\[1\\] is reg:5000 again"),
+    ({"log_root": "/var/log/../../etc"}, "has a '..' part"),
+    ({"log_root": "/var/log/a\nb"}, "control character"),
+    ({"notifications": [{"sns": "arn:aws:sns:us-east-1:123456789012:t", "events": []}]},
+     "events is empty"),
+])
+def test_fleet_file_mistakes_are_named(fleet: dict[str, object], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        FleetSettings.model_validate(fleet)
+
+
+def test_the_shipped_fleet_example_still_validates() -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples" / "fleet.yml").read_text()
+    assert FleetSettings.model_validate(yaml.safe_load(text))
