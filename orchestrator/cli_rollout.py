@@ -64,12 +64,8 @@ def policy_options(f: Any) -> Any:
     return f
 
 
-def check_reason(reason: str) -> None:
-    check_text("--reason", reason)
-
-
 def require_reason(reason: str) -> None:
-    check_reason(reason)
+    check_text("--reason", reason)
     if not reason.strip() and not load_settings().allow_no_reason:
         raise ConfigError(
             "--reason is required: say why (history and `lock status` show it), e.g. "
@@ -211,7 +207,7 @@ def rollback(
     policy = make_policy(
         canary, batch, max_failed, "halt" if on_failure == "rollback" else on_failure
     )
-    check_reason(reason)
+    check_text("--reason", reason)
     c = coordinator()
     try:
         holder, _ = c.rollouts.lease.holder(box_type)

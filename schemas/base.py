@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -24,10 +25,20 @@ def _takes_number(annotation: object) -> bool:
     return bool not in kinds and any(k in (int, float) for k in kinds)
 
 
-def _misread(item: object, annotation: object) -> str:
+@functools.lru_cache(maxsize=512)
+def _number_slot(annotation: object) -> str:
+    """Where a field holds numbers: 'value', 'values' (of a dict), 'items' (of a list), or ''
+    (once per annotation: every model validation asks)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return "values" if _takes_number(args[1]) else ""
+    if origin in (list, tuple) and args:
+        return "items" if _takes_number(args[0]) else ""
+    return "value" if _takes_number(annotation) else ""
+
+
+def _misread(item: object) -> str:
     """Why YAML's reading of `item` is not the number a number field wants ('' if it is)."""
-    if not _takes_number(annotation):
-        return ""
     if isinstance(item, bool):
         return _BOOLEAN.format(v=str(item).lower())
     text = getattr(item, "source_text", None)  # orchestrator/yamlevents.py keeps it
@@ -41,18 +52,16 @@ def _misread_in(value: object, annotation: object) -> str:
     """Where YAML read something else than the number `annotation` asks for ('' if nowhere):
     pydantic would take `true` as 1 (`stop_timeout: yes`: a one-second timeout), and YAML 1.1
     reads `010` as 8."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is dict and len(args) == 2 and isinstance(value, dict):
-        for key, item in value.items():
-            if why := _misread(item, args[1]):
-                return f"{key}: {why}"
+    try:
+        slot = _number_slot(annotation)
+    except TypeError:  # an unhashable annotation holds no plain number
         return ""
-    if origin in (list, tuple) and args and isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            if why := _misread(item, args[0]):
-                return f"item {i + 1}: {why}"
-        return ""
-    return _misread(value, annotation)
+    if slot == "values" and isinstance(value, dict):
+        return next((f"{k}: {why}" for k, item in value.items() if (why := _misread(item))), "")
+    if slot == "items" and isinstance(value, list | tuple):
+        return next((f"item {i + 1}: {why}" for i, item in enumerate(value)
+                     if (why := _misread(item))), "")
+    return _misread(value) if slot == "value" else ""
 
 
 class Strict(BaseModel):
