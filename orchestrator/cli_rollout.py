@@ -101,7 +101,8 @@ def coordinator() -> Coordinator:
     metavar="APP=REF",
     help="Deploy this image for APP (repeatable); pinned to a digest now.",
 )
-@click.option("--reason", default="", help="Why: shown in lock status and history.")
+@click.option("--reason", default="",
+              help="Why: shown in lock status and history (one line, under 1,000 characters).")
 @click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
 @click.option(
@@ -186,7 +187,8 @@ def ended(c: Coordinator, what: str, rollout_id: str, state: str) -> None:
 @click.command()
 @click.argument("box_type", callback=box_type_arg)
 @click.option("--to", "to_release", default=None, help="A release id (default: the current one).")
-@click.option("--reason", default="", help="Why: shown in lock status and history.")
+@click.option("--reason", default="",
+              help="Why: shown in lock status and history (one line, under 1,000 characters).")
 @click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
 @policy_options
