@@ -135,6 +135,15 @@ def fleet_factory(
             proc.communicate(timeout=10)
 
 
+def with_fault(worker: BoxWorker, point: str,
+               timeout: float = TIMINGS.service_start) -> BoxWorker:
+    """The worker restarted with ORCHESTRATOR_FAULT_POINT=`point`: it stops (or dies) itself
+    there, at a recorded point, when a step reaches it."""
+    worker.stop()
+    worker.env["ORCHESTRATOR_FAULT_POINT"] = point
+    return started(worker, timeout)
+
+
 def paused(worker: BoxWorker) -> bool:
     """The worker's process is stopped (state T): it SIGSTOPped itself at its fault point."""
     state = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -8,9 +8,9 @@ import json
 from collections.abc import Callable
 
 from devstack.traffic import TrafficLoop
-from tests.harness.common import TIMINGS, started, wait_for
+from tests.harness.common import TIMINGS, wait_for
 from tests.harness.redis_fx import ProductRedis
-from tests.harness.rollout_fx import Fleet, json_lines
+from tests.harness.rollout_fx import Fleet, json_lines, with_fault
 
 
 def beat(product: ProductRedis, box: str) -> dict | None:
@@ -47,9 +47,7 @@ def test_a_dead_worker_is_named_skipped_flagged_and_catches_up_unless_held(
     fleet.wait_all_in_service()
 
     # The box's worker dies (kill -9) at a recorded point: on receiving the next preflight.
-    dead.stop()
-    dead.env["ORCHESTRATOR_FAULT_POINT"] = "deploy.preflight:start=kill"
-    started(dead, 60)  # a loaded machine starts Python slowly
+    with_fault(dead, "deploy.preflight:start=kill", 60)  # a loaded machine starts Python slowly
 
     with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=600) as loop:
         loop.wait_total(40, timeout=10)

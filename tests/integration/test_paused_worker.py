@@ -20,9 +20,9 @@ import pytest
 from devstack.traffic import TrafficLoop
 from orchestrator.engine.events import stream_ms
 from schemas.contract import Label
-from tests.harness.common import started, wait_for
+from tests.harness.common import wait_for
 from tests.harness.docker_fx import container_events
-from tests.harness.rollout_fx import Fleet, json_lines, paused
+from tests.harness.rollout_fx import Fleet, json_lines, paused, with_fault
 
 
 def halted_at(fleet: Fleet, out: str) -> datetime:
@@ -60,9 +60,7 @@ def test_a_paused_worker_acts_no_more_once_counted_dead(
     assert fleet.cli("rollout", fleet.box_type).returncode == 0
     fleet.wait_all_in_service()
     canary = sorted(fleet.workers, key=lambda w: w.box_id)[0]
-    canary.stop()
-    canary.env["ORCHESTRATOR_FAULT_POINT"] = point
-    started(canary)
+    with_fault(canary, point)
 
     with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=120) as loop:
         loop.wait_total(20, timeout=10)

@@ -22,10 +22,10 @@ import pytest
 from devstack.net import free_port
 from devstack.redis import RedisServer
 from devstack.traffic import TrafficLoop
-from devstack.workers import BoxWorker, cli_env
+from devstack.workers import cli_env
 from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.redis_fx import ProductRedis, isolated_product_redis
-from tests.harness.rollout_fx import Fleet, json_lines, wait_paused
+from tests.harness.rollout_fx import Fleet, json_lines, wait_paused, with_fault
 from tests.harness.start_first_fx import ALT, deployed, out_of_service_changes, write
 
 
@@ -45,12 +45,6 @@ def broker_url(own_redis: RedisServer) -> str:
 def product_redis(own_redis: RedisServer) -> Iterator[ProductRedis]:
     with isolated_product_redis(own_redis.url) as product:
         yield product
-
-
-def with_fault(worker: BoxWorker, point: str) -> None:
-    worker.stop()
-    worker.env["ORCHESTRATOR_FAULT_POINT"] = point
-    started(worker)
 
 
 def assert_converged(fleet: Fleet) -> None:

@@ -20,7 +20,7 @@ from devstack.traffic import TrafficLoop
 from devstack.workers import BoxWorker
 from schemas.contract import Label
 from tests.harness.common import started, wait_for
-from tests.harness.rollout_fx import PORT, Fleet, json_lines, wait_paused
+from tests.harness.rollout_fx import PORT, Fleet, json_lines, wait_paused, with_fault
 from tests.harness.start_first_fx import (
     ALT,
     Sampler,
@@ -99,9 +99,7 @@ def test_killed_at_the_move_the_record_puts_traffic_on_the_kept_version(
     fleet = deployed(fleet_factory, 1)
     before = len(out_of_service_changes(fleet))  # DOWN until its first deploy
     (box,) = fleet.workers
-    box.stop()
-    box.env["ORCHESTRATOR_FAULT_POINT"] = point
-    started(box)
+    with_fault(box, point)
     write(fleet, "v2")
     with TrafficLoop(fleet.proxy.url, threads=2, rate_per_thread=40, max_seconds=90) as loop:
         loop.wait_total(20, timeout=10)
@@ -150,9 +148,7 @@ def pause_canary_at_its_turn(fleet: Fleet) -> BoxWorker:
     """The canary stops (SIGSTOP) at its swap's first change: after every preflight, before
     any box's turn acted."""
     canary = sorted(fleet.workers, key=lambda w: w.box_id)[0]
-    canary.stop()
-    canary.env["ORCHESTRATOR_FAULT_POINT"] = "deploy.swap:rename=stop"
-    started(canary)
+    with_fault(canary, "deploy.swap:rename=stop")
     return canary
 
 
@@ -232,9 +228,7 @@ def test_a_worker_killed_mid_staging_leaves_nothing_staged_once_restarted(
 ) -> None:
     fleet = deployed(fleet_factory, 1)
     (box,) = fleet.workers
-    box.stop()
-    box.env["ORCHESTRATOR_FAULT_POINT"] = "deploy.preflight:staged=kill"
-    started(box)
+    with_fault(box, "deploy.preflight:staged=kill")
     write(fleet, "v2")
     fleet.env["ORCHESTRATOR_PREFLIGHT_TIMEOUT"] = "5"  # its preflight never answers
     run = fleet.cli("rollout", fleet.box_type, "--json")
@@ -260,9 +254,7 @@ def test_a_worker_killed_before_the_old_version_stopped_stops_it_once_restarted(
     fleet = deployed(fleet_factory, 1)
     (box,) = fleet.workers
     v1 = containers(docker_client, box.box_id)[0][2]
-    box.stop()
-    box.env["ORCHESTRATOR_FAULT_POINT"] = "retire:stop=kill"
-    started(box)
+    with_fault(box, "retire:stop=kill")
     write(fleet, "v2")
     with TrafficLoop(fleet.proxy.url, threads=2, rate_per_thread=40, max_seconds=90) as loop:
         loop.wait_total(20, timeout=10)

@@ -17,8 +17,8 @@ import pytest
 
 from devstack.traffic import TrafficLoop
 from schemas.contract import Label
-from tests.harness.common import started, wait_for
-from tests.harness.rollout_fx import PORT, Fleet, json_lines, paused
+from tests.harness.common import wait_for
+from tests.harness.rollout_fx import PORT, Fleet, json_lines, paused, with_fault
 from tests.harness.start_first_fx import ALT, deployed, out_of_service_changes, write
 
 
@@ -42,9 +42,7 @@ def test_a_paused_start_first_box_is_put_right_by_its_record_and_never_leaves(
     v1 = {w.box_id: app_containers(docker_client, w.box_id)[0][2] for w in fleet.workers}
     before = len(out_of_service_changes(fleet))
     canary = sorted(fleet.workers, key=lambda w: w.box_id)[0]
-    canary.stop()
-    canary.env["ORCHESTRATOR_FAULT_POINT"] = point
-    started(canary)
+    with_fault(canary, point)
     write(fleet, "v2")
     with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=150) as loop:
         loop.wait_total(20, timeout=10)
