@@ -73,9 +73,12 @@ def test_a_paused_start_first_box_is_put_right_by_its_record_and_never_leaves(
     if asleep_on == PORT:  # counted dead before its move: it never moved afterwards
         assert release == v1[canary.box_id]
     for w in fleet.workers:
-        if w is not canary:  # the rollout halted at the canary: the others untouched
-            assert app_containers(docker_client, w.box_id) == [
-                (f"{w.box_id}.web.web", "running", v1[w.box_id])]
+        if w is not canary:  # the rollout halted at the canary: the others serve v1 still
+            # Their preflight staged v2 beside it: each one's own heartbeat tick removes that
+            # (its rollout is halted), on its own time, not before the canary settles.
+            only_v1 = [(f"{w.box_id}.web.web", "running", v1[w.box_id])]
+            wait_for(lambda w=w, only_v1=only_v1: app_containers(docker_client, w.box_id)
+                     == only_v1, f"{w.box_id} down to v1, its staged v2 removed")
             assert fleet.lb.member_port(w.box_id) == PORT
     lock = fleet.cli("lock", "status", fleet.box_type).stdout
     assert lock.strip().endswith("free"), lock
