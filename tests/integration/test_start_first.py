@@ -244,7 +244,8 @@ def test_a_worker_killed_mid_staging_leaves_nothing_staged_once_restarted(
     wait_for(lambda: staged(docker_client, fleet) == [], "the staged container removed")
     assert [(n, s) for n, s, _ in containers(docker_client, box.box_id)] == [
         (f"{box.box_id}.web.web", "running")]
-    assert '"staged":{}' in record.read_text()
+    # The sweep removes the containers, then drops their notes: wait for its second half.
+    wait_for(lambda: '"staged":{}' in record.read_text(), "the staging note dropped")
     assert fleet.lb.member_port(box.box_id) == PORT
 
 
