@@ -1,8 +1,11 @@
 """Redis Sentinel failover (the master killed -9) mid-rollout, under traffic through HAProxy:
 the rollout finishes or halts cleanly and `resume` finishes it; no box is left out; the lease
-and the fencing tokens survive; the broker and the state both follow the new master.
+and the fencing tokens survive; the broker and the state both follow the new master. Both
+swaps: stop-first (the box leaves HAProxy) and start-first (its member moves, it never leaves:
+no DOWN, DRAIN or maintenance in HAProxy's log, each member on the port of what runs).
 
-The fault is injected at a recorded event: the first box's `join_lb` end in the event stream.
+The fault is injected at a recorded event: the first box's `join_lb` end in the event stream
+(after its swap: a start-first member has moved by then).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from orchestrator.engine.redisconn import connect
 from schemas.contract import Keys, TaskName
 from tests.harness.common import wait_for
 from tests.harness.redis_fx import ProductRedis, isolated_product_redis
-from tests.harness.rollout_fx import Fleet, json_lines
+from tests.harness.rollout_fx import PORT, Fleet, json_lines
+from tests.harness.start_first_fx import ALT, out_of_service_changes, ports, write
 
 # A failover takes down-after-milliseconds (1 s here) and an election: leases, slots and step
 # deadlines must outlast it (README: Redis Sentinel), or every box in flight is counted dead.
@@ -63,15 +67,20 @@ def who_holds_what(master: Any, keys: Keys, fleet: Fleet) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("strategy", ["stop-first", "start-first"])
 def test_sentinel_failover_mid_rollout_loses_no_lease_token_or_box(
     fleet_factory: Callable[..., Fleet], sentinel_stack: SentinelStack,
-    product_redis: ProductRedis,
+    product_redis: ProductRedis, strategy: str,
 ) -> None:
     fleet = fleet_factory(3, extra_env=OUTLAST_FAILOVER)
     fleet.env.update(OUTLAST_FAILOVER, ORCHESTRATOR_REDIS_WAIT="30")
-    fleet.write(f"{fleet.images.repo}:v1")
+    if strategy == "start-first":
+        write(fleet, "v1")
+    else:
+        fleet.write(f"{fleet.images.repo}:v1")
     assert fleet.cli("rollout", fleet.box_type).returncode == 0
     fleet.wait_all_in_service()
+    out_before = len(out_of_service_changes(fleet))  # DOWN until each box's first deploy
     keys = Keys(product_redis.prefix)
     state = connect(product_redis.url)
     events = Events(state, keys)
@@ -132,6 +141,11 @@ def test_sentinel_failover_mid_rollout_loses_no_lease_token_or_box(
     stats = loop.stop()
     assert stats.failed == 0, stats.summary()
     assert_converged(fleet)
+    if strategy == "start-first":  # every box moved once (v1 -> v2), none ever out
+        assert out_of_service_changes(fleet)[out_before:] == []
+        assert set(ports(fleet).values()) == {ALT}, ports(fleet)
+    else:
+        assert set(ports(fleet).values()) == {PORT}, ports(fleet)
     with sentinel_stack.master().client(1, decode_responses=True) as master:
         final = who_holds_what(master, keys, fleet)
     assert final["fence"]["epoch"] == before["fence"]["epoch"], final
