@@ -72,7 +72,7 @@ def test_reason_is_required_unless_allowed(
 def test_a_freeze_refuses_rollouts_and_lifting_it_never_ends_one(
     fleet_factory: Callable[..., Fleet], product_redis: ProductRedis,
 ) -> None:
-    fleet = fleet_factory(4, extra_env=LONG_STEPS)
+    fleet = fleet_factory(2, extra_env=LONG_STEPS)
     fleet.write(f"{fleet.images.repo}:v1", **LONG)
     frozen = fleet.cli("lock", "acquire", fleet.box_type, "-m", "incident 42")
     assert frozen.returncode == 0, frozen.stderr
