@@ -1,6 +1,7 @@
 """Redis killed -9 and restarted mid-swap (with its append-only file, and wiped): no box is left
 out of HAProxy or on a stale release, under traffic, and `status` says so only when true; the
-same with Redis wiped just after a start-first box moved its member.
+same with Redis wiped just after a start-first box moved its member, or restarted from its
+append-only file just before the move.
 
 The fault is injected at a recorded point: the canary's worker stops itself (SIGSTOP) just
 before it starts the new container, with its old one stopped and itself out of HAProxy.
@@ -25,7 +26,7 @@ from devstack.traffic import TrafficLoop
 from devstack.workers import cli_env
 from tests.harness.common import TIMINGS, started, wait_for
 from tests.harness.redis_fx import ProductRedis, isolated_product_redis
-from tests.harness.rollout_fx import Fleet, json_lines, wait_paused, with_fault
+from tests.harness.rollout_fx import PORT, Fleet, json_lines, wait_paused, with_fault
 from tests.harness.start_first_fx import ALT, deployed, out_of_service_changes, write
 
 
@@ -124,26 +125,37 @@ def test_a_command_without_redis_waits_says_so_and_ends_cleanly(tmp_path: Path) 
     assert "Traceback" not in run.stderr and "S3cretPW" not in run.stdout + run.stderr
 
 
-def test_redis_wiped_just_after_a_start_first_move_strands_no_box(
-    fleet_factory: Callable[..., Fleet], own_redis: RedisServer
+# (fault point, Redis's loss, where the member is while the canary sleeps)
+START_FIRST_LOSSES = [("deploy.swap:moved=stop", "wiped", ALT),
+                      ("deploy.swap:move=stop", "aof", PORT)]
+
+
+@pytest.mark.parametrize(("point", "loss", "asleep_on"), START_FIRST_LOSSES,
+                         ids=[f"{p}-{loss}" for p, loss, _ in START_FIRST_LOSSES])
+def test_redis_lost_at_a_start_first_move_strands_no_box(
+    fleet_factory: Callable[..., Fleet], own_redis: RedisServer, point: str, loss: str,
+    asleep_on: int,
 ) -> None:
     """start-first: the canary sleeps just after moving its member to the new version (the
-    old one still running aside); Redis is killed and comes back empty. The box's own record
-    settles it, no box ever leaves HAProxy, and the next rollout converges the fleet."""
+    old one still running aside), and Redis comes back empty; or just before the move, and
+    Redis restarts from its append-only file. The box's own record settles it, no box ever
+    leaves HAProxy, and the next rollout converges the fleet."""
     fleet = deployed(fleet_factory, 3)
     fleet.env["ORCHESTRATOR_REDIS_WAIT"] = "30"
     before = len(out_of_service_changes(fleet))
     canary = sorted(fleet.workers, key=lambda w: w.box_id)[0]
-    with_fault(canary, "deploy.swap:moved=stop")
+    with_fault(canary, point)
     write(fleet, "v2")
     with TrafficLoop(fleet.proxy.url, threads=4, rate_per_thread=25, max_seconds=150) as loop:
         loop.wait_total(20, timeout=10)
         run = fleet.start_cli("rollout", fleet.box_type, "--json")
-        wait_paused(canary, run, "the canary stopped just after its move")
-        assert fleet.lb.member_port(canary.box_id) == ALT  # on v2, v1 still running aside
+        wait_paused(canary, run, f"the canary stopped at {point}")
+        # moved: on v2, v1 still running aside; move: on v1, v2 started beside it
+        assert fleet.lb.member_port(canary.box_id) == asleep_on
         own_redis.kill9()
-        shutil.rmtree(own_redis.data_dir)
-        own_redis.data_dir.mkdir()
+        if loss == "wiped":
+            shutil.rmtree(own_redis.data_dir)
+            own_redis.data_dir.mkdir()
         own_redis.restart()
         os.kill(canary.pid, signal.SIGCONT)
         out, err = run.communicate(timeout=90)
