@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,22 @@ def aws_client(
     client_kwargs = {k: v for k, v in kwargs.items() if k in _CLIENT_KEYS}
     session = boto3.session.Session(region_name=region, **session_kwargs)
     return _make(session, service, endpoint_url, **client_kwargs)
+
+
+_shared: dict[tuple[str, str | None, str | None], BotoClient] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_client(service: str, region: str | None, endpoint_url: str | None) -> BotoClient:
+    """One client per service, region and endpoint for the process's life, never closed: a
+    box's worker asks SSM and its load balancer several times a step, and each new client
+    cost ~90 ms (a session, its endpoint and service models; on EC2 a credentials lookup
+    too). botocore clients are thread-safe and refresh an instance role's credentials."""
+    key = (service, region, endpoint_url)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = aws_client(service, region, endpoint_url)
+        return _shared[key]
 
 
 def _make(

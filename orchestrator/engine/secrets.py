@@ -39,18 +39,16 @@ def _from_file(ref: str) -> str:
 
 
 def ssm_fetcher(region: str, endpoint_url: str | None) -> Callable[[str], str]:
-    """A lookup in AWS SSM Parameter Store (decrypted), made lazily: boto3 only if used."""
+    """A lookup in AWS SSM Parameter Store (decrypted), made lazily: boto3 only if used. Each
+    call asks SSM (a rotated value is seen at once); the client is the process's one."""
 
     def fetch(name: str) -> str:
-        from orchestrator.engine.aws import aws_client, call
+        from orchestrator.engine.aws import call, shared_client
 
         what = f"cannot read SSM parameter {name}"
         try:
-            client = aws_client("ssm", region, endpoint_url)
-            try:
-                answer = call(what, client.get_parameter, Name=name, WithDecryption=True)
-            finally:
-                client.close()
+            client = shared_client("ssm", region, endpoint_url)
+            answer = call(what, client.get_parameter, Name=name, WithDecryption=True)
         except OrchestratorError as exc:
             # Whatever the cause (refused, unreachable, no credentials), a secret that can't be
             # read is SecretUnavailable: callers add the reference or registry that needed it.

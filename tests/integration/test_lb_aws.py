@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
+from devstack.moto import DUMMY_ENV
+from orchestrator.engine import aws as aws_boundary
 from orchestrator.engine.lb import ClassicElbLB, NoopLB, TargetGroupLB, make_load_balancer
 from orchestrator.engine.lb.base import LoadBalancer, MemberState
+from orchestrator.engine.secrets import ssm_fetcher
 from orchestrator.errors import ConfigError, LoadBalancerError, ServiceUnavailable
 from tests.harness.aws_fx import DUMMY_CREDENTIALS, AwsAccount
 from tests.harness.common import free_port
@@ -190,6 +193,34 @@ def test_factory_builds_aws_adapters(aws: AwsAccount, network: Network, classic:
     finally:
         elb.client.close()
         elbv2.client.close()
+
+
+def test_a_workers_load_balancers_and_secrets_share_one_client_a_service(
+    aws: AwsAccount, network: Network, target_group_arn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker's settings (region and endpoint; credentials from its environment) give one
+    client per service for the process: each new one cost ~90 ms, several times a step. Each
+    call still asks AWS: a rotated SSM value is read at once."""
+    for name, value in DUMMY_ENV.items():
+        monkeypatch.setenv(name, value)
+    settings = {"region_name": aws.region, "endpoint_url": aws.endpoint_url}
+    one, two = (make_load_balancer("elbv2", "web-tg", member_port=8081,
+                                   boto_session_kwargs=settings) for _ in range(2))
+    assert isinstance(one, TargetGroupLB) and isinstance(two, TargetGroupLB)
+    assert one.client is two.client
+    box = network.instance_ids[0]
+    one.join(box)
+    assert targets(aws.client("elbv2"), target_group_arn) == {(box, 8081): "healthy"}
+    assert two.state(box).in_service
+
+    ssm = aws.client("ssm")
+    ssm.put_parameter(Name="/web/token", Value="first", Type="SecureString")
+    fetch = ssm_fetcher(aws.region, aws.endpoint_url)
+    assert fetch("/web/token") == "first"
+    made = aws_boundary.shared_client("ssm", aws.region, aws.endpoint_url)
+    ssm.put_parameter(Name="/web/token", Value="rotated", Type="SecureString", Overwrite=True)
+    assert fetch("/web/token") == "rotated"  # asked again, not remembered
+    assert aws_boundary.shared_client("ssm", aws.region, aws.endpoint_url) is made
 
 
 def test_factory_none_and_unknown_kind() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.engine.aws import BotoClient, aws_client
+from orchestrator.engine.aws import BotoClient, aws_client, shared_client
 from orchestrator.engine.lb.base import LoadBalancer, MemberState
 from orchestrator.engine.lb.elb import ClassicElbLB
 from orchestrator.engine.lb.elbv2 import TargetGroupLB
@@ -55,4 +55,7 @@ def make_load_balancer(
 def _boto_client(service: str, kwargs: dict[str, Any] | None) -> BotoClient:
     # One dict from the settings: region, endpoint (a test's moto), credentials, client options.
     rest = dict(kwargs or {})
-    return aws_client(service, rest.pop("region_name", None), **rest)
+    region = rest.pop("region_name", None)
+    if set(rest) <= {"endpoint_url"}:  # a worker's settings: its one client per service
+        return shared_client(service, region, rest.get("endpoint_url"))
+    return aws_client(service, region, **rest)
