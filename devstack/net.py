@@ -41,6 +41,21 @@ def port_free_on(hosts: Sequence[str], span: tuple[int, int] | None = None,
     raise OSError(f"no port free on all of {list(hosts)}")
 
 
+def pair_free_on(hosts: Sequence[str], tries: int = 50) -> int:
+    """A port p with p and p + 1 free on every one of `hosts`: a start-first app's two port
+    sets (`ports:` and `alternate_ports:`)."""
+    for _ in range(tries):
+        port = port_free_on(hosts)
+        try:
+            for host in hosts:
+                with socket.socket() as s:
+                    s.bind((host, port + 1))
+        except OSError:
+            continue
+        return port
+    raise OSError(f"no two adjacent ports free on all of {list(hosts)}")
+
+
 def subnet() -> str:
     """A random 127.x.y prefix: boxes bind 127.x.y.11, .12, ... so that runs side by side on
     one machine (all of 127/8 is loopback, no set-up) never fight over an address and port."""

@@ -11,14 +11,19 @@ on this machine, on loopback addresses, on ports chosen now, under one temp dire
 It builds demo-web:v1 and :v2 (busybox httpd FROM scratch), pushes both to the registry,
 deploys v1 with `orchestrator rollout web`, then runs
 `orchestrator rollout web --image web=<registry>/demo-web:v2` while 4 client threads send
-requests through HAProxy. It prints the rollout's progress, `orchestrator status web`, the
-failed request count and Flower's URL, then stops every process it started (by PID) and
-removes the containers of its boxes: at the end, on an error, on Ctrl-C or SIGTERM.
+requests through HAProxy (stop-first: each box leaves HAProxy for its swap); then back to v1
+with `strategy: start-first` in box.yml, under traffic again: each box starts v1 beside v2 on
+its alternate port and moves its HAProxy member there, never leaving (HAProxy's own log shows
+no server DOWN, in DRAIN or in maintenance). It prints each rollout's progress,
+`orchestrator status web`, the failed request counts and Flower's URL, then stops every
+process it started (by PID) and removes the containers of its boxes: at the end, on an error,
+on Ctrl-C or SIGTERM.
 
   --keep        leave it all running and print how to use it and how to stop it
   --stop DIR    stop what a `--keep` run left (DIR is the temp directory it printed)
 
-Exit code: 0 when both rollouts succeeded, every request got a 2xx and the status is clean;
+Exit code: 0 when every rollout succeeded, every request got a 2xx, the start-first one took
+no server out of HAProxy and the status is clean;
 1 otherwise; 130 when interrupted. The local images demo-web:v1/v2 (label orchestrator.demo=1)
 are kept so the next run builds nothing; `docker rmi demo-web:v1 demo-web:v2` removes them.
 """
@@ -53,12 +58,12 @@ from devstack import engine, images
 from devstack.flower import Flower
 from devstack.haproxy import HAProxy
 from devstack.moto import DUMMY_ENV, MotoServer
-from devstack.net import box_addresses, http, port_free_on
+from devstack.net import box_addresses, http, pair_free_on
 from devstack.process import BIN, ServiceError, pid_alive, stop_pids, tail, wait_for
 from devstack.redis import RedisServer
 from devstack.registry import Registry
 from devstack.stack import Stack, interrupt_on_sigterm
-from devstack.traffic import TrafficLoop
+from devstack.traffic import TrafficLoop, TrafficStats
 from devstack.workers import BoxWorker, cli_env, dev_keys, settings, worker_env
 from orchestrator.engine.lb.haproxy import HAProxyLB
 
@@ -110,6 +115,21 @@ apps:
         stop_timeout: 2
 """
 
+# The same, start-first: the new version starts beside the old on the other port set, the
+# HAProxy member moves to it, the box never leaves its backend.
+START_FIRST = """\
+    strategy: start-first
+    alternate_ports: {{{port}: {alt}}}
+"""
+
+
+def box_yml(image: str, port: int, parameter: str, start_first: bool = False) -> str:
+    text = BOX_YML.format(image=image, port=port, app_port=images.APP_PORT, parameter=parameter)
+    if start_first:
+        text = text.replace("    elb: web\n", "    elb: web\n" + START_FIRST.format(
+            port=port, alt=port + 1))
+    return text
+
 
 class DemoFailed(Exception):
     """A step of the demo could not be done; the message says which and where the logs are."""
@@ -144,7 +164,7 @@ class Demo:
         self.stack = Stack("orch-demo", self.tmp / "logs")
         self.boxes = [f"box{i + 1}-{self.run[:6]}" for i in range(3)]
         self.ips = box_addresses(len(self.boxes))
-        self.app_port = port_free_on(self.ips)
+        self.app_port = pair_free_on(self.ips)  # and app_port + 1: start-first's other set
         self.prefix = f"demo-{self.run}:"
         logs = self.stack.dir
         # Over AUTH, as production runs it: a password made for this run.
@@ -262,8 +282,7 @@ class Demo:
         (self.tmp / "boxes").mkdir(exist_ok=True)
         box_file = self.tmp / "boxes" / f"{BOX_TYPE}.yml"
         v1, v2 = (f"{self.registry.host}/{IMAGE}:{v}" for v in ("v1", "v2"))
-        box_file.write_text(BOX_YML.format(image=v1, port=self.app_port, app_port=images.APP_PORT,
-                                           parameter=SSM_PARAMETER))
+        box_file.write_text(box_yml(v1, self.app_port, SSM_PARAMETER))
 
         say(f"deploying v1 to the 3 boxes ({box_file})")
         if self.orchestrator("rollout", BOX_TYPE, "--reason", "demo: first deploy") != 0:
@@ -276,37 +295,24 @@ class Demo:
 
         say(f"request loop: {THREADS} threads, at most {RATE * THREADS:.0f} req/s, "
             f"through HAProxy {lb_url}")
-        traffic = TrafficLoop(lb_url, THREADS, RATE, MAX_REQUESTS, MAX_SECONDS).start()
-        batch = 2 * THREADS * int(RATE) // 5  # requests in 0.4 s
-        try:
-            with contextlib.suppress(TimeoutError):
-                traffic.wait_total(batch, timeout=10)
-            started = time.monotonic()
-            code = self.orchestrator("rollout", BOX_TYPE, "--image", f"web={v2}",
-                                     "--reason", "demo: v2 under traffic")
-            took = time.monotonic() - started
-            with contextlib.suppress(TimeoutError):
-                traffic.wait_total(traffic.stats.total + batch, timeout=10)
-        finally:
-            stats = traffic.stop()
-        print(flush=True)
-        say(f"rollout to v2 {'succeeded' if code == 0 else f'FAILED (exit {code})'} "
-            f"in {took:.1f}s")
-        status = self.orchestrator("status", BOX_TYPE)
-        bodies = ", ".join(f"{k!r}: {v}" for k, v in sorted(stats.answers().items()))
-        print(flush=True)
-        print(f"failed requests: {stats.failed} of {stats.total} "
-              f"({stats.elapsed:.1f}s; answers {bodies or 'none'})", flush=True)
-        if stats.failed:
-            print(f"  by kind: {dict(stats.failures)}; first: {stats.samples[:5]}", flush=True)
+        code, stats, status = self.under_traffic(
+            lb_url, "v2", "--image", f"web={v2}", "--reason", "demo: v2 under traffic")
+        problems = self.problems("v2", code, stats, status)
+
+        say(f"back to v1 with `strategy: start-first` ({box_file}): each box starts v1 beside "
+            f"v2 on port {self.app_port + 1} and moves its HAProxy member there")
+        box_file.write_text(box_yml(v1, self.app_port, SSM_PARAMETER, start_first=True))
+        before = len(self.out_of_service())
+        code, stats, status = self.under_traffic(
+            lb_url, "v1 (start-first)", "--reason", "demo: back to v1, start-first")
+        out = self.out_of_service()[before:]
+        print(f"HAProxy's log during it: {len(out)} server(s) DOWN, in DRAIN or in maintenance"
+              + (f": {out[:5]}" if out else ""), flush=True)
+        problems += self.problems("v1 (start-first)", code, stats, status)
+        if out:
+            problems.append(f"the start-first rollout took servers out: {out[:3]}")
         print(f"Flower: {flower_url} (user {FLOWER_USER}, password {self.flower.auth[1]})"
               + ("" if self.keep else " - stops with the demo; --keep leaves it up"), flush=True)
-        problems = [what for what, bad in (
-            (f"the rollout to v2 exited {code}", code != 0),
-            (f"{stats.failed} requests failed", stats.failed > 0),
-            ("no request was made", stats.total == 0),
-            ("`orchestrator status web` reports boxes needing attention", status != 0),
-        ) if bad]
         if problems:
             say("FAILED: " + "; ".join(problems))
         if self.keep:
@@ -315,10 +321,53 @@ class Demo:
 Kept running (--keep). Use it from a shell:
   source {self.tmp / 'env.sh'}
   orchestrator status web; orchestrator history web; curl {lb_url}
-  orchestrator rollout web --image web={v1}     # back to v1, or edit {box_file}
+  orchestrator rollout web --image web={v2}     # v2 again (start-first), or edit {box_file}
 Stop everything it started:
   {stop_command(self.tmp)}""", flush=True)
         return 1 if problems else 0
+
+    def under_traffic(self, lb_url: str, what: str, *args: str
+                      ) -> tuple[int, TrafficStats, int]:
+        """`orchestrator rollout web ARGS` while the request loop runs through HAProxy, then
+        `orchestrator status web`: the rollout's exit code, the loop, the status's exit code."""
+        traffic = TrafficLoop(lb_url, THREADS, RATE, MAX_REQUESTS, MAX_SECONDS).start()
+        batch = 2 * THREADS * int(RATE) // 5  # requests in 0.4 s
+        try:
+            with contextlib.suppress(TimeoutError):
+                traffic.wait_total(batch, timeout=10)
+            started = time.monotonic()
+            code = self.orchestrator("rollout", BOX_TYPE, *args)
+            took = time.monotonic() - started
+            with contextlib.suppress(TimeoutError):
+                traffic.wait_total(traffic.stats.total + batch, timeout=10)
+        finally:
+            stats = traffic.stop()
+        print(flush=True)
+        say(f"rollout to {what} {'succeeded' if code == 0 else f'FAILED (exit {code})'} "
+            f"in {took:.1f}s")
+        status = self.orchestrator("status", BOX_TYPE)
+        bodies = ", ".join(f"{k!r}: {v}" for k, v in sorted(stats.answers().items()))
+        print(flush=True)
+        print(f"failed requests: {stats.failed} of {stats.total} "
+              f"({stats.elapsed:.1f}s; answers {bodies or 'none'})", flush=True)
+        if stats.failed:
+            print(f"  by kind: {dict(stats.failures)}; first: {stats.samples[:5]}", flush=True)
+        return code, stats, status
+
+    @staticmethod
+    def problems(what: str, code: int, stats: TrafficStats, status: int) -> list[str]:
+        return [problem for problem, bad in (
+            (f"the rollout to {what} exited {code}", code != 0),
+            (f"{stats.failed} requests failed during the rollout to {what}", stats.failed > 0),
+            (f"no request was made during the rollout to {what}", stats.total == 0),
+            (f"`orchestrator status web` reports boxes needing attention after {what}",
+             status != 0),
+        ) if bad]
+
+    def out_of_service(self) -> list[str]:
+        """HAProxy's own log: every server that went DOWN, to DRAIN or to maintenance."""
+        return [f"{c.server}: {c.text}" for c in self.haproxy.state_changes()
+                if any(w in c.text for w in ("DOWN", "DRAIN", "maintenance"))]
 
     def write_env_sh(self) -> None:
         lines = [f"# The demo's CLI settings (run {self.run}); AWS calls go to its moto server.",
