@@ -114,9 +114,13 @@ class ContainerRuntime(Protocol):
     """The engine operations a deploy needs. Errors are RuntimeFailure or ServiceUnavailable."""
 
     def list(
-        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
+        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None,
+        *, brief: bool = False,
     ) -> builtins.list[ContainerFact]:
-        """Containers in any state with all of `labels` and (if given) one of exact `names`."""
+        """Containers in any state with all of `labels` and (if given) one of exact `names`.
+        `brief`: from the engine's one listing, no inspect a container: `image` may be an id,
+        `created` a Unix time, `exit_code` and `restart_count` unknown (None, 0), `ports` the
+        published ones of running containers. Enough to tell who runs what where."""
         ...
 
     def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:

@@ -79,9 +79,10 @@ class FencedRuntime:
         self.guard(action)
 
     def list(
-        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
+        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None,
+        *, brief: bool = False,
     ) -> builtins.list[ContainerFact]:
-        return self.inner.list(labels=labels, names=names)
+        return self.inner.list(labels=labels, names=names, brief=brief)
 
     def pull(self, ref: str, auth: dict[str, str] | None = None) -> str:
         return self.inner.pull(ref, auth)

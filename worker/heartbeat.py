@@ -54,7 +54,7 @@ def hand_made(
     engine's containers, listed once for every box a worker serves (else listed here).
     """
     out = []
-    for f in unmanaged(runtime.list() if listed is None else listed):
+    for f in unmanaged(runtime.list(brief=True) if listed is None else listed):
         if (
             bind_ip is None
             or f.name.lstrip("/").startswith(f"{box_id}.")
@@ -155,7 +155,7 @@ class HeartbeatThread(threading.Thread):
             if docker_ok:
                 apps = what_runs(self.runtime, box_id)
                 if listed is None:  # once a beat, not once a box: one engine serves them all
-                    listed = unmanaged(self.runtime.list())
+                    listed = unmanaged(self.runtime.list(brief=True))
                 flags = hand_made(self.runtime, box_id, self.bind_ip, listed)
                 state = "ready"
                 if self.inspect is not None and not busy:

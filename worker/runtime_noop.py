@@ -28,9 +28,10 @@ class NoopRuntime:
         self._by_box: dict[str, set[str]] = {}
 
     def list(
-        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None
+        self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None,
+        *, brief: bool = False,
     ) -> builtins.list[ContainerFact]:
-        box = (labels or {}).get(BOX_LABEL)
+        box = (labels or {}).get(BOX_LABEL)  # brief or not: what it keeps is all there is
         with self._lock:
             if box is None:
                 found = list(self._containers.values())

@@ -21,7 +21,7 @@ from schemas.boxfile import ContainerSpec
 from schemas.contract import Label
 from tests.harness.common import TEST_LABEL, free_port, wait_for
 from tests.harness.docker_fx import TEST_CONTAINER_LABELS, WebImages
-from worker.facts import ContainerFact, RunRequest
+from worker.facts import ContainerFact, PortBinding, RunRequest
 from worker.health import wait_healthy
 from worker.runspec import build_run_request, log_dirs, previous_name
 from worker.runtime import DockerRuntime
@@ -153,6 +153,28 @@ def test_list_matches_exact_names_only(runtime: DockerRuntime, make: Make, box: 
     assert runtime.list(names=[f"{box}.shop"]) == []  # a prefix
     assert runtime.list(names=[fact.name.replace(".", "x")]) == []  # '.' is no wildcard
     assert runtime.list(names=[]) == []
+
+
+def test_a_brief_listing_says_who_runs_what_where_as_inspect_does(
+    runtime: DockerRuntime, make: Make, box: str,
+) -> None:
+    """`brief`: the engine's one listing, no inspect a container (the heartbeat lists the
+    whole engine every beat): the same ids, names, states, labels and published ports."""
+    port = free_port(BIND_IP)
+    serving = runtime.run(make(ports=[f"{port}:8080"]))
+    stopped = runtime.run(make("worker", command=["sleep", "30"]))
+    runtime.stop(stopped.id, timeout=0)
+    full = {f.id: f for f in runtime.list(labels={Label.BOX: box})}
+    brief = {f.id: f for f in runtime.list(labels={Label.BOX: box}, brief=True)}
+    assert set(brief) == set(full) == {serving.id, stopped.id}
+    for fid, fact in brief.items():
+        same = (fact.name, fact.state, fact.labels, fact.image_id)
+        assert same == (full[fid].name, full[fid].state, full[fid].labels,
+                        full[fid].image_id), fid
+    assert brief[serving.id].ports == full[serving.id].ports == (
+        PortBinding(BIND_IP, port, 8080),)
+    assert brief[stopped.id].state == "exited" and brief[stopped.id].ports == ()
+    assert [f.id for f in runtime.list(names=[serving.name], brief=True)] == [serving.id]
 
 
 def test_rename_stop_start_logs_and_remove(
