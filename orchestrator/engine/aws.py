@@ -113,9 +113,15 @@ def shared_client(service: str, region: str | None, endpoint_url: str | None) ->
     too). botocore clients are thread-safe and refresh an instance role's credentials."""
     key = (service, region, endpoint_url)
     with _shared_lock:
-        if key not in _shared:
-            _shared[key] = aws_client(service, region, endpoint_url)
-        return _shared[key]
+        if key in _shared:
+            return _shared[key]
+        session = boto3.session.Session(region_name=region)
+        client = _make(session, service, endpoint_url)
+        # Kept only with credentials: a client made without any (an instance role not served
+        # yet at boot) would stay without; the next call makes another.
+        if session.get_credentials() is not None:
+            _shared[key] = client
+        return client
 
 
 def _make(
