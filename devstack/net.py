@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import random
 import socket
@@ -46,13 +47,8 @@ def pair_free_on(hosts: Sequence[str], tries: int = 50) -> int:
     sets (`ports:` and `alternate_ports:`)."""
     for _ in range(tries):
         port = port_free_on(hosts)
-        try:
-            for host in hosts:
-                with socket.socket() as s:
-                    s.bind((host, port + 1))
-        except OSError:
-            continue
-        return port
+        with contextlib.suppress(OSError):  # port + 1 taken somewhere: another pick
+            return port_free_on(hosts, span=(port + 1, port + 2), tries=1) - 1
     raise OSError(f"no two adjacent ports free on all of {list(hosts)}")
 
 

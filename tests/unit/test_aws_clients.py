@@ -3,7 +3,6 @@ credentials chain found credentials (made locally: no AWS call)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ ENDPOINT = "http://127.0.0.1:9"  # never called: making a client asks nothing
 
 
 @pytest.fixture
-def no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """boto3's chain finds nothing: no env keys, no files, no instance metadata."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -26,7 +25,6 @@ def no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setattr(aws, "_shared", {})  # this test's own cache, not the process's
-    yield
 
 
 def test_one_client_per_service_once_credentials_are_found(
