@@ -16,7 +16,7 @@ import redis
 from orchestrator.engine.events import stream_ms
 from orchestrator.engine.redisconn import redact
 from orchestrator.engine.rollouts import Rollouts
-from orchestrator.errors import Detached, ServiceUnavailable
+from orchestrator.errors import Detached, NotReplicated, ServiceUnavailable
 from schemas.rollout import Rollout
 
 
@@ -179,7 +179,7 @@ def follow(
     on the stream (XREAD BLOCK): an event is shown when written, and the rollout's own end
     event ends the watch at once."""
     feed = Feed(engine, rollout, show)
-    lost = False
+    lost = ""  # why this watcher pauses ('lost', 'unreplicated'; '' while it follows)
     next_tick = 0.0
     every = tick_every(engine, interval)
     while True:
@@ -195,18 +195,16 @@ def follow(
         except (redis.RedisError, ServiceUnavailable) as exc:
             # ServiceUnavailable: a write no replica acknowledged (a failover under way), e.g.
             # revoking a box counted dead; the rollout goes on, the next tick tries again.
-            if not lost:
-                err.write(
-                    f"lost Redis ({redact(str(exc))}): rollout {rollout.id} goes on without "
-                    "this watcher, which re-attaches when Redis answers again\n"
-                )
-                lost = True
+            kind = "unreplicated" if isinstance(exc, NotReplicated) else "lost"
+            if kind != lost:  # said once, and again only when the cause changes
+                err.write(paused_line(rollout.id, exc))
+            lost = kind
             time.sleep(max(interval, 1.0))
             next_tick = 0.0
             continue
         if lost:
             err.write("Redis answers again: re-attached\n")
-            lost = False
+            lost = ""
         if not st:
             return {"state": "lost", "halt_reason": LOST}
         if "ended" in st:
@@ -222,6 +220,18 @@ def follow(
             next_tick = time.monotonic() + every
             if on_tick:
                 on_tick()
+
+
+def paused_line(rollout_id: str, exc: Exception) -> str:
+    """What a watcher that cannot read or write Redis says (once per kind of cause)."""
+    if isinstance(exc, NotReplicated):
+        # Redis answers, but no replica takes writes: the master a failover promoted has
+        # none until another replica (often the old master, restarted) syncs with it.
+        return (f"no Redis replica acknowledges writes ({redact(str(exc))}): rollout "
+                f"{rollout_id} goes on without this watcher, which re-attaches once a "
+                "replica syncs with the master (after a failover: restart the old master)\n")
+    return (f"lost Redis ({redact(str(exc))}): rollout {rollout_id} goes on without this "
+            "watcher, which re-attaches when Redis answers again\n")
 
 
 def tick_every(engine: Rollouts, interval: float) -> float:

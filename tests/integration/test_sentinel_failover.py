@@ -11,8 +11,9 @@ The fault is injected at a recorded event: the first box's `join_lb` end in the 
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -108,16 +109,26 @@ def test_sentinel_failover_mid_rollout_loses_no_lease_token_or_box(
         assert int(after["fence"]["n"]) >= int(before["fence"]["n"]), (before, after)
         assert after["owners"][canary] == before["owners"][canary] is not None, (before, after)
 
-        replica_back = False
+        # The CLI ends (the rollout finished or halted), or its watcher says it waits for a
+        # replica: e.g. the failover lost a box's slot, the box is counted dead and its
+        # revocation waits for a replica to acknowledge it (none until the old master is back).
+        seen = Output(run)
+
+        def ended_or_waiting() -> str | None:
+            if run.poll() is not None:
+                return "ended"
+            return "waits" if UNREPLICATED in seen.err() else None
+
         try:
-            out, err = run.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            # The failover lost a box's slot: counted dead, its revocation waits for a replica
-            # to acknowledge it (none until the old master is back), and so does the watcher.
+            replica_back = wait_for(ended_or_waiting, "the CLI's end, or its watcher waiting "
+                                    "for a replica", timeout=60) == "waits"
+        except TimeoutError:  # waiting on something else: the old master comes back anyway
+            replica_back = True
+        if replica_back:
             old.start()
             sentinel_stack.wait_replica(old)
-            replica_back = True
-            out, err = run.communicate(timeout=120)
+        run.wait(timeout=120)
+        out, err = seen.finish()
         assert "Traceback" not in err, err
         lines = json_lines(out)
         assert lines and "summary" in lines[-1], (out[-2000:], err[-3000:])
@@ -151,6 +162,37 @@ def test_sentinel_failover_mid_rollout_loses_no_lease_token_or_box(
     assert final["fence"]["epoch"] == before["fence"]["epoch"], final
     assert final["owners"][canary] == before["owners"][canary], final  # not claimed again
     print(f"promotion {promotion:.2f}s after kill -9; first run ended {first_end}")
+
+
+# What the watcher says while no replica acknowledges its writes (orchestrator/watch.py).
+UNREPLICATED = "no Redis replica acknowledges writes"
+
+
+class Output:
+    """A running CLI's stdout and stderr, each read by a thread as it comes."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._threads = [threading.Thread(target=self._read, args=(f, into), daemon=True)
+                         for f, into in ((proc.stdout, self._out), (proc.stderr, self._err))]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            into.append(line)
+
+    def err(self) -> str:
+        return "".join(self._err)
+
+    def finish(self) -> tuple[str, str]:
+        """Both streams, whole, once the process closed them."""
+        for t in self._threads:
+            t.join(timeout=30)
+        return "".join(self._out), "".join(self._err)
 
 
 def assert_converged(fleet: Fleet) -> None:
