@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 import time
 import weakref
 from collections.abc import Callable
@@ -66,24 +67,62 @@ def connect(
         return client
     deadline = time.monotonic() + wait
     pause = 0.5
+    quick = True  # the first look is one attempt: a refused password or certificate fails now
     while True:
         try:
-            client.ping()
+            _ping(client, retried=not quick)
             return client
         except redis.RedisError as exc:
+            causes = _sentinels_say(client) if isinstance(exc, MasterNotFoundError) else []
+            refused = _refused(exc) or bool(causes) and all(_refused(e) for _, e in causes)
+            if quick and not refused:
+                quick = False  # a blip, a failover under way: asked again, with retries
+                continue
             left = deadline - time.monotonic()
             why = _why(exc)
-            if say is not None and wait > 0:
+            if say is not None and wait > 0 and not refused:
                 say(f"waiting for Redis at {redact(url)} ({why}); {max(left, 0):.0f}s left")
-            if left <= 0:
-                if isinstance(exc, MasterNotFoundError):
-                    why = f"{why} ({_sentinels_say(client)})"
+            if left <= 0 or refused:
+                if causes:
+                    why = f"{why} ({'; '.join(_said(where, e) for where, e in causes)})"
                 client.close()
                 raise ServiceUnavailable(
                     f"Redis at {redact(url)} does not answer: {why}"
                 ) from None
             time.sleep(min(pause, left))
             pause = min(pause * 2, 5.0)
+
+
+# One attempt, no backoff: the first look at Redis when a command starts.
+_ONCE = Retry(NoBackoff(), 0)
+
+
+def _ping(client: RedisClient, *, retried: bool) -> None:
+    """PING, with the client's retries (which outlast a failover: ~10 s through sentinels)
+    or without them."""
+    if retried:
+        client.ping()
+        return
+    retry = client.get_retry()  # type: ignore[attr-defined]
+    # (redis-py 8 API; the types-redis stubs predate set_retry)
+    client.set_retry(_ONCE)  # type: ignore[attr-defined]
+    try:
+        client.ping()
+    finally:
+        if retry is not None:
+            client.set_retry(retry)  # type: ignore[attr-defined]
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """Whether asking again cannot help: a password or user refused, a certificate not
+    trusted (redis-py raises its ConnectionError from the ssl error: the chain is looked at)."""
+    for _ in range(8):  # a chain's length is bounded: never a cycle
+        if exc is None:
+            return False
+        if isinstance(exc, (redis.AuthenticationError, ssl.SSLCertVerificationError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class _FollowingConnection(SentinelManagedConnection):
@@ -117,21 +156,28 @@ def _why(exc: redis.RedisError) -> str:
     return redact(str(exc).split(" : <", 1)[0])
 
 
-def _sentinels_say(client: Any) -> str:
-    """Why no sentinel named a master, asked of each again: redis-py 8 keeps only the kind of
-    each one's error (`network:ConnectionError`), not its cause (a certificate, a password)."""
+def _sentinels_say(client: Any) -> list[tuple[str, redis.RedisError | None]]:
+    """Each sentinel asked again (once) why it named no master: redis-py 8 keeps only the kind
+    of each one's error (`network:ConnectionError`), not its cause (a certificate, a password).
+    (sentinel, its error or None when it answers)."""
     manager = getattr(client.connection_pool, "sentinel_manager", None)
-    causes = []
+    causes: list[tuple[str, redis.RedisError | None]] = []
     for sentinel in getattr(manager, "sentinels", []):
         kwargs = sentinel.connection_pool.connection_kwargs
         where = f"sentinel {kwargs.get('host')}:{kwargs.get('port')}"
         try:
             sentinel.ping()
         except redis.RedisError as exc:
-            causes.append(f"{where}: {redact(str(exc))}")
+            causes.append((where, exc))
         else:
-            causes.append(f"{where} answers but names no master that answers")
-    return "; ".join(causes)
+            causes.append((where, None))
+    return causes
+
+
+def _said(where: str, exc: redis.RedisError | None) -> str:
+    if exc is None:
+        return f"{where} answers but names no master that answers"
+    return f"{where}: {redact(str(exc))}"
 
 
 def client_for(url: str, tls: TlsPolicy | None = None, **kwargs: Any) -> Any:

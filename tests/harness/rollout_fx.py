@@ -57,8 +57,9 @@ class Fleet:
         )
 
     def status_with(self, **env: str) -> tuple[int, str]:
-        """`status` with these settings, Redis not waited for: (exit code, all its output)."""
-        self.env.update({**env, "ORCHESTRATOR_REDIS_WAIT": "0"})
+        """`status` with these settings, Redis not waited for unless they say: (exit code,
+        all its output)."""
+        self.env.update({"ORCHESTRATOR_REDIS_WAIT": "0", **env})
         run = self.cli("status", self.box_type)
         return run.returncode, run.stdout + run.stderr
 

@@ -113,6 +113,10 @@ def test_the_acl_user_is_really_limited(tls_redis: TlsRedis) -> None:
             c.config_get("*")
 
 
+# A CLI that may wait for Redis (a restart, a failover) still fails at once when refused.
+WAIT_LONG = {"ORCHESTRATOR_REDIS_WAIT": "30"}
+
+
 def test_wrong_ca_wrong_password_and_no_verify_fail_cleanly_without_the_password(
     fleet_factory: Callable[..., Fleet], tls_redis: TlsRedis, tmp_path: Path,
 ) -> None:
@@ -120,23 +124,25 @@ def test_wrong_ca_wrong_password_and_no_verify_fail_cleanly_without_the_password
     other = make_certs(tmp_path / "other-ca", cn="someone-else")
     seen = []
 
-    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(other.ca))
+    # Refused at the first look, however long Redis may be waited for: no retry can help.
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(other.ca), **WAIT_LONG)
     assert code == 4 and "certificate verify failed" in out, out
+    assert "waiting for Redis" not in out, out
     seen.append(out)
 
     wrong = "WrongPw-" + uuid.uuid4().hex
     code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(tls_redis.certs.ca),
-        ORCHESTRATOR_REDIS_URL=tls_redis.user_url("coordinator", wrong, 1))
+        ORCHESTRATOR_REDIS_URL=tls_redis.user_url("coordinator", wrong, 1), **WAIT_LONG)
     assert code == 4 and "invalid username-password" in out, out
-    assert wrong not in out
+    assert wrong not in out and "waiting for Redis" not in out, out
     seen.append(out)
 
     no_verify = tls_redis.user_url("coordinator", COORD_PW, 1) + "?ssl_cert_reqs=none"
-    code, out = fleet.status_with(ORCHESTRATOR_REDIS_URL=no_verify)
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_URL=no_verify, ORCHESTRATOR_REDIS_WAIT="0")
     assert code == 2 and "ORCHESTRATOR_INSECURE_REDIS_TLS" in out, out
     seen.append(out)
 
-    code, out = fleet.status_with(ORCHESTRATOR_REDIS_URL=no_verify,
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_URL=no_verify, ORCHESTRATOR_REDIS_WAIT="0",
                                ORCHESTRATOR_INSECURE_REDIS_TLS="true")
     assert code == 0, out  # the loud setting allows it, for a throw-away set-up
     for out in seen:

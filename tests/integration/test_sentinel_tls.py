@@ -131,15 +131,19 @@ def test_wrong_ca_or_sentinel_password_fails_cleanly_without_a_password(
     fleet = tls_fleet(fleet_factory, stack, 1)
     other = make_certs(tmp_path / "other-ca", cn="someone-else")
     seen = []
-    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(other.ca))
+    # Refused by every sentinel at the first look: no wait (a failover's) can help, so none.
+    wait = {"ORCHESTRATOR_REDIS_WAIT": "30"}
+    code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=str(other.ca), **wait)
     assert code == 4 and "certificate verify failed" in out, out
+    assert "waiting for Redis" not in out, out
     seen.append(out)
 
     wrong = "WrongPw-" + uuid.uuid4().hex
     url = stack.url(1, COORD_PW, "coordinator").replace(SENTINEL_PW, wrong)
     code, out = fleet.status_with(ORCHESTRATOR_REDIS_CA=ca_of(stack),
-                               ORCHESTRATOR_REDIS_URL=url)
-    assert code == 4, out
+                               ORCHESTRATOR_REDIS_URL=url, **wait)
+    assert code == 4 and "invalid username-password" in out, out
+    assert "waiting for Redis" not in out, out
     seen.append(out)
 
     for out in seen:
