@@ -123,13 +123,19 @@ class Notifier:
         self.client.hdel(self.keys.notifiers(), self.ident)
 
     def box_types(self) -> list[str]:
-        """The streams there are; looked for again every 30 s, not on every poll."""
+        """The streams there are: the types a lifecycle started in (one read a poll), and
+        every stream's, scanned for again every 30 s (a scan walks every key; it finds the
+        streams written before the set was kept)."""
         if time.monotonic() - self.scanned > 30:
             head = self.keys.events("")
             self.types = sorted(
                 (k.decode() if isinstance(k, bytes) else str(k)).removeprefix(head)
                 for k in self.client.scan_iter(match=f"{head}*", count=1000))
             self.scanned = time.monotonic()
+        started = {(t.decode() if isinstance(t, bytes) else str(t))
+                   for t in self.client.smembers(self.keys.event_types())}
+        if not started <= set(self.types):
+            self.types = sorted(set(self.types) | started)
         return self.types
 
     def poll(self) -> int:

@@ -122,6 +122,11 @@ class Keys:
     def events(self, box_type: str) -> str:
         return f"{self.prefix}events:{box_type}"
 
+    def event_types(self) -> str:
+        """Set: the box types whose streams a rollout (or rollback, catch-up) started in, so a
+        notifier follows a new type's stream at its first rollout."""
+        return f"{self.prefix}eventtypes"
+
     def lb_budget(self) -> str:
         """Load balancer key -> max_out (fleet.yml), as the last rollout started published it."""
         return f"{self.prefix}lbbudget"

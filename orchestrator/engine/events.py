@@ -19,12 +19,15 @@ class Events:
     def emit(self, box_type: str, **fields: Any) -> str:
         """Append one event; returns its stream id (ms-seq), the time every duration uses."""
         clean = {k: "" if v is None else str(v) for k, v in fields.items()}
-        sid = self.client.xadd(
-            self.keys.events(box_type),
-            clean,
-            maxlen=STREAM_MAXLEN,
-            approximate=True,
-        )
+        key = self.keys.events(box_type)
+        if clean.get("step") == "rollout" and clean.get("phase") == "start":
+            # A lifecycle's start names its type where notifiers look (one round trip).
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xadd(key, clean, maxlen=STREAM_MAXLEN, approximate=True)
+            pipe.sadd(self.keys.event_types(), box_type)
+            sid = pipe.execute()[0]
+        else:
+            sid = self.client.xadd(key, clean, maxlen=STREAM_MAXLEN, approximate=True)
         return sid.decode() if isinstance(sid, bytes) else str(sid)
 
     def read(

@@ -153,3 +153,25 @@ def test_an_attached_rollout_notifies_its_own_events_however_long_its_stream(
         "started": "done", "succeeded": "done"}
     mine = [b for b in receiver.bodies if b["rollout"] == rid]
     assert sorted(b["event"] for b in mine) == ["started", "succeeded"], receiver.bodies
+
+
+def test_a_running_notifier_follows_a_new_box_types_stream_from_its_first_rollout(
+    product_redis: ProductRedis,
+) -> None:
+    """The full scan for streams runs every 30 s; a type's first lifecycle start names it
+    at once (a new type's first rollout was announced up to 30 s late)."""
+    from orchestrator.engine.events import Events
+    from orchestrator.notifier import Deliver, Notifier
+    from schemas.fleet import FleetSettings
+
+    keys = Keys(product_redis.prefix)
+    client = product_redis.client
+    notifier = Notifier(client, keys, FleetSettings(), Deliver(str, lambda: None),  # type: ignore[arg-type]
+                        hooks=lambda ev, r: None)
+    assert "newtype" not in notifier.box_types()  # the scan is done: the next in 30 s
+    events = Events(client, keys)  # type: ignore[arg-type]
+    events.emit("newtype", rollout="newtype-r1", box="b1", step="deploy.pull", phase="start")
+    assert "newtype" not in notifier.box_types()  # a step alone names no type: no lifecycle
+    events.emit("newtype", rollout="newtype-r1", step="rollout", phase="start", reason="r")
+    assert "newtype" in notifier.box_types()
+    assert client.smembers(keys.event_types()) == {"newtype"}
