@@ -73,8 +73,11 @@ def connect(
             _ping(client, retried=not quick)
             return client
         except redis.RedisError as exc:
-            causes = _sentinels_say(client) if isinstance(exc, MasterNotFoundError) else []
-            refused = _refused(exc) or bool(causes) and all(_refused(e) for _, e in causes)
+            # Why no sentinel named a master: asked at the first look (a refusal ends it) and
+            # at the end (each unreachable sentinel costs its connect timeout: not every retry).
+            sentinels = isinstance(exc, MasterNotFoundError)
+            causes = _sentinels_say(client) if sentinels and quick else []
+            refused = _refused(exc) or (bool(causes) and all(_refused(e) for _, e in causes))
             if quick and not refused:
                 quick = False  # a blip, a failover under way: asked again, with retries
                 continue
@@ -83,7 +86,8 @@ def connect(
             if say is not None and wait > 0 and not refused:
                 say(f"waiting for Redis at {redact(url)} ({why}); {max(left, 0):.0f}s left")
             if left <= 0 or refused:
-                if causes:
+                if sentinels:
+                    causes = causes or _sentinels_say(client)
                     why = f"{why} ({'; '.join(_said(where, e) for where, e in causes)})"
                 client.close()
                 raise ServiceUnavailable(
