@@ -129,6 +129,10 @@ class DockerRuntime:
                 raise ServiceUnavailable(f"Docker engine not reachable: {exc}") from exc
         self._client = client
         self._api = client.api
+        if str(self._api.base_url).startswith("http+docker://"):
+            # A local socket takes no proxy: without this, requests reads the environment's
+            # proxy settings (and ~/.netrc) on every call, ~0.1 ms of each ~0.7 ms look.
+            self._api.trust_env = False
 
     def list(
         self, labels: dict[str, str] | None = None, names: builtins.list[str] | None = None,
