@@ -68,6 +68,13 @@ def wanted_hashes(env: BoxEnv, release: Release, app: str) -> dict[str, str]:
     return out
 
 
+def _has_secrets(release: Release, app: str) -> bool:
+    spec = release.spec.apps.get(app)
+    return spec is not None and any(
+        isinstance(v, SecretRef) for c in spec.containers.values() for v in c.env.values()
+    )
+
+
 def secrets_changed(
     env: BoxEnv, release: Release, apps: Iterable[str] | None = None,
     facts: list[ContainerFact] | None = None,
@@ -76,6 +83,10 @@ def secrets_changed(
     with. A container made before these hashes existed (no label) counts as unchanged.
     `facts`: the box's app containers, when the caller has just listed them."""
     wanted_apps = list(apps) if apps is not None else list(release.spec.apps)
+    if not any(_has_secrets(release, app) for app in wanted_apps):
+        # No secret in these specs, so none can have changed: no look at the box needed.
+        remember(env.box_id, wanted_apps, [])
+        return []
     if facts is None:
         facts = env.runtime.list(labels={Label.BOX: env.box_id, Label.ROLE: "app"})
     running = [f for f in facts if f.state == "running" and not is_aside(f)]
