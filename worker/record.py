@@ -164,9 +164,14 @@ class BoxRecord:
     def unstage(self, apps: list[str]) -> None:
         self._drop("staged", apps)
 
+    @_atomic
     def retire(self, app: str, note: dict[str, str]) -> None:
-        """Written before the old version is left to stop after the chain."""
-        self._note("retiring", app, note)
+        """Written before the old version is left to stop after the chain. The next version
+        serves now: its staging note goes in the same write (one fsync pair a swap, not two)."""
+        state = self.read()
+        state.retiring[app] = note
+        state.staged.pop(app, None)
+        self.write(state)
 
     def retired(self, apps: list[str]) -> None:
         self._drop("retiring", apps)

@@ -207,11 +207,11 @@ def sweep(ctx: StepContext, box_id: str, box_type: str, *, restarted: bool = Fal
     return said
 
 
-def take_staged(env: BoxEnv, release: Release, app: str, ports: dict[int, int]
-                ) -> tuple[tuple[ContainerFact, ...], str]:
+def take_staged(env: BoxEnv, release: Release, app: str, ports: dict[int, int],
+                looked: Iterable[ContainerFact]) -> tuple[tuple[ContainerFact, ...], str]:
     """The box's turn: the staged containers it adopts (re-checked healthy once), or () and
-    why not; whatever it does not adopt is removed."""
-    found = staged_facts(env, app)
+    why not; whatever it does not adopt is removed. `looked`: the swap's look at the app."""
+    found = [f for f in looked if is_staged(f) and is_managed(f)]
     spec = release.spec.apps[app]
     picked, why = decide_adopt(
         found, release_id=release.id, spec_hash=release.spec_hash(app),

@@ -34,6 +34,7 @@ from worker.swap import (
     _renamed,
     _stop_timeout,
     app_containers,
+    look,
     reinstate,
     start_app,
     swap_app,
@@ -109,7 +110,8 @@ def swap_start_first(
     """Bring one app to `release` without leaving its load balancer."""
     spec = release.spec.apps[app]
     spec_hash = release.spec_hash(app)
-    decision = swap_decision(env, release, app)
+    looked = look(env, release, app)  # one look: the decision and the staged ones read it
+    decision = swap_decision(env, release, app, looked)
     found = _movable(ctx, env, release, app)
     serving = [f for f in decision.keep if f.state == "running" and not is_previous(f)]
     if not decision.needed or found is None or not serving or len(serving) != len(decision.keep):
@@ -125,7 +127,7 @@ def swap_start_first(
     # Where new requests go now: the old version's port, unless a reload moved the member.
     old_port = lb.member_port(member) or cast(int, port_now(spec, running_ports(serving)))
     t0 = time.monotonic()
-    staged, not_staged = take_staged(env, release, app, ports)  # started in preflight
+    staged, not_staged = take_staged(env, release, app, ports, looked)  # started in preflight
     # Written before acting: a worker killed before, during or after the move finds the old
     # version and the ports, and puts traffic back on the version it keeps.
     intent = SwapIntent(
@@ -142,22 +144,24 @@ def swap_start_first(
     for fact in serving:  # renamed while running: the new version takes the name
         env.runtime.rename(fact.id, _original_name(fact) + PREVIOUS_SUFFIX)
     kept = [_renamed(f) for f in serving]
+    record = ctx.record(env.box_id)
     try:
-        if staged:
-            adopt(env, staged)
-        else:
-            start_app(env, release, app, token, ctx.deadline(), ports=ports)
-    except StartFailed as exc:
-        return _not_started(env, kept, exc, decision.previous_release)
+        try:
+            if staged:
+                adopt(env, staged)
+            else:
+                start_app(env, release, app, token, ctx.deadline(), ports=ports)
+        except StartFailed as exc:
+            return _not_started(env, kept, exc, decision.previous_release)
+        t1 = time.monotonic()
+        lb.move(member, new_port, _check_port(spec, lb, member))
+        late = _wait_moved(ctx, lb, member, old_port) if old_port != new_port else ""
+        # The old version stops after the chain (worker/retire.py): the box's record says so
+        # now, and until the chain settles a restore still finds it running, to move back to.
+        timeout = max((_stop_timeout(release, app, f) for f in kept), default=10)
+        record.retire(app, retire_note(spec_hash, kept, timeout))  # drops the staging note too
     finally:
-        ctx.record(env.box_id).unstage([app])
-    t1 = time.monotonic()
-    lb.move(member, new_port, _check_port(spec, lb, member))
-    late = _wait_moved(ctx, lb, member, old_port) if old_port != new_port else ""
-    # The old version stops after the chain (worker/retire.py): the box's record says so now,
-    # and until the chain settles a restore still finds it running, to move back to.
-    timeout = max((_stop_timeout(release, app, f) for f in kept), default=10)
-    ctx.record(env.box_id).retire(app, retire_note(spec_hash, kept, timeout))
+        record.unstage([app])  # a write only when the retire's did not drop it (a failure)
     t2 = time.monotonic()
     remember(env.box_id, [app], [])
     if staged:

@@ -27,14 +27,23 @@ from worker.secrets import resolve_env
 from worker.steps.protocol import StepOutcome
 
 
-def app_containers(env: BoxEnv, release: Release, app: str) -> list[ContainerFact]:
-    """This app's containers on the box, in any state: what its swap and restore decide on."""
+def look(env: BoxEnv, release: Release, app: str) -> list[ContainerFact]:
+    """One look at the app on the box: ours by labels (staged ones too), and a
+    pre-orchestrator deploy's containers, named as box.yml names them, without labels."""
     names = list(release.spec.apps[app].containers)
     ours = env.runtime.list(labels={Label.BOX: env.box_id, Label.APP: app})
-    # A pre-orchestrator deploy named its containers as box.yml does, without labels.
     legacy = env.runtime.list(names=names + [n + PREVIOUS_SUFFIX for n in names])
     seen = {f.id for f in ours}
-    facts = ours + [f for f in legacy if f.id not in seen and not is_managed(f)]
+    return ours + [f for f in legacy if f.id not in seen and not is_managed(f)]
+
+
+def app_containers(
+    env: BoxEnv, release: Release, app: str, looked: list[ContainerFact] | None = None
+) -> list[ContainerFact]:
+    """This app's containers on the box, in any state: what its swap and restore decide on.
+    `looked`: the caller's `look` at the app, just taken."""
+    facts = look(env, release, app) if looked is None else looked
+    names = list(release.spec.apps[app].containers)
     return app_facts(facts, box_id=env.box_id, app=app, container_names=names)
 
 
@@ -138,10 +147,12 @@ def reinstate(env: BoxEnv, keep: list[ContainerFact] | tuple[ContainerFact, ...]
     return "; ".join(problems)
 
 
-def swap_decision(env: BoxEnv, release: Release, app: str) -> SwapDecision:
+def swap_decision(
+    env: BoxEnv, release: Release, app: str, looked: list[ContainerFact] | None = None
+) -> SwapDecision:
     """What swapping `app` to `release` takes, from what runs on the box (both strategies)."""
     return decide_swap(
-        app_containers(env, release, app),
+        app_containers(env, release, app, looked),
         container_names=release.spec.apps[app].containers,
         spec_hash=release.spec_hash(app),
         secret_hashes=wanted_hashes(env, release, app),

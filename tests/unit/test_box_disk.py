@@ -55,3 +55,18 @@ def test_changes_from_many_threads_each_read_the_last_write(tmp_path: Path) -> N
     assert all_at_once(8, change) == []
     state = BoxRecord(tmp_path, "b1").read()
     assert len(state.intents) == 160 and state.retiring == {}
+
+
+def test_a_retire_drops_the_apps_staging_note_in_the_same_write(tmp_path: Path) -> None:
+    """Once the old version retires, the staged one serves: the record forgets its staging in
+    the retire's own write (the swap's unstage then writes nothing); other apps keep theirs."""
+    record = BoxRecord(tmp_path, "b1")
+    record.stage("web", {"rollout": "r1", "state": "ready"})
+    record.stage("api", {"rollout": "r1", "state": "ready"})
+    record.retire("web", {"ids": "c1"})
+    state = record.read()
+    assert state.retiring == {"web": {"ids": "c1"}}
+    assert list(state.staged) == ["api"]
+    before = record.path.stat().st_mtime_ns, record.path.stat().st_ino
+    record.unstage(["web"])
+    assert (record.path.stat().st_mtime_ns, record.path.stat().st_ino) == before
