@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import functools
-import re
 import types
 import typing
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from schemas.refs import check_secret_ref
+from schemas.refs import check_secret_ref, octal_misread
 
-_OCTAL = re.compile(r"[-+]?0[0-7_]+\Z")
 _BOOLEAN = (
     "the YAML boolean {v} where a number is expected (YAML reads an unquoted "
     "yes/no/on/off/true/false as a boolean): write the number"
@@ -27,11 +25,13 @@ def _takes_number(annotation: object) -> bool:
 
 @functools.lru_cache(maxsize=512)
 def _number_slot(annotation: object) -> str:
-    """Where a field holds numbers: 'value', 'values' (of a dict), 'items' (of a list), or ''
+    """Where a field holds numbers: 'value', 'keys' and/or 'values' (of a dict), 'items' (of
+    a list), or ''
     (once per annotation: every model validation asks)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is dict and len(args) == 2:
-        return "values" if _takes_number(args[1]) else ""
+        return ("keys " if _takes_number(args[0]) else "") + (
+            "values" if _takes_number(args[1]) else "")
     if origin in (list, tuple) and args:
         return "items" if _takes_number(args[0]) else ""
     return "value" if _takes_number(annotation) else ""
@@ -41,11 +41,7 @@ def _misread(item: object) -> str:
     """Why YAML's reading of `item` is not the number a number field wants ('' if it is)."""
     if isinstance(item, bool):
         return _BOOLEAN.format(v=str(item).lower())
-    text = getattr(item, "source_text", None)  # orchestrator/yamlevents.py keeps it
-    if isinstance(item, int) and text is not None and _OCTAL.match(text):
-        return (f"{text} is read by YAML as the octal number {item}: write {item} if that is "
-                "what you mean, else the number without its leading zero")
-    return ""
+    return octal_misread(item)
 
 
 def _misread_in(value: object, annotation: object) -> str:
@@ -56,7 +52,10 @@ def _misread_in(value: object, annotation: object) -> str:
         slot = _number_slot(annotation)
     except TypeError:  # an unhashable annotation holds no plain number
         return ""
-    if slot == "values" and isinstance(value, dict):
+    if isinstance(value, dict) and slot.startswith("keys") and (
+            why := next((w for k in value if (w := _misread(k))), "")):
+        return f"key {why}"
+    if slot.endswith("values") and isinstance(value, dict):
         return next((f"{k}: {why}" for k, item in value.items() if (why := _misread(item))), "")
     if slot == "items" and isinstance(value, list | tuple):
         return next((f"item {i + 1}: {why}" for i, item in enumerate(value)

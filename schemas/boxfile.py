@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
@@ -15,7 +14,10 @@ from schemas.provision import Provisioning
 from schemas.refs import (
     ENV_NAME_RE,
     NAME_RE,
+    argv,
     check_container_path,
+    check_volume_source,
+    octal_misread,
     parse_image,
     parse_port_number,
     parse_port_spec,
@@ -81,6 +83,9 @@ def _ports(v: object) -> object:
     if v is None:
         return []
     if isinstance(v, dict):  # the seed's mapping form {8000: 8000}
+        for number in (n for pair in v.items() for n in pair):
+            if why := octal_misread(number):  # the text below would lose how it was written
+                raise ValueError(f"port {why}")
         return [f"{host}:{container}" for host, container in v.items()]
     if isinstance(v, list):
         return v
@@ -104,13 +109,6 @@ _NAMES: JsonDict = {"propertyNames": {"pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,6
 _ENV_NAMES: JsonDict = {"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
 
 
-def _argv(v: object) -> object:
-    argv = shlex.split(v) if isinstance(v, str) else v
-    if isinstance(argv, list) and any(isinstance(a, str) and "\x00" in a for a in argv):
-        raise ValueError("a command can't hold a NUL character")
-    return argv
-
-
 class HealthCheck(Strict):
     """How the worker proves new containers healthy: exactly one of http, tcp, command."""
 
@@ -121,7 +119,7 @@ class HealthCheck(Strict):
     )
     tcp: int | None = Field(None, ge=1, le=65535, description="Container port that must accept")
     command: Annotated[
-        list[str] | None, BeforeValidator(_argv, json_schema_input_type=str | list[str] | None)
+        list[str] | None, BeforeValidator(argv, json_schema_input_type=str | list[str] | None)
     ] = Field(None, description="Command run in the container; exit 0")
     port: int | None = Field(
         None, ge=1, le=65535, description="Container port for http (default: first published)"
@@ -149,6 +147,9 @@ class HealthCheck(Strict):
                 "health needs exactly one of http (a path), tcp (a port) or command; "
                 f"found {', '.join(kinds) or 'none'}"
             )
+        if self.command is not None and not "".join(self.command).strip():  # never passes
+            raise ValueError("health command is empty; write the command, e.g. "
+                             "[/bin/check, --quick], or use http or tcp")
         return self
 
     @property
@@ -188,7 +189,7 @@ class ContainerSpec(Strict):
     )
     command: Annotated[
         list[str] | None,
-        BeforeValidator(_argv, json_schema_input_type=str | list[str] | None),
+        BeforeValidator(argv, json_schema_input_type=str | list[str] | None),
     ] = Field(None, description="Command to run: a string or an argv list")
     health: HealthCheck | None = Field(None, description="Health check (default: still running)")
     stop_timeout: int = Field(10, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL")
@@ -221,6 +222,7 @@ class ContainerSpec(Strict):
                 )
             if len(parts) == 3 and parts[2] not in ("ro", "rw"):
                 raise ValueError(f"volume mode {parts[2]!r} in {item!r} must be ro or rw")
+            check_volume_source(parts[0], item)
             check_container_path(parts[1], f"volume {item!r}: container path")
         return v
 
@@ -339,7 +341,7 @@ class Migrate(Strict):
     @field_validator("command", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
-        return shlex.split(v) if isinstance(v, str) else v
+        return argv(v)
 
 
 class BoxSpec(Strict):
@@ -356,7 +358,7 @@ class BoxSpec(Strict):
     )
     min_healthy: str = Field(
         "0",
-        pattern=r"^(\d+|(100|[1-9]?\d)%)$",
+        pattern=r"^(\d{1,6}|(100|[1-9]?\d)%)$",
         description="Capacity guard: a box leaves a load balancer only if at least this many "
         "(or this % of) registered members stay healthy; 0 turns it off",
     )

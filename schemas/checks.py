@@ -106,8 +106,9 @@ def _check_ports(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
         for i, port in enumerate(ports):
             path = f"{base}[{i}]"
             there = taken.setdefault((port.host_port, port.protocol), {})
+            ip = None if port.host_ip in (None, "0.0.0.0") else port.host_ip  # every address
             anywhere = next(iter(there.values()), None)
-            same = anywhere if port.host_ip is None else there.get(port.host_ip)
+            same = anywhere if ip is None else there.get(ip)
             other = there.get(None) or same
             if other is not None:
                 problems.append(
@@ -118,7 +119,7 @@ def _check_ports(spec: BoxSpec, fleet: FleetSettings | None) -> list[Problem]:
                     )
                 )
                 continue
-            there[port.host_ip] = path
+            there[ip] = path
     return problems
 
 

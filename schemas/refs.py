@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass
 
 # Docker's own rule for container names; app and container names become part of ours.
@@ -100,7 +101,23 @@ def check_registry_host(host: str) -> str:
     return host
 
 
+VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")  # the engine's rule
+_OCTAL = re.compile(r"[-+]?0[0-7_]+\Z")
+
+
+def octal_misread(item: object) -> str:
+    """Why the int YAML read from `item`'s text is not the number written ('' if it is):
+    YAML 1.1 reads a leading-zero `0120` as the octal number 80."""
+    text = getattr(item, "source_text", None)  # orchestrator/yamlevents.py keeps it
+    if isinstance(item, int) and isinstance(text, str) and _OCTAL.match(text):
+        return (f"{text} is read by YAML as the octal number {item}: write {item} if that is "
+                "what you mean, else the number without its leading zero")
+    return ""
+
+
 def parse_port_number(value: object, what: str) -> int:
+    if why := octal_misread(value):
+        raise ValueError(f"{what} {why}")
     if isinstance(value, bool):
         raise ValueError(f"{what} {value!r} is not a port number; write a number from 1 to 65535")
     try:
@@ -122,6 +139,8 @@ def parse_port_spec(value: object) -> dict[str, object]:
         raise ValueError(
             f"port {value!r} must be a number or a string like '8080:80' or '127.0.0.1:8080:80/udp'"
         )
+    if why := octal_misread(value):
+        raise ValueError(f"port {why}")
     text = str(value).strip()
     protocol = "tcp"
     if "/" in text:
@@ -163,6 +182,29 @@ def check_container_path(path: str, what: str) -> None:
         raise ValueError(f"{what} {path!r} has a control character; remove it")
     if ".." in path.split("/"):
         raise ValueError(f"{what} {path!r} has a '..' part; write the path it means")
+    if not path.strip("/"):
+        raise ValueError(f"{what} {path!r} is the root directory; name a directory under it")
+
+
+def check_volume_source(source: str, item: str) -> None:
+    """An absolute host path or a volume name: the engine reads anything else (`./data`,
+    `~/data`) as a volume name it refuses, at the box's turn."""
+    if source.startswith("/"):
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in source):
+            raise ValueError(f"volume {item!r}: host path has a control character; remove it")
+    elif not VOLUME_NAME_RE.match(source):
+        raise ValueError(
+            f"volume {item!r}: {source!r} is neither an absolute host path nor a volume name "
+            "(letters, digits, '_', '.', '-'); write the full path, e.g. '/srv/app/data'"
+        )
+
+
+def argv(v: object) -> object:
+    """A command as a string (split as a shell would) or a list; no NUL anywhere."""
+    out = shlex.split(v) if isinstance(v, str) else v
+    if isinstance(out, list) and any(isinstance(a, str) and "\x00" in a for a in out):
+        raise ValueError("a command can't hold a NUL character")
+    return out
 
 
 def check_ipv4(address: str, where: str) -> None:

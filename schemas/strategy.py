@@ -64,6 +64,7 @@ def strategy_problems(
     out: list[tuple[str, str]] = []
     depended = {d: a for a, s in spec.apps.items() for d in s.depends}
     every_port = {p for s in spec.apps.values() for p in published_host_ports(s)}
+    alternates: dict[int, str] = {}  # alternate port -> the first field path naming it
     for name, app in spec.apps.items():
         base = f"apps.{name}"
         if not is_start_first(app):
@@ -79,7 +80,7 @@ def strategy_problems(
             out.append((f"{base}.strategy", f"app {depended[name]!r} depends on {name!r}: "
                         "its dependents restart with it, so it can't stay in service while "
                         "it swaps; use stop-first"))
-        out += _port_problems(base, app, every_port, kind)
+        out += _port_problems(base, app, every_port, kind, alternates)
     return out
 
 
@@ -95,8 +96,10 @@ def _lb_refusal(app: AppSpec, kind: str) -> str:
 
 
 def _port_problems(
-    base: str, app: AppSpec, every_port: set[int], kind: str
+    base: str, app: AppSpec, every_port: set[int], kind: str, alternates: dict[int, str]
 ) -> list[tuple[str, str]]:
+    """`alternates`: the box's alternate ports so far (two apps' next versions can't share
+    one), filled in here."""
     out: list[tuple[str, str]] = []
     mine = published_host_ports(app)
     if not mine:
@@ -112,7 +115,6 @@ def _port_problems(
         if port not in app.alternate_ports:
             out.append((f"{base}.alternate_ports", f"host port {port} has no alternate: add "
                         f"`{port}: <a free host port>` (the next version publishes it there)"))
-    seen: set[int] = set()
     for port, alt in app.alternate_ports.items():
         if port not in mine:
             out.append((f"{base}.alternate_ports.{port}", f"{port} is not a published host "
@@ -123,8 +125,9 @@ def _port_problems(
         elif alt in every_port:
             out.append((f"{base}.alternate_ports.{port}", f"alternate port {alt} is already "
                         "published on this box (`ports:`): pick a free host port"))
-        elif alt in seen:
+        elif alt in alternates:
             out.append((f"{base}.alternate_ports.{port}", f"alternate port {alt} is the "
-                        "alternate of another port too: give each its own free host port"))
-        seen.add(alt)
+                        f"alternate of another port too ({alternates[alt]}): give each its "
+                        "own free host port"))
+        alternates.setdefault(alt, f"{base}.alternate_ports.{port}")
     return out

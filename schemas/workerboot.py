@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
@@ -62,6 +63,8 @@ def _setting_value(v: object) -> object:
         return SecretRef.model_validate(v)
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"setting value {v} is not a finite number; write a number")
     if isinstance(v, int | float):
         return str(v)
     return v
@@ -164,7 +167,8 @@ class WorkerBoot(Strict):
                 raise ValueError(
                     f"setting {name!r} looks secret; write {{secret: 'ssm:/...'}}, not a value"
                 )
-            if isinstance(value, str) and "\n" in value:
-                raise ValueError(f"setting {name!r} must be one line")
+            if isinstance(value, str) and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                raise ValueError(f"setting {name!r} must be one line without control "
+                                 "characters (tab, NUL...): it is written to an env file")
         return v
 
