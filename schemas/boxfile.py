@@ -177,7 +177,9 @@ class ContainerSpec(Strict):
         "A list, or {name: [paths]}",
     )
     volumes: list[str] = Field(
-        json_schema_extra={"items": {"type": "string", "pattern": "^[^:]+:/[^:]*(:(ro|rw))?$"}},
+        json_schema_extra={"items": {"type": "string", "pattern":
+                                      "^(/[^:]*|[a-zA-Z0-9][a-zA-Z0-9_.-]*):/[^:]*[^:/][^:]*"
+                                      "(:(ro|rw))?$"}},
         default_factory=list, description="'/host/path:/container/path[:ro]' or 'name:/path'"
     )
     env: dict[str, EnvValue] = Field(
