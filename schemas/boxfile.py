@@ -19,6 +19,7 @@ from schemas.refs import (
     check_volume_source,
     octal_misread,
     parse_image,
+    parse_min_healthy,
     parse_port_number,
     parse_port_spec,
 )
@@ -358,9 +359,10 @@ class BoxSpec(Strict):
     migrate: Migrate | None = Field(
         None, description="A one-off task each rollout runs once before any box leaves"
     )
-    min_healthy: str = Field(
+    min_healthy: Annotated[str, BeforeValidator(parse_min_healthy), WithJsonSchema({"anyOf": [
+        {"type": "string", "pattern": r"^(\d{1,6}|(100|[1-9]?\d)%)$"},
+        {"type": "integer", "minimum": 0, "maximum": 999999}]})] = Field(
         "0",
-        pattern=r"^(\d{1,6}|(100|[1-9]?\d)%)$",
         description="Capacity guard: a box leaves a load balancer only if at least this many "
         "(or this % of) registered members stay healthy; 0 turns it off",
     )

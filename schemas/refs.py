@@ -207,6 +207,22 @@ def argv(v: object) -> object:
     return out
 
 
+MIN_HEALTHY_RE = re.compile(r"(\d{1,6}|(100|[1-9]?\d)%)\Z")
+
+
+def parse_min_healthy(value: object) -> object:
+    """A count (`2`, as YAML reads it or quoted) or a percentage (`50%`), as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if why := octal_misread(value):
+            raise ValueError(f"min_healthy {why}")
+        value = str(value)
+    if not isinstance(value, str) or not MIN_HEALTHY_RE.match(value):
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise ValueError(f"min_healthy {shown} is neither a count (0-999999) nor a percentage "
+                         "(0%-100%); write e.g. 2 or 50%")
+    return value
+
+
 def check_ipv4(address: str, where: str) -> None:
     """An IPv4 address the engine can bind: four numbers 0-255 (not `999.999.999.999`)."""
     try:

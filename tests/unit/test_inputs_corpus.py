@@ -136,7 +136,9 @@ def apps_file(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("name", ["merge_key.yml", "bom.yml", "20000-apps"])
+@pytest.mark.parametrize(
+    "name", ["merge_key.yml", "bom.yml", "min_healthy_number.yml", "20000-apps"]
+)
 def test_valid_odd_yaml_is_accepted(cli: LimitedCli, tmp_path: Path, name: str) -> None:
     if name == "20000-apps":
         path = tmp_path / "many.yml"
