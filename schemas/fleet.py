@@ -9,6 +9,7 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from schemas.boxfile import ContainerSpec, LbKind, SecretRef, Strict, _check_image
+from schemas.onbox import lb_name_problem
 from schemas.refs import NAME_RE, check_container_path, check_registry_host
 from schemas.rollout import alarm_problem
 
@@ -150,6 +151,11 @@ class LbBudget(Strict):
             )
         if self.kind != "haproxy" and self.socket is not None:
             raise ValueError(f"`socket` is for haproxy only: remove it from this {self.kind}")
+        # Spelled as box.yml's `elb:` may be (else no box ever meets the budget); an ARN is
+        # left to the kind's API.
+        name = self.name.strip()
+        if not name.startswith("arn:") and (why := lb_name_problem(self.kind, name)):
+            raise ValueError(why)
         return self
 
     @field_validator("max_out", mode="before")

@@ -38,6 +38,10 @@ BAD: list[tuple[str, str, str, str]] = [
      "socket: /path/to/haproxy.sock"),
     ("socket on an elb", "- {kind: elb, name: web, socket: /s, max_out: 1}",
      "load_balancers[0]", "haproxy only"),
+    ("haproxy backend with blanks", "- {kind: haproxy, name: 'bad name!!', socket: /run/h.sock, "
+     "max_out: 1}", "load_balancers[0]", "HAProxy backend 'bad name!!' must be"),
+    ("blank elb name", "- {kind: elb, name: '  ', max_out: 1}", "load_balancers[0]",
+     "classic ELB name '' must be"),
     ("unknown key", "- {kind: elb, name: web, max_out: 1, max_in: 2}",
      "load_balancers[0].max_in", "unknown key"),
     ("twice", "- {kind: haproxy, name: web, socket: /run/h.sock, max_out: 1}\n"
