@@ -9,7 +9,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from orchestrator.engine.redisconn import redact
+from schemas.redaction import redact
 
 
 @dataclass(frozen=True)

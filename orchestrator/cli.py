@@ -16,13 +16,13 @@ import kombu.exceptions
 import redis
 
 from orchestrator.config import find_fleet, load_box, load_fleet
-from orchestrator.engine.redisconn import redact
 from orchestrator.engine.version import version
 from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, ServiceUnavailable
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings
 from schemas.hostpaths import default_warnings
+from schemas.redaction import redact
 
 
 def summary(path: Path, spec: BoxSpec) -> str:

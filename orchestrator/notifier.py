@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.engine.events import Events
-from orchestrator.engine.redisconn import LuaScript, RedisClient, redact
+from orchestrator.engine.redisconn import LuaScript, RedisClient
 from schemas.contract import Keys
 from schemas.fleet import FleetSettings, Notification
+from schemas.redaction import redact
 from schemas.rollout import Rollout
 
 CLAIM = LuaScript.load("notify_claim")

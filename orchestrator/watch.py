@@ -14,9 +14,9 @@ from typing import TextIO
 import redis
 
 from orchestrator.engine.events import stream_ms
-from orchestrator.engine.redisconn import redact
 from orchestrator.engine.rollouts import Rollouts
 from orchestrator.errors import Detached, NotReplicated, ServiceUnavailable
+from schemas.redaction import redact
 from schemas.rollout import Rollout
 
 

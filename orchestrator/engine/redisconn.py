@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import ssl
 import time
 import weakref
@@ -25,6 +24,7 @@ from orchestrator.engine.redisurl import (
 )
 from orchestrator.engine.tls import TlsPolicy
 from orchestrator.errors import NotReplicated, ServiceUnavailable
+from schemas.redaction import redact
 
 if TYPE_CHECKING:
     RedisClient = redis.Redis[bytes]
@@ -39,17 +39,8 @@ _RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
 # Through sentinels a command also outlasts a failover (down-after-milliseconds, then the
 # election and the promotion: a few seconds): about 10 s.
 _SENTINEL_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=14)
-_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
-_SECRET_PARAM = re.compile(
-    r"([?&;](?:\w*password|passwd|pass|pwd|token|secret)=)[^&\s]*", re.IGNORECASE
-)
 # The clients made through sentinels, and what their lease/claim/fence writes wait for.
 _DURABLE: weakref.WeakKeyDictionary[Any, SentinelTarget] = weakref.WeakKeyDictionary()
-
-
-def redact(text: str) -> str:
-    """`text` with every URL password (user info, or a `password=` parameter) shown as ***."""
-    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 def connect(

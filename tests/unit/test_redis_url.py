@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.engine.redisconn import redact
 from orchestrator.engine.redisurl import SentinelTarget, kombu_broker, parse_sentinel_url
 from orchestrator.errors import ConfigError
+from schemas.redaction import redact
 
 URL = "sentinel://:S3cret@10.0.0.1:26379,10.0.0.2:26380,sent3/1?master_name=mymaster"
 

@@ -1,0 +1,50 @@
+"""Secrets out of any text we show: URL passwords, credential parameters, webhook paths, keys."""
+
+from __future__ import annotations
+
+import re
+
+# The password of `scheme://user:password@host`; `scheme://token@host` (a token as the user).
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_TOKEN_USER = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^:/@\s]+@", re.IGNORECASE)
+# Query (or kombu `;`) parameters that carry a credential, by a word in their name:
+# sentinel_password, access_token, api_key, X-Amz-Signature, X-Amz-Credential.
+_SECRET_PARAM = re.compile(
+    r"([?&;][\w-]*(?:password|passwd|pass|pwd|token|secret|key|sig|signature|auth|"
+    r"credential|credentials)=)[^&\s]*",  # to the next parameter: a quote may be in it
+    re.IGNORECASE,
+)
+# A webhook's URL is its credential: whoever has it may post. The path (and query) of one is
+# hidden: hosts that serve webhooks (hooks.slack.com, *.webhook.office.com, Discord, Google
+# Chat, Telegram bots, IFTTT), or any URL whose host or path names a hook.
+_HOOK_HOST = (
+    r"[^/\s'\"@]*hook[^/\s'\"@]*"
+    r"|(?:[^/\s'\"@]+\.)?(?:discord(?:app)?\.com|chat\.googleapis\.com|api\.telegram\.org"
+    r"|maker\.ifttt\.com)(?::\d+)?"
+    r"|[^/\s'\"@]+(?=/[^\s'\"]*hook)"
+)
+_WEBHOOK = re.compile(
+    rf"(\b[a-z][a-z0-9+.-]*://(?:[^/\s@'\"]*@)?(?:{_HOOK_HOST}))[/?#][^\s'\"]*",
+    re.IGNORECASE,
+)
+# Key text: unterminated (cut off, or quoted with its newlines as `\n`) it hides the rest.
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+    re.DOTALL,
+)
+HIDDEN = "***"
+
+
+def redact(text: str) -> str:
+    """`text` with every secret a URL or key text carries shown as ***: URL passwords (and
+    tokens written as the user), credential parameters, webhook paths, private key text."""
+    text = _PRIVATE_KEY.sub(f"[private key text, {HIDDEN}]", text)
+    text = _WEBHOOK.sub(rf"\1/{HIDDEN}", text)
+    text = _USERINFO.sub(rf"\1{HIDDEN}@", text)
+    text = _TOKEN_USER.sub(rf"\1{HIDDEN}@", text)
+    return _SECRET_PARAM.sub(rf"\1{HIDDEN}", text)
+
+
+def looks_like_key_text(text: str) -> bool:
+    """PEM text (or a line of it), where a path or reference to a key was expected."""
+    return "-----BEGIN" in text or "PRIVATE KEY" in text

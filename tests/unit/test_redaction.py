@@ -1,0 +1,44 @@
+"""redact(): the one mask every shown error goes through; what it hides and what it keeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.redaction import redact
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kept"),
+    [
+        ("'https://u:hunter2@x.example/p'", "hunter2", "https://u:***@x.example/p"),
+        ("https://ghp_Tok3n@github.com/o/r", "ghp_Tok3n", "https://***@github.com/o/r"),
+        ("'https://hooks.slack.com/services/T0/B0/Tok'", "T0/B0/Tok", "https://hooks.slack.com/***'"),
+        ("https://discord.com/api/webhooks/1/Tok", "Tok", "https://discord.com/***"),
+        ("https://x.webhook.office.com/webhookb2/Tok", "Tok", "https://x.webhook.office.com/***"),
+        ("https://ci.example/api/hooks/Tok now", "Tok", "https://ci.example/*** now"),
+        ("ftp://x.example/w.lock?token=Tok&a=1", "Tok", "w.lock?token=***&a=1"),
+        ("https://b.s3.amazonaws.com/o.whl?X-Amz-Signature=Tok", "Tok", "X-Amz-Signature=***"),
+        ("redis://h/0?sentinel_password=Tok", "Tok", "sentinel_password=***"),
+        ("-----BEGIN PRIVATE KEY-----\nMC4Tok\n-----END PRIVATE KEY-----", "MC4Tok", "***"),
+        ("cannot read '-----BEGIN PRIVATE KEY-----\\nMC4Tok", "MC4Tok", "cannot read '"),
+    ],
+)
+def test_redact_hides_the_secret_and_keeps_the_rest(text: str, secret: str, kept: str) -> None:
+    shown = redact(text)
+    assert secret not in shown
+    assert kept in shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "registry.example.com:5000/team/app:1.2@sha256:" + "a" * 64,
+        "Redis at redis://127.0.0.1:6379/1 does not answer",
+        "provision.worker.lock.url: https://x.example/w.lock?sha=1",
+        "file:/srv/secrets/app.env#KEY",
+    ],
+)
+def test_redact_leaves_text_without_secrets_alone(text: str) -> None:
+    assert redact(text) == text
