@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import logging
 import os
@@ -149,7 +150,7 @@ def validate(paths: tuple[Path, ...], fleet_path: Path | None) -> None:
             loaded = load_box(path, fleet)
         except InvalidFile as exc:
             failed.append(exc)
-            click.echo(f"ERROR (InvalidFile): {exc}", err=True)
+            show_error(exc)
             continue
         click.echo(summary(path, loaded.spec))
         _warn_host_paths(path, loaded.spec, fleet, fleet_file)
@@ -172,7 +173,7 @@ def _warn_host_paths(
         services,
         fleet.registries if fleet else (),
     ):
-        click.echo(f"WARNING: {line}", err=True)
+        show(f"WARNING: {line}")
 
 
 @cli.command()
@@ -190,6 +191,16 @@ def lock() -> None:
     """Who holds a box type's lease, deploy freezes (acquire/release), releasing by hand."""
 
 
+def show(text: str) -> None:
+    """Every error and warning a command shows goes out here, through the one mask: a
+    message may quote what a person wrote, and that may hold a password, a webhook or a key."""
+    click.echo(redact(text), err=True)
+
+
+def show_error(exc: Exception) -> None:
+    show(f"ERROR ({type(exc).__name__}): {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one handler prints `ERROR (Class): message`; traceback only with -v."""
     args = sys.argv[1:] if argv is None else argv
@@ -199,20 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
-    except click.ClickException as exc:  # usage errors: click prints them itself
-        exc.show()
+    except click.ClickException as exc:  # usage errors: click words them (usage, hint)
+        text = io.StringIO()
+        exc.show(file=text)
+        show(text.getvalue().rstrip("\n"))
         return 2
     except OrchestratorError as exc:
         if verbose:
             raise
-        click.echo(f"ERROR ({type(exc).__name__}): {redact(str(exc))}", err=True)
+        show_error(exc)
         return exc.exit_code
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
         # The coordinator's one boundary for a Redis lost mid-command (retries are spent).
         if verbose:
             raise
-        lost = ServiceUnavailable(f"Redis does not answer: {redact(str(exc))}")
-        click.echo(f"ERROR (ServiceUnavailable): {lost}", err=True)
+        lost = ServiceUnavailable(f"Redis does not answer: {exc}")
+        show_error(lost)
         return lost.exit_code
     return code if isinstance(code, int) else 0  # ctx.exit(n): e.g. `plan`'s "changes present"
 
