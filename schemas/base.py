@@ -5,8 +5,16 @@ from __future__ import annotations
 import functools
 import types
 import typing
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from schemas.refs import check_secret_ref, octal_misread
 
@@ -90,3 +98,19 @@ class SecretRef(Strict):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         return check_secret_ref(v)
+
+
+def reference_only(v: object) -> object:
+    """A field that takes a secret reference only (a registry password, a webhook URL): a
+    plain value there is the secret itself, so it is named as such and never shown."""
+    if isinstance(v, str | int | float):
+        raise ValueError(
+            "a plain value where a secret reference belongs (its text is not shown: it may be "
+            "the secret); store it in SSM as a SecureString and write {secret: 'ssm:/param/name'}"
+            " (or {secret: 'file:/srv/secrets/app.env#KEY'})"
+        )
+    return v
+
+
+# The optional reference of a field that must not hold the value itself.
+OptionalRef = Annotated[SecretRef | None, BeforeValidator(reference_only)]

@@ -8,7 +8,8 @@ from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from schemas.boxfile import ContainerSpec, LbKind, SecretRef, Strict, _check_image
+from schemas.base import OptionalRef
+from schemas.boxfile import ContainerSpec, LbKind, Strict, _check_image
 from schemas.onbox import lb_name_problem
 from schemas.refs import NAME_RE, check_container_path, check_registry_host
 from schemas.rollout import alarm_problem
@@ -44,7 +45,7 @@ class RegistryAuth(Strict):
 
     registry: str = Field(description="Registry host[:port], as in image references")
     username: str | None = Field(None, description="User name (not a secret)")
-    password: SecretRef | None = Field(
+    password: OptionalRef = Field(
         None, description="{secret: 'ssm:/...'} or {secret: 'file:/...#KEY'}"
     )
     ecr: str | None = Field(
@@ -98,7 +99,7 @@ LIFECYCLE: tuple[Lifecycle, ...] = get_args(Lifecycle)
 class Notification(Strict):
     """Where lifecycle events go: a webhook (its URL a secret reference) or an SNS topic."""
 
-    webhook: SecretRef | None = Field(
+    webhook: OptionalRef = Field(
         None, description="{secret: 'ssm:/...'} holding the URL; JSON with a Slack-style `text`"
     )
     sns: str | None = Field(

@@ -235,20 +235,36 @@ def check_ipv4(address: str, where: str) -> None:
 
 
 SECRET_SCHEMES = ("ssm:", "file:")
+_REF_FORMS = (
+    "write 'ssm:/param/name' (an SSM parameter: store a value there as a SecureString) or "
+    "'file:/srv/secrets/app.env#KEY' (absolute path; '#KEY' picks one line of an env file)"
+)
 
 
 def check_secret_ref(ref: str) -> str:
+    """A reference a box resolves: 'ssm:/name' or 'file:/abs/path[#KEY]'. A bad one is
+    described, never shown: what was written may be the secret itself (a password, a webhook
+    URL) instead of a reference to it."""
+    why = _ref_problem(ref)
+    if why:
+        raise ValueError(f"secret reference {why} (its text is not shown: it may be the secret); "
+                         + _REF_FORMS)
+    return ref
+
+
+def _ref_problem(ref: str) -> str:
+    """What kind of wrong `ref` is ('' if none), in words that never quote it."""
     if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in ref):
-        raise ValueError(
-            f"secret reference {ref!r} has a blank or control character; remove it"
-        )
+        return "has a blank or control character"
     if ref.startswith("ssm:/") and len(ref) > 5:
-        return ref
-    if ref.startswith("file:/"):
-        path = ref[5:].split("#", 1)[0]
-        if path.startswith("/") and len(path) > 1 and not ref.endswith("#"):
-            return ref
-    raise ValueError(
-        f"secret reference {ref!r} is not understood; write 'ssm:/param/name' or "
-        "'file:/srv/secrets/app.env#KEY' (absolute path; '#KEY' picks one line of an env file)"
-    )
+        return ""
+    path = ref[5:].split("#", 1)[0]
+    if ref.startswith("file:/") and path.startswith("/") and len(path) > 1 and ref[-1] != "#":
+        return ""
+    if "://" in ref:
+        return "is a URL, a value rather than a reference to one"
+    if ref.startswith("ssm:"):
+        return "names no SSM parameter after 'ssm:/'"
+    if ref.startswith("file:"):
+        return "names no absolute path after 'file:' (or an empty '#KEY')"
+    return "has no ssm: or file: scheme: a value, or a kind of reference boxes can't read"
