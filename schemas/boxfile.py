@@ -55,8 +55,10 @@ def _env_value(v: object) -> object:
         return str(int(v)) if isinstance(v, int) else str(v)
     if isinstance(v, dict) and set(v) == {"secret"}:
         return SecretRef.model_validate(v)
+    # Not shown: an env value may be a password, and this one may hold it.
+    what = "a mapping other than {secret: ...}" if isinstance(v, dict) else f"a {type(v).__name__}"
     raise ValueError(
-        f"env value {v!r} must be a string, or a secret reference such as "
+        f"env value is {what}; it must be a string, or a secret reference such as "
         "{secret: 'ssm:/web/db'} or {secret: 'file:/srv/secrets/web.env#DB'}"
     )
 
@@ -249,8 +251,12 @@ class ContainerSpec(Strict):
         env: dict[str, str | SecretRef] = {}
         for i, line in enumerate(self.envs):
             key, sep, value = line.partition("=")
-            if not sep or not ENV_NAME_RE.match(key):
-                raise ValueError(f"envs[{i}] {line!r} must be 'KEY=value'")
+            if not sep:  # the line is not shown: it may be a value, a password
+                raise ValueError(f"envs[{i}] has no '=': it must be 'KEY=value'")
+            if not ENV_NAME_RE.match(key):
+                raise ValueError(
+                    f"envs[{i}]: name {key!r} must be letters, digits and '_' ('KEY=value')"
+                )
             env[key] = value
         problem = env_problem(env)
         if problem:

@@ -23,7 +23,11 @@ def _url_or_ref(v: object) -> object:
     if isinstance(v, str):
         parts = urlsplit(v)
         if not parts.scheme or not parts.netloc:
-            raise ValueError(f"{v!r} is not a URL; write e.g. 'redis://10.0.0.5:6379/0'")
+            raise ValueError(
+                "this is not a URL: it has no scheme://host (its text is not shown: it may hold "
+                "a password); write e.g. 'redis://10.0.0.5:6379/0', or the URL in SSM as "
+                "{secret: 'ssm:/orchestrator/broker-url'}"
+            )
         if parts.password or _secret_params(parts.query):
             raise ValueError(
                 "this URL carries a password, which would be readable in the launch template; "
@@ -73,6 +77,17 @@ def _setting_value(v: object) -> object:
 SettingValue = Annotated[str | SecretRef, BeforeValidator(_setting_value)]
 
 
+def _not_https(url: str, scheme: str, host: str) -> str:
+    """What keeps `url` from being an https URL, in words that do not quote it ('' if none)."""
+    if scheme != "https":
+        # Only a well-known scheme is named: before a ':' may stand a user name, or a token.
+        known = scheme.lower() in {"http", "ftp", "ftps", "s3", "file", "sftp", "git", "ssh"}
+        return f"is {scheme.lower()}://, not https://" if known else "has no https:// scheme"
+    if not host:
+        return "has no host"
+    return "has a blank (a space, tab or newline)" if any(c.isspace() for c in url) else ""
+
+
 class PinnedFile(Strict):
     """A file the box downloads over HTTPS and uses only if its sha256 matches."""
 
@@ -83,8 +98,9 @@ class PinnedFile(Strict):
     @classmethod
     def _https(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme != "https" or not parts.netloc or any(c.isspace() for c in v):
-            raise ValueError(f"{v!r} must be an https:// URL without spaces")
+        why = _not_https(v, parts.scheme, parts.netloc)
+        if why:  # the URL is not shown: it may carry a password or a token
+            raise ValueError(f"this URL {why}; it must be an https:// URL without spaces")
         if parts.password or parts.username:
             raise ValueError(
                 "this URL carries credentials, which would be readable in the launch template; "
@@ -141,7 +157,10 @@ class WorkerBoot(Strict):
     def _a_wheel(cls, v: PinnedFile) -> PinnedFile:
         # pip names and checks a direct URL by its file name.
         if not urlsplit(v.url).path.endswith(".whl"):
-            raise ValueError(f"wheel URL {v.url!r} must end in a wheel's file name (.whl)")
+            raise ValueError(
+                "wheel URL must end in a wheel's file name (.whl), e.g. "
+                "https://.../gc_box_orchestrator-1.0-py3-none-any.whl"
+            )
         return v
 
     @field_validator("settings")
