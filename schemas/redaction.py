@@ -32,6 +32,8 @@ _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
     re.DOTALL,
 )
+# The body of a key without its PEM lines: 32 characters or more of base64 between slashes.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+]{32,}={0,2}")
 HIDDEN = "***"
 
 
@@ -46,5 +48,21 @@ def redact(text: str) -> str:
 
 
 def looks_like_key_text(text: str) -> bool:
-    """PEM text (or a line of it), where a path or reference to a key was expected."""
-    return "-----BEGIN" in text or "PRIVATE KEY" in text
+    """Key text (PEM, several lines, or one long base64 run) where a path to a key was
+    expected: a path a file could not be read from, so it is not shown."""
+    return (
+        "-----BEGIN" in text
+        or "PRIVATE KEY" in text
+        or "\n" in text
+        or any(_base64_run(part) for part in text.split("/"))
+    )
+
+
+def _base64_run(part: str) -> bool:
+    # Random base64 mixes cases and digits; a file or folder name rarely does, at this length.
+    return (
+        _BASE64_RUN.fullmatch(part) is not None
+        and any(c.isupper() for c in part)
+        and any(c.islower() for c in part)
+        and any(c.isdigit() for c in part)
+    )

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from pydantic import BaseModel
 
 from orchestrator.errors import ConfigError
+from schemas.redaction import looks_like_key_text
 from schemas.release import Release
 from schemas.rollout import Policy
 from schemas.trust import Current, Order, OrderKind, Sig, SignedCurrent, SignedOrder
@@ -131,14 +132,7 @@ def load_signer(ref: str, aws: tuple[str, str | None] = ("us-east-1", None)) -> 
         )
         pem = got["Parameter"]["Value"].encode()
     else:
-        path = Path(ref.removeprefix("file:")).expanduser()
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"ORCHESTRATOR_SIGNING_KEY: cannot read {path} ({exc.strerror}); make one with "
-                "`orchestrator keys generate --out PATH`"
-            ) from None
+        pem = _read_key_file(ref.removeprefix("file:"))
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
@@ -150,6 +144,25 @@ def load_signer(ref: str, aws: tuple[str, str | None] = ("us-east-1", None)) -> 
             "make one with `orchestrator keys generate --out PATH`"
         )
     return Signer(key)
+
+
+def _read_key_file(name: str) -> bytes:
+    """The key file's bytes; a value that is not a readable path is named, and key text
+    (the key itself, pasted where its path belongs) is never shown."""
+    path = Path(name).expanduser()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        if looks_like_key_text(name):
+            raise ConfigError(
+                "ORCHESTRATOR_SIGNING_KEY holds what looks like the text of a key, not a path "
+                "to one (it is not shown); write the key to a file only you can read (mode "
+                "600) and set the variable to its path, or use `ssm:<parameter>`"
+            ) from None
+        raise ConfigError(
+            f"ORCHESTRATOR_SIGNING_KEY: cannot read {path} ({exc.strerror}); make one with "
+            "`orchestrator keys generate --out PATH`"
+        ) from None
 
 
 def check(sig: Sig | None, data: bytes, trusted: list[str]) -> str:
