@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 # The password of `scheme://user:password@host`; `scheme://token@host` (a token as the user).
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
@@ -66,3 +70,12 @@ def _base64_run(part: str) -> bool:
         and any(c.islower() for c in part)
         and any(c.isdigit() for c in part)
     )
+
+
+def validation_text(exc: ValidationError) -> str:
+    """A pydantic error as `field.path: message; ...`, without the input values `str(exc)`
+    quotes (`input_value=...`: a password or a webhook URL, as written)."""
+    return redact("; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    ))

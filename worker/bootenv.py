@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError, SecretUnavailable
 from schemas.base import SecretRef
+from schemas.redaction import redact, validation_text
 from worker.atomicfile import replace_file
 from worker.secrets import resolve_env, ssm_fetcher
 
@@ -32,7 +33,9 @@ def read_refs(path: Path) -> dict[str, str | SecretRef]:
             try:
                 out[name] = SecretRef.model_validate(value)
             except ValidationError as exc:
-                raise ConfigError(f"{name}: not a secret reference: {exc}") from None
+                raise ConfigError(
+                    f"{name}: not a secret reference: {validation_text(exc)}"
+                ) from None
         else:
             out[name] = str(value)
     return out
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         write_env(target, resolve(read_refs(source)))
     except (ConfigError, SecretUnavailable) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {redact(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"{PROG}: cannot write {target}: {exc}", file=sys.stderr)

@@ -97,3 +97,14 @@ def test_an_unreadable_secret_and_bad_usage_fail_with_a_message(tmp_path: Path) 
     assert "ORCHESTRATOR_BROKER_URL: cannot read secret file /nonexistent/x" in done.stderr
     usage = run_module(str(refs))
     assert usage.returncode == 2 and "usage: orchestrator-worker-env" in usage.stderr
+
+
+def test_a_value_written_as_a_reference_is_refused_without_showing_it(tmp_path: Path) -> None:
+    refs = tmp_path / "worker.refs.json"
+    refs.write_text(json.dumps({"ORCHESTRATOR_BROKER_URL": {"secret": "redis://:hunter2@r/0",
+                                                            "note": "hunter2"}}))
+    done = run_module(str(refs), str(tmp_path / "worker.env"))
+    assert done.returncode == 1
+    assert "ORCHESTRATOR_BROKER_URL: not a secret reference: secret: secret reference is a URL" \
+        in done.stderr
+    assert "hunter2" not in done.stderr  # str(ValidationError) would quote both input values

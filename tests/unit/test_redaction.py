@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.redaction import redact
+from schemas.redaction import redact, validation_text
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +42,18 @@ def test_redact_hides_the_secret_and_keeps_the_rest(text: str, secret: str, kept
 )
 def test_redact_leaves_text_without_secrets_alone(text: str) -> None:
     assert redact(text) == text
+
+
+def test_validation_text_names_fields_and_never_quotes_input_values() -> None:
+    from pydantic import ValidationError
+
+    from schemas.base import SecretRef
+
+    with pytest.raises(ValidationError) as caught:
+        SecretRef.model_validate({"secret": "https://hooks.slack.com/services/T/B/Tok",
+                                  "url": "https://u:hunter2@x.example"})
+    assert "hunter2" in str(caught.value)  # what pydantic itself shows
+    shown = validation_text(caught.value)
+    assert shown.startswith("secret: secret reference is a URL")
+    assert "url: Extra inputs are not permitted" in shown
+    assert "hunter2" not in shown and "Tok" not in shown

@@ -27,6 +27,7 @@ from schemas.contract import (
     StepResult,
     TaskName,
 )
+from schemas.redaction import validation_text
 from schemas.release import Release
 from schemas.trust import SignedCurrent
 from worker.facts import BoxEnv
@@ -235,8 +236,9 @@ def run_step(
         req = StepRequest.model_validate(payload)
     except ValidationError as exc:
         # Nothing to journal without ids: say so loudly; the chain goes on to its end.
-        log.error("%s: malformed request: %s", step, exc)
-        return {"step": str(step), "outcome": Outcome.FAILED, "reason": f"malformed: {exc}"}
+        why = validation_text(exc)  # not str(exc): it quotes the payload's values
+        log.error("%s: malformed request: %s", step, why)
+        return {"step": str(step), "outcome": Outcome.FAILED, "reason": f"malformed: {why}"}
     opened = read_opening(ctx.redis, ctx.keys, req)
     done = opened.result(str(step), req.app)
     if done is not None and done.outcome != Outcome.DEFERRED:
