@@ -14,6 +14,7 @@ from orchestrator.yamlload import read_yaml
 from schemas.boxfile import BoxSpec
 from schemas.checks import Problem, check_box
 from schemas.fleet import FleetSettings
+from schemas.redaction import redact
 from schemas.refs import NAME_RE
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,9 +58,11 @@ def _message(err: Any) -> str:
 
 
 def problems_of(exc: ValidationError) -> list[Problem]:
+    """Each error at its field path, with its message only: never `input_value` (what was
+    written, maybe a password), and a URL a validator quotes masked (schemas/redaction.py)."""
     out: list[Problem] = []
     for err in exc.errors():
-        problem = Problem(format_loc(tuple(err["loc"])), _message(err))
+        problem = Problem(format_loc(tuple(err["loc"])), redact(_message(err)))
         if problem not in out:
             out.append(problem)
     return out

@@ -92,11 +92,12 @@ REGISTRY_HOST_RE = re.compile(rf"{_HOST}\Z")
 def check_registry_host(host: str) -> str:
     """A registry as image references name it: host[:port], no scheme, no path."""
     if not REGISTRY_HOST_RE.match(host):
-        bare = host.split("://", 1)[-1].split("/", 1)[0]
+        # The host alone: without a scheme, a path, or user info (which may hold a password).
+        bare = host.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
         hint = f"; write {bare!r}" if bare and REGISTRY_HOST_RE.match(bare) else ""
         raise ValueError(
             f"registry {host!r} is not a registry host as image references name it "
-            f"(host[:port], no scheme or path){hint}"
+            f"(host[:port], no scheme, user or path){hint}"
         )
     return host
 
