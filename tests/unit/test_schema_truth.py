@@ -51,7 +51,8 @@ SCHEMA_CANNOT_SAY = {
         "octal_stop_timeout", "port_boolean", "alternate_port_octal_key", "port_octal_item",
         "port_octal_mapping_key", "port_octal_mapping_value", "sources_port_octal",
     ],
-    "a rule written in code: sizes, NUL, quoting, address ranges, image grammar, '..', '/'": [
+    "a rule written in code: sizes, NUL, quoting, address ranges, image grammar, '..', '/', "
+    "secret references, worker URLs": [
         "address_999", "address_leading_zeros", "command_nul", "env_total_300k",
         "env_value_40k", "env_value_nul", "envs_no_equals", "health_command_unclosed_quote",
         "health_two_kinds", "image_digest_uppercase", "image_short_digest", "image_space",
@@ -59,7 +60,8 @@ SCHEMA_CANNOT_SAY = {
         "image_unicode_tag", "image_uppercase_repo", "log_path_dotdot", "log_path_newline",
         "log_path_relative", "port_out_of_range", "port_range", "secret_bad_scheme",
         "secret_newline", "health_command_empty", "health_command_empty_list",
-        "log_path_root", "volume_source_nul", "worker_setting_tab",
+        "log_path_root", "volume_source_nul", "worker_setting_tab", "secret_ref_is_a_url",
+        "secret_ref_is_the_value", "worker_broker_url_no_scheme", "worker_wheel_url_http",
     ],
     "Python's `$` (jsonschema's regex) also matches before a final newline": [
         "app_name_trailing_newline", "container_name_trailing_newline",
