@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, mo
 from pydantic.config import JsonDict
 
 from schemas.base import SecretRef, Strict
-from schemas.onbox import HTTP_PATH_RE, env_problem
+from schemas.onbox import HTTP_PATH_RE, env_of_lines, env_problem
 from schemas.provision import Provisioning
 from schemas.refs import (
     ENV_NAME_RE,
@@ -248,19 +248,7 @@ class ContainerSpec(Strict):
             return self
         if self.env:
             raise ValueError("write env as a mapping or envs as a list, not both")
-        env: dict[str, str | SecretRef] = {}
-        for i, line in enumerate(self.envs):
-            key, sep, value = line.partition("=")
-            if not sep:  # the line is not shown: it may be a value, a password
-                raise ValueError(f"envs[{i}] has no '=': it must be 'KEY=value'")
-            if not ENV_NAME_RE.match(key):
-                raise ValueError(
-                    f"envs[{i}]: name {key!r} must be letters, digits and '_' ('KEY=value')"
-                )
-            env[key] = value
-        problem = env_problem(env)
-        if problem:
-            raise ValueError(problem)
+        env = env_of_lines(self.envs)
         object.__setattr__(self, "env", env)
         object.__setattr__(self, "envs", None)
         return self

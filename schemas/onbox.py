@@ -6,6 +6,8 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 
+from schemas.refs import ENV_NAME_RE
+
 # The name an old container gets while its replacement starts (worker/runspec.py).
 PREVIOUS_SUFFIX = ".prev"
 # Services share one namespace per box: `<box>.svc.<service>` (worker/services.py).
@@ -126,3 +128,21 @@ def env_problem(env: Mapping[str, object]) -> str | None:
             "to files"
         )
     return None
+
+
+def env_of_lines(lines: Iterable[str]) -> dict[str, str]:
+    """The seed's `envs: ['KEY=value', ...]` as a mapping; ValueError naming the line's index
+    (never the line: it may hold a password)."""
+    env: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"envs[{i}] has no '=': it must be 'KEY=value'")
+        if not ENV_NAME_RE.match(key):
+            raise ValueError(
+                f"envs[{i}]: name {key!r} must be letters, digits and '_' ('KEY=value')"
+            )
+        env[key] = value
+    if problem := env_problem(env):
+        raise ValueError(problem)
+    return env
