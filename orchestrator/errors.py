@@ -123,9 +123,10 @@ class ProvisioningFailed(DeployError):
 class YamlRefused(ConfigError):
     """A YAML text breaks a limit (depth, aliases, size) or rule (keys, tags) at a place."""
 
-    def __init__(self, message: str, mark: object) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, mark: object, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
         self.message = message
+        self.path = path  # the field path, as in box.yml errors ("" at the top)
         line, column = getattr(mark, "line", None), getattr(mark, "column", None)
         self.line = line + 1 if isinstance(line, int) else None
         self.column = column + 1 if isinstance(column, int) else None

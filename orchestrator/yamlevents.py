@@ -28,6 +28,18 @@ _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
+# The tags a plain value may carry, and what each takes. PyYAML's constructors trust that the
+# resolver already matched the text, so an explicit tag on other text fails with whatever the
+# code hits (`!!bool maybe`: KeyError, `!!int ""`: IndexError); collection tags (`!!seq`,
+# `!!set`) on a plain value build a generator or a half-made object.
+_TAKES = {
+    "tag:yaml.org,2002:null": "null or ~",
+    "tag:yaml.org,2002:bool": "true or false",
+    _INT: "a whole number such as 8080",
+    _FLOAT: "a number such as 0.5",
+    "tag:yaml.org,2002:timestamp": "a date such as 2024-01-31 or 2024-01-31 12:00:00",
+    "tag:yaml.org,2002:binary": "base64 text",
+}
 
 
 class SourceInt(int):
@@ -85,8 +97,8 @@ class _Builder:
         self.documents = 0
 
     def scalar(self, ev: Any) -> Any:
-        tag = ev.tag
-        if tag is None or tag == "!":
+        tag, explicit = ev.tag, ev.tag not in (None, "!")
+        if not explicit:
             tag = self.resolver.resolve(  # type: ignore[no-untyped-call]
                 yaml.ScalarNode, ev.value, ev.implicit
             )
@@ -94,15 +106,14 @@ class _Builder:
             return ev.value
         if tag == _MERGE:
             return _MergeKey()
-        construct = self.constructor.yaml_constructors.get(tag)
-        if construct is None:
-            raise YamlRefused(f"the tag {tag} is not supported; remove it", ev.start_mark)
+        if tag not in _TAKES:
+            raise self.refused(f"the tag {tag} is not supported; remove it", ev.start_mark)
         # Called directly, not through construct_object, which would keep every node.
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         try:
-            value = construct(self.constructor, node)
-        except (yaml.constructor.ConstructorError, ValueError) as exc:
-            raise YamlRefused(f"cannot read {ev.value!r} as {tag}: {exc}", ev.start_mark) from None
+            value = self.constructor.yaml_constructors[tag](self.constructor, node)
+        except Exception as exc:  # any failure is the text's, whatever PyYAML raised (above)
+            raise self.refused(_unreadable(tag, ev.value, exc, explicit), ev.start_mark) from None
         if tag == _INT and isinstance(value, int):
             value = SourceInt(value)
             value.source_text = ev.value
@@ -111,11 +122,26 @@ class _Builder:
             value.source_text = ev.value
         return value
 
+    def here(self) -> str:
+        """The field path of the node being read (for a message: built only on an error)."""
+        path = ""
+        for frame in self.stack:
+            if isinstance(frame.value, list):
+                path += f"[{frame.index}]"
+            elif frame.expect_key:
+                break  # a key is being read: its mapping is the place
+            else:
+                path = f"{path}.{frame.key}" if path else str(frame.key)
+        return path
+
+    def refused(self, message: str, mark: Any) -> YamlRefused:
+        return YamlRefused(message, mark, self.here())
+
     def add(self, value: Any, size: int, mark: Any, counted: int = 0) -> None:
         # `counted`: nodes of this value already counted (a closing container's children).
         self.total += size - counted
         if self.total > MAX_NODES:
-            raise YamlRefused(f"the document expands to more than {MAX_NODES} nodes", mark)
+            raise self.refused(f"the document expands to more than {MAX_NODES} nodes", mark)
         if not self.stack:
             self.document = value
             self.documents += 1
@@ -129,9 +155,9 @@ class _Builder:
             top.index += 1
         elif top.expect_key:
             if not isinstance(value, Hashable):
-                raise YamlRefused("a key must be a plain value, not a list or mapping", mark)
+                raise self.refused("a key must be a plain value, not a list or mapping", mark)
             if not isinstance(value, _MergeKey) and value in top.value:
-                raise YamlRefused(f"duplicate key {value!r}: each key may appear once", mark)
+                raise self.refused(f"duplicate key {value!r}: each key may appear once", mark)
             top.key, top.key_mark, top.expect_key = value, mark, False
         else:
             if isinstance(top.key, _MergeKey):
@@ -155,10 +181,10 @@ class _Builder:
 
     def open(self, ev: Any, value: Any) -> None:
         if len(self.stack) >= MAX_DEPTH:
-            raise YamlRefused(f"nested deeper than {MAX_DEPTH} levels", ev.start_mark)
+            raise self.refused(f"nested deeper than {MAX_DEPTH} levels", ev.start_mark)
         tag = ev.tag
         if tag not in (None, "!", _MAP, _SEQ):
-            raise YamlRefused(f"the tag {tag} is not supported here; remove it", ev.start_mark)
+            raise self.refused(f"the tag {tag} is not supported here; remove it", ev.start_mark)
         if ev.anchor is not None:
             self.open_anchors.add(ev.anchor)
         path = self.child_path() if self.lines is not None else ""
@@ -180,17 +206,17 @@ class _Builder:
 
     def alias(self, ev: Any) -> None:
         if ev.anchor in self.open_anchors:
-            raise YamlRefused(
+            raise self.refused(
                 "an alias refers to a node that contains it; write it out", ev.start_mark
             )
         if ev.anchor not in self.anchors:
-            raise YamlRefused(
+            raise self.refused(
                 f"alias *{ev.anchor} names no anchor defined before it", ev.start_mark
             )
         value, size = self.anchors[ev.anchor]
         self.through_aliases += size
         if self.through_aliases > MAX_ALIAS_NODES:
-            raise YamlRefused(
+            raise self.refused(
                 f"aliases expand to more than {MAX_ALIAS_NODES} nodes; write the values out "
                 "instead of nesting aliases",
                 ev.start_mark,
@@ -216,7 +242,19 @@ class _Builder:
                 self.child_path()
             self.alias(ev)
         elif isinstance(ev, yaml.DocumentStartEvent) and self.documents:
-            raise YamlRefused("a second document (`---`) in one file; keep one", ev.start_mark)
+            raise self.refused("a second document (`---`) in one file; keep one", ev.start_mark)
+
+
+def _unreadable(tag: str, text: str, exc: Exception, explicit: bool) -> str:
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    why = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else None
+    if isinstance(exc, ValueError):  # Python's own text, less its advice on sys settings
+        why = str(exc).split(";")[0][:100]
+    detail = f" ({why})" if why else ""
+    short = tag.replace("tag:yaml.org,2002:", "!!")
+    if not explicit:  # a date with month 13, an int of 5,000 digits: text that looks typed
+        return f"YAML reads {shown!r} as {short}, which fails{detail}; quote it if it is text"
+    return f"{short} takes {_TAKES[tag]}, not {shown!r}{detail}; fix the value or remove the tag"
 
 
 class _MergeKey:

@@ -121,7 +121,7 @@ def parse(text: str, name: str) -> tuple[Any, dict[str, int]]:
         data = build(text)
     except YamlRefused as exc:
         at = f"line {exc.line}, column {exc.column}: " if exc.line else ""
-        raise _refuse(name, f"{at}{exc.message}") from None
+        raise _refuse(name, f"{at}{exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
