@@ -132,20 +132,30 @@ class YamlRefused(ConfigError):
         self.column = column + 1 if isinstance(column, int) else None
 
 
+def field_path_and_parents(path: str) -> list[str]:
+    """`a.b[0]`, `a.b`, `a`: where a problem's line is looked for, nearest first."""
+    out = []
+    while path:
+        out.append(path)
+        parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
+        path = "" if parent == path else parent
+    return out
+
+
 class InvalidFile(ConfigError):
     """A file that can't be used; every problem is listed with its field path."""
 
     def __init__(self, path: str, problems: list[Problem], lines: dict[str, int] | None = None):
         self.path = path
         self.problems = problems
-        lines = lines or {}
+        lines = {} if lines is None else lines
+        find = getattr(lines, "find", None)
+        if find is not None:  # yamlload.Lines: one pass over the text for every problem at once
+            find([p.path for p in problems])
 
         def where(p: Problem) -> str:
             # A normalised path (ports given as a mapping) may have no line: use its parent's.
-            key = p.path
-            while key and key not in lines:
-                parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
-                key = "" if parent == key else parent
+            key = next((k for k in field_path_and_parents(p.path) if k in lines), "")
             line = lines.get(key)
             return f"{path}:{line}" if line else path
 

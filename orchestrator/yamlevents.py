@@ -68,12 +68,14 @@ _Resolver.add_implicit_resolver(
     re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
     list("-+0123456789"),
 )
+# Both keep no state between scalars: one of each serves every document.
+_RESOLVER = _Resolver()
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 @dataclass
 class _Frame:
     value: Any  # the dict or list being filled
-    path: str
     anchor: str | None
     size: int = 1
     key: Any = None
@@ -84,43 +86,20 @@ class _Frame:
 
 
 class _Builder:
-    def __init__(self, lines: dict[str, int] | None) -> None:
-        self.resolver = _Resolver()
-        self.constructor = yaml.constructor.SafeConstructor()
+    def __init__(self) -> None:
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.open_anchors: set[str] = set()
         self.stack: list[_Frame] = []
         self.total = 0
         self.through_aliases = 0
-        self.lines = lines
         self.document: Any = None
         self.documents = 0
 
     def scalar(self, ev: Any) -> Any:
-        tag, explicit = ev.tag, ev.tag not in (None, "!")
-        if not explicit:
-            tag = self.resolver.resolve(  # type: ignore[no-untyped-call]
-                yaml.ScalarNode, ev.value, ev.implicit
-            )
-        if tag == _STR:
-            return ev.value
-        if tag == _MERGE:
-            return _MergeKey()
-        if tag not in _TAKES:
-            raise self.refused(f"the tag {tag} is not supported; remove it", ev.start_mark)
-        # Called directly, not through construct_object, which would keep every node.
-        node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         try:
-            value = self.constructor.yaml_constructors[tag](self.constructor, node)
-        except Exception as exc:  # any failure is the text's, whatever PyYAML raised (above)
-            raise self.refused(_unreadable(tag, ev.value, exc, explicit), ev.start_mark) from None
-        if tag == _INT and isinstance(value, int):
-            value = SourceInt(value)
-            value.source_text = ev.value
-        elif tag == _FLOAT and isinstance(value, float):
-            value = SourceFloat(value)
-            value.source_text = ev.value
-        return value
+            return scalar_value(ev)
+        except YamlRefused as exc:
+            raise self.refused(exc.message, ev.start_mark) from None
 
     def here(self) -> str:
         """The field path of the node being read (for a message: built only on an error)."""
@@ -149,35 +128,20 @@ class _Builder:
         top = self.stack[-1]
         top.size += size
         if isinstance(top.value, list):
-            if self.lines is not None:
-                self.lines.setdefault(f"{top.path}[{top.index}]", mark.line + 1)
             top.value.append(value)
             top.index += 1
         elif top.expect_key:
             if not isinstance(value, Hashable):
                 raise self.refused("a key must be a plain value, not a list or mapping", mark)
-            if not isinstance(value, _MergeKey) and value in top.value:
+            if not isinstance(value, MergeKey) and value in top.value:
                 raise self.refused(f"duplicate key {value!r}: each key may appear once", mark)
             top.key, top.key_mark, top.expect_key = value, mark, False
         else:
-            if isinstance(top.key, _MergeKey):
+            if isinstance(top.key, MergeKey):
                 top.merges += _merge_sources(value, top.key_mark)
             else:
                 top.value[top.key] = value
             top.expect_key = True
-
-    def child_path(self) -> str:
-        if not self.stack:
-            return ""
-        top = self.stack[-1]
-        if isinstance(top.value, list):
-            return f"{top.path}[{top.index}]"
-        if top.expect_key:
-            return f"{top.path}.?"
-        path = f"{top.path}.{top.key}" if top.path else str(top.key)
-        if self.lines is not None:
-            self.lines.setdefault(path, top.key_mark.line + 1)
-        return path
 
     def open(self, ev: Any, value: Any) -> None:
         if len(self.stack) >= MAX_DEPTH:
@@ -187,8 +151,7 @@ class _Builder:
             raise self.refused(f"the tag {tag} is not supported here; remove it", ev.start_mark)
         if ev.anchor is not None:
             self.open_anchors.add(ev.anchor)
-        path = self.child_path() if self.lines is not None else ""
-        self.stack.append(_Frame(value, path, ev.anchor))
+        self.stack.append(_Frame(value, ev.anchor))
 
     def close(self, ev: Any) -> None:
         frame = self.stack.pop()
@@ -225,8 +188,6 @@ class _Builder:
 
     def feed(self, ev: Any) -> None:
         if isinstance(ev, yaml.ScalarEvent):
-            if self.lines is not None:
-                self.child_path()
             value = self.scalar(ev)
             if ev.anchor is not None:
                 self.anchors[ev.anchor] = (value, 1)
@@ -238,11 +199,35 @@ class _Builder:
         elif isinstance(ev, yaml.MappingEndEvent | yaml.SequenceEndEvent):
             self.close(ev)
         elif isinstance(ev, yaml.AliasEvent):
-            if self.lines is not None:
-                self.child_path()
             self.alias(ev)
         elif isinstance(ev, yaml.DocumentStartEvent) and self.documents:
             raise self.refused("a second document (`---`) in one file; keep one", ev.start_mark)
+
+
+def scalar_value(ev: Any) -> Any:
+    """The value of a scalar event, as the builder reads it (keys of the line index too)."""
+    tag, explicit = ev.tag, ev.tag not in (None, "!")
+    if not explicit:
+        tag = _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)  # type: ignore[no-untyped-call]
+    if tag == _STR:
+        return ev.value
+    if tag == _MERGE:
+        return MergeKey()
+    if tag not in _TAKES:
+        raise YamlRefused(f"the tag {tag} is not supported; remove it", ev.start_mark)
+    # Called directly, not through construct_object, which would keep every node.
+    node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
+    try:
+        value = _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
+    except Exception as exc:  # any failure is the text's, whatever PyYAML raised (see _TAKES)
+        raise YamlRefused(_unreadable(tag, ev.value, exc, explicit), ev.start_mark) from None
+    if tag == _INT and isinstance(value, int):
+        value = SourceInt(value)
+        value.source_text = ev.value
+    elif tag == _FLOAT and isinstance(value, float):
+        value = SourceFloat(value)
+        value.source_text = ev.value
+    return value
 
 
 def _unreadable(tag: str, text: str, exc: Exception, explicit: bool) -> str:
@@ -257,7 +242,7 @@ def _unreadable(tag: str, text: str, exc: Exception, explicit: bool) -> str:
     return f"{short} takes {_TAKES[tag]}, not {shown!r}{detail}; fix the value or remove the tag"
 
 
-class _MergeKey:
+class MergeKey:
     """The `<<` key: the mapping(s) after it are merged into this one."""
 
     def __hash__(self) -> int:
@@ -284,9 +269,9 @@ def events(text: str) -> Iterator[Any]:
         loader.dispose()
 
 
-def build(text: str, lines: dict[str, int] | None = None) -> Any:
+def build(text: str) -> Any:
     """The document of `text`; YamlRefused, or yaml.MarkedYAMLError for a syntax error."""
-    builder = _Builder(lines)
+    builder = _Builder()
     for ev in events(text):
         builder.feed(ev)
     return builder.document

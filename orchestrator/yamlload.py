@@ -7,13 +7,15 @@ import contextlib
 import os
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from orchestrator.errors import InvalidFile, YamlRefused
+from orchestrator.errors import InvalidFile, YamlRefused, field_path_and_parents
 from orchestrator.yamlevents import MAX_DEPTH, MAX_NODES, SourceFloat, SourceInt, build
+from orchestrator.yamllines import find_lines
 from schemas.checks import Problem
 
 # 20,000 apps of a few lines each are about 3 MiB: room for that, not for a runaway file.
@@ -23,35 +25,37 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff
 
 
 class Lines(dict[str, int]):
-    """Field path -> line, worked out from the text only when an error needs one."""
+    """Field path -> line, worked out from the text only for the paths an error asks about:
+    a line for every node of a big file would cost far more than the file (full paths)."""
 
     def __init__(self, text: str) -> None:
         super().__init__()
-        self._text: str | None = text
+        self._text = text
+        self._searched: set[str] = set()
 
-    def _fill(self) -> None:
-        if self._text is not None:
-            text, self._text = self._text, None
-            found: dict[str, int] = {}
-            # Lines up to an error are still worth having.
-            with contextlib.suppress(YamlRefused, yaml.YAMLError):
-                build(text, found)
-            self.update(found)
-
-    def __len__(self) -> int:
-        self._fill()
-        return super().__len__()
+    def find(self, paths: Iterable[str]) -> None:
+        """Look up these paths and their parents in one pass (InvalidFile asks for all)."""
+        wanted = {p for path in paths for p in field_path_and_parents(path)} - self._searched
+        if not wanted:
+            return
+        self._searched |= wanted
+        found: dict[str, int] = {}
+        # Lines up to an error are still worth having.
+        with contextlib.suppress(YamlRefused, yaml.YAMLError):
+            find_lines(self._text, wanted, found)
+        self.update(found)
 
     def __contains__(self, key: object) -> bool:
-        self._fill()
+        if isinstance(key, str):
+            self.find([key])
         return super().__contains__(key)
 
     def __getitem__(self, key: str) -> int:
-        self._fill()
+        self.find([key])
         return super().__getitem__(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._fill()
+        self.find([key])
         return super().get(key, default)
 
 

@@ -148,3 +148,13 @@ def test_valid_odd_yaml_is_accepted(cli: LimitedCli, tmp_path: Path, name: str) 
     answer = cli.run(["validate", str(path)])
     assert answer["rc"] == 0, answer
     assert answer["out"].rstrip().endswith(("8080", "9090", "29999")) and not answer["err"], answer
+
+
+def test_an_error_in_a_big_deep_file_is_located_within_the_limit(
+    cli: LimitedCli, tmp_path: Path
+) -> None:
+    # The line index once held a full dotted path per node: 940 MB for these 85 KB.
+    keys = "".join(f"{{k{i}{'x' * 1000}: " for i in range(45))
+    path = tmp_path / "deep.yml"
+    path.write_text("apps: " + keys + "[" + ",".join(["1"] * 20_000) + "]" + "}" * 45 + "\n")
+    refused(cli.run(["validate", str(path)]), "deep.yml:1: apps.k0x")

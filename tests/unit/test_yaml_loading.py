@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.config import load_box
 from orchestrator.errors import InvalidFile
 from orchestrator.yamlload import parse
 
@@ -48,3 +49,41 @@ def test_a_bad_tag_in_fleet_yml_stops_a_rollout_cleanly(
     err = capsys.readouterr().err
     assert "fleet.yml: line 1, column 16: step_deadline: !!int takes" in err, err
     assert "Traceback" not in err
+
+
+LINES = """\
+name: &name web
+apps:
+  a.b:
+    image: web:1
+  *name : {image: x}
+  ~ : {image: y}
+  list:
+    - {image: z}
+    - image: w
+      env: {A: 1}
+"""
+
+
+def test_lines_are_looked_up_for_the_paths_asked_and_their_parents_only() -> None:
+    _, lines = parse(LINES, "box.yml")
+    assert lines.get("apps.a.b.image") == 4  # a key holding a dot
+    assert lines.get("apps.web.image") == 5  # a key given by an alias
+    assert lines.get("apps.None.image") == 6  # a null key, as pydantic names it
+    assert lines.get("apps.list[1].env.A") == 10
+    assert lines.get("apps.list[1]") == 9  # a list item: its own first line
+    assert "apps.nothing" not in lines
+    assert sorted(dict(lines)) == ["apps", "apps.None", "apps.None.image", "apps.a.b",
+                                   "apps.a.b.image", "apps.list", "apps.list[1]",
+                                   "apps.list[1].env", "apps.list[1].env.A", "apps.web",
+                                   "apps.web.image"]
+
+
+def test_a_problem_deep_in_a_long_list_gets_its_line(tmp_path: Path) -> None:
+    items = "".join("          - x\n" for _ in range(50_000))
+    path = tmp_path / "box.yml"
+    path.write_text("apps:\n  web:\n    image: web:1\n    containers:\n      web:\n"
+                    f"        command:\n{items}          - 5\n")
+    with pytest.raises(InvalidFile) as caught:
+        load_box(path)
+    assert "box.yml:50007: apps.web.containers.web.command[50000]: " in str(caught.value)
