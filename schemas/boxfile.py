@@ -17,6 +17,8 @@ from schemas.refs import (
     argv,
     check_container_path,
     check_volume_source,
+    env_lines_once,
+    int_keys_once,
     octal_misread,
     parse_image,
     parse_min_healthy,
@@ -189,7 +191,7 @@ class ContainerSpec(Strict):
         json_schema_extra=_ENV_NAMES,
         default_factory=dict, description="Environment: {KEY: value} or {KEY: {secret: ref}}"
     )
-    envs: list[str] | None = Field(
+    envs: Annotated[list[str] | None, BeforeValidator(env_lines_once)] = Field(
         None, exclude=True, description="The seed's list spelling of env: ['KEY=value', ...]"
     )
     command: Annotated[
@@ -283,7 +285,7 @@ class AppSpec(Strict):
         "the new start. start-first: the new containers start beside the old ones on the "
         "alternate ports, and the box's member moves to them once they are healthy",
     )
-    alternate_ports: dict[int, int] = Field(
+    alternate_ports: Annotated[dict[int, int], BeforeValidator(int_keys_once)] = Field(
         default_factory=dict,
         description="start-first: published host port -> the host port the next version "
         "publishes it on; the two sets are used in turn (blue/green)",

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from schemas.base import Strict
-from schemas.refs import parse_port_number
+from schemas.refs import one_key_each, parse_port_number
 from schemas.workerboot import WorkerBoot
 
 AMI_RE = re.compile(r"^ami-[0-9a-f]{8,17}\Z")
@@ -74,6 +74,7 @@ Source = Annotated[str, BeforeValidator(parse_source)]
 def _port_keys(v: object) -> object:
     # Keys stay text ("8000"), so errors and line numbers read provision.sources.8000[0].
     if isinstance(v, dict):
+        one_key_each(v, lambda k: parse_port_number(k, "sources port"), "port")
         return {str(parse_port_number(k, "sources port")): s for k, s in v.items()}
     return v
 

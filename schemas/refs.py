@@ -5,13 +5,18 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter
 
 # Docker's own rule for container names; app and container names become part of ours.
 # `\Z`, not `$`: `$` also matches before a trailing newline, and "web\n" is no Docker name.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z")
 # Environment variable names as POSIX shells accept them.
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_INT = TypeAdapter(int)
 
 # distribution/reference grammar, simplified: [host[:port]/]path[:tag][@digest]
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
@@ -130,6 +135,48 @@ def parse_port_number(value: object, what: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f"{what} {port} is out of range; ports are 1-65535")
     return port
+
+
+def _as_written(key: object) -> str:
+    return getattr(key, "source_text", None) or repr(key)  # 0x1F40 as such, '8000' quoted
+
+
+def one_key_each(mapping: object, read: Callable[[Any], object], what: str) -> None:
+    """Refuse two keys that mean the same once read (`8000` and `'08000'` as ports): YAML
+    keeps them apart, the model would keep the last one silently."""
+    if not isinstance(mapping, dict):
+        return
+    seen: dict[object, object] = {}
+    for key in mapping:
+        try:
+            meaning = read(key)
+        except ValueError:
+            continue  # the field's own rules refuse it, with their message
+        if meaning in seen:
+            first, again = (_as_written(k) for k in (seen[meaning], key))
+            raise ValueError(f"keys {first} and {again} are both {what} {meaning}; write it once")
+        seen[meaning] = key
+
+
+def int_keys_once(value: object) -> object:
+    """Before a {port: ...} mapping pydantic reads: it makes 8000 of '8000', '08000', '8_000'."""
+    one_key_each(value, _INT.validate_python, "port")
+    return value
+
+
+def env_lines_once(value: object) -> object:
+    """`envs: ['A=1', 'A=2']` would become {A: '2'} silently: each name once."""
+    items = value if isinstance(value, list) else []
+    first: dict[str, int] = {}
+    for i, line in enumerate(items):
+        name = line.partition("=")[0] if isinstance(line, str) else None
+        if name in first:
+            j = first[name]
+            # The lines are not shown: a value may be a password.
+            raise ValueError(f"envs[{j}] and envs[{i}] both set {name}; write each name once")
+        if name is not None:
+            first[name] = i
+    return value
 
 
 def parse_port_spec(value: object) -> dict[str, object]:

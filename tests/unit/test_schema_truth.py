@@ -63,6 +63,9 @@ SCHEMA_CANNOT_SAY = {
         "log_path_root", "volume_source_nul", "worker_setting_tab", "secret_ref_is_a_url",
         "secret_ref_is_the_value", "worker_broker_url_no_scheme", "worker_wheel_url_http",
     ],
+    "one key or env name in two spellings (JSON makes both keys the string '8000')": [
+        "alternate_ports_same_port", "envs_same_name", "provision_sources_same_port",
+    ],
     "Python's `$` (jsonschema's regex) also matches before a final newline": [
         "app_name_trailing_newline", "container_name_trailing_newline",
     ],
