@@ -60,12 +60,10 @@ def _message(err: Any) -> str:
 def problems_of(exc: ValidationError) -> list[Problem]:
     """Each error at its field path, with its message only: never `input_value` (what was
     written, maybe a password), and a URL a validator quotes masked (schemas/redaction.py)."""
-    out: list[Problem] = []
-    for err in exc.errors():
-        problem = Problem(format_loc(tuple(err["loc"])), redact(_message(err)))
-        if problem not in out:
-            out.append(problem)
-    return out
+    # A dict keeps the first of each, in order: a list's `in` made 20,000 problems take 25 s.
+    return list(dict.fromkeys(
+        Problem(format_loc(tuple(err["loc"])), redact(_message(err))) for err in exc.errors()
+    ))
 
 
 def validate_model(model: type[M], data: Any, name: str, lines: dict[str, int]) -> M:

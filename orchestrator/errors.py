@@ -142,16 +142,20 @@ def field_path_and_parents(path: str) -> list[str]:
     return out
 
 
+MAX_SHOWN = 50  # problems of one file listed; the count says how many more
+
+
 class InvalidFile(ConfigError):
     """A file that can't be used; every problem is listed with its field path."""
 
     def __init__(self, path: str, problems: list[Problem], lines: dict[str, int] | None = None):
         self.path = path
         self.problems = problems
+        shown = problems[:MAX_SHOWN]  # the rest is counted: a person fixes the first ones first
         lines = {} if lines is None else lines
         find = getattr(lines, "find", None)
         if find is not None:  # yamlload.Lines: one pass over the text for every problem at once
-            find([p.path for p in problems])
+            find([p.path for p in shown])
 
         def where(p: Problem) -> str:
             # A normalised path (ports given as a mapping) may have no line: use its parent's.
@@ -159,7 +163,9 @@ class InvalidFile(ConfigError):
             line = lines.get(key)
             return f"{path}:{line}" if line else path
 
-        super().__init__("\n".join(f"{where(p)}: {p}" for p in problems))
+        more = len(problems) - len(shown)
+        tail = [f"{path}: ... and {more} more problem(s) not shown"] if more > 0 else []
+        super().__init__("\n".join([*(f"{where(p)}: {p}" for p in shown), *tail]))
 
 
 class ReleaseMismatch(ConfigError):

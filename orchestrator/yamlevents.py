@@ -15,6 +15,9 @@ from orchestrator.errors import YamlRefused
 # Nodes once every alias is expanded: what the models will walk. A 558-byte alias bomb
 # expands to billions; legitimate aliases (merge keys) add little.
 MAX_NODES = 2_000_000
+# No box.yml list comes near it (argv, ports, CIDRs); each bad item of a longer one would cost
+# a validation error of its own (~2 KB: 200,000 of them outgrew any memory limit).
+MAX_ITEMS = 10_000
 MAX_ALIAS_NODES = 100_000
 # Deeper than any box.yml needs (and the models validate recursively).
 MAX_DEPTH = 50
@@ -128,6 +131,9 @@ class _Builder:
         top = self.stack[-1]
         top.size += size
         if isinstance(top.value, list):
+            if len(top.value) >= MAX_ITEMS:
+                raise self.refused(f"a list of more than {MAX_ITEMS:,} items; no field takes "
+                                   "that many", mark)
             top.value.append(value)
             top.index += 1
         elif top.expect_key:

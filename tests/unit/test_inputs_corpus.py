@@ -156,5 +156,29 @@ def test_an_error_in_a_big_deep_file_is_located_within_the_limit(
     # The line index once held a full dotted path per node: 940 MB for these 85 KB.
     keys = "".join(f"{{k{i}{'x' * 1000}: " for i in range(45))
     path = tmp_path / "deep.yml"
-    path.write_text("apps: " + keys + "[" + ",".join(["1"] * 20_000) + "]" + "}" * 45 + "\n")
+    path.write_text("apps: " + keys + "[" + ",".join(["1"] * 9_000) + "]" + "}" * 45 + "\n")
     refused(cli.run(["validate", str(path)]), "deep.yml:1: apps.k0x")
+
+
+def test_a_list_too_long_for_any_field_is_refused_at_its_item(
+    cli: LimitedCli, tmp_path: Path
+) -> None:
+    """Each bad item costs a validation error of its own (200,000 outgrew any memory limit):
+    a list longer than any field takes is refused while it is read."""
+    path = tmp_path / "long.yml"
+    path.write_text(VALID.replace("health: {http: /health}",
+                                  "command: [" + ",".join(["1"] * 200_000) + "]"))
+    refused(cli.run(["validate", str(path)]), "command[10000]: a list of more than 10,000 items")
+
+
+def test_a_file_with_many_problems_lists_the_first_fifty_and_counts_the_rest(
+    cli: LimitedCli, tmp_path: Path
+) -> None:
+    path = tmp_path / "many.yml"
+    path.write_text(VALID.replace("health: {http: /health}",
+                                  "command: [" + ",".join(["1"] * 9_000) + "]"))
+    answer = cli.run(["validate", str(path)])
+    refused(answer, "many.yml: ... and 8950 more problem(s) not shown")
+    text = answer["out"] + answer["err"]  # the rig keeps the last 4,000 characters
+    assert "command[49]: " in text and "command[50]: " not in text
+    assert "9000 problems in 1 file(s)" in answer["err"]
