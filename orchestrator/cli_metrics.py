@@ -21,13 +21,13 @@ def metrics(listen: str, box_types: tuple[str, ...]) -> None:
     """Serve Prometheus metrics of rollouts, steps, boxes and leases until stopped."""
     from orchestrator.engine.redisconn import connect
     from orchestrator.metrics import serve
-    from orchestrator.settings import CoordinatorSettings
+    from orchestrator.settings import load_settings
     from schemas.contract import Keys
 
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(f"--listen {listen!r}: write HOST:PORT, e.g. 127.0.0.1:9464")
-    settings = CoordinatorSettings()
+    settings = load_settings()  # a bad setting is one line, exit 2, not a traceback
     client = connect(settings.redis_url, wait=settings.redis_wait, tls=settings.tls())
     server, _ = serve(client, Keys(settings.key_prefix), listen, box_types)
     click.echo(f"metrics: serving http://{host or '0.0.0.0'}:{port}/metrics", err=True)

@@ -69,13 +69,19 @@ class CoordinatorSettings(RedisConnection, EnvModel):
 
 
 def load_settings() -> CoordinatorSettings:
-    """The coordinator's settings; a bad ORCHESTRATOR_* value is one clear line, exit 2."""
+    """The coordinator's settings; a bad ORCHESTRATOR_* value (a TLS file it names included)
+    is one clear line, exit 2."""
     try:
-        return CoordinatorSettings()
+        settings = CoordinatorSettings()
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "_".join(str(p) for p in first["loc"][:1]).upper()
         msg = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(
-            f"environment variable ORCHESTRATOR_{field}: {msg}; fix or unset it"
-        ) from None
+        raise _bad(field, msg) from None
+    if problem := settings.tls_file_problem():
+        raise _bad(*problem)
+    return settings
+
+
+def _bad(field: str, why: str) -> ConfigError:
+    return ConfigError(f"environment variable ORCHESTRATOR_{field}: {why}; fix or unset it")

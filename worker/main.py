@@ -153,6 +153,9 @@ def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
         settings = WorkerSettings()
     except ValidationError as exc:
         raise click.UsageError(settings_error(exc)) from None
+    if problem := settings.tls_file_problem():  # before Redis: a missing CA is no outage
+        raise click.UsageError(f"bad worker setting ORCHESTRATOR_{problem[0]}: {problem[1]}; "
+                               "fix or unset it")
     box_id, box_type = resolve_identity(settings.box_id, settings.box_type, settings.imds_url)
     logging_setup.setup(log_format, loglevel, box_id)
     # noop: benchmarks only, the orchestration without containers.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from orchestrator.errors import ConfigError
 
@@ -98,5 +100,52 @@ class RedisConnection(BaseModel):
         False, description="DANGER: accept any Redis TLS certificate; throw-away tests only"
     )
 
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _readable_url(cls, url: str, info: ValidationInfo) -> str:
+        # Imported here: redisurl imports this module (TLS_FILES, TlsPolicy).
+        from orchestrator.engine.redisurl import url_problem
+
+        if why := url_problem(url, broker=info.field_name == "broker_url"):
+            raise ValueError(why)
+        return url
+
     def tls(self) -> TlsPolicy:
         return TlsPolicy(self.redis_ca, self.insecure_redis_tls)
+
+    def tls_file_problem(self) -> tuple[str, str] | None:
+        """(the setting, why) for the first TLS file a rediss:// or sentinels:// URL uses that
+        cannot be read: asked before connecting, so a missing CA is bad input named as such,
+        not a Redis that "does not answer". Only opened, never read: a key stays unread."""
+        for name in ("redis_url", "broker_url"):
+            tls, params = TlsPolicy()._params(getattr(self, name))
+            if not tls:
+                continue
+            for param in TLS_FILES:
+                if param in params and (why := unreadable(params[param], param == "ssl_ca_certs")):
+                    return name.upper(), f"the file its {param} parameter names {why}"
+            if self.redis_ca and "ssl_ca_certs" not in params and (
+                why := unreadable(self.redis_ca, ca=True)
+            ):
+                return "REDIS_CA", f"{self.redis_ca} {why}"
+        return None
+
+
+def unreadable(path: str, ca: bool = False) -> str:
+    """Why `path` is no regular file this process can open ('' when it is); a `ca` bundle must
+    also hold a certificate. Opened without blocking (a FIFO would wait for a writer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "is not a regular file"
+    finally:
+        os.close(fd)
+    if ca:
+        try:
+            ssl.create_default_context(cafile=path)
+        except (ssl.SSLError, ValueError):
+            return "holds no PEM certificate (a CA bundle is wanted)"
+    return ""

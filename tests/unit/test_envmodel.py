@@ -72,3 +72,49 @@ def test_a_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ORCHESTRATOR_ORDER_TTL", "-1")
     with pytest.raises(ConfigError, match="^environment variable ORCHESTRATOR_ORDER_TTL: "):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("ORCHESTRATOR_REDIS_URL", "http://x"),
+        ("ORCHESTRATOR_REDIS_URL", "redis://u:Hunter2@127.0.0.1:99999/1"),
+        ("ORCHESTRATOR_BROKER_URL", "redis://u:Hunter2@127.0.0.1:notaport/0"),
+        ("ORCHESTRATOR_BROKER_URL", ""),
+    ],
+)
+def test_a_url_setting_is_checked_at_load_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=f"^environment variable {var}: ") as caught:
+        load_settings()
+    assert "Hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("where", ["ca", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"])
+def test_a_tls_file_that_cannot_be_read_is_bad_input_naming_its_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, where: str
+) -> None:
+    missing = tmp_path / "missing.pem"
+    if where == "ca":
+        monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", "rediss://h:6380/1")
+        monkeypatch.setenv("ORCHESTRATOR_REDIS_CA", str(missing))
+        var = "ORCHESTRATOR_REDIS_CA"
+    else:
+        monkeypatch.setenv("ORCHESTRATOR_BROKER_URL", f"rediss://:pw@h:6380/0?{where}={missing}")
+        var = "ORCHESTRATOR_BROKER_URL"
+    with pytest.raises(ConfigError, match=f"^environment variable {var}: .*No such file"):
+        load_settings()
+
+
+def test_a_ca_that_holds_no_certificate_is_refused_and_plain_redis_needs_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    monkeypatch.setenv("ORCHESTRATOR_REDIS_CA", str(garbage))
+    assert load_settings().redis_ca == str(garbage)  # redis://: the CA is not used
+    monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", "rediss://h:6380/1")
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_REDIS_CA: .* holds no PEM certificate"):
+        load_settings()

@@ -37,9 +37,10 @@ def test_wait_settings_and_the_sentinels_password() -> None:
     ("url", "why"),
     [
         ("sentinel://h:1/1", "master_name is missing"),
-        ("sentinel://h:1/x?master_name=m", "database 'x' is not a number"),
+        ("sentinel://h:1/x?master_name=m", "the database (the path) is not a number"),
         ("sentinel:///1?master_name=m", "no sentinel address"),
-        ("sentinel://h:port/1?master_name=m", "bad sentinel address 'h:port'"),
+        ("sentinel://h:port/1?master_name=m", "sentinel address 1 is not HOST:PORT"),
+        ("sentinel://a:1,h:99999/1?master_name=m", "sentinel address 2 is not HOST:PORT"),
         ("sentinel://h:1/1?master_name=m&master=x", "unknown parameter master"),
         ("sentinel://h:1/1?master_name=m&wait_replicas=one", "wait_replicas must be"),
         ("sentinel://h:1/1?master_name=m&wait_timeout=0", "wait_timeout > 0"),
@@ -112,3 +113,52 @@ def test_sentinels_url_without_verification_needs_the_loud_setting() -> None:
     assert "ssl" not in kombu_broker(URL.replace("/1?", "/0?") + "&sentinel_password=sp")[1][
         "sentinel_kwargs"]
 
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://x", "not a URL starting with redis://"),
+        ("", "not a URL starting with redis://"),
+        ("redis://127.0.0.1:notaport/1", "port is not a number from 1 to 65535"),
+        ("redis://:Hunter2@127.0.0.1:99999/1", "port is not a number from 1 to 65535"),
+        ("redis://u:Hun/ter2@h:6379/1", "must be percent-encoded"),
+        ("redis://h:0/1", "port is not a number"),
+        ("redis://h:6379/one", "database (the path) is not a number"),
+        ("redis://h:6379/1?fo=1", "redis-py takes no parameter fo"),
+        ("redis://h:6379/1?ssl_ca_certs=/ca.pem", "no parameter ssl_ca_certs in a redis://"),
+        ("redis://h:6379/1?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
+        ("unix://", "names no socket"),
+        ("sentinel://:Hunter2@h:99999/1?master_name=m", "sentinel address 1"),
+    ],
+)
+def test_a_url_redis_py_cannot_use_is_refused_without_repeating_it(url: str, why: str) -> None:
+    from orchestrator.engine.redisurl import url_problem
+
+    said = url_problem(url)
+    assert why in said, said
+    assert "Hunter" not in said and "ter2" not in said and "notaport" not in said
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/1", "redis://:pw@h/0", "redis://h", "redis:///1",
+        "rediss://u:p%2Fw@h:6380/1?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required",
+        "redis://h:6379/1?socket_timeout=5&health_check_interval=10", "unix:///run/r.sock?db=2",
+        URL, "sentinels://h:1/0?master_name=m&ssl_ca_certs=/ca.pem",
+    ],
+)
+def test_every_url_form_the_readme_names_is_taken(url: str) -> None:
+    from orchestrator.engine.redisurl import url_problem
+
+    assert url_problem(url) == ""
+
+
+def test_the_broker_takes_kombus_schemes_and_refuses_a_state_only_one() -> None:
+    from orchestrator.engine.redisurl import url_problem
+
+    assert url_problem("redis+socket:///run/r.sock", broker=True) == ""
+    assert url_problem("rediss://h:6380/0?ssl_cert_reqs=required", broker=True) == ""
+    assert "not a URL starting with" in url_problem("unix:///run/r.sock", broker=True)
+    assert "database" in url_problem("redis://h:6379/zero", broker=True)
