@@ -16,6 +16,7 @@ from orchestrator.errors import ConfigError
 # Field types whose value is written as JSON in the variable, as pydantic-settings reads them
 # (the worker still reads its settings through pydantic-settings, with its env file).
 _JSON_ORIGINS = (list, set, tuple, dict, frozenset)
+_EXAMPLE = """'["a", "b"]'"""
 
 
 class EnvModel(BaseModel):
@@ -42,14 +43,20 @@ def from_env(model: type[EnvModel], environ: Mapping[str, str]) -> dict[str, Any
         if not _is_json(field.annotation):
             found[name] = raw
             continue
-        try:
-            found[name] = json.loads(raw)
-        except ValueError:
-            raise ConfigError(
-                f"environment variable {var.upper()}: not JSON ({raw[:60]!r}); write e.g. "
-                '\'["a", "b"]\', or unset it'
-            ) from None
+        found[name] = _json(var.upper(), raw)
     return found
+
+
+def _json(var: str, raw: str) -> Any:
+    """`raw` parsed, or ConfigError naming `var`: not JSON, or nested past the recursion limit
+    (json raises RecursionError there, which is no ValueError)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        why = f"not JSON ({raw[:60]!r})"
+    except RecursionError:
+        why = "JSON nested too deep"
+    raise ConfigError(f"environment variable {var}: {why}; write e.g. {_EXAMPLE}, or unset it")
 
 
 def _is_json(annotation: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from orchestrator.engine.tls import RedisConnection
 from orchestrator.envmodel import EnvModel
@@ -66,6 +66,17 @@ class CoordinatorSettings(RedisConnection, EnvModel):
         default_factory=lambda: ["localhost", "127."],
         description="Registry host prefixes reached over plain HTTP",
     )
+
+    @field_validator("insecure_registries")
+    @classmethod
+    def _no_blank_prefix(cls, prefixes: list[str]) -> list[str]:
+        # Every host starts with the empty prefix: "" would send every pull over plain HTTP.
+        if any(not p.strip() for p in prefixes):
+            raise ValueError(
+                'an entry is empty or blank, which every registry host starts with; list '
+                'host prefixes, e.g. ["localhost", "127.", "registry.local:5000"]'
+            )
+        return prefixes
 
 
 def load_settings() -> CoordinatorSettings:

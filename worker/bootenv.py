@@ -25,6 +25,8 @@ def read_refs(path: Path) -> dict[str, str | SecretRef]:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    except RecursionError:  # JSON nested past the interpreter's depth: no ValueError
+        raise ConfigError(f"cannot read {path}: JSON nested too deep") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold one JSON object of settings")
     out: dict[str, str | SecretRef] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from collections.abc import Callable
 import click
 from celery import Celery
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from orchestrator.engine import logs
 from orchestrator.engine.bake import GateSources
@@ -153,6 +155,8 @@ def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
         settings = WorkerSettings()
     except ValidationError as exc:
         raise click.UsageError(settings_error(exc)) from None
+    except SettingsError as exc:
+        raise click.UsageError(json_setting_error(exc)) from None
     if problem := settings.tls_file_problem():  # before Redis: a missing CA is no outage
         raise click.UsageError(f"bad worker setting ORCHESTRATOR_{problem[0]}: {problem[1]}; "
                                "fix or unset it")
@@ -315,6 +319,16 @@ def settings_error(exc: ValidationError) -> str:
     where = f"setting ORCHESTRATOR_{field}" if field else "settings"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"bad worker {where}: {msg}{more}; fix or unset it"
+
+
+def json_setting_error(exc: SettingsError) -> str:
+    """A JSON setting (a list or an object) that is not JSON, named as the operator sets it;
+    pydantic-settings names only the field, in its message."""
+    field = re.search(r'field "(\w+)"', str(exc))
+    where = f"setting ORCHESTRATOR_{field.group(1).upper()}" if field else "settings"
+    why = exc.__cause__ or exc
+    return (f"bad worker {where}: bad JSON ({why}); write e.g. [\"a\", \"b\"] or "
+            '{"k": "v"}, or unset it')
 
 
 def worker_argv(settings: WorkerSettings, loglevel: str, box_id: str) -> list[str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator.engine.tls import RedisConnection
 from schemas.refs import NAME_RE
@@ -112,6 +113,21 @@ class WorkerSettings(RedisConnection, BaseSettings):
         "and heartbeats (JSON list)",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        for source in (env_settings, dotenv_settings):
+            source.decode_complex_value = _depth_guard(  # type: ignore[method-assign]
+                source.decode_complex_value
+            )
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
     @field_validator("box_id", "extra_box_ids")
     @classmethod
     def _box_ids(cls, v: str | list[str] | None) -> str | list[str] | None:
@@ -137,3 +153,17 @@ class WorkerSettings(RedisConnection, BaseSettings):
                 f"{self.step_deadline}, or a running step is delivered twice"
             )
         return self
+
+
+def _depth_guard(decode: Callable[..., Any]) -> Callable[..., Any]:
+    """A JSON setting's decoder whose RecursionError (JSON nested past the interpreter's depth)
+    is a ValueError: pydantic-settings turns only that into its SettingsError naming the
+    field, and lets the other through as a traceback."""
+
+    def guarded(*args: Any) -> Any:
+        try:
+            return decode(*args)
+        except RecursionError:
+            raise ValueError("JSON nested too deep") from None
+
+    return guarded

@@ -108,3 +108,12 @@ def test_a_value_written_as_a_reference_is_refused_without_showing_it(tmp_path: 
     assert "ORCHESTRATOR_BROKER_URL: not a secret reference: secret: secret reference is a URL" \
         in done.stderr
     assert "hunter2" not in done.stderr  # str(ValidationError) would quote both input values
+
+
+def test_a_refs_file_nested_too_deep_fails_with_a_message(tmp_path: Path) -> None:
+    refs = tmp_path / "worker.refs.json"
+    refs.write_text('{"ORCHESTRATOR_BOX_TYPE": ' + "[" * 5000 + "]" * 5000 + "}")
+    done = run_module(str(refs), str(tmp_path / "worker.env"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot read {refs}: JSON nested too deep" in done.stderr
+    assert not (tmp_path / "worker.env").exists()

@@ -118,3 +118,21 @@ def test_a_ca_that_holds_no_certificate_is_refused_and_plain_redis_needs_none(
     monkeypatch.setenv("ORCHESTRATOR_REDIS_URL", "rediss://h:6380/1")
     with pytest.raises(ConfigError, match="ORCHESTRATOR_REDIS_CA: .* holds no PEM certificate"):
         load_settings()
+
+
+@pytest.mark.parametrize("raw", ["[" * 2000 + "]" * 2000, "[" * 100_000 + "]" * 100_000])
+def test_json_nested_too_deep_is_bad_input_naming_the_variable(raw: str) -> None:
+    # json.loads raises RecursionError there, which is no ValueError.
+    env = {"ORCHESTRATOR_INSECURE_REGISTRIES": raw}
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_INSECURE_REGISTRIES: JSON nested too"):
+        from_env(CoordinatorSettings, env)
+
+
+@pytest.mark.parametrize("raw", ['[""]', '["localhost", " "]', '["\\t"]'])
+def test_a_blank_insecure_registry_prefix_is_refused(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    # Every host starts with "": it would send every pull over plain HTTP.
+    monkeypatch.setenv("ORCHESTRATOR_INSECURE_REGISTRIES", raw)
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_INSECURE_REGISTRIES: an entry is empty"):
+        load_settings()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.errors import ConfigError
@@ -52,3 +54,38 @@ def test_a_bad_worker_setting_is_one_line_naming_its_variable(
     said = settings_error(caught.value)
     assert said.startswith("bad worker setting ORCHESTRATOR_HEARTBEAT_INTERVAL: ")
     assert "finite number" in said and "\n" not in said
+
+
+@pytest.mark.parametrize(
+    ("var", "raw"),
+    [
+        ("ORCHESTRATOR_ALLOWED_HOST_PATHS", "[" * 2000 + "]" * 2000),
+        ("ORCHESTRATOR_EXTRA_LABELS", '{"a":' * 50_000 + "1" + "}" * 50_000),
+        ("ORCHESTRATOR_PROTECTED_PATHS", "/srv/keys,/srv/more"),
+    ],
+)
+def test_a_worker_json_setting_that_is_not_json_is_a_usage_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, var: str, raw: str
+) -> None:
+    from click.testing import CliRunner
+
+    from worker.main import cli
+
+    monkeypatch.setenv(var, raw)
+    result = CliRunner().invoke(cli, [], env={"ORCHESTRATOR_BOX_ID": "box1"})
+    assert result.exit_code == 2, result.output
+    assert f"bad worker setting {var}: bad JSON" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_json_nested_too_deep_in_the_env_file_names_its_setting(tmp_path: Path) -> None:
+    from pydantic_settings import SettingsError
+
+    from worker.main import json_setting_error
+
+    env_file = tmp_path / "worker.env"
+    env_file.write_text("ORCHESTRATOR_EXTRA_BOX_IDS=" + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(SettingsError) as caught:
+        WorkerSettings(_env_file=env_file)  # type: ignore[call-arg]
+    said = json_setting_error(caught.value)
+    assert said.startswith("bad worker setting ORCHESTRATOR_EXTRA_BOX_IDS: bad JSON (JSON nested")
