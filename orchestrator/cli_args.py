@@ -8,6 +8,7 @@ import click
 from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError
+from schemas.durations import MAX_SAID, MAX_SECONDS
 from schemas.refs import NAME_RE, parse_image
 from schemas.rollout import Policy
 
@@ -67,6 +68,18 @@ def rollout_id_arg(ctx: click.Context, param: click.Parameter, value: str) -> st
             "(`orchestrator history BOX_TYPE` lists them)"
         )
     return value
+
+
+def seconds_arg(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """Click callback for an option of seconds: above zero and at most MAX_SECONDS; inf and
+    nan refused (nan passes click's FloatRange, as it fails every comparison)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number of seconds, e.g. 1 or 0.5") from None
+    if not 0 < seconds <= MAX_SECONDS:
+        raise click.BadParameter(f"{value!r}: write a number of seconds above 0, {MAX_SAID}")
+    return seconds
 
 
 def make_policy(canary: str, batch: str, max_failed: str, on_failure: str) -> Policy:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import click
 
 from orchestrator.errors import ConfigError
+from schemas.durations import MAX_SAID, MAX_SECONDS
 from schemas.fleet import FleetSettings
 from schemas.rollout import Bake, alarm_problem
 
@@ -16,18 +18,23 @@ _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
 def parse_duration(text: str) -> float:
-    """`2m`, `90s`, `90`, `1m30s`, `1h` -> seconds."""
+    """`2m`, `90s`, `90`, `1m30s`, `1h` -> seconds, at most MAX_SECONDS."""
     m = _DURATION.match(text.strip())
+    shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
     if not text.strip() or m is None or not any(m.groups()):
-        raise ConfigError(f"--bake {text!r}: write a duration like 90s, 2m or 1m30s")
-    h, mi, sec = m.groups()
-    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(sec or 0)
+        raise ConfigError(f"--bake {shown}: write a duration like 90s, 2m or 1m30s")
+    # Decimal: 400 nines are a number to compare, not a float overflow (or infinity).
+    h, mi, sec = (Decimal(g or 0) for g in m.groups())
+    seconds = h * 3600 + mi * 60 + sec
+    if seconds > MAX_SECONDS:
+        raise ConfigError(f"--bake {shown}: a bake lasts {MAX_SAID}; write e.g. 30m")
+    return float(seconds)
 
 
 BAKE_OPTIONS = [
     click.option("--bake", "bake", default=None, metavar="DURATION",
-                 help="After the canary wave, bake this long (90s, 2m) and go on only if "
-                 "every gate passes: the canary's error rate in HAProxy, and --alarm."),
+                 help="After the canary wave, bake this long (90s, 2m; at most 24h) and go on "
+                 "only if every gate passes: the canary's error rate in HAProxy, and --alarm."),
     click.option("--alarm", "alarms", multiple=True, metavar="NAME",
                  help="A CloudWatch alarm (repeatable): in ALARM during the bake, it halts "
                  "the rollout (and rolls back per --on-failure)."),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from orchestrator.cli_args import seconds_arg
 from orchestrator.cli_rollout import coordinator
 from orchestrator.notifier import Deliver, Lifecycle, Notifier, live_notifier
 from schemas.fleet import FleetSettings
@@ -64,7 +65,8 @@ def notify_own(c: Coordinator, rollouts: list[Rollout]) -> None:
 
 
 @click.command()
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between reads.")
+@click.option("--interval", default="1", show_default=True, metavar="SECONDS", callback=seconds_arg,
+              help="Seconds between reads (at most 86400).")
 def notify(interval: float) -> None:
     """Follow every box type's rollouts; for each lifecycle event (started, halted, succeeded,
     failed, rolled-back, aborted, abandoned) run hooks/post-rollout and hooks/on-halt and send

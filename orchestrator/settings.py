@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator
 from orchestrator.engine.tls import RedisConnection
 from orchestrator.envmodel import EnvModel
 from orchestrator.errors import ConfigError
+from schemas.durations import Seconds
 
 
 class CoordinatorSettings(RedisConnection, EnvModel):
@@ -22,13 +23,13 @@ class CoordinatorSettings(RedisConnection, EnvModel):
         None, description="fleet.yml (default: fleet.yml beside or above the boxes folder)"
     )
     key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
-    redis_wait: float = Field(
+    redis_wait: Seconds = Field(
         10.0, ge=0, description="Seconds a command waits for Redis to answer before giving up"
     )
-    lease_ttl: float = Field(60.0, gt=0, description="Lease TTL while a rollout is renewed")
-    slot_ttl: float = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
-    preflight_timeout: float = Field(120.0, gt=0, description="Seconds for every box's preflight")
-    watch_interval: float = Field(0.2, gt=0, description="Seconds between event stream reads")
+    lease_ttl: Seconds = Field(60.0, gt=0, description="Lease TTL while a rollout is renewed")
+    slot_ttl: Seconds = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
+    preflight_timeout: Seconds = Field(120.0, gt=0, description="Seconds for every box's preflight")
+    watch_interval: Seconds = Field(0.2, gt=0, description="Seconds between event stream reads")
     haproxy_socket: str | None = Field(
         None, description="HAProxy runtime API socket: `status` reads memberships through it"
     )
@@ -44,7 +45,7 @@ class CoordinatorSettings(RedisConnection, EnvModel):
         description="The Ed25519 private key that signs releases and orders: a path, "
         "`file:<path>` or `ssm:<parameter>` (`orchestrator keys generate`)",
     )
-    order_ttl: float = Field(
+    order_ttl: Seconds = Field(
         6 * 3600.0, gt=0, description="Seconds a signed order may claim boxes (resume renews)"
     )
     insecure_unsigned: bool = Field(
@@ -61,7 +62,7 @@ class CoordinatorSettings(RedisConnection, EnvModel):
     hooks_dir: Path | None = Field(
         None, description="Folder of hook executables (default: hooks/ beside the boxes folder)"
     )
-    hook_timeout: float = Field(600.0, gt=0, description="Seconds a hook may run")
+    hook_timeout: Seconds = Field(600.0, gt=0, description="Seconds a hook may run")
     insecure_registries: list[str] = Field(
         default_factory=lambda: ["localhost", "127."],
         description="Registry host prefixes reached over plain HTTP",

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator.engine.tls import RedisConnection
+from schemas.durations import Seconds
 from schemas.refs import NAME_RE
 
 # Where the user data writes the worker's settings (and its references); see orchestrator/aws.
@@ -40,18 +41,18 @@ class WorkerSettings(RedisConnection, BaseSettings):
         None, description="host:port of this worker's own /metrics (unset: not served)"
     )
     imds_url: str = Field("http://169.254.169.254", description="EC2 instance metadata service")
-    heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between heartbeats")
-    heartbeat_ttl: float = Field(15.0, gt=0, description="Heartbeat TTL (>= 3 x interval)")
-    step_deadline: float = Field(120.0, gt=0, description="Seconds one step may take")
-    visibility_timeout: float = Field(
+    heartbeat_interval: Seconds = Field(5.0, gt=0, description="Seconds between heartbeats")
+    heartbeat_ttl: Seconds = Field(15.0, gt=0, description="Heartbeat TTL (>= 3 x interval)")
+    step_deadline: Seconds = Field(120.0, gt=0, description="Seconds one step may take")
+    visibility_timeout: Seconds = Field(
         300.0, gt=0, description="Broker redelivery timeout (> step deadline)"
     )
-    restore_interval: float = Field(5.0, gt=0, description="kombu's unacked restore sweep")
-    lease_ttl: float = Field(60.0, gt=0, description="TTL of a box type's lease while renewed")
-    slot_ttl: float = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
-    settle_time: float = Field(2.0, ge=0, description="Running this long = healthy, w/o a check")
-    drain_timeout: float = Field(60.0, gt=0, description="Seconds to wait for LB draining")
-    services_interval: float = Field(30.0, gt=0, description="Seconds between service checks")
+    restore_interval: Seconds = Field(5.0, gt=0, description="kombu's unacked restore sweep")
+    lease_ttl: Seconds = Field(60.0, gt=0, description="TTL of a box type's lease while renewed")
+    slot_ttl: Seconds = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
+    settle_time: Seconds = Field(2.0, ge=0, description="Running this long = healthy, w/o a check")
+    drain_timeout: Seconds = Field(60.0, gt=0, description="Seconds to wait for LB draining")
+    services_interval: Seconds = Field(30.0, gt=0, description="Seconds between service checks")
     realign_members: bool = Field(
         True,
         description="At rest, each heartbeat tick puts a start-first app's HAProxy member back "
@@ -62,7 +63,7 @@ class WorkerSettings(RedisConnection, BaseSettings):
         "docker", description="Container runtime; noop only for benchmarks"
     )
     concurrency: int = Field(1, ge=1, description="Pool size (1 per real box)")
-    secret_check_interval: float = Field(
+    secret_check_interval: Seconds = Field(
         60.0, gt=0,
         description="Seconds between the box's own checks for rotated secret values (each "
         "resolves every secret: SSM reads); `status` shows what the last one found",

@@ -136,3 +136,19 @@ def test_a_blank_insecure_registry_prefix_is_refused(
     monkeypatch.setenv("ORCHESTRATOR_INSECURE_REGISTRIES", raw)
     with pytest.raises(ConfigError, match="ORCHESTRATOR_INSECURE_REGISTRIES: an entry is empty"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("ORCHESTRATOR_REDIS_WAIT", "1e308"), ("ORCHESTRATOR_HOOK_TIMEOUT", "86400.5"),
+     ("ORCHESTRATOR_WATCH_INTERVAL", "1e5")],
+)
+def test_a_duration_setting_is_at_most_a_day(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    # ORCHESTRATOR_REDIS_WAIT=1e308 waited for Redis for ever.
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=f"^environment variable {var}: .* at most 86400 "):
+        load_settings()
+    monkeypatch.setenv(var, "86400")
+    assert load_settings()

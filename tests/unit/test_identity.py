@@ -89,3 +89,9 @@ def test_json_nested_too_deep_in_the_env_file_names_its_setting(tmp_path: Path) 
         WorkerSettings(_env_file=env_file)  # type: ignore[call-arg]
     said = json_setting_error(caught.value)
     assert said.startswith("bad worker setting ORCHESTRATOR_EXTRA_BOX_IDS: bad JSON (JSON nested")
+
+
+@pytest.mark.parametrize("name", ["step_deadline", "visibility_timeout", "settle_time"])
+def test_a_worker_duration_setting_is_at_most_a_day(name: str) -> None:
+    with pytest.raises(ValueError, match="at most 86400 seconds"):
+        WorkerSettings(**{name: 1e300})  # type: ignore[arg-type]
