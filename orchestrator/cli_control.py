@@ -26,7 +26,7 @@ def pause(rollout_id: str) -> None:
 @click.argument("rollout_id", callback=rollout_id_arg)
 def resume(rollout_id: str) -> None:
     """Start boxes again (after pause, or after a halt once the cause is fixed)."""
-    c = coordinator()
+    c = coordinator(signs=True)
     try:
         retried = control.resume(c, rollout_id)
     finally:

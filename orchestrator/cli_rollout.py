@@ -86,10 +86,12 @@ def before_rollout(c: Coordinator, rollout_id: str, release: Release, reason: st
     }, s.hook_timeout)
 
 
-def coordinator() -> Coordinator:
+def coordinator(*, signs: bool = False) -> Coordinator:
+    """Connected to Redis; `signs`: a command that signs reads its key before that."""
     from orchestrator.coordinator import Coordinator
 
-    return Coordinator.connect(load_settings(), say=lambda m: click.echo(m, err=True))
+    return Coordinator.connect(load_settings(), say=lambda m: click.echo(m, err=True),
+                               signs=signs)
 
 
 @click.command()
@@ -141,7 +143,7 @@ def rollout(
     release_spec(load_settings(), box_type, overrides)  # the file and --image, checked now
     require_reason(reason)
     baking = make_bake(bake, alarms, error_margin, bake_min_requests, bake_each_wave)
-    c = coordinator()
+    c = coordinator(signs=True)
     try:
         c.refuse_if_frozen(box_type)
         baking = with_fleet_alarms(baking, c.fleet_settings(), box_type)
@@ -210,7 +212,7 @@ def rollback(
         canary, batch, max_failed, "halt" if on_failure == "rollback" else on_failure
     )
     check_text("--reason", reason)
-    c = coordinator()
+    c = coordinator(signs=True)
     try:
         holder, _ = c.rollouts.lease.holder(box_type)
         pending = holder and c.rollouts.state(holder) == RolloutState.ROLLBACK_PENDING
@@ -250,7 +252,7 @@ def rollback(
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
 def repair(box_id: str, json_out: bool) -> None:
     """Restore and rejoin one box: a one-box rollout to its type's current release."""
-    c = coordinator()
+    c = coordinator(signs=True)
     try:
         beat = heartbeat(c.client, c.keys, box_id)
         if beat is None:

@@ -56,8 +56,12 @@ class Coordinator:
 
     @classmethod
     def connect(
-        cls, settings: CoordinatorSettings, say: Callable[[str], None] | None = None
+        cls, settings: CoordinatorSettings, say: Callable[[str], None] | None = None,
+        *, signs: bool = False,
     ) -> Coordinator:
+        """`signs`: the command signs, so its key is read first: a missing or bad key is bad
+        input, not hidden behind a Redis that does not answer."""
+        signer = [signer_for(settings)] if signs else []
         client = connect(settings.redis_url, wait=settings.redis_wait, say=say, tls=settings.tls())
         if say is not None and (warning := volatility(client, settings.redis_url)):
             say(warning)
@@ -71,7 +75,7 @@ class Coordinator:
             slot_ttl=settings.slot_ttl,
             aws=(settings.aws_region, settings.aws_endpoint_url),
         )
-        return cls(settings, client, keys, app, engine)
+        return cls(settings, client, keys, app, engine, signer)
 
     def read_lb(self, member: Member) -> list[MemberState]:
         """Every member of the load balancer `member` belongs to, as it says now."""
@@ -97,21 +101,10 @@ class Coordinator:
 
     # --- signing ---------------------------------------------------------------------------
     def signer(self) -> Signer | None:
-        """The signing key, read on first use (only commands that sign need it); None only
-        with the loudly named insecure setting."""
+        """The signing key, read on first use unless `connect` read it (only commands that
+        sign need it); None only with the loudly named insecure setting."""
         if not self._signer:
-            ref = self.settings.signing_key
-            if ref:
-                aws = (self.settings.aws_region, self.settings.aws_endpoint_url)
-                self._signer.append(load_signer(ref, aws))
-            elif self.settings.insecure_unsigned:
-                self._signer.append(None)
-            else:
-                raise ConfigError(
-                    "ORCHESTRATOR_SIGNING_KEY is not set: boxes act only on orders signed by "
-                    "a key they trust. Make one with `orchestrator keys generate --out PATH` "
-                    "and set ORCHESTRATOR_SIGNING_KEY=PATH (boxes: ORCHESTRATOR_TRUSTED_KEYS)"
-                )
+            self._signer.append(signer_for(self.settings))
         return self._signer[0]
 
     def sign_release(self, release: Release) -> Release:
@@ -363,3 +356,17 @@ class Coordinator:
         ask_preflight(self.app, self.client, self.keys, self.settings.preflight_timeout,
                       rollout_id, box_type, release, boxes,
                       renew=lambda: self.keep_lease(box_type, rollout_id))
+
+
+def signer_for(settings: CoordinatorSettings) -> Signer | None:
+    """ORCHESTRATOR_SIGNING_KEY, read and parsed (ConfigError naming it, never its content);
+    None only with ORCHESTRATOR_INSECURE_UNSIGNED."""
+    if settings.signing_key:
+        return load_signer(settings.signing_key, (settings.aws_region, settings.aws_endpoint_url))
+    if settings.insecure_unsigned:
+        return None
+    raise ConfigError(
+        "ORCHESTRATOR_SIGNING_KEY is not set: boxes act only on orders signed by "
+        "a key they trust. Make one with `orchestrator keys generate --out PATH` "
+        "and set ORCHESTRATOR_SIGNING_KEY=PATH (boxes: ORCHESTRATOR_TRUSTED_KEYS)"
+    )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -117,52 +119,67 @@ def write_private(path: Path, pem: bytes) -> None:
         f.write(pem)
 
 
+# A PKCS#8 Ed25519 key in PEM is 119 bytes: a file far larger is not one (nor is /dev/zero).
+_KEY_FILE_MAX = 64 * 1024
+_SSM_NAME = re.compile(r"[A-Za-z0-9_.\-/:]{1,2048}\Z")  # a name, a path or an ARN (+ :version)
+_VAR = "ORCHESTRATOR_SIGNING_KEY"
+_MAKE = "make one with `orchestrator keys generate --out PATH`"
+
+
 def load_signer(ref: str, aws: tuple[str, str | None] = ("us-east-1", None)) -> Signer:
     """ORCHESTRATOR_SIGNING_KEY: a path, `file:<path>` or `ssm:<parameter>` (a SecureString)."""
-    if ref.startswith("ssm:"):
-        from orchestrator.engine.aws import aws_client, call
-
-        ssm = aws_client("ssm", *aws)
-        got = call(
-            f"read the signing key {ref}",
-            ssm.get_parameter,
-            refused=ConfigError,
-            Name=ref[4:],
-            WithDecryption=True,
-        )
-        pem = got["Parameter"]["Value"].encode()
-    else:
-        pem = _read_key_file(ref.removeprefix("file:"))
+    pem = _ssm_key(ref, aws) if ref.startswith("ssm:") else _file_key(ref)
     try:
         key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
     if not isinstance(key, Ed25519PrivateKey):
         # The content is never shown: it is a private key, or meant to be.
         raise ConfigError(
-            f"ORCHESTRATOR_SIGNING_KEY: {ref} is not an unencrypted Ed25519 private key in PEM; "
-            "make one with `orchestrator keys generate --out PATH`"
+            f"{_VAR}: {ref} is not an unencrypted Ed25519 private key in PEM; {_MAKE}"
         )
     return Signer(key)
 
 
-def _read_key_file(name: str) -> bytes:
-    """The key file's bytes; a value that is not a readable path is named, and key text
-    (the key itself, pasted where its path belongs) is never shown."""
-    path = Path(name).expanduser()
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        if looks_like_key_text(name):
-            raise ConfigError(
-                "ORCHESTRATOR_SIGNING_KEY holds what looks like the text of a key, not a path "
-                "to one (it is not shown); write the key to a file only you can read (mode "
-                "600) and set the variable to its path, or use `ssm:<parameter>`"
-            ) from None
+def _file_key(ref: str) -> bytes:
+    if not os.path.exists(ref) and looks_like_key_text(ref):
+        # Never echoed: it is the private key.
         raise ConfigError(
-            f"ORCHESTRATOR_SIGNING_KEY: cannot read {path} ({exc.strerror}); make one with "
-            "`orchestrator keys generate --out PATH`"
-        ) from None
+            f"{_VAR} holds what looks like the text of a key, not where the key is (it is not "
+            "shown): write the key to a file only you can read (mode 600) and set the variable "
+            "to its path, `file:<path>` or `ssm:<parameter>`"
+        )
+    path = Path(ref.removeprefix("file:")).expanduser()
+    try:
+        # Non-blocking: opening a FIFO would wait for a writer; only a regular file is read.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{_VAR}: {path} is not a regular file; {_MAKE}")
+            pem = f.read(_KEY_FILE_MAX + 1)
+    except OSError as exc:
+        raise ConfigError(f"{_VAR}: cannot read {path} ({exc.strerror}); {_MAKE}") from None
+    if len(pem) > _KEY_FILE_MAX:
+        raise ConfigError(f"{_VAR}: {path} is over {_KEY_FILE_MAX // 1024} KiB: not a key; {_MAKE}")
+    return pem
+
+
+def _ssm_key(ref: str, aws: tuple[str, str | None]) -> bytes:
+    name = ref.removeprefix("ssm:")
+    if not _SSM_NAME.match(name):
+        raise ConfigError(
+            f"{_VAR}: after `ssm:` comes an SSM parameter's name (letters, digits, "
+            "'_.-/:'), e.g. ssm:/orchestrator/signing-key"
+        )
+    from orchestrator.engine.aws import aws_client, call
+
+    got = call(
+        f"read the signing key {ref}",
+        aws_client("ssm", *aws).get_parameter,
+        refused=ConfigError,
+        Name=name,
+        WithDecryption=True,
+    )
+    return str(got["Parameter"]["Value"]).encode()
 
 
 def check(sig: Sig | None, data: bytes, trusted: list[str]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.engine.trust import generate, write_private
 from tests.harness.limits import LimitedCli
 
 pytestmark = pytest.mark.unit
@@ -98,10 +99,13 @@ def test_a_bad_command_line_is_refused_before_connecting(
     refused(cli.run(argv, env), token)
 
 
-def test_a_good_command_line_gets_as_far_as_redis(cli: LimitedCli) -> None:
-    """The rig can fail: a command line with nothing wrong reaches the closed port."""
-    answer = cli.run(["rollout", "web", "--reason", "test"],
-                     dict(NOWHERE, ORCHESTRATOR_BOXES_DIR="boxes"))
+def test_a_good_command_line_gets_as_far_as_redis(cli: LimitedCli, tmp_path: Path) -> None:
+    """The rig can fail: a command line with nothing wrong (its signing key included)
+    reaches the closed port."""
+    key = tmp_path / "signing.key"
+    write_private(key, generate()[0])
+    env = dict(NOWHERE, ORCHESTRATOR_BOXES_DIR="boxes", ORCHESTRATOR_SIGNING_KEY=str(key))
+    answer = cli.run(["rollout", "web", "--reason", "test"], env)
     assert answer["rc"] != 2 and "Redis" in answer["err"], answer
 
 

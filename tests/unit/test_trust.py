@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -172,3 +174,50 @@ def test_a_refused_step_counts_the_box_failed() -> None:
                "deploy.swap:web": entry("deploy.swap", Outcome.REFUSED)}
     assert entries["deploy.swap:web"].failed
     assert box_outcome(entries) == "failed"
+
+
+SECRET = "MC4CAQAwBQYDK2VwBCIEIHunter2SuperSecretKeyMaterial0000000000"
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [f"-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n", SECRET,
+     f"file:-----BEGIN PRIVATE KEY----- {SECRET} -----END PRIVATE KEY-----"],
+)
+def test_key_text_in_the_variable_is_named_so_and_never_shown(ref: str) -> None:
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_SIGNING_KEY holds what looks like the text of a key") as err:
+        load_signer(ref)
+    assert "Hunter2" not in str(err.value) and "MC4C" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("ref", "said"),
+    [("/dev/zero", "is not a regular file"), ("/", "cannot read / (Is a directory)"),
+     ("ssm:", "after `ssm:` comes an SSM parameter's name"), ("ssm:a b", "after `ssm:`")],
+)
+def test_a_key_reference_that_is_no_key_file_is_refused_unread(ref: str, said: str) -> None:
+    with pytest.raises(ConfigError, match=f"^ORCHESTRATOR_SIGNING_KEY: .*{re.escape(said)}"):
+        load_signer(ref)
+
+
+def test_a_fifo_or_a_huge_file_is_no_key(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")  # opening it blocking would wait for a writer for ever
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_signer(str(tmp_path / "fifo"))
+    (tmp_path / "big").write_bytes(b"-----BEGIN PRIVATE KEY-----\n" + b"A" * 100_000)
+    with pytest.raises(ConfigError, match="over 64 KiB"):
+        load_signer(str(tmp_path / "big"))
+
+
+def test_a_command_that_signs_reads_its_key_before_connecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.coordinator import Coordinator
+    from orchestrator.settings import CoordinatorSettings
+
+    monkeypatch.setattr("orchestrator.coordinator.connect",
+                        lambda *a, **k: pytest.fail("connected before reading the key"))
+    for env in ({"signing_key": "/nonexistent.key"}, {"signing_key": None}):
+        settings = CoordinatorSettings(**env, insecure_unsigned=False)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="ORCHESTRATOR_SIGNING_KEY"):
+            Coordinator.connect(settings, signs=True)
