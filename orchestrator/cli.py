@@ -18,7 +18,14 @@ import redis
 
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.version import version
-from orchestrator.errors import ConfigError, InvalidFile, OrchestratorError, ServiceUnavailable
+from orchestrator.errors import (
+    ConfigError,
+    InvalidFile,
+    OrchestratorError,
+    ReaderGone,
+    ServiceUnavailable,
+)
+from orchestrator.output import GuardedStdout
 from schemas.boxfile import BoxSpec
 from schemas.checks import app_order
 from schemas.fleet import FleetSettings
@@ -205,8 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one handler prints `ERROR (Class): message`; traceback only with -v."""
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args
+    real = sys.stdout
+    sys.stdout = GuardedStdout(real)
     try:
         code = cli.main(args=args, prog_name="orchestrator", standalone_mode=False)
+    except ReaderGone as exc:  # `| head` had enough: nothing to say, to no one
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -227,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         lost = ServiceUnavailable(f"Redis does not answer: {exc}")
         show_error(lost)
         return lost.exit_code
+    finally:
+        sys.stdout = real
     return code if isinstance(code, int) else 0  # ctx.exit(n): e.g. `plan`'s "changes present"
 
 
@@ -239,7 +252,8 @@ def run() -> NoReturn:
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): code stands
-            stream.flush()
+            if stream is not None:  # None: the shell closed it (`>&-`)
+                stream.flush()
     logging.shutdown()
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # a profiler or coverage writes its report at the interpreter's exit

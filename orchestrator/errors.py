@@ -10,6 +10,7 @@ OrchestratorError
 │   └── NotReplicated        no replica acknowledged a lease, claim or fence write (WAIT)
 ├── RolloutNotSucceeded      a rollout, rollback or repair ended in another state (exit 1)
 ├── Detached                 Ctrl-C on an attached CLI; the rollout goes on (exit 130)
+├── OutputFailed             stdout is full or closed: the results were not written
 └── DeployError              a deploy step could not do its job (exit 1)
     ├── HealthCheckFailed    new containers never proved healthy
     ├── LoadBalancerError    leaving or joining a load balancer failed
@@ -31,9 +32,10 @@ OrchestratorError
 Exit codes (README "Exit codes" names the test that provokes each):
 0 ok · 1 a deploy failed or halted (or `status` found a problem) · 2 bad input, nothing changed ·
 3 the lease is held by another rollout · 4 Redis, Docker, a registry or AWS did not answer ·
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C) · 141 stdout's reader went away (`| head`), quietly.
 
 InjectedFault (a RuntimeError, outside the tree on purpose) is raised only by a test hook.
+ReaderGone (outside it too: no error) ends a command whose stdout's reader left (exit 141).
 """
 
 from __future__ import annotations
@@ -202,6 +204,16 @@ class MigrationFailed(DeployError):
 
 class PreflightFailed(DeployError):
     """Some boxes can't take the release; nothing was changed."""
+
+
+class OutputFailed(OrchestratorError):
+    """The results could not be written to standard output: a full disk, a closed stdout."""
+
+
+class ReaderGone(Exception):  # noqa: N818 (not an error: the reader had enough, `| head`)
+    """Standard output's reader went away: the command ends quietly, as SIGPIPE ends one."""
+
+    exit_code = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
 
 
 class InjectedFault(RuntimeError):

@@ -92,12 +92,15 @@ def watch(
     rollout: Rollout,
     *,
     json_out: bool = False,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     interval: float = 0.2,
     on_tick: Callable[[], None] | None = None,
 ) -> str:
     """Follow the rollout to its final state and return it (the rollout never needs this)."""
+    # The streams of the moment, not of the import: the CLI guards stdout while it runs.
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     started = time.time()
     board = LiveBoard(err) if not json_out and err.isatty() else None
     ticks = [f for f in (on_tick, board.tick if board else None) if f is not None]

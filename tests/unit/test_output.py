@@ -1,0 +1,58 @@
+"""Results written where they cannot go: a full or closed stdout is said (exit 1, no traceback);
+a reader that went away (`| head`) ends the command quietly (141, as SIGPIPE would)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+# The console script's own path: `run`, its final flush and os._exit included.
+CODE = "from orchestrator.cli import run; run()"
+COMMANDS = [["schema"], ["schema", "--fleet"], ["validate", "examples/boxes/web.yml"], ["--help"]]
+
+
+def orchestrator(args: list[str], stdout: Any, **kw: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", CODE, *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, timeout=60, **kw)
+
+
+def close_stdout() -> None:
+    os.close(1)  # `orchestrator schema >&-`
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [("full", "could not write the output to standard output: No space left on device"),
+     ("closed", "could not write the output: standard output is closed")],
+)
+def test_output_that_cannot_be_written_is_said_once(args: list[str], where: str,
+                                                     said: str) -> None:
+    if where == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    kw: dict[str, Callable[[], None]] = {"preexec_fn": close_stdout} if where == "closed" else {}
+    with open("/dev/full" if where == "full" else os.devnull, "w") as out:
+        done = orchestrator(args, out, **kw)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == f"ERROR (OutputFailed): {said}"  # once, no traceback
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_a_reader_gone_ends_the_command_quietly(args: list[str]) -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = orchestrator(args, write)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
