@@ -96,14 +96,15 @@ def parse_images(pairs: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for pair in pairs:
         app, sep, ref = pair.partition("=")
+        shown = repr(pair) if len(pair) <= 100 else repr(pair[:100]) + "..."  # one line
         if not sep or not app or not ref:
-            raise ConfigError(f"--image {pair!r}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
+            raise ConfigError(f"--image {shown}: write APP=IMAGE, e.g. --image gcweb=reg/gcweb:v2")
         if not NAME_RE.match(app):
-            raise ConfigError(f"--image {pair!r}: {app!r} is not an app name")
+            raise ConfigError(f"--image {shown}: {app[:64]!r} is not an app name")
         try:
             parse_image(ref.strip())
         except ValueError as exc:
-            raise ConfigError(f"--image {pair!r}: {exc}") from None
+            raise ConfigError(f"--image {shown}: {exc}") from None
         if app in out:
             raise ConfigError(f"--image names app {app!r} twice; give one image per app")
         out[app] = ref.strip()

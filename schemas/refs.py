@@ -79,6 +79,8 @@ def parse_image(text: str) -> ImageRef:
     if len(m.group("path")) > 255:
         raise ValueError(f"repository of {text[:40]!r}... is longer than 255 characters")
     host, path = m.group("host"), m.group("path")
+    if host and (why := _port_problem(host)):
+        raise ValueError(f"{text[:80]!r} is not a valid image reference: {why}")
     # Like Docker: the first part is a registry only if it looks like a host.
     if host and not ("." in host or ":" in host or host == "localhost"):
         if not re.fullmatch(_COMPONENT, host):  # a path component: Docker refuses `Team/app`
@@ -94,6 +96,19 @@ def parse_image(text: str) -> ImageRef:
 REGISTRY_HOST_RE = re.compile(rf"{_HOST}\Z")
 
 
+def _port_problem(host: str) -> str:
+    """Why host[:port]'s port is no TCP port ('' when it is, or there is none); the grammar
+    takes any digits, Docker and the registry client do not."""
+    _, colon, digits = host.rpartition(":")
+    if not colon:
+        return ""
+    # Length first: int() of thousands of digits is refused (or slow) before any comparison.
+    if len(digits) > 5 or not 1 <= int(digits) <= 65535:
+        shown = digits if len(digits) <= 12 else digits[:12] + "..."
+        return f"registry port {shown} is out of range; ports are 1-65535"
+    return ""
+
+
 def check_registry_host(host: str) -> str:
     """A registry as image references name it: host[:port], no scheme, no path."""
     if not REGISTRY_HOST_RE.match(host):
@@ -104,6 +119,8 @@ def check_registry_host(host: str) -> str:
             f"registry {host!r} is not a registry host as image references name it "
             f"(host[:port], no scheme, user or path){hint}"
         )
+    if why := _port_problem(host):
+        raise ValueError(f"registry {host[:80]!r}: {why}")
     return host
 
 

@@ -92,3 +92,21 @@ def test_image_references(
         registry, repo, tag, digest
     )
     assert str(parsed) == ref
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999999", "9" * 5000])
+def test_a_registry_port_outside_1_to_65535_is_refused(port: str) -> None:
+    from schemas.refs import check_registry_host
+
+    with pytest.raises(ValueError, match="registry port .* is out of range; ports are 1-65535"):
+        parse_image(f"reg.example.com:{port}/team/app:1")
+    with pytest.raises(ValueError, match="registry port .* is out of range; ports are 1-65535"):
+        check_registry_host(f"reg.example.com:{port}")
+
+
+@pytest.mark.parametrize("host", ["reg.example.com:1", "127.0.0.1:65535", "localhost:05000"])
+def test_a_registry_port_in_range_is_kept(host: str) -> None:
+    from schemas.refs import check_registry_host
+
+    assert parse_image(f"{host}/app:1").registry == host
+    assert check_registry_host(host) == host

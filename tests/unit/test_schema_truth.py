@@ -55,8 +55,8 @@ SCHEMA_CANNOT_SAY = {
     "secret references, worker URLs": [
         "address_999", "address_leading_zeros", "command_nul", "env_total_300k",
         "env_value_40k", "env_value_nul", "envs_no_equals", "health_command_unclosed_quote",
-        "health_two_kinds", "image_digest_uppercase", "image_short_digest", "image_space",
-        "image_uppercase_first_part",
+        "health_two_kinds", "image_digest_uppercase", "image_registry_port_out_of_range",
+        "image_short_digest", "image_space", "image_uppercase_first_part",
         "image_unicode_tag", "image_uppercase_repo", "log_path_dotdot", "log_path_newline",
         "log_path_relative", "port_out_of_range", "port_range", "secret_bad_scheme",
         "secret_newline", "health_command_empty", "health_command_empty_list",
