@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,10 +91,12 @@ def load_fleet(path: Path) -> FleetSettings:
 
 
 def find_fleet(box_path: Path) -> Path | None:
-    """fleet.yml beside the box file, or in its parent (boxes/ under a fleet folder)."""
+    """fleet.yml beside the box file, or in its parent (boxes/ under a fleet folder). One that
+    is there but unreadable (a dangling link, a link loop, a folder) is returned, for loading to
+    refuse naming it: skipping it would deploy without its registries and services."""
     for folder in (box_path.parent, box_path.parent.parent):
         candidate = folder / FLEET_FILE
-        if candidate.is_file():
+        if os.path.lexists(candidate):
             return candidate
     return None
 

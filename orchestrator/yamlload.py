@@ -4,6 +4,7 @@ then yamlevents.py builds it within depth and alias limits."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -69,7 +70,10 @@ def read_bytes(path: Path, limit: int = MAX_BYTES) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise _refuse(name, f"cannot read the file: {exc.strerror}") from None
+        why = exc.strerror
+        if exc.errno == errno.ENOENT and os.path.islink(path):  # the link is there, not its file
+            why = f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+        raise _refuse(name, f"cannot read the file: {why}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,47 @@ def test_schema_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     schema = json.loads(capsys.readouterr().out)
     assert "apps" in schema["properties"]
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "folder"])
+@pytest.mark.parametrize("where", ["beside", "above"])
+def test_a_fleet_yml_there_but_unreadable_is_an_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, where: str
+) -> None:
+    # It was skipped as if absent: a rollout without its registries, services and budgets.
+    from orchestrator.config import fleet_for
+    from orchestrator.errors import InvalidFile
+    from orchestrator.settings import CoordinatorSettings
+
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    (boxes / "web.yml").write_text(OK_APP)
+    fleet = (boxes if where == "beside" else tmp_path) / "fleet.yml"
+    said = {
+        "dangling": f"cannot read the file: a symbolic link to '{tmp_path / 'gone.yml'}', "
+        "which does not exist",
+        "loop": "cannot read the file: Too many levels of symbolic links",
+        "folder": "this is a directory; give a YAML file",
+    }[kind]
+    if kind == "dangling":
+        fleet.symlink_to(tmp_path / "gone.yml")
+    elif kind == "loop":
+        fleet.symlink_to("fleet.yml")  # itself
+    else:
+        fleet.mkdir()
+    assert main(["validate", str(boxes / "web.yml")]) == 2
+    assert f"ERROR (InvalidFile): {fleet}: {said}\n" in capsys.readouterr().err
+    with pytest.raises(InvalidFile, match=re.escape(said)) as caught:
+        fleet_for(CoordinatorSettings(boxes_dir=boxes))
+    assert caught.value.path == str(fleet)
+
+
+def test_no_fleet_yml_at_all_stays_optional(tmp_path: Path) -> None:
+    from orchestrator.config import fleet_for
+    from orchestrator.settings import CoordinatorSettings
+
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    (boxes / "web.yml").write_text(OK_APP)
+    assert main(["validate", str(boxes / "web.yml")]) == 0
+    assert fleet_for(CoordinatorSettings(boxes_dir=boxes)) is None
