@@ -185,7 +185,7 @@ SECRET = "MC4CAQAwBQYDK2VwBCIEIHunter2SuperSecretKeyMaterial0000000000"
      f"file:-----BEGIN PRIVATE KEY----- {SECRET} -----END PRIVATE KEY-----"],
 )
 def test_key_text_in_the_variable_is_named_so_and_never_shown(ref: str) -> None:
-    with pytest.raises(ConfigError, match="ORCHESTRATOR_SIGNING_KEY holds what looks like the text of a key") as err:
+    with pytest.raises(ConfigError, match="SIGNING_KEY holds what looks like the text") as err:
         load_signer(ref)
     assert "Hunter2" not in str(err.value) and "MC4C" not in str(err.value)
 
