@@ -11,6 +11,7 @@ from orchestrator.engine.tls import RedisConnection
 from orchestrator.envmodel import EnvModel
 from orchestrator.errors import ConfigError
 from schemas.durations import Seconds
+from schemas.settingvalues import AwsRegion, EndpointUrl, KeyPrefix, OneLine, SocketPath
 
 
 class CoordinatorSettings(RedisConnection, EnvModel):
@@ -22,19 +23,19 @@ class CoordinatorSettings(RedisConnection, EnvModel):
     fleet_file: Path | None = Field(
         None, description="fleet.yml (default: fleet.yml beside or above the boxes folder)"
     )
-    key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
+    key_prefix: KeyPrefix = Field("orch:", description="Prefix of every product key in Redis")
     redis_wait: Seconds = Field(
         10.0, ge=0, description="Seconds a command waits for Redis to answer before giving up"
     )
-    lease_ttl: Seconds = Field(60.0, gt=0, description="Lease TTL while a rollout is renewed")
-    slot_ttl: Seconds = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
+    lease_ttl: Seconds = Field(60.0, ge=1, description="Lease TTL while a rollout is renewed")
+    slot_ttl: Seconds = Field(30.0, ge=1, description="A scheduled box silent this long is dead")
     preflight_timeout: Seconds = Field(120.0, gt=0, description="Seconds for every box's preflight")
     watch_interval: Seconds = Field(0.2, gt=0, description="Seconds between event stream reads")
-    haproxy_socket: str | None = Field(
+    haproxy_socket: SocketPath = Field(
         None, description="HAProxy runtime API socket: `status` reads memberships through it"
     )
-    aws_region: str = Field("us-east-1", description="AWS region of the box types' groups")
-    aws_endpoint_url: str | None = Field(None, description="AWS endpoint (tests: moto server)")
+    aws_region: AwsRegion = Field("us-east-1", description="AWS region of the box types' groups")
+    aws_endpoint_url: EndpointUrl = Field(None, description="AWS endpoint (tests: moto server)")
     fleet_source: Literal["auto", "heartbeats", "asg"] = Field(
         "auto",
         description="auto: the box type's ASG when AWS credentials exist and a group is "
@@ -53,7 +54,7 @@ class CoordinatorSettings(RedisConnection, EnvModel):
         description="INSECURE, throwaway setups only: start rollouts without a signing key "
         "(boxes then refuse them unless they run with the same setting)",
     )
-    performer: str | None = Field(
+    performer: OneLine = Field(
         None, description="Who deploys, as CI names them (recorded with the user and host)"
     )
     allow_no_reason: bool = Field(
@@ -67,6 +68,13 @@ class CoordinatorSettings(RedisConnection, EnvModel):
         default_factory=lambda: ["localhost", "127."],
         description="Registry host prefixes reached over plain HTTP",
     )
+
+    @field_validator("hooks_dir")
+    @classmethod
+    def _a_folder(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_dir():  # named, so meant: a typo must not skip every hook
+            raise ValueError(f"{v} is not a folder; name the folder of hook executables")
+        return v
 
     @field_validator("insecure_registries")
     @classmethod

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from orchestrator.engine.tls import RedisConnection
 from schemas.durations import Seconds
 from schemas.refs import NAME_RE
+from schemas.settingvalues import AwsRegion, EndpointUrl, KeyPrefix, SocketPath
 
 # Where the user data writes the worker's settings (and its references); see orchestrator/aws.
 ENV_FILE = "/etc/orchestrator/worker.env"
@@ -26,17 +27,17 @@ class WorkerSettings(RedisConnection, BaseSettings):
 
     box_id: str | None = Field(None, description="This box's id; EC2 instance id when unset")
     box_type: str | None = Field(None, description="This box's type; EC2 tag when unset")
-    key_prefix: str = Field("orch:", description="Prefix of every product key in Redis")
+    key_prefix: KeyPrefix = Field("orch:", description="Prefix of every product key in Redis")
     bind_ip: str | None = Field(
         None, description="Host address for published ports (simulated boxes: 127.0.0.11, ...)"
     )
     health_host: str = Field("127.0.0.1", description="Address health checks connect to")
     log_root: str = Field("/var/log/orchestrator", description="Host root of forwarded logs")
     hostname: str | None = Field(None, description="Hostname for use_host_hostname containers")
-    haproxy_socket: str | None = Field(None, description="HAProxy runtime API socket path")
+    haproxy_socket: SocketPath = Field(None, description="HAProxy runtime API socket path")
     haproxy_server: str | None = Field(None, description="HAProxy server name (default: box id)")
-    aws_region: str = Field("us-east-1", description="AWS region for ELB, ELBv2, SSM")
-    aws_endpoint_url: str | None = Field(None, description="AWS endpoint (tests: moto server)")
+    aws_region: AwsRegion = Field("us-east-1", description="AWS region for ELB, ELBv2, SSM")
+    aws_endpoint_url: EndpointUrl = Field(None, description="AWS endpoint (tests: moto server)")
     metrics_listen: str | None = Field(
         None, description="host:port of this worker's own /metrics (unset: not served)"
     )
@@ -48,8 +49,8 @@ class WorkerSettings(RedisConnection, BaseSettings):
         300.0, gt=0, description="Broker redelivery timeout (> step deadline)"
     )
     restore_interval: Seconds = Field(5.0, gt=0, description="kombu's unacked restore sweep")
-    lease_ttl: Seconds = Field(60.0, gt=0, description="TTL of a box type's lease while renewed")
-    slot_ttl: Seconds = Field(30.0, gt=0, description="A scheduled box silent this long is dead")
+    lease_ttl: Seconds = Field(60.0, ge=1, description="TTL of a box type's lease while renewed")
+    slot_ttl: Seconds = Field(30.0, ge=1, description="A scheduled box silent this long is dead")
     settle_time: Seconds = Field(2.0, ge=0, description="Running this long = healthy, w/o a check")
     drain_timeout: Seconds = Field(60.0, gt=0, description="Seconds to wait for LB draining")
     services_interval: Seconds = Field(30.0, gt=0, description="Seconds between service checks")
