@@ -38,11 +38,12 @@ BAKE_OPTIONS = [
     click.option("--alarm", "alarms", multiple=True, metavar="NAME",
                  help="A CloudWatch alarm (repeatable): in ALARM during the bake, it halts "
                  "the rollout (and rolls back per --on-failure)."),
-    click.option("--error-margin", default=0.05, show_default=True, type=float,
+    click.option("--error-margin", default=None, type=float,
                  help="The canary's error rate (5xx and response errors) may exceed the "
-                 "rest of the fleet's by this fraction."),
-    click.option("--bake-min-requests", default=20, show_default=True, type=int,
-                 help="Canary responses needed before its error rate is judged."),
+                 "rest of the fleet's by this fraction (with --bake; default 0.05)."),
+    click.option("--bake-min-requests", default=None, type=int,
+                 help="Canary responses needed before its error rate is judged (with --bake; "
+                 "1-1000000, default 20)."),
     click.option("--bake-each-wave", is_flag=True,
                  help="Bake after every wave, not only the canary's: each wave then waits "
                  "for the one before it, and its boxes are the ones judged."),
@@ -55,19 +56,23 @@ def bake_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def make_bake(bake: str | None, alarms: tuple[str, ...], error_margin: float,
-              min_requests: int, each_wave: bool = False) -> Bake | None:
+def make_bake(bake: str | None, alarms: tuple[str, ...], error_margin: float | None,
+              min_requests: int | None, each_wave: bool = False) -> Bake | None:
     if bake is None:
-        if alarms or each_wave:
-            raise ConfigError("--alarm and --bake-each-wave need a bake: add --bake DURATION")
+        # Given without a bake, they would do nothing: said, not ignored.
+        if alarms or each_wave or error_margin is not None or min_requests is not None:
+            raise ConfigError("--alarm, --bake-each-wave, --error-margin and --bake-min-requests "
+                              "need a bake: add --bake DURATION")
         return None
+    error_margin = 0.05 if error_margin is None else error_margin
+    min_requests = 20 if min_requests is None else min_requests
     for name in alarms:
         if why := alarm_problem(name):
             raise ConfigError(f"--alarm: {why}")
     if not 0 <= error_margin <= 1:
         raise ConfigError(f"--error-margin {error_margin}: a fraction from 0 to 1, e.g. 0.05")
-    if min_requests < 1:
-        raise ConfigError(f"--bake-min-requests {min_requests}: at least 1")
+    if not 1 <= min_requests <= 1_000_000:
+        raise ConfigError(f"--bake-min-requests {min_requests}: from 1 to 1000000")
     seconds = parse_duration(bake)
     if seconds <= 0:
         raise ConfigError(f"--bake {bake!r}: a duration above zero")

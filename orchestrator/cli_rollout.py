@@ -128,8 +128,8 @@ def rollout(
     on_failure: str,
     bake: str | None,
     alarms: tuple[str, ...],
-    error_margin: float,
-    bake_min_requests: int,
+    error_margin: float | None,
+    bake_min_requests: int | None,
     bake_each_wave: bool,
 ) -> None:
     """Roll BOX_TYPE's boxes to boxes/BOX_TYPE.yml (+ --image overrides), a few at a time.

@@ -84,9 +84,16 @@ def test_bake_options() -> None:
     for bad in ("", "2x", "m"):
         with pytest.raises(ConfigError, match="duration"):
             parse_duration(bad)
-    assert make_bake(None, (), 0.05, 20) is None
+    assert make_bake(None, (), None, None) is None
+    for margin, requests in ((0.05, None), (None, 20)):  # given without a bake: said
+        with pytest.raises(ConfigError, match="need a bake"):
+            make_bake(None, (), margin, requests)
     with pytest.raises(ConfigError, match="--bake"):
-        make_bake(None, ("a",), 0.05, 20)
+        make_bake(None, ("a",), None, None)
+    with pytest.raises(ConfigError, match="from 1 to 1000000"):
+        make_bake("90s", (), None, 10**30)
+    defaults = make_bake("90s", (), None, None)
+    assert defaults is not None and (defaults.error_margin, defaults.min_requests) == (0.05, 20)
     bake = make_bake("90s", ("a",), 0.1, 5)
     assert bake is not None and bake.seconds == 90 and bake.alarms == ["a"]
 
