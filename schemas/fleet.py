@@ -129,6 +129,9 @@ def lb_key(kind: str, name: str, haproxy_socket: str | None = None) -> str:
     return f"{kind}:{name}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class LbBudget(Strict):
     """At most `max_out` members of one load balancer out at once, whatever their box type."""
 
@@ -145,7 +148,8 @@ class LbBudget(Strict):
 
     @model_validator(mode="after")
     def _socket(self) -> LbBudget:
-        if self.kind == "haproxy" and not (self.socket or "").startswith("/"):
+        if self.kind == "haproxy" and (not (self.socket or "").startswith("/")
+                                       or _CONTROL.search(self.socket or "")):
             raise ValueError(
                 "a haproxy load balancer is named by its socket and backend: add "
                 "`socket: /path/to/haproxy.sock` (the workers' ORCHESTRATOR_HAPROXY_SOCKET)"
@@ -235,6 +239,9 @@ class FleetSettings(Strict):
     @classmethod
     def _alarm_names(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for box_type, names in v.items():
+            if not NAME_RE.match(str(box_type)):
+                raise ValueError(f"alarms: {str(box_type)[:40]!r} is not a box type's name "
+                                 "(boxes/<name>.yml: letters, digits, '_', '.', '-')")
             for name in names:
                 if why := alarm_problem(name):
                     raise ValueError(f"alarms of {box_type}: {why}")
@@ -261,10 +268,11 @@ class FleetSettings(Strict):
     def _one_entry_each(cls, v: list[RegistryAuth]) -> list[RegistryAuth]:
         seen: dict[str, int] = {}
         for i, entry in enumerate(v):
-            if entry.registry in seen:
+            host = entry.registry.lower()  # host names are case-insensitive
+            if host in seen:
                 raise ValueError(
-                    f"registries[{i}] is {entry.registry} again (registries[{seen[entry.registry]}]"
+                    f"registries[{i}] is {entry.registry} again (registries[{seen[host]}]"
                     "): one entry per registry, or which credentials are used is a guess"
                 )
-            seen[entry.registry] = i
+            seen[host] = i
         return v

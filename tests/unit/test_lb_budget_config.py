@@ -42,6 +42,8 @@ BAD: list[tuple[str, str, str, str]] = [
      "max_out: 1}", "load_balancers[0]", "HAProxy backend 'bad name!!' must be"),
     ("blank elb name", "- {kind: elb, name: '  ', max_out: 1}", "load_balancers[0]",
      "classic ELB name '' must be"),
+    ("socket with a newline", '- {kind: haproxy, name: web, socket: "/run/x\\n.sock", '
+     "max_out: 1}", "load_balancers[0]", "socket: /path/to/haproxy.sock"),
     ("unknown key", "- {kind: elb, name: web, max_out: 1, max_in: 2}",
      "load_balancers[0].max_in", "unknown key"),
     ("twice", "- {kind: haproxy, name: web, socket: /run/h.sock, max_out: 1}\n"
