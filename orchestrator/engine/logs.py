@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any, Literal
 
+from schemas.redaction import redact
+
 LogFormat = Literal["text", "json"]
 FORMATS = ("text", "json")
 TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -42,15 +44,23 @@ class JsonFormatter(logging.Formatter):
             "box": ctx.get("box") or _box["box"] or None,
             "rollout": ctx.get("rollout") or None,
             "step": ctx.get("step") or None,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+            out["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)
 
 
+class TextFormatter(logging.Formatter):
+    """TEXT lines, masked as every error a command shows is (a library's message may quote a
+    URL with its password)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def formatter(fmt: str) -> logging.Formatter:
-    return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT)
+    return JsonFormatter() if fmt == "json" else TextFormatter(TEXT)
 
 
 def configure(fmt: str = "text", level: str = "INFO", box: str = "") -> None:

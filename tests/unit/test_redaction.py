@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from orchestrator.engine import logs
 from schemas.redaction import redact, validation_text
 
 pytestmark = pytest.mark.unit
@@ -57,3 +60,12 @@ def test_validation_text_names_fields_and_never_quotes_input_values() -> None:
     assert shown.startswith("secret: secret reference is a URL")
     assert "url: Extra inputs are not permitted" in shown
     assert "hunter2" not in shown and "Tok" not in shown
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_lines_are_masked_in_either_format(fmt: str) -> None:
+    """A library's message (kombu's, redis-py's) may quote a URL with its password."""
+    record = logging.LogRecord("kombu", logging.ERROR, __file__, 1,
+                               "cannot connect to %s", ("redis://:hunter2@10.0.0.5:6379/0",), None)
+    line = logs.formatter(fmt).format(record)
+    assert "hunter2" not in line and "10.0.0.5:6379" in line
