@@ -36,6 +36,10 @@ class GuardedStdout:
         except OSError as exc:
             raise _failed(exc) from None
 
+    def __getattr__(self, name: str) -> object:
+        # fileno, buffer, line_buffering...: the real stream's (a closed one has none).
+        return getattr(self._open(), name)
+
     def _open(self) -> TextIO:
         if self.inner is None:
             raise OutputFailed("could not write the output: standard output is closed")

@@ -3,6 +3,7 @@ a reader that went away (`| head`) ends the command quietly (141, as SIGPIPE wou
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from orchestrator.output import GuardedStdout
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +59,10 @@ def test_a_reader_gone_ends_the_command_quietly(args: list[str]) -> None:
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_the_guard_answers_for_the_real_stream_where_it_does_not_write() -> None:
+    """fileno, buffer and the like are the real stream's: code that asks for them still works."""
+    real = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    guard = GuardedStdout(real)
+    assert guard.buffer is real.buffer and guard.line_buffering == real.line_buffering
