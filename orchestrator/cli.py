@@ -16,6 +16,7 @@ import click
 import kombu.exceptions
 import redis
 
+from orchestrator.cli_args import log_level_arg
 from orchestrator.config import find_fleet, load_box, load_fleet
 from orchestrator.engine.version import version
 from orchestrator.errors import (
@@ -117,7 +118,8 @@ class _Lock(LazyGroup):
 )
 @click.option(
     "--log-level", default="WARNING", show_default=True, envvar="ORCHESTRATOR_LOG_LEVEL",
-    help="The lowest level logged.",
+    callback=log_level_arg, help="The lowest level logged: DEBUG, INFO, WARNING, ERROR or "
+    "CRITICAL.",
 )
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool, log_format: str, log_level: str) -> None:

@@ -13,14 +13,58 @@ from schemas.refs import NAME_RE, parse_image
 from schemas.rollout import Policy
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """`value` quoted for a message, cut to `limit` characters (100k of it helps no one)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
+
+
 def check_box_type(name: str) -> str:
     """A box type is a name (boxes/<name>.yml), never a path."""
     if not NAME_RE.match(name):
         raise ConfigError(
-            f"box type {name!r} must be a name: letters, digits, '_', '.', '-', starting with "
-            "a letter or digit (it names boxes/<type>.yml; not a path)"
+            f"box type {shown(name)} must be a name: letters, digits, '_', '.', '-', starting "
+            "with a letter or digit (it names boxes/<type>.yml; not a path)"
         )
     return name
+
+
+def release_id_arg(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for a RELEASE id option: a name (it names Redis keys), never a path."""
+    if value is not None and not ROLLOUT_ID_RE.match(value):
+        raise click.BadParameter(
+            f"release id {shown(value)} is not one: ids look like r1796316540482-ac20caa2 "
+            "(`orchestrator history BOX_TYPE` lists them)"
+        )
+    return value
+
+
+def box_types_arg(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+                  ) -> tuple[str, ...]:
+    """Click callback for a repeated --box-type option."""
+    for value in values:
+        box_type_arg(ctx, param, value)
+    return values
+
+
+def listen_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """HOST:PORT to serve on: an IPv4 address or a host name, and a port from 1 to 65535."""
+    host, sep, port = value.rpartition(":")
+    ok_host = host == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", host) is not None
+    if not (sep and ok_host and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise click.BadParameter(
+            f"{shown(value)}: write HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9464"
+        )
+    return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise click.BadParameter(f"{shown(value)}: write one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
 
 
 def box_type_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -40,7 +84,7 @@ def box_id_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
     the worker's ORCHESTRATOR_BOX_ID), refused before anything connects."""
     if not NAME_RE.match(value):
         raise click.BadParameter(
-            f"box id {value!r} is not one: letters, digits, '_', '.', '-' (e.g. "
+            f"box id {shown(value)} is not one: letters, digits, '_', '.', '-' (e.g. "
             "i-0123456789abcdef0; `orchestrator status BOX_TYPE` lists them)"
         )
     return value
@@ -64,7 +108,7 @@ def rollout_id_arg(ctx: click.Context, param: click.Parameter, value: str) -> st
     a line of text (it names Redis keys), refused before anything connects."""
     if not ROLLOUT_ID_RE.match(value):
         raise click.BadParameter(
-            f"rollout id {value!r} is not one: ids look like web-20261203-092329-2c45 "
+            f"rollout id {shown(value)} is not one: ids look like web-20261203-092329-2c45 "
             "(`orchestrator history BOX_TYPE` lists them)"
         )
     return value

@@ -8,13 +8,13 @@ import threading
 
 import click
 
-from orchestrator.errors import ConfigError
+from orchestrator.cli_args import box_types_arg, listen_arg
 
 
 @click.command()
 @click.option("--listen", default="127.0.0.1:9464", show_default=True, metavar="HOST:PORT",
-              help="Where /metrics is served.")
-@click.option("--box-type", "box_types", multiple=True,
+              callback=listen_arg, help="Where /metrics is served.")
+@click.option("--box-type", "box_types", multiple=True, callback=box_types_arg,
               help="Export these box types only (default: every box type with a history, "
               "found once a minute).")
 def metrics(listen: str, box_types: tuple[str, ...]) -> None:
@@ -24,9 +24,7 @@ def metrics(listen: str, box_types: tuple[str, ...]) -> None:
     from orchestrator.settings import load_settings
     from schemas.contract import Keys
 
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"--listen {listen!r}: write HOST:PORT, e.g. 127.0.0.1:9464")
+    host, _, port = listen.rpartition(":")
     settings = load_settings()  # a bad setting is one line, exit 2, not a traceback
     client = connect(settings.redis_url, wait=settings.redis_wait, tls=settings.tls())
     server, _ = serve(client, Keys(settings.key_prefix), listen, box_types)

@@ -123,7 +123,8 @@ def boxes_show(box_type: str, json_out: bool) -> None:
 
 @click.command()
 @click.argument("box_type", callback=box_type_arg)
-@click.option("-n", "limit", default=20, show_default=True, help="How many rollouts.")
+@click.option("-n", "limit", default=20, show_default=True, type=click.IntRange(1, 10_000),
+              help="How many rollouts (1-10000).")
 @click.option("--json", "json_out", is_flag=True, help=JSON_HELP)
 def history(box_type: str, limit: int, json_out: bool) -> None:
     """Rollouts of BOX_TYPE, newest first: release, outcome, duration, who and why."""

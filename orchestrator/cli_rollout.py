@@ -12,6 +12,7 @@ from orchestrator.cli_args import (
     check_text,
     make_policy,
     parse_images,
+    release_id_arg,
     rollout_id_arg,
 )
 from orchestrator.cli_bake import bake_options, make_bake, with_fleet_alarms
@@ -188,7 +189,8 @@ def ended(c: Coordinator, what: str, rollout_id: str, state: str) -> None:
 
 @click.command()
 @click.argument("box_type", callback=box_type_arg)
-@click.option("--to", "to_release", default=None, help="A release id (default: the current one).")
+@click.option("--to", "to_release", default=None, callback=release_id_arg,
+              help="A release id (default: the current one).")
 @click.option("--reason", default="",
               help="Why: shown in lock status and history (one line, under 1,000 characters).")
 @click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")

@@ -150,6 +150,10 @@ def _server_problem(url: str) -> str:
         port = 0
     if port == 0:
         return f"its port is not a number from 1 to 65535{_encoded(url)}"
+    try:  # what the resolver is handed: labels of 1-63 characters (a longer one raised)
+        (parts.hostname or "localhost").encode("idna")
+    except UnicodeError:
+        return f"its host is not a host name (a part over 63 characters, or empty){_encoded(url)}"
     if not re.fullmatch(r"/?[0-9]*", parts.path):
         return f"its database (the path) is not a number, e.g. /1{_encoded(url)}"
     return ""
