@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from schemas.base import OptionalRef
 from schemas.boxfile import ContainerSpec, LbKind, Strict, _check_image
 from schemas.onbox import lb_name_problem
-from schemas.refs import NAME_RE, check_container_path, check_registry_host
+from schemas.refs import NAME_RE, check_container_path, check_registry_host, has_control
 from schemas.rollout import alarm_problem
 
 
@@ -129,9 +129,6 @@ def lb_key(kind: str, name: str, haproxy_socket: str | None = None) -> str:
     return f"{kind}:{name}"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 class LbBudget(Strict):
     """At most `max_out` members of one load balancer out at once, whatever their box type."""
 
@@ -149,7 +146,7 @@ class LbBudget(Strict):
     @model_validator(mode="after")
     def _socket(self) -> LbBudget:
         if self.kind == "haproxy" and (not (self.socket or "").startswith("/")
-                                       or _CONTROL.search(self.socket or "")):
+                                       or has_control(self.socket or "")):
             raise ValueError(
                 "a haproxy load balancer is named by its socket and backend: add "
                 "`socket: /path/to/haproxy.sock` (the workers' ORCHESTRATOR_HAPROXY_SOCKET)"

@@ -125,6 +125,14 @@ def check_registry_host(host: str) -> str:
 
 
 VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")  # the engine's rule
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control(text: str) -> bool:
+    """A C0 control character or DEL: a NUL, tab or newline no path, socket or value takes."""
+    return _CONTROL.search(text) is not None
+
+
 _OCTAL = re.compile(r"[-+]?0[0-7_]+\Z")
 
 
@@ -243,7 +251,7 @@ def check_container_path(path: str, what: str) -> None:
         raise ValueError(
             f"{what} {path!r} must be an absolute path in the container, e.g. '/{path}'"
         )
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+    if has_control(path):
         raise ValueError(f"{what} {path!r} has a control character; remove it")
     if ".." in path.split("/"):
         raise ValueError(f"{what} {path!r} has a '..' part; write the path it means")
@@ -255,7 +263,7 @@ def check_volume_source(source: str, item: str) -> None:
     """An absolute host path or a volume name: the engine reads anything else (`./data`,
     `~/data`) as a volume name it refuses, at the box's turn."""
     if source.startswith("/"):
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in source):
+        if has_control(source):
             raise ValueError(f"volume {item!r}: host path has a control character; remove it")
     elif not VOLUME_NAME_RE.match(source):
         raise ValueError(

@@ -8,11 +8,12 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator
 
+from schemas.refs import has_control
+
 # Redis key names: kombu's keys share the database, so an empty prefix would mix with them.
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9:_.\-]{1,64}\Z")
 # us-east-1, eu-central-2, us-gov-west-1, cn-north-1, ap-southeast-5 ...
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+){1,3}\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _key_prefix(v: str) -> str:
@@ -31,19 +32,19 @@ def _endpoint(v: str | None) -> str | None:
     if not v:  # unset, or set empty: the same
         return v
     parts = urlsplit(v)
-    if parts.scheme not in ("http", "https") or not parts.hostname or _CONTROL.search(v):
+    if parts.scheme not in ("http", "https") or not parts.hostname or has_control(v):
         raise ValueError("not an http(s) URL; write one like http://127.0.0.1:5000, or unset it")
     return v
 
 
 def _socket(v: str | None) -> str | None:
-    if v and (not v.startswith("/") or _CONTROL.search(v)):  # set empty: unset
+    if v and (not v.startswith("/") or has_control(v)):  # set empty: unset
         raise ValueError("the socket is an absolute path, e.g. /run/haproxy/admin.sock")
     return v
 
 
 def _one_line(v: str | None) -> str | None:
-    if v is not None and (_CONTROL.search(v) or len(v) > 200):
+    if v is not None and (has_control(v) or len(v) > 200):
         raise ValueError("one line of at most 200 characters (history and notices show it)")
     return v
 

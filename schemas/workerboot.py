@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from schemas.base import SecretRef, Strict
+from schemas.refs import has_control
 
 SETTING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
 RESERVED_SETTINGS = frozenset({"box_id", "box_type", "broker_url", "redis_url", "aws_region"})
@@ -186,7 +187,7 @@ class WorkerBoot(Strict):
                 raise ValueError(
                     f"setting {name!r} looks secret; write {{secret: 'ssm:/...'}}, not a value"
                 )
-            if isinstance(value, str) and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            if isinstance(value, str) and has_control(value):
                 raise ValueError(f"setting {name!r} must be one line without control "
                                  "characters (tab, NUL...): it is written to an env file")
         return v
