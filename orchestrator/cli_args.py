@@ -9,14 +9,8 @@ from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError
 from schemas.durations import MAX_SAID, MAX_SECONDS
-from schemas.refs import NAME_RE, parse_image
+from schemas.refs import NAME_RE, parse_image, shown
 from schemas.rollout import Policy
-
-
-def shown(value: str, limit: int = 80) -> str:
-    """`value` quoted for a message, cut to `limit` characters (100k of it helps no one)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
 
 
 def check_box_type(name: str) -> str:

@@ -12,6 +12,7 @@ import click
 from orchestrator.errors import ConfigError
 from schemas.durations import MAX_SAID, MAX_SECONDS
 from schemas.fleet import FleetSettings
+from schemas.refs import shown
 from schemas.rollout import Bake, alarm_problem
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
@@ -20,9 +21,8 @@ _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 def parse_duration(text: str) -> float:
     """`2m`, `90s`, `90`, `1m30s`, `1h` -> seconds, at most MAX_SECONDS."""
     m = _DURATION.match(text.strip())
-    shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
     if not text.strip() or m is None or not any(m.groups()):
-        raise ConfigError(f"--bake {shown}: write a duration like 90s, 2m or 1m30s")
+        raise ConfigError(f"--bake {shown(text, 40)}: write a duration like 90s, 2m or 1m30s")
     # Decimal: 400 nines are a number to compare, not a float overflow (or infinity).
     h, mi, sec = (Decimal(g or 0) for g in m.groups())
     seconds = h * 3600 + mi * 60 + sec

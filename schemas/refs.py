@@ -283,6 +283,12 @@ def argv(v: object) -> object:
 MIN_HEALTHY_RE = re.compile(r"(\d{1,6}|(100|[1-9]?\d)%)\Z")
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """`value` quoted for a message, cut to `limit` characters (100k of it helps no one)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters quoted)"
+
+
 def parse_min_healthy(value: object) -> object:
     """A count (`2`, as YAML reads it or quoted) or a percentage (`50%`), as text."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -290,9 +296,8 @@ def parse_min_healthy(value: object) -> object:
             raise ValueError(f"min_healthy {why}")
         value = str(value)
     if not isinstance(value, str) or not MIN_HEALTHY_RE.match(value):
-        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
-        raise ValueError(f"min_healthy {shown} is neither a count (0-999999) nor a percentage "
-                         "(0%-100%); write e.g. 2 or 50%")
+        raise ValueError(f"min_healthy {shown(value, 40)} is neither a count (0-999999) nor a "
+                         "percentage (0%-100%); write e.g. 2 or 50%")
     return value
 
 
