@@ -182,9 +182,27 @@ class SentinelStack:
                  timeout, interval=0.01)
         return old, time.monotonic() - killed
 
-    def wait_replica(self, server: RedisServer, timeout: float = 30.0) -> None:
-        """`server` (a restarted old master) turned into a replica of the master, in sync."""
-        wait_for(lambda: _linked(server), f"{server.name} a replica again", timeout)
+    def wait_settled(self, timeout: float = 30.0) -> RedisServer:
+        """After a restart of the old master: every sentinel names one master and every other
+        server is its replica, in sync; that master. Usually the restarted server became a
+        replica; a sentinel that saw it reboot before the switch can fail over back to it,
+        the one server it can reach (seen about once in ten runs with down-after 1 s)."""
+        return wait_for(self._settled, "one master the sentinels agree on, its replicas in sync",
+                        timeout)
+
+    def _settled(self) -> RedisServer:
+        named: set[int | None] = set()
+        for node in (n for n in self.sentinels if n.running):
+            with node.client() as c:
+                addr = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+            named.add(int(addr[1]) if addr else None)
+        if len(named) != 1 or None in named:
+            raise _Unsettled(f"sentinels name masters on ports {sorted(map(str, named))}")
+        master = next(s for s in self.servers if s.port in named)
+        views = {s.name: _replication(s) for s in self.servers if s is not master}
+        if any(v != ("slave", master.port, "up") for v in views.values()):
+            raise _Unsettled(f"master {master.name}; others (role, master port, link): {views}")
+        return master
 
     def _replicas_linked(self) -> bool:
         return all(_linked(s) for s in self.servers[1:])
@@ -207,7 +225,17 @@ class SentinelStack:
         self.stop()
 
 
-def _linked(server: RedisServer) -> bool:
+class _Unsettled(Exception):
+    """What is not settled yet: wait_for names the last one when it times out."""
+
+
+def _replication(server: RedisServer) -> tuple[str, int | None, str | None]:
     with server.client(socket_timeout=0.5) as c:
         info = c.info("replication")
-    return info.get("role") == "slave" and info.get("master_link_status") == "up"
+    port, link = info.get("master_port"), info.get("master_link_status")
+    return info.get("role", "?"), None if port is None else int(port), link
+
+
+def _linked(server: RedisServer) -> bool:
+    role, _, link = _replication(server)
+    return role == "slave" and link == "up"
