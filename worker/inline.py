@@ -12,6 +12,7 @@ from typing import Any
 from celery import signals
 
 from schemas.contract import TaskName, queue_for
+from worker.taskevents import sender_for
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -106,16 +107,8 @@ class Monitor:
                                   kwargs={}, retval=retval, state=state)
 
     def _send(self, kind: str, **fields: Any) -> None:
-        if not self._enabled:
-            return
-        # A producer from the app's pool (10) for this event only: held for the whole chain,
-        # a worker with more threads than that deadlocked, every producer held by a chain
-        # whose finish waited for one to send the next boxes' chains.
-        try:
-            with self._app.events.default_dispatcher(hostname=self._request.hostname) as d:
-                d.send(kind, **fields)
-        except Exception as exc:  # a monitor's event is never worth a box's step
-            log.warning("could not tell monitors of %s: %s", kind, exc)
+        if self._enabled:  # sent by the process's own thread: the step goes on at once
+            sender_for(self._app).send(self._request.hostname, kind, **fields)
 
 
 def run_rest(

@@ -187,6 +187,9 @@ def cli(loglevel: str, log_format: str, leave_lb: bool) -> None:
     app.worker_main(worker_argv(settings, loglevel, box_id))
     for thread in threads:
         thread.stop()
+    from worker.taskevents import sender_for
+
+    sender_for(app).flush(2.0)  # the last steps' task events, for monitors: briefly
 
 
 def serve_metrics(

@@ -1,0 +1,83 @@
+"""Task events for monitors (Flower) of the steps a message runs itself, sent by one thread."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("orchestrator.worker")
+
+# Sent together when they queue up faster than one publish: one producer for all of them.
+BATCH = 64
+
+_Item = tuple[str, str, dict[str, Any]]  # (hostname, event type, fields)
+
+
+class EventSender:
+    """Queues a step's task events and publishes them from its own thread, in order: a step
+    never waits on a monitor's event (two publishes a step, ~0.3 ms each on a quiet local
+    Redis, ~15 % of a box's in-stream cost). Each event keeps the time it happened at."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def send(self, hostname: str, kind: str, **fields: Any) -> None:
+        fields.setdefault("timestamp", time.time())
+        self._idle.clear()
+        self._queue.put((hostname, kind, fields))
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="task-events",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued event was sent (or given up on); whether it was in time."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._publish([item for item in batch if item is not None])
+            if self._queue.empty():
+                self._idle.set()
+
+    def _publish(self, batch: list[_Item]) -> None:
+        if not batch:
+            return
+        # A producer from the app's pool for this batch only: held for a whole chain, a worker
+        # with more threads than the pool deadlocked (test_many_threads).
+        try:
+            with self._app.events.default_dispatcher(hostname=batch[0][0]) as d:
+                for hostname, kind, fields in batch:
+                    d.hostname = hostname
+                    d.send(kind, **fields)
+        except Exception as exc:  # a monitor's event is never worth a box's step
+            log.warning("could not tell monitors of %d task event(s): %s", len(batch), exc)
+
+
+_senders: dict[int, EventSender] = {}
+_senders_lock = threading.Lock()
+
+
+def sender_for(app: Any) -> EventSender:
+    """The one sender of this Celery app in this process."""
+    with _senders_lock:
+        found = _senders.get(id(app))
+        if found is None or found._app is not app:
+            found = _senders[id(app)] = EventSender(app)
+        return found
