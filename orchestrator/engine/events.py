@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.engine.redisconn import RedisClient
@@ -11,14 +12,31 @@ from schemas.contract import Keys
 STREAM_MAXLEN = 100_000
 
 
+@dataclass(frozen=True)
+class Announcement:
+    """An event a journal script appends in its own round trip (Journal.count_attempt and
+    record): the stream and the event's field/value pairs, flat."""
+
+    key: str
+    pairs: tuple[str, ...]
+
+    def args(self) -> list[str | int]:
+        return [STREAM_MAXLEN, *self.pairs]
+
+
 class Events:
     def __init__(self, client: RedisClient, keys: Keys) -> None:
         self.client = client
         self.keys = keys
 
+    def announcement(self, box_type: str, **fields: Any) -> Announcement:
+        """The event `emit` would append, for a script to append instead."""
+        pairs = tuple(x for kv in _clean(fields).items() for x in kv)
+        return Announcement(self.keys.events(box_type), pairs)
+
     def emit(self, box_type: str, **fields: Any) -> str:
         """Append one event; returns its stream id (ms-seq), the time every duration uses."""
-        clean = {k: "" if v is None else str(v) for k, v in fields.items()}
+        clean = _clean(fields)
         key = self.keys.events(box_type)
         if clean.get("step") == "rollout" and clean.get("phase") == "start":
             # A lifecycle's start names its type where notifiers look (one round trip).
@@ -46,6 +64,10 @@ class Events:
         key = self.keys.events(box_type)
         got = self.client.xread({key: after}, count=count, block=max(int(seconds * 1000), 1))
         return _decoded(got[0][1]) if got else []
+
+
+def _clean(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: "" if v is None else str(v) for k, v in fields.items()}
 
 
 def _decoded(rows: Any) -> list[tuple[str, dict[str, str]]]:

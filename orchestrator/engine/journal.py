@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.engine.events import Announcement
 from orchestrator.engine.redisconn import LuaScript, RedisClient
 from schemas.contract import Keys, Outcome, StepResult
 
 _RECORD = LuaScript.load("journal_record")
+_BEGIN = LuaScript.load("step_begin")
 
 # Journals outlive their rollout for post-mortems, but not forever.
 JOURNAL_TTL = 7 * 24 * 3600
@@ -38,20 +40,22 @@ class Journal:
     def parse(raw: bytes | str | None) -> StepResult | None:
         return StepResult.model_validate_json(raw) if raw else None
 
-    def record(self, result: StepResult) -> StepResult:
+    def record(self, result: StepResult, end: Announcement | None = None) -> StepResult:
         """First write wins: a step that ran twice keeps the first recorded outcome; only a
-        `deferred` one is replaced (the box's next chain in the rollout runs that step)."""
-        stored = _RECORD(
-            self.client,
-            [self.keys.journal(result.rollout_id, result.box_id)],
-            [
-                field(result.step, result.app),
-                result.model_dump_json(),
-                "1" if result.outcome == Outcome.DEFERRED else "0",
-                JOURNAL_TTL,
-            ],
-        )
-        return StepResult.model_validate_json(stored)
+        `deferred` one is replaced (the box's next chain in the rollout runs that step).
+        `end`: the step's end event, appended in the same round trip with the recorded
+        result's outcome, reason and duration."""
+        keys = [self.keys.journal(result.rollout_id, result.box_id)]
+        args: list[str | int] = [
+            field(result.step, result.app),
+            result.model_dump_json(),
+            "1" if result.outcome == Outcome.DEFERRED else "0",
+            JOURNAL_TTL,
+        ]
+        if end is not None:
+            keys.append(end.key)
+            args += end.args()
+        return StepResult.model_validate_json(_RECORD(self.client, keys, args))
 
     def reopen(self, rollout_id: str, box_id: str, steps: list[str]) -> None:
         """A deferred box goes back to pending: `steps` run again in its next chain, and no
@@ -77,16 +81,26 @@ class Journal:
     def note(self, rollout_id: str, box_id: str, name: str, data: dict[str, Any]) -> None:
         """Side records (`~intent:swap:web`), written before acting so recovery can undo."""
         key = self.keys.journal(rollout_id, box_id)
-        self.client.hset(key, f"~{name}", json.dumps(data))
-        self.client.expire(key, JOURNAL_TTL)
+        pipe = self.client.pipeline(transaction=False)  # one round trip
+        pipe.hset(key, f"~{name}", json.dumps(data))
+        pipe.expire(key, JOURNAL_TTL)
+        pipe.execute()
 
     def read_note(self, rollout_id: str, box_id: str, name: str) -> dict[str, Any] | None:
         raw = self.client.hget(self.keys.journal(rollout_id, box_id), f"~{name}")
         return dict(json.loads(raw)) if raw else None
 
-    def count_attempt(self, rollout_id: str, box_id: str, step: str, app: str | None) -> int:
+    def count_attempt(
+        self, rollout_id: str, box_id: str, step: str, app: str | None,
+        start: Announcement | None = None, most: int = 0,
+    ) -> int:
+        """One more attempt at the step; how many. `start`: its start event, appended in the
+        same round trip when the count is at most `most` (the step runs)."""
         key = self.keys.journal(rollout_id, box_id)
-        return int(self.client.hincrby(key, f"~attempts:{field(step, app)}", 1))
+        name = f"~attempts:{field(step, app)}"
+        if start is None:
+            return int(self.client.hincrby(key, name, 1))
+        return int(_BEGIN(self.client, [key, start.key], [name, most, *start.args()]))
 
 
 def is_failure(result: StepResult | None) -> bool:

@@ -296,12 +296,17 @@ def _gate(
         if left is not None and left.outcome == Outcome.DEFERRED:
             why = "the box did not leave its load balancer (its budget was spent)"
             return StepOutcome(Outcome.DEFERRED, why), None
-    attempts = ctx.journal.count_attempt(req.rollout_id, req.box_id, str(step), req.app)
     prior = opened.first_failure()
+    runs = prior is None or step in ACT_AFTER_FAILURE
+    # The step's start is announced in the count's round trip, when it runs.
+    start = ctx.events.announcement(req.box_type, rollout=req.rollout_id, box=req.box_id,
+                                    app=req.app, step=str(step), phase="start")
+    attempts = ctx.journal.count_attempt(req.rollout_id, req.box_id, str(step), req.app,
+                                         start, MAX_ATTEMPTS if runs else 0)
     if attempts > MAX_ATTEMPTS:
         reason = f"delivered {attempts} times: the worker died running it"
         return StepOutcome(Outcome.FAILED, reason), prior
-    if prior is not None and step not in ACT_AFTER_FAILURE:
+    if not runs and prior is not None:
         return StepOutcome(Outcome.SKIPPED, f"after {prior.step} failed on this box"), prior
     return None, prior
 
@@ -314,16 +319,9 @@ def _run_body(
     body: Body,
     opened: Opening,
 ) -> StepOutcome:
-    """The body, announced, marked busy, alone on its box and fenced at every action;
-    whatever it raises becomes a failed outcome (a fenced action: superseded)."""
-    ctx.events.emit(
-        req.box_type,
-        rollout=req.rollout_id,
-        box=req.box_id,
-        app=req.app,
-        step=str(step),
-        phase="start",
-    )
+    """The body (its start announced by the gate), marked busy, alone on its box and fenced
+    at every action; whatever it raises becomes a failed outcome (a fenced action:
+    superseded)."""
     guard = None if step in UNFENCED else ChainFence(ctx.redis, ctx.keys, req.box_id, req.token)
     ctx.busy.start(req, str(step), ctx.deadline())
     try:
@@ -348,7 +346,9 @@ def _run_body(
 def _record(
     ctx: StepContext, step: TaskName, req: StepRequest, started: float, out: StepOutcome
 ) -> dict[str, object]:
-    """Journal the step's result and announce its end."""
+    """Journal the step's result and announce its end, in one round trip."""
+    end = ctx.events.announcement(req.box_type, rollout=req.rollout_id, box=req.box_id,
+                                  app=req.app, step=str(step), phase="end")
     res = ctx.journal.record(
         StepResult(
             step=str(step),
@@ -361,17 +361,7 @@ def _record(
             details=out.details,
             started=started,
             ended=time.time(),
-        )
-    )
-    ctx.events.emit(
-        req.box_type,
-        rollout=req.rollout_id,
-        box=req.box_id,
-        app=req.app,
-        step=res.step,
-        phase="end",
-        outcome=res.outcome,
-        reason=res.reason,
-        duration=f"{res.ended - res.started:.3f}",
+        ),
+        end,
     )
     return res.model_dump(mode="json")
