@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from orchestrator.engine.releases import ReleaseStore
 from orchestrator.engine.state import RolloutStates
 from orchestrator.engine.trust import check_current, check_order, check_release, parse_keys
 from orchestrator.errors import ReleaseMismatch
@@ -63,9 +65,12 @@ def refusal(
 def _order(
     ctx: StepContext, step: TaskName, req: StepRequest, keys: list[str], opened: Opening | None
 ) -> str:
+    signature: str | None = None
     try:
-        if opened is not None:
-            warrant = opened.warrant()
+        if opened is not None and opened.order:
+            warrant, signature = _signed_order(opened.order, tuple(keys))
+        elif opened is not None:
+            warrant = None
         else:
             warrant = RolloutStates(ctx.redis, ctx.keys).warrant(req.rollout_id)
     except ValidationError:
@@ -73,7 +78,17 @@ def _order(
     if warrant is None and (why := _catch_up(ctx, req, keys)) is not None:
         return why
     claimed = ctx.record(req.box_id).read().claimed
-    return order_refusal(warrant, req, step, keys, now=time.time(), claimed=claimed)
+    return order_refusal(warrant, req, step, keys, now=time.time(), claimed=claimed,
+                         signature=signature)
+
+
+@lru_cache(maxsize=64)
+def _signed_order(raw: bytes, keys: tuple[str, ...]) -> tuple[Warrant, str]:
+    """The order exactly as read, parsed, and why its signature does not stand ('' when it
+    does): verified once per bytes and keys, not once a step (every step of a chain reads
+    the same order). What depends on the step (expiry, box, release) is checked each time."""
+    warrant = Warrant.model_validate_json(raw)
+    return warrant, check_order(warrant.order, list(keys))
 
 
 def order_refusal(
@@ -84,12 +99,14 @@ def order_refusal(
     *,
     now: float,
     claimed: str = "",
+    signature: str | None = None,
 ) -> str:
     """Pure: why `warrant` does not let `step` of `req` act ('' when it does). `claimed`: the
-    rollout whose claim the box's own record holds (expiry no longer stops that one)."""
+    rollout whose claim the box's own record holds (expiry no longer stops that one);
+    `signature`: check_order's answer for this warrant with these keys, when known."""
     if warrant is None:
         return f"unsigned: rollout {req.rollout_id} has no signed order"
-    why = check_order(warrant.order, keys)
+    why = check_order(warrant.order, keys) if signature is None else signature
     if why:
         return why
     o = warrant.order.order
@@ -142,6 +159,9 @@ def _matches_current(signed: SignedCurrent, req: StepRequest, keys: list[str]) -
 
 
 def _release(ctx: StepContext, req: StepRequest, keys: list[str], opened: Opening | None) -> str:
+    if opened is not None and opened.release_raw is not None:
+        return _release_verdict(opened.release_raw, req.release_id, req.release_hash,
+                                req.box_type, tuple(keys))
     try:
         if opened is not None:
             release = opened.release(req)
@@ -150,6 +170,17 @@ def _release(ctx: StepContext, req: StepRequest, keys: list[str], opened: Openin
     except ReleaseMismatch as exc:
         return f"release not verified: {exc}"
     return release_check(release, req.box_type, keys)
+
+
+@lru_cache(maxsize=64)
+def _release_verdict(raw: bytes, release_id: str, release_hash: str, box_type: str,
+                     keys: tuple[str, ...]) -> str:
+    """`_release`'s answer for the release exactly as read: once per bytes, request and keys."""
+    try:
+        release = ReleaseStore.parse(raw, release_id, release_hash)
+    except ReleaseMismatch as exc:
+        return f"release not verified: {exc}"
+    return release_check(release, box_type, list(keys))
 
 
 def release_check(release: Release, box_type: str, keys: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import time
+from functools import lru_cache
 
 import redis
 
@@ -79,12 +80,8 @@ class ReleaseStore:
         """`get`'s check of what Redis held under `release:<id>` (read by the caller)."""
         if raw is None:
             raise ReleaseMismatch(f"release {release_id} is not in Redis")
-        release = Release.model_validate_json(raw)
-        if not release.verify() or (expected_hash and release.hash != expected_hash):
-            raise ReleaseMismatch(
-                f"release {release_id} does not match its hash {expected_hash or release.hash}"
-            )
-        return release
+        return _checked(raw if isinstance(raw, bytes) else raw.encode(), release_id,
+                        expected_hash or "")
 
     def current(self, box_type: str) -> Release | None:
         """The box type's current release (engine/state.py owns the pointer)."""
@@ -92,3 +89,15 @@ class ReleaseStore:
 
         rid = RolloutStates(self.client, self.keys).current(box_type)
         return self.get(rid) if rid else None
+
+
+@lru_cache(maxsize=32)
+def _checked(raw: bytes, release_id: str, expected_hash: str) -> Release:
+    """`raw` parsed and checked against its hash once per exact bytes: every step of a chain
+    reads the same release (a Release is frozen: the one object is shared)."""
+    release = Release.model_validate_json(raw)
+    if not release.verify() or (expected_hash and release.hash != expected_hash):
+        raise ReleaseMismatch(
+            f"release {release_id} does not match its hash {expected_hash or release.hash}"
+        )
+    return release

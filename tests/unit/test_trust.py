@@ -28,7 +28,13 @@ from schemas.release import Release
 from schemas.rollout import Policy
 from schemas.trust import Sig, Warrant
 from tests.harness.releases_fx import plain_release as release
-from worker.trust import current_check, order_refusal, release_check
+from worker.trust import (
+    _release_verdict,
+    _signed_order,
+    current_check,
+    order_refusal,
+    release_check,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -221,3 +227,26 @@ def test_a_command_that_signs_reads_its_key_before_connecting(
         settings = CoordinatorSettings(**env, insecure_unsigned=False)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="ORCHESTRATOR_SIGNING_KEY"):
             Coordinator.connect(settings, signs=True)
+
+
+def test_verdicts_kept_per_exact_bytes_never_pass_a_changed_record(signer: Signer) -> None:
+    """A chain's steps verify the order and release once (worker/trust.py keeps the verdict
+    by the bytes read and the keys): a record changed by one byte, or the same one under
+    other keys, is verified again, and refused."""
+    rel = signer.release(release())
+    raw = rel.model_dump_json().encode()
+    keys = (signer.public,)
+    assert _release_verdict(raw, rel.id, rel.hash, rel.box_type, keys) == ""
+    assert _release_verdict(raw, rel.id, rel.hash, rel.box_type, keys) == ""  # kept
+    changed = raw.replace(b'"reason":"', b'"reason":"x')
+    assert changed != raw
+    assert "bad signature" in _release_verdict(changed, rel.id, rel.hash, rel.box_type, keys)
+    assert "unknown key" in _release_verdict(raw, rel.id, rel.hash, rel.box_type,
+                                             (generate()[1],))
+    assert "of box type 'web', not 'api'" in _release_verdict(raw, rel.id, rel.hash, "api", keys)
+
+    order = warrant(signer, rel).model_dump_json().encode()
+    assert _signed_order(order, keys)[1] == ""
+    forged = order.replace(b'"box_type":"web"', b'"box_type":"api"', 1)
+    assert forged != order and "bad signature" in _signed_order(forged, keys)[1]
+    assert "unknown key" in _signed_order(order, (generate()[1],))[1]
