@@ -192,7 +192,8 @@ def ended(c: Coordinator, what: str, rollout_id: str, state: str) -> None:
 @click.option("--to", "to_release", default=None, callback=release_id_arg,
               help="A release id (default: the current one).")
 @click.option("--reason", default="",
-              help="Why: shown in lock status and history (one line, under 1,000 characters).")
+              help="Why: shown in lock status and history (one line, under 1,000 characters; "
+              "default: 'rollback to RELEASE', even without ORCHESTRATOR_ALLOW_NO_REASON).")
 @click.option("--wait", is_flag=True, help="Wait for a rollout holding the box type to end.")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object per event on stdout.")
 @policy_options
@@ -240,7 +241,7 @@ def rollback(
             box_type,
             release,
             policy,
-            reason=reason or f"rollback to {target}",
+            reason=reason.strip() or f"rollback to {target}",  # never required: an incident's
             wait=wait,
             kind="rollback",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -67,6 +68,16 @@ def test_reason_is_required_unless_allowed(
     refused = fleet.cli("rollout", fleet.box_type)
     assert refused.returncode == 2 and "--reason is required" in refused.stderr, refused.stderr
     assert not releases(product_redis)
+    # A rollback, an incident's command, never needs one: it says where it goes.
+    for image, why in (("v1", "first"), ("v2", "second")):
+        fleet.write(f"{fleet.images.repo}:{image}")
+        done = fleet.cli("rollout", fleet.box_type, "--reason", why)
+        assert done.returncode == 0, done.stderr
+    back = fleet.cli("rollback", fleet.box_type, "--reason", "  ")
+    assert back.returncode == 0, back.stderr
+    history = fleet.cli("history", fleet.box_type, "--json")
+    last = json.loads(history.stdout)[0]
+    assert last["kind"] == "rollback" and last["reason"] == f"rollback to {last['release']}", last
 
 
 def test_a_freeze_refuses_rollouts_and_lifting_it_never_ends_one(
