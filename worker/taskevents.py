@@ -12,6 +12,9 @@ log = logging.getLogger("orchestrator.worker")
 
 # Sent together when they queue up faster than one publish: one producer for all of them.
 BATCH = 64
+# Events waiting while the broker does not answer; more are dropped (and said), never the
+# worker's memory: a monitor's view is worth less than the box's steps.
+BACKLOG = 10_000
 
 _Item = tuple[str, str, dict[str, Any]]  # (hostname, event type, fields)
 
@@ -23,7 +26,8 @@ class EventSender:
 
     def __init__(self, app: Any) -> None:
         self._app = app
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.Queue[_Item | None] = queue.Queue(BACKLOG)
+        self._dropped = 0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._idle = threading.Event()
@@ -32,7 +36,13 @@ class EventSender:
     def send(self, hostname: str, kind: str, **fields: Any) -> None:
         fields.setdefault("timestamp", time.time())
         self._idle.clear()
-        self._queue.put((hostname, kind, fields))
+        try:
+            self._queue.put_nowait((hostname, kind, fields))
+        except queue.Full:
+            self._dropped += 1
+            if self._dropped in (1, 100) or self._dropped % 10_000 == 0:
+                log.warning("%d task event(s) dropped: %d wait for the broker", self._dropped,
+                            BACKLOG)
         if self._thread is None:
             with self._lock:
                 if self._thread is None:

@@ -77,3 +77,26 @@ def test_a_step_never_waits_on_its_events_and_they_keep_order_and_time(tmp_path:
     # Each carries the time its step ended, not when it could be sent.
     assert [e["timestamp"] for e in events] == pytest.approx(sent)
     assert all(e["timestamp"] < resumed for e in events)
+
+
+def test_a_broker_away_for_long_costs_a_bounded_backlog_said_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("worker.taskevents.BACKLOG", 20)
+    with started(RedisServer(tmp_path / "broker")) as server:
+        app = Celery(broker=f"{server.url}/0")
+        sender = EventSender(app)
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            sender.send("box1@test", "task-succeeded", uuid="first")
+            # The sender's thread took it and waits on the broker: the backlog is empty.
+            wait_for(lambda: sender._queue.empty(), "the first event taken", timeout=10)
+            for i in range(50):
+                sender.send("box1@test", "task-succeeded", uuid=f"u{i}")
+            assert sender._queue.qsize() == 20
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert sender.flush(30)
+    said = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert said and said[0].startswith("1 task event(s) dropped"), said
+    assert sender._dropped == 30
