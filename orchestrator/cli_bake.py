@@ -15,7 +15,7 @@ from schemas.fleet import FleetSettings
 from schemas.refs import shown
 from schemas.rollout import Bake, alarm_problem
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+_DURATION = re.compile(r"^(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+(?:\.[0-9]+)?)s?)?$")
 
 
 def parse_duration(text: str) -> float:
@@ -27,7 +27,7 @@ def parse_duration(text: str) -> float:
     h, mi, sec = (Decimal(g or 0) for g in m.groups())
     seconds = h * 3600 + mi * 60 + sec
     if seconds > MAX_SECONDS:
-        raise ConfigError(f"--bake {shown}: a bake lasts {MAX_SAID}; write e.g. 30m")
+        raise ConfigError(f"--bake {shown(text, 40)}: a bake lasts {MAX_SAID}; write e.g. 30m")
     return float(seconds)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from orchestrator.errors import ConfigError
 from schemas.rollout import Plan, Policy
 
-_COUNT = re.compile(r"^\s*(\d+)\s*(%?)\s*$")
+_COUNT = re.compile(r"^\s*([0-9]+)\s*(%?)\s*$")
 
 
 def resolve_count(text: str, total: int, *, what: str, minimum: int = 1) -> int:

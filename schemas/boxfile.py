@@ -356,7 +356,7 @@ class BoxSpec(Strict):
         None, description="A one-off task each rollout runs once before any box leaves"
     )
     min_healthy: Annotated[str, BeforeValidator(parse_min_healthy), WithJsonSchema({"anyOf": [
-        {"type": "string", "pattern": r"^(\d{1,6}|(100|[1-9]?\d)%)$"},
+        {"type": "string", "pattern": r"^([0-9]{1,6}|(100|[1-9]?[0-9])%)$"},
         {"type": "integer", "minimum": 0, "maximum": 999999}]})] = Field(
         "0",
         description="Capacity guard: a box leaves a load balancer only if at least this many "

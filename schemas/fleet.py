@@ -28,7 +28,7 @@ class ServiceSpec(ContainerSpec):
 
 # An ECR registry host: <account>.dkr.ecr.<region>.amazonaws.com (.cn in China regions).
 ECR_HOST_RE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)"
+    r"^(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9])"
     r"\.amazonaws\.com(?:\.cn)?$"
 )
 
@@ -103,7 +103,7 @@ class Notification(Strict):
         None, description="{secret: 'ssm:/...'} holding the URL; JSON with a Slack-style `text`"
     )
     sns: str | None = Field(
-        None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$",
+        None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$",
         description="SNS topic ARN",
     )
     events: list[Lifecycle] = Field(

@@ -19,7 +19,7 @@ HAPROXY_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,127}\Z")
 # Classic ELB and ELBv2 target group names: 1-32 letters, digits and '-', no '-' at an end.
 AWS_LB_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?\Z")
 TARGET_GROUP_ARN_RE = re.compile(
-    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:"
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:"
     r"targetgroup/[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?/[0-9a-f]{16}\Z"
 )
 # http.client refuses a path with blanks or control characters (and can't send non-ASCII).

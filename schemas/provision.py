@@ -17,9 +17,10 @@ SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}\Z")
 VPC_RE = re.compile(r"^vpc-[0-9a-f]{8,17}\Z")
 SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}\Z")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+\Z")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d\Z")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]\Z")
 ALARM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
-PROFILE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+\Z")
+PROFILE_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[A-Za-z0-9_+=,.@/-]+\Z")
 
 # The boxes' own security group, as a source: boxes of this type reach each other.
 SELF = "self"

@@ -280,7 +280,7 @@ def argv(v: object) -> object:
     return out
 
 
-MIN_HEALTHY_RE = re.compile(r"(\d{1,6}|(100|[1-9]?\d)%)\Z")
+MIN_HEALTHY_RE = re.compile(r"([0-9]{1,6}|(100|[1-9]?[0-9])%)\Z")
 
 
 def shown(value: object, limit: int = 80) -> str:

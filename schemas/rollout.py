@@ -38,7 +38,7 @@ FINAL_STATES = {
 OnFailure = Literal["halt", "rollback", "continue"]
 
 
-_COUNT = re.compile(r"(\d{1,9})(%?)\Z")
+_COUNT = re.compile(r"([0-9]{1,9})(%?)\Z")
 
 
 def check_count(text: str, option: str, minimum: int) -> str:
