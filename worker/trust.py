@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -162,25 +163,26 @@ def _release(ctx: StepContext, req: StepRequest, keys: list[str], opened: Openin
     if opened is not None and opened.release_raw is not None:
         return _release_verdict(opened.release_raw, req.release_id, req.release_hash,
                                 req.box_type, tuple(keys))
-    try:
-        if opened is not None:
-            release = opened.release(req)
-        else:
-            release = ctx.releases.get(req.release_id, req.release_hash)
-    except ReleaseMismatch as exc:
-        return f"release not verified: {exc}"
-    return release_check(release, req.box_type, keys)
+    if opened is not None:
+        return _verdict(lambda: opened.release(req), req.box_type, keys)  # not in Redis
+    return _verdict(lambda: ctx.releases.get(req.release_id, req.release_hash), req.box_type,
+                    keys)
 
 
 @lru_cache(maxsize=64)
 def _release_verdict(raw: bytes, release_id: str, release_hash: str, box_type: str,
                      keys: tuple[str, ...]) -> str:
     """`_release`'s answer for the release exactly as read: once per bytes, request and keys."""
+    return _verdict(lambda: ReleaseStore.parse(raw, release_id, release_hash), box_type,
+                    list(keys))
+
+
+def _verdict(read: Callable[[], Release], box_type: str, keys: list[str]) -> str:
     try:
-        release = ReleaseStore.parse(raw, release_id, release_hash)
+        release = read()
     except ReleaseMismatch as exc:
         return f"release not verified: {exc}"
-    return release_check(release, box_type, list(keys))
+    return release_check(release, box_type, keys)
 
 
 def release_check(release: Release, box_type: str, keys: list[str]) -> str:

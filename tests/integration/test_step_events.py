@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.engine.events import Events
+from orchestrator.engine.events import Announcement, Events
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.redisconn import client_for
 from schemas.contract import Keys, Outcome, StepResult
@@ -15,9 +15,14 @@ from tests.harness.redis_fx import ProductRedis
 pytestmark = pytest.mark.integration
 
 
-def fixture(product_redis: ProductRedis) -> tuple[Journal, Events, Keys]:
+def journal_and_events(product_redis: ProductRedis) -> tuple[Journal, Events]:
     client, keys = client_for(product_redis.url), Keys(product_redis.prefix)
-    return Journal(client, keys), Events(client, keys), keys
+    return Journal(client, keys), Events(client, keys)
+
+
+def announce(ev: Events, step: str, phase: str, app: str | None = None) -> Announcement:
+    """The event of rollout r1, box b1, of type web, that a journal script appends."""
+    return ev.announcement("web", rollout="r1", box="b1", app=app, step=step, phase=phase)
 
 
 def events(ev: Events) -> list[dict[str, str]]:
@@ -27,9 +32,8 @@ def events(ev: Events) -> list[dict[str, str]]:
 def test_the_start_is_announced_while_the_step_runs_and_not_after(
     product_redis: ProductRedis,
 ) -> None:
-    journal, ev, _ = fixture(product_redis)
-    start = ev.announcement("web", rollout="r1", box="b1", app=None, step="deploy.swap",
-                            phase="start")
+    journal, ev = journal_and_events(product_redis)
+    start = announce(ev, "deploy.swap", "start")
     counts = [journal.count_attempt("r1", "b1", "deploy.swap", None, start, 2) for _ in range(3)]
     assert counts == [1, 2, 3]
     # Two starts (the third attempt is over the most: it fails without running).
@@ -49,12 +53,11 @@ def test_the_start_is_announced_while_the_step_runs_and_not_after(
 def test_the_end_carries_the_recorded_result_as_emit_wrote_it(
     product_redis: ProductRedis, started: float, ended: float,
 ) -> None:
-    journal, ev, _ = fixture(product_redis)
+    journal, ev = journal_and_events(product_redis)
     result = StepResult(step="deploy.swap", app="web", rollout_id="r1", box_id="b1",
                         outcome=Outcome.FAILED, reason="health check: état 503 ✗",
                         started=started, ended=ended)
-    end = ev.announcement("web", rollout="r1", box="b1", app="web", step="deploy.swap",
-                          phase="end")
+    end = announce(ev, "deploy.swap", "end", app="web")
     journal.record(result, end)
     # What emit wrote before (same fields, same order, the duration as Python formats it).
     ev.emit("web", rollout="r1", box="b1", app="web", step="deploy.swap", phase="end",
@@ -67,9 +70,8 @@ def test_the_end_carries_the_recorded_result_as_emit_wrote_it(
 def test_a_second_record_announces_the_outcome_the_journal_kept(
     product_redis: ProductRedis,
 ) -> None:
-    journal, ev, _ = fixture(product_redis)
-    end = ev.announcement("web", rollout="r1", box="b1", app=None, step="deploy.pull",
-                          phase="end")
+    journal, ev = journal_and_events(product_redis)
+    end = announce(ev, "deploy.pull", "end")
     first = StepResult(step="deploy.pull", rollout_id="r1", box_id="b1", outcome=Outcome.OK,
                        started=10.0, ended=11.25)
     again = first.model_copy(update={"outcome": Outcome.FAILED, "reason": "late", "ended": 99.0})
