@@ -156,7 +156,7 @@ class Stack(contextlib.ExitStack):
             profile_to: Path | None = None) -> CliRun:
         """Run `orchestrator ARGS`; wall time and the process's own peak RSS (wait4).
         With `profile_to`, under pyinstrument (its text report goes there)."""
-        argv = [PYTHON, "-m", "orchestrator.cli", *args]
+        argv = [PYTHON, "-m", "orchestrator.entry", *args]  # what the console script runs
         if profile_to is not None:
             argv[1:1] = ["-m", "pyinstrument", "-r", "text", "-o", str(profile_to)]
         n = sum(1 for p in self.dir.glob("cli-*.out"))

@@ -51,3 +51,32 @@ def test_help_lists_every_command_without_importing_them_all_first() -> None:
                  "status", "boxes", "history", "boxtype", "lock", "keys", "notify", "metrics",
                  "validate", "schema"):
         assert f"  {name} " in out, name
+
+
+ENTRY_PROBE = """
+import gc, sys
+from orchestrator import entry, cli
+sys.argv = ["orchestrator", "{command}", "--help"]
+cli.os._exit = lambda code: (print(code, gc.get_freeze_count() > 0, gc.isenabled()),
+                             sys.stdout.flush(), sys.exit(0))
+entry.run()
+"""
+
+
+def test_the_entry_point_freezes_its_imports_and_collects_again_after_them() -> None:
+    # The console script's process: what the imports made is frozen (the collector skips it),
+    # and the collector runs again for the command itself (a watch may last hours).
+    out = subprocess.run([sys.executable, "-c", ENTRY_PROBE.format(command="rollout")],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 True True", out
+
+
+def test_a_caller_of_main_keeps_its_collector_as_it_was() -> None:
+    import gc
+
+    from orchestrator.cli import cli, main
+
+    cli.commands.pop("plan", None)  # imported again: the lazy import runs
+    frozen, enabled = gc.get_freeze_count(), gc.isenabled()
+    assert main(["plan", "--help"]) == 0
+    assert (gc.get_freeze_count(), gc.isenabled()) == (frozen, enabled)
