@@ -14,11 +14,29 @@ def keys() -> None:
     """Signing keys: the coordinator signs with the private key; boxes trust public keys."""
 
 
+def key_path(_ctx: click.Context, _param: click.Parameter, text: str) -> Path:
+    """--out names a new file, as ORCHESTRATOR_SIGNING_KEY will name it: not empty, no blank at
+    either end of it or of its name, no control character, not a directory."""
+    value = Path(text)
+    if not text:
+        raise ConfigError("--out is empty: name the file to write, e.g. --out signing.key")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ConfigError(f"--out {text!r}: a control character in the path; remove it")
+    if text != text.strip() or value.name != value.name.strip():
+        raise ConfigError(f"--out {text!r}: a blank at the start or end of the name (the "
+                          "environment variable would not name the same file); remove it")
+    if value.is_dir():
+        raise ConfigError(f"--out {text}: a directory; name a file in it, e.g. "
+                          f"--out {value / 'orchestrator-signing.key'}")
+    return value
+
+
 @keys.command()
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=Path("orchestrator-signing.key"),
+    metavar="PATH",
+    callback=key_path,
+    default="orchestrator-signing.key",
     show_default=True,
     help="Where to write the private key (mode 600; never overwritten).",
 )
