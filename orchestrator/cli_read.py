@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator.cli_args import box_id_arg, box_type_arg
 from orchestrator.cli_rollout import coordinator
+from orchestrator.config import box_file
 from orchestrator.engine.freeze import Freezes
 from orchestrator.errors import ConfigError, RolloutNotSucceeded
 from schemas.rollout import Rollout
+
+if TYPE_CHECKING:
+    from orchestrator.coordinator import Coordinator
 
 JSON_HELP = "One JSON document on stdout (README: JSON output); [] when there is nothing."
 
 
 def emit(doc: object, json_out: bool, text: str) -> None:
     click.echo(json.dumps(doc) if json_out else text)
+
+
+def known(c: Coordinator, box_type: str, recorded: bool) -> None:
+    """A type with no box file and nothing recorded is a typo: said (exit 2), not shown as an
+    empty fleet or a free lock. A retired type (its file gone, its records kept) is shown."""
+    if recorded:
+        return
+    try:
+        box_file(c.settings, box_type)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; nothing is recorded for it either") from None
 
 
 @click.command()
@@ -32,6 +47,7 @@ def status(box_type: str, json_out: bool) -> None:
     c = coordinator()
     try:
         report = fleet_status(c.client, c.keys, box_type, c.read_lb)
+        known(c, box_type, bool(report.rows or report.current))
     finally:
         c.close()
     emit(report.rows, json_out, report.render())
@@ -133,6 +149,7 @@ def history(box_type: str, limit: int, json_out: bool) -> None:
         current = c.rollouts.states.current(box_type)
         rows = [history_row(c.rollouts.get(rid), c.rollouts.status(rid), current)
                 for rid in c.rollouts.history(box_type, limit)]
+        known(c, box_type, bool(rows or current))
     finally:
         c.close()
     lines = [
@@ -174,6 +191,7 @@ def lock_status(box_type: str, json_out: bool) -> None:
             "rollout": holder, "state": st.get("state", "?"), "expires_in": left,
             "who": st.get("who", ""), "reason": st.get("reason", ""),
             "describe": c.describe_holder(box_type, holder)}
+        known(c, box_type, bool(stale or frozen or held))
     finally:
         c.close()
     doc = {"box_type": box_type, "abandoned": stale,

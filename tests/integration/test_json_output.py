@@ -35,5 +35,12 @@ def test_read_commands_print_one_json_document(fleet_factory: Callable[..., Flee
                     "holder": None}
     plan = json_tool(fleet.cli("plan", fleet.box_type, "--json").stdout)
     assert plan["changes"] is False  # type: ignore[index]
-    other = json_tool(fleet.cli("status", "nosuchtype", "--json").stdout)
-    assert other == []
+    # A box type with no file and nothing recorded is a misspelt name, not an empty fleet.
+    for command in (["status"], ["history"], ["lock", "status"]):
+        other = fleet.cli(*command, "nosuchtype", "--json")
+        assert other.returncode == 2 and other.stdout == "", other
+        assert "no box type 'nosuchtype'" in other.stderr and fleet.box_type in other.stderr
+    # Its file gone, what is recorded of a type is still shown (a retired type's history).
+    (fleet.boxes_dir / f"{fleet.box_type}.yml").rename(fleet.boxes_dir / "retired.yml.bak")
+    (h,) = json_tool(fleet.cli("history", fleet.box_type, "--json").stdout)  # type: ignore[misc]
+    assert h["reason"] == "first"
