@@ -28,6 +28,11 @@ BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
 # A query parameter's name is repeated only when it is a plain word: a password with an
 # unencoded '?' puts its tail in the query, and that is never shown.
 _PLAIN_NAME = re.compile(r"[a-z_]{1,40}\Z")
+# Numbers in a URL are ASCII digits (str.isdigit() and int() take '²' and '١').
+_COUNT = re.compile(r"[0-9]{1,9}")
+_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+MAX_REPLICAS = 100  # WAIT's count: more than any Sentinel set has, and far under Redis's long
+MAX_WAIT = 60.0  # a write waiting longer for a replica outlasts a default lease (60 s)
 _ENCODE = "; a password with '/', '?' or '#' in it must be percent-encoded (e.g. %2F)"
 
 
@@ -70,7 +75,7 @@ def parse_sentinel_url(url: str, setting: str = "ORCHESTRATOR_REDIS_URL") -> Sen
         raise bad("no sentinel address")
     username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
     path = parts.path.strip("/")
-    if path and not path.isdigit():
+    if path and not _COUNT.fullmatch(path):
         raise bad(f"the database (the path) is not a number{_encoded(url)}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = sorted(set(query) - _PARAMS)
@@ -79,13 +84,12 @@ def parse_sentinel_url(url: str, setting: str = "ORCHESTRATOR_REDIS_URL") -> Sen
     master = query.get("master_name", "")
     if not master:
         raise bad("master_name is missing")
-    try:
-        replicas = int(query.get("wait_replicas", "1"))
-        timeout = float(query.get("wait_timeout", "1.0"))
-    except ValueError:
-        raise bad("wait_replicas must be a whole number and wait_timeout seconds") from None
-    if replicas < 0 or timeout <= 0:
-        raise bad("wait_replicas must be >= 0 and wait_timeout > 0")
+    replicas, timeout = query.get("wait_replicas", "1"), query.get("wait_timeout", "1.0")
+    if not (_COUNT.fullmatch(replicas) and _SECONDS.fullmatch(timeout)):
+        raise bad("wait_replicas must be a whole number and wait_timeout seconds, in digits")
+    if int(replicas) > MAX_REPLICAS or not 0 < float(timeout) <= MAX_WAIT:
+        raise bad(f"wait_replicas must be 0-{MAX_REPLICAS} and wait_timeout more than 0 and at "
+                  f"most {MAX_WAIT:g} seconds")
     return SentinelTarget(
         sentinels=sentinels,
         master_name=master,
@@ -94,8 +98,8 @@ def parse_sentinel_url(url: str, setting: str = "ORCHESTRATOR_REDIS_URL") -> Sen
         password=unquote(password) or None,
         sentinel_username=query.get("sentinel_username") or None,
         sentinel_password=query.get("sentinel_password") or None,
-        wait_replicas=replicas,
-        wait_timeout=timeout,
+        wait_replicas=int(replicas),
+        wait_timeout=float(timeout),
         tls=parts.scheme.lower() == "sentinels",
     )
 
@@ -175,6 +179,12 @@ def _query_problem(url: str, scheme: str) -> str:
         redis.connection.parse_url(url)
     except ValueError as exc:  # "Invalid value for 'NAME' ...": a name redis-py knows
         return str(exc)
+    # redis-py reads numbers with int() and float(): '١' is 1 to them, 'nan' a timeout.
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        kind = redis.connection.URL_QUERY_ARGUMENT_PARSERS.get(name)
+        if kind in (int, float) and value and not (_COUNT if kind is int else _SECONDS
+                                                   ).fullmatch(value):
+            return f"{_shown(name)} must be a {'whole ' if kind is int else ''}number in digits"
     return ""
 
 
