@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -108,13 +109,42 @@ def rollout_id_arg(ctx: click.Context, param: click.Parameter, value: str) -> st
     return value
 
 
+# Numbers on the command line are ASCII digits: int() and float(), and so click's INT and
+# FLOAT, read '١٠' as 10 (and float() takes 'nan', 'inf' and '1e9').
+_WHOLE = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+
+
+class Whole(click.IntRange):
+    """A whole number in ASCII digits, within the range."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, str) and not _WHOLE.fullmatch(value.strip()):
+            self.fail(f"{value!r} is not a whole number in digits, e.g. 20", param, ctx)
+        return int(super().convert(value, param, ctx))
+
+
+class Number(click.ParamType[float]):
+    """A number in ASCII digits (e.g. 0.05): no exponent, no nan or inf."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        if not (isinstance(value, str) and _DECIMAL.fullmatch(value.strip())):
+            self.fail(f"{value!r} is not a number in digits, e.g. 0.05", param, ctx)
+        return float(value)
+
+
 def seconds_arg(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    """Click callback for an option of seconds: above zero and at most MAX_SECONDS; inf and
-    nan refused (nan passes click's FloatRange, as it fails every comparison)."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number of seconds, e.g. 1 or 0.5") from None
+    """Click callback for an option of seconds: above zero and at most MAX_SECONDS, in
+    digits (inf and nan refused: nan passes click's FloatRange, failing every comparison)."""
+    if not _DECIMAL.fullmatch(value.strip()):
+        raise click.BadParameter(f"{value!r} is not a number of seconds in digits, e.g. 1 or 0.5")
+    seconds = float(value)
     if not 0 < seconds <= MAX_SECONDS:
         raise click.BadParameter(f"{value!r}: write a number of seconds above 0, {MAX_SAID}")
     return seconds

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli_args import Number, Whole
 from orchestrator.errors import ConfigError
 from schemas.durations import MAX_SAID, MAX_SECONDS
 from schemas.fleet import FleetSettings
@@ -38,10 +39,10 @@ BAKE_OPTIONS = [
     click.option("--alarm", "alarms", multiple=True, metavar="NAME",
                  help="A CloudWatch alarm (repeatable): in ALARM during the bake, it halts "
                  "the rollout (and rolls back per --on-failure)."),
-    click.option("--error-margin", default=None, type=float,
+    click.option("--error-margin", default=None, type=Number(),
                  help="The canary's error rate (5xx and response errors) may exceed the "
                  "rest of the fleet's by this fraction (with --bake; default 0.05)."),
-    click.option("--bake-min-requests", default=None, type=int,
+    click.option("--bake-min-requests", default=None, type=Whole(),
                  help="Canary responses needed before its error rate is judged (with --bake; "
                  "1-1000000, default 20)."),
     click.option("--bake-each-wave", is_flag=True,

@@ -13,7 +13,7 @@ from orchestrator.aws.plan import make_plan, plan_delete
 from orchestrator.aws.provision import apply, scale
 from orchestrator.aws.state import Action, Facts, Plan, resource_name
 from orchestrator.aws.userdata import cloud_config, encode
-from orchestrator.cli_args import box_type_arg
+from orchestrator.cli_args import Whole, box_type_arg
 from orchestrator.config import box_file, find_fleet, load_box, load_fleet, read_yaml
 from orchestrator.engine.aws import AwsClients, connect
 from orchestrator.errors import InvalidFile
@@ -159,7 +159,7 @@ def userdata(box_type: str, as_base64: bool) -> None:
 @boxtype.command("scale")
 @click.argument("box_type", callback=box_type_arg)
 @click.option(
-    "--desired", type=click.IntRange(min=0), required=True, help="Boxes the group should run."
+    "--desired", type=Whole(min=0), required=True, help="Boxes the group should run."
 )
 def scale_cmd(box_type: str, desired: int) -> None:
     """Set how many boxes BOX_TYPE's auto scaling group runs (within its min and max)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.cli_args import box_id_arg, box_type_arg
+from orchestrator.cli_args import Whole, box_id_arg, box_type_arg
 from orchestrator.cli_rollout import coordinator
 from orchestrator.config import box_file
 from orchestrator.engine.freeze import Freezes
@@ -139,7 +139,7 @@ def boxes_show(box_type: str, json_out: bool) -> None:
 
 @click.command()
 @click.argument("box_type", callback=box_type_arg)
-@click.option("-n", "limit", default=20, show_default=True, type=click.IntRange(1, 10_000),
+@click.option("-n", "limit", default=20, show_default=True, type=Whole(1, 10_000),
               help="How many rollouts (1-10000).")
 @click.option("--json", "json_out", is_flag=True, help=JSON_HELP)
 def history(box_type: str, limit: int, json_out: bool) -> None:
