@@ -29,8 +29,8 @@ BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
 # unencoded '?' puts its tail in the query, and that is never shown.
 _PLAIN_NAME = re.compile(r"[a-z_]{1,40}\Z")
 # Numbers in a URL are ASCII digits (str.isdigit() and int() take '²' and '١').
-_COUNT = re.compile(r"[0-9]{1,9}")
-_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+_COUNT = re.compile(r"[0-9]+")
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 MAX_REPLICAS = 100  # WAIT's count: more than any Sentinel set has, and far under Redis's long
 MAX_WAIT = 60.0  # a write waiting longer for a replica outlasts a default lease (60 s)
 _ENCODE = "; a password with '/', '?' or '#' in it must be percent-encoded (e.g. %2F)"

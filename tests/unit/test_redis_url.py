@@ -31,6 +31,7 @@ def test_wait_settings_and_the_sentinels_password() -> None:
     assert (got.username, got.password, got.sentinel_password) == ("u", "p@ss", "sp")
     assert (got.wait_replicas, got.wait_timeout, got.db) == (2, 0.5, 0)
     assert parse_sentinel_url("sentinel://h:1?master_name=m&wait_replicas=0").wait_replicas == 0
+    assert parse_sentinel_url("sentinel://h:1?master_name=m&wait_timeout=.5").wait_timeout == 0.5
 
 
 @pytest.mark.parametrize(
