@@ -250,21 +250,36 @@ def halt_check(stack: Stack, client: Any, prefix: str, faulty: str, single: BoxW
                  or (e.get("step") == "slot" and e.get("outcome") == "failed")), None)
     end = next(e for e in fevents if e.get("step") == "rollout" and e.get("phase") == "end")
     halt_s = (ms(halt) / 1000 - failed_at) if halt else float("nan")
-    # `claim` is the only halt point: no box may be granted one after the halt.
-    started_after = [e["box"] for e in fevents if halt and e.get("step") == "deploy.claim"
-                     and e.get("phase") == "end" and e.get("outcome") == "ok"
-                     and ms(e) > ms(halt)]
+    # `claim` is the only halt point: no box may be granted one after the halt. The claim
+    # script reads the state the halt set, atomically; its end event is journaled after it
+    # returns, so an end after the halt's event may be a grant from before the halt (in
+    # flight: counted apart). A claim that *began* after the halt's event ran its script
+    # after the state changed: granted, it would be a claim after the halt.
+    def order(e: dict[str, str]) -> tuple[int, int]:  # the stream id: one total order
+        at, _, seq = e["id"].partition("-")
+        return int(at), int(seq or 0)
+
+    began = {e["box"]: order(e) for e in fevents if e.get("step") == "deploy.claim"
+             and e.get("phase") == "start"}
+    halted = order(halt) if halt else (1 << 62, 0)
+    granted = [e for e in fevents if e.get("step") == "deploy.claim"
+               and e.get("phase") == "end" and e.get("outcome") == "ok" and order(e) > halted]
+    started_after = [e["box"] for e in granted if began.get(e["box"], (0, 0)) > halted]
+    in_flight = [e["box"] for e in granted if began.get(e["box"], (0, 0)) <= halted]
     end_s = ms(end) / 1000 - failed_at
 
     rows = [
         ["failed step -> halt s", halt_s, f"<= {HALT_TARGET_S}",
          verdict(halt_s, HALT_TARGET_S)],
-        ["claims granted after the halt", len(started_after), "0",
+        ["claims begun after the halt and granted", len(started_after), "0",
          "met" if not started_after else "NOT MET"],
+        ["claims begun before the halt, journaled after it (granted before)", len(in_flight),
+         "-", "-"],
         ["failed step -> rollout end s (in-flight boxes finish)", end_s, "-", "-"],
     ]
     return rows, {"faulty_box": faulty, "halt_event": halt, "failed_to_halt_s": halt_s,
-                  "started_after_halt": started_after, "failed_to_end_s": end_s,
+                  "started_after_halt": started_after, "in_flight_at_halt": in_flight,
+                  "failed_to_end_s": end_s,
                   "fault_summary": fault_summary}
 
 
