@@ -75,9 +75,9 @@ class EventSender:
         try:
             if self._dispatcher is None:
                 # Not buffered in the dispatcher when the broker is away (unbounded there, and
-                # never retried on a dead connection): an error drops the batch (logged) and the
-                # next batch connects again; while the broker does not answer, later events
-                # wait in this sender's bounded queue.
+                # sent only by a flush() nothing here calls): an error drops the rest of the
+                # batch (logged) and the next batch connects again; while the broker does not
+                # answer, later events wait in this sender's bounded queue.
                 self._dispatcher = self._app.events.Dispatcher(
                     self._app.connection_for_write(), hostname=batch[0][0],
                     buffer_while_offline=False)
