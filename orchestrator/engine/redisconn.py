@@ -221,6 +221,18 @@ def durably(client: Any, write: Callable[[Any], object], *, strict: bool = True)
     failover now could forget it, so `strict` raises NotReplicated (what it granted is not
     used); not `strict` (a release: what it gives back) says so in the log and goes on."""
     target = _DURABLE.get(client)
+    try:
+        return _durably(client, write, target, strict)
+    except redis.exceptions.NoScriptError:
+        # A failover between the pipeline's script check and its run (redis-py sends the
+        # pipeline again to the new master, which never loaded them): the script did not run
+        # there; a new pipeline loads it first.
+        log.warning("a script was missing on the master (a failover?): loaded, run again")
+        return _durably(client, write, target, strict)
+
+
+def _durably(client: Any, write: Callable[[Any], object], target: SentinelTarget | None,
+             strict: bool) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     write(pipe)
     if target is None or target.wait_replicas == 0:
