@@ -63,6 +63,16 @@ def _translated(action: str) -> Iterator[None]:
         raise RuntimeFailure(f"{action}: {_message(exc)}") from exc
 
 
+_SERVER = re.compile(r"Docker/([0-9][0-9A-Za-z.+~-]*) \([^()]*\)")
+
+
+def engine_version(server: str | None) -> str | None:
+    """The version in the engine's `Server` header (`Docker/20.10.24+dfsg1 (linux)`), or None
+    when it is not the Docker engine's form (another engine's API, a proxy in between)."""
+    found = _SERVER.fullmatch(server or "")
+    return found.group(1) if found else None
+
+
 def _fact(attrs: dict[str, Any]) -> ContainerFact:
     state = attrs.get("State") or {}
     status = str(state.get("Status", "unknown"))
@@ -302,6 +312,13 @@ class DockerRuntime:
                 time.sleep(_EXEC_POLL)
 
     def version(self) -> str:
+        """The engine's version, from a ping's `Server` header when it has one: GET /version
+        makes the engine run `runc` and `docker-init` to ask theirs (~4.5 ms of CPU against
+        ~0.1 ms), and the heartbeat asks at every beat."""
+        with _translated("engine ping"):
+            answer = self._api.get(f"{self._api.base_url}/_ping", timeout=self._api.timeout)
+        if answer.status_code == 200 and (found := engine_version(answer.headers.get("Server"))):
+            return found
         with _translated("engine version"):
             return str(self._api.version()["Version"])
 

@@ -319,6 +319,8 @@ def test_pull_from_the_private_registry(
 
 
 def test_version_and_disk_free(runtime: DockerRuntime, tmp_path: Path) -> None:
+    # Read from a ping's Server header: the same string the engine's GET /version answers.
+    assert runtime.version() == runtime._api.version()["Version"]
     assert runtime.version().split(".")[0].isdigit()
     assert runtime.disk_free(str(tmp_path)) > 0
     assert runtime.disk_free() > 0
