@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -52,6 +53,73 @@ class CpuMeter:
         self.machine_busy_s = busy - self.machine0[0]
         self.machine_total_s = total - self.machine0[1]
         return self
+
+
+# Which process is whose, by its name (/proc/PID/comm: at most 15 characters); Python ones by
+# their command line.
+_GROUPS = (("docker engine", ("dockerd", "containerd", "containerd-shim", "runc", "docker-proxy",
+                              "docker-init", "exe")),
+           ("app containers (busybox httpd)", ("busybox", "httpd")), ("haproxy", ("haproxy",)),
+           ("redis", ("redis-server",)), ("our workers", ()),
+           ("benchmark (traffic, sampler)", ()))
+COMMAND = "the command (our CLI, or the play and its forks)"  # the benchmark's reaped children
+
+
+def _group(pid: str, comm: str) -> str:
+    if comm.startswith(("python", "orchestrator", "celery")):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return "our workers" if b"worker.main" in argv else "benchmark (traffic, sampler)"
+    return next((g for g, names in _GROUPS if comm in names), "rest")
+
+
+def cpu_by_process() -> dict[tuple[int, str], tuple[str, float]]:
+    """(pid, start time) -> (group, CPU seconds of it and its reaped children) of every process."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            comm, rest = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
+            # utime stime cutime cstime; this process's children are the command (CpuGroups)
+            own = int(stat.parent.name) == os.getpid()
+            used = sum(int(v) for v in rest[11:13 if own else 15]) / tick
+            out[(int(stat.parent.name), rest[19])] = (_group(stat.parent.name, comm), used)
+    return out
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+class CpuGroups:
+    """CPU seconds each group of processes and the whole machine used between start and stop:
+    what a rollout on this machine competes with (and what it costs the engine)."""
+
+    def __init__(self) -> None:
+        self.before, self.machine0 = cpu_by_process(), machine_busy()
+        self.children0 = _children_cpu()
+        self.groups: dict[str, float] = {}
+        self.busy_s = self.total_s = 0.0
+
+    def stop(self) -> CpuGroups:
+        busy, total = machine_busy()
+        self.busy_s, self.total_s = busy - self.machine0[0], total - self.machine0[1]
+        for key, (group, used) in cpu_by_process().items():
+            was = self.before.get(key, (group, 0.0))[1]
+            self.groups[group] = self.groups.get(group, 0.0) + max(used - was, 0.0)
+        self.groups[COMMAND] = _children_cpu() - self.children0
+        self.groups.pop("rest", None)  # the machine's figure holds it, and exited processes
+        self.groups[REST] = max(self.busy_s - sum(self.groups.values()), 0.0)
+        return self
+
+    def row(self) -> list[float]:
+        """Busy CPU seconds, busy share of every core, then each group's seconds."""
+        share = self.busy_s / self.total_s if self.total_s else 0.0
+        return [self.busy_s, share, *(self.groups.get(g, 0.0) for g in CPU_COLUMNS[2:])]
+
+
+REST = "rest (kernel, exited processes)"
+CPU_COLUMNS = ["busy CPU s", "busy share of all cores", COMMAND, *(g for g, _ in _GROUPS), REST]
 
 
 # -- the event stream -------------------------------------------------------------------------

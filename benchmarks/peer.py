@@ -23,11 +23,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 from typing import Any
 
-from benchmarks._measure import StateSampler, breakdown, ms, read_events, windows
+from benchmarks._measure import (
+    CPU_COLUMNS,
+    CpuGroups,
+    StateSampler,
+    breakdown,
+    ms,
+    read_events,
+    windows,
+)
+from benchmarks._play import PLAY, run_play
 from benchmarks._report import median, save, table, timed, verdict
 from benchmarks._stack import (
     APP_PORT,
@@ -35,10 +43,8 @@ from benchmarks._stack import (
     BENCH_LABEL,
     CONTAINER_LABELS,
     HOST_PORT,
-    PYTHON,
     Stack,
     WebFleet,
-    need,
 )
 from devstack.haproxy import HAProxy
 from devstack.process import wait_for
@@ -51,79 +57,6 @@ BOX_TYPE = "web"
 ALT_PORT = HOST_PORT + 1  # start-first's second port set
 WALL_RATIO = 6.0
 WINDOW_RATIO = 5.0
-
-PLAY = """\
-- name: Rolling update of web behind HAProxy
-  hosts: boxes
-  serial: 1
-  gather_facts: false
-  tasks:
-    - name: Drain the box in HAProxy
-      community.general.haproxy:
-        state: drain
-        host: "{{ inventory_hostname }}"
-        backend: web
-        socket: "{{ haproxy_socket }}"
-        wait: true
-
-    - name: Take it out of HAProxy once drained
-      community.general.haproxy:
-        state: disabled
-        host: "{{ inventory_hostname }}"
-        backend: web
-        socket: "{{ haproxy_socket }}"
-        drain: true
-        wait: true
-
-    - name: Run the new version
-      community.docker.docker_container:
-        name: "web-{{ inventory_hostname }}"
-        image: "{{ image }}"
-        state: started
-        init: true
-        published_ports: ["{{ bind_ip }}:18080:8080"]
-        labels: "{{ container_labels }}"
-
-    - name: Wait until it answers
-      ansible.builtin.uri:
-        url: "http://{{ bind_ip }}:18080/health"
-      register: health
-      until: health.status == 200
-      retries: 30
-      delay: 1
-
-    - name: Put it back in HAProxy
-      community.general.haproxy:
-        state: enabled
-        host: "{{ inventory_hostname }}"
-        backend: web
-        socket: "{{ haproxy_socket }}"
-        wait: true
-"""
-
-
-def run_play(stack: Stack, hap: HAProxy, ips: dict[str, str], image: str) -> tuple[float, str]:
-    import json
-
-    inventory = stack.dir / "inventory.ini"
-    inventory.write_text("[boxes]\n" + "".join(f"{b} bind_ip={ip}\n" for b, ip in ips.items())
-                         + f"[boxes:vars]\nansible_connection=local\n"
-                         f"ansible_python_interpreter={PYTHON}\n")
-    play = stack.dir / "rolling.yml"
-    play.write_text(PLAY)
-    extra = json.dumps({"image": image, "haproxy_socket": hap.socket_path,
-                        "container_labels": CONTAINER_LABELS})
-    env = {**os.environ, "ANSIBLE_LOCAL_TEMP": str(stack.dir / "ansible-tmp"),
-           "ANSIBLE_REMOTE_TMP": str(stack.dir / "ansible-tmp"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_CONFIG": str(stack.dir / "none.cfg")}
-    t0 = time.perf_counter()
-    out = subprocess.run([need("ansible-playbook"), "-i", str(inventory), str(play),
-                          "--extra-vars", extra], env=env, capture_output=True, text=True,
-                         timeout=600)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise RuntimeError(f"the play failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
-    return wall, out.stdout
 
 
 def ours_timeline(events: list[dict[str, str]], clock: dict[str, float],
@@ -140,17 +73,31 @@ def ours_timeline(events: list[dict[str, str]], clock: dict[str, float],
     }
 
 
-def under_traffic(hap: HAProxy, rate: float, action: Any) -> tuple[Any, TrafficStats,
-                                                                     dict[str, list[float]]]:
-    """Run `action()` while the request loop and the HAProxy sampler run."""
+def measured(action: Any) -> tuple[Any, dict[str, list[float]]]:
+    """`action()` once traffic has flowed 1 s; the machine's CPU, by process group, during the
+    last 0.5 s of traffic alone and during the action."""
+    time.sleep(0.5)
+    alone = CpuGroups()
+    time.sleep(0.5)
+    cpu = {"traffic alone": alone.stop().row()}
+    during = CpuGroups()
+    result = action()
+    cpu["during"] = during.stop().row()
+    return result, cpu
+
+
+def under_traffic(hap: HAProxy, rate: float, action: Any
+                  ) -> tuple[Any, TrafficStats, dict[str, list[float]], dict[str, list[float]]]:
+    """Run `action()` while the request loop and the HAProxy sampler run: its result, the
+    traffic, each server's times out of service, the machine's CPU (`measured`)."""
     with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate_per_thread=rate,
                                                    max_requests=100_000,
                                                    max_seconds=300) as loop:
-        time.sleep(1.0)  # traffic flows before anything moves
-        result = action()
+        result, cpu = measured(action)
         time.sleep(1.0)
         stats = loop.stop()
-    return result, stats, sampler.out_of_service()
+    return result, stats, sampler.out_of_service(), cpu
+
 
 
 def start_first_yml(fleet: WebFleet, image: str) -> str:
@@ -203,8 +150,8 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
     with StateSampler(hap) as sampler, TrafficLoop(hap.url, threads=4, rate_per_thread=rate,
                                                    max_requests=100_000,
                                                    max_seconds=300) as loop:
-        time.sleep(1.0)  # traffic flows before anything moves
-        run = fleet.stack.cli(fleet.env, "rollout", BOX_TYPE, "--json", "--reason", "v2 sf")
+        run, cpu = measured(lambda: fleet.stack.cli(fleet.env, "rollout", BOX_TYPE, "--json",
+                                                    "--reason", "v2 sf"))
         clock = {"start": run.started_at, "end": run.started_at + run.wall}
         time.sleep(1.0)
         stats = loop.stop()
@@ -220,13 +167,23 @@ def start_first_round(fleet: WebFleet, rate: float) -> dict[str, Any]:
             "samples": len(sampler.samples), "state_changes": changes,
             "parts": {b: breakdown(events, b) for b in fleet.boxes},
             "timeline": ours_timeline(events, clock, 0.0),
-            "preflight": preflight,
+            "preflight": preflight, "cpu": cpu,
             "swaps": {e.get("box", ""): e.get("reason", "") for e in events
                       if e.get("step") == "deploy.swap" and e.get("phase") == "end"},
             "events": [[round(ms(e) / 1000 - clock["start"], 3), e.get("box", ""),
                         e.get("step", ""), e.get("phase", "")] for e in events],
             "out_changes": [c for c in changes
                             if any(w in c for w in ("DRAIN", "maintenance", "DOWN"))]}
+
+
+def cpu_table(rounds: list[dict[str, Any]]) -> None:
+    """What each rollout had of this machine's cores, and who else used them: the traffic (the
+    app's containers, HAProxy, the client) takes a share before anything moves."""
+    who = (("ours", "ours"), ("ours start-first", "start_first"), ("Ansible", "ansible"))
+    table(f"the machine's CPU, s ({os.cpu_count()} cores; every process, by group)",
+          ["round", "who", "while", *CPU_COLUMNS],
+          [[i + 1, name, phase, *rd[key]["cpu"][phase]] for i, rd in enumerate(rounds)
+           for name, key in who for phase in ("traffic alone", "during")])
 
 
 def main() -> int:
@@ -281,7 +238,7 @@ def main() -> int:
                 return out
 
             with timed(f"round {r + 1}: ours, v1 -> v2 under traffic"):
-                run, ours_traffic, ours_out = under_traffic(hap, args.rate, ours)
+                run, ours_traffic, ours_out, ours_cpu = under_traffic(hap, args.rate, ours)
             run.check()
             summary = run.json_lines()[-1]["summary"]
             ours_events = read_events(product, fleet.prefix, BOX_TYPE, str(summary["rollout"]))
@@ -294,16 +251,17 @@ def main() -> int:
             with timed(f"round {r + 1}: reset to v1 the play's way (not measured)"):
                 play_on_v1()
             with timed(f"round {r + 1}: Ansible, v1 -> v2 under traffic"):
-                (play_wall, play_log), play_traffic, play_windows = under_traffic(
+                (play_wall, play_log), play_traffic, play_windows, play_cpu = under_traffic(
                     hap, args.rate, lambda: run_play(stack, hap, ips, refs["v2"]))
             rounds.append({
                 "start_first": sf,
                 "ours": {"wall_s": run.wall, "windows_sampled": ours_out,
                          "windows_stream": ours_stream, "parts": parts, "timeline": timeline,
+                         "cpu": ours_cpu,
                          "requests": ours_traffic.total, "failed": ours_traffic.failed,
                          "failures": dict(ours_traffic.failures),
                          "bodies": dict(ours_traffic.answers()), "samples": ours_traffic.samples},
-                "ansible": {"wall_s": play_wall, "windows_sampled": play_windows,
+                "ansible": {"wall_s": play_wall, "windows_sampled": play_windows, "cpu": play_cpu,
                             "requests": play_traffic.total, "failed": play_traffic.failed,
                             "failures": dict(play_traffic.failures),
                             "bodies": dict(play_traffic.answers()),
@@ -321,6 +279,7 @@ def main() -> int:
         table("ours start-first: where the CLI's wall time goes, s (preflight stages the new "
               "version; no box is out of service)", ["round", *tl_keys],
               [[i + 1, *rd["start_first"]["timeline"].values()] for i, rd in enumerate(rounds)])
+        cpu_table(rounds)
         rows = []
         for i, rd in enumerate(rounds):
             for b in boxes:
