@@ -11,8 +11,9 @@ from pydantic import Field, field_validator, model_validator
 from schemas.base import OptionalRef
 from schemas.boxfile import ContainerSpec, LbKind, Strict, _check_image
 from schemas.onbox import lb_name_problem
-from schemas.refs import NAME_RE, check_container_path, check_registry_host, has_control
+from schemas.refs import NAME_RE, check_registry_host, has_control
 from schemas.rollout import alarm_problem
+from schemas.settingvalues import LogRoot
 
 
 class ServiceSpec(ContainerSpec):
@@ -182,7 +183,7 @@ class FleetSettings(Strict):
     load_balancer: LbKind = Field(
         "elb", description="Default kind of an app's `elb:`: elb, elbv2, haproxy or none"
     )
-    log_root: str = Field(
+    log_root: LogRoot = Field(
         "/var/log/orchestrator", description="Host directory that receives containers' logs"
     )
     registries: list[RegistryAuth] = Field(
@@ -250,14 +251,6 @@ class FleetSettings(Strict):
         for name in v:
             if not NAME_RE.match(str(name)):
                 raise ValueError(f"service name {name!r} can't be a Docker name")
-        return v
-
-    @field_validator("log_root")
-    @classmethod
-    def _abs(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f"log_root {v!r} must be an absolute path, e.g. /var/log/orchestrator")
-        check_container_path(v, "log_root")  # no control character, no '..'
         return v
 
     @field_validator("registries")

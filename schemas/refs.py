@@ -255,6 +255,11 @@ def check_container_path(path: str, what: str) -> None:
         raise ValueError(f"{what} {path!r} has a control character; remove it")
     if ".." in path.split("/"):
         raise ValueError(f"{what} {path!r} has a '..' part; write the path it means")
+    if ":" in path:  # the engine would refuse the bind at the box's turn, not here
+        raise ValueError(
+            f"{what} {path!r} has a ':', which a Docker bind (host:container:mode) can't carry; "
+            "use a path without one"
+        )
     if not path.strip("/"):
         raise ValueError(f"{what} {path!r} is the root directory; name a directory under it")
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator
 
-from schemas.refs import has_control
+from schemas.refs import check_container_path, has_control
 
 # Redis key names: kombu's keys share the database, so an empty prefix would mix with them.
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9:_.\-]{1,64}\Z")
@@ -37,6 +37,14 @@ def _endpoint(v: str | None) -> str | None:
     return v
 
 
+def _log_root(v: str) -> str:
+    """The host directory containers' logs are bound under: each bind's host part starts here."""
+    if not v.startswith("/"):
+        raise ValueError(f"log_root {v!r} must be an absolute path, e.g. /var/log/orchestrator")
+    check_container_path(v, "log_root")  # no control character, no '..', no ':'
+    return v
+
+
 def _socket(v: str | None) -> str | None:
     if v and (not v.startswith("/") or has_control(v)):  # set empty: unset
         raise ValueError("the socket is an absolute path, e.g. /run/haproxy/admin.sock")
@@ -53,4 +61,9 @@ KeyPrefix = Annotated[str, AfterValidator(_key_prefix)]
 AwsRegion = Annotated[str, AfterValidator(_region)]
 EndpointUrl = Annotated[str | None, AfterValidator(_endpoint)]
 SocketPath = Annotated[str | None, AfterValidator(_socket)]
+LogRoot = Annotated[str, AfterValidator(_log_root)]
 OneLine = Annotated[str | None, AfterValidator(_one_line)]
+# The same rules for a worker setting written by name in box.yml's provision.worker.settings
+# (the user data puts it in the box's env file): refused at validate, not by a box at boot.
+BOOT_RULES = {"key_prefix": _key_prefix, "aws_endpoint_url": _endpoint,
+              "haproxy_socket": _socket, "log_root": _log_root}

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from schemas.base import SecretRef, Strict
 from schemas.refs import has_control
+from schemas.settingvalues import BOOT_RULES
 
 SETTING_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
 RESERVED_SETTINGS = frozenset({"box_id", "box_type", "broker_url", "redis_url", "aws_region"})
@@ -190,5 +191,10 @@ class WorkerBoot(Strict):
             if isinstance(value, str) and has_control(value):
                 raise ValueError(f"setting {name!r} must be one line without control "
                                  "characters (tab, NUL...): it is written to an env file")
+            if isinstance(value, str) and (rule := BOOT_RULES.get(name)):
+                try:
+                    rule(value)
+                except ValueError as exc:
+                    raise ValueError(f"setting {name!r}: {exc}") from None
         return v
 

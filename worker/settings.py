@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from orchestrator.engine.tls import RedisConnection
 from schemas.durations import Seconds
 from schemas.refs import NAME_RE
-from schemas.settingvalues import AwsRegion, EndpointUrl, KeyPrefix, SocketPath
+from schemas.settingvalues import AwsRegion, EndpointUrl, KeyPrefix, LogRoot, SocketPath
 
 # Where the user data writes the worker's settings (and its references); see orchestrator/aws.
 ENV_FILE = "/etc/orchestrator/worker.env"
@@ -32,7 +32,7 @@ class WorkerSettings(RedisConnection, BaseSettings):
         None, description="Host address for published ports (simulated boxes: 127.0.0.11, ...)"
     )
     health_host: str = Field("127.0.0.1", description="Address health checks connect to")
-    log_root: str = Field("/var/log/orchestrator", description="Host root of forwarded logs")
+    log_root: LogRoot = Field("/var/log/orchestrator", description="Host root of forwarded logs")
     hostname: str | None = Field(None, description="Hostname for use_host_hostname containers")
     haproxy_socket: SocketPath = Field(None, description="HAProxy runtime API socket path")
     haproxy_server: str | None = Field(None, description="HAProxy server name (default: box id)")

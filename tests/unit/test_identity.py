@@ -56,6 +56,26 @@ def test_a_bad_worker_setting_is_one_line_naming_its_variable(
     assert "finite number" in said and "\n" not in said
 
 
+@pytest.mark.parametrize(("raw", "words"), [
+    ("/var/log/orchestrator:web", "a Docker bind (host:container:mode) can't carry"),
+    ("var/log/orchestrator", "must be an absolute path"),
+    ("/var/log/../etc", "'..' part"),
+])
+def test_a_log_root_no_bind_could_use_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, raw: str, words: str
+) -> None:
+    """Not at the first container's start: every log bind's host part begins with it."""
+    from pydantic import ValidationError
+
+    from worker.main import settings_error
+
+    monkeypatch.setenv("ORCHESTRATOR_LOG_ROOT", raw)
+    with pytest.raises(ValidationError) as caught:
+        WorkerSettings(box_id="box1")
+    said = settings_error(caught.value)
+    assert said.startswith("bad worker setting ORCHESTRATOR_LOG_ROOT: ") and words in said
+
+
 @pytest.mark.parametrize(
     ("var", "raw"),
     [

@@ -159,6 +159,8 @@ PASSWORD = {"secret": "ssm:/fleet/registry-password"}
      "registries\\[1\\] is reg:5000 again"),
     ({"log_root": "/var/log/../../etc"}, "has a '..' part"),
     ({"log_root": "/var/log/a\nb"}, "control character"),
+    ({"log_root": "/var/log:x"}, "a Docker bind .* can't carry"),
+    ({"log_root": "var/log"}, "must be an absolute path"),
     ({"notifications": [{"sns": "arn:aws:sns:us-east-1:123456789012:t", "events": []}]},
      "events is empty"),
 ])

@@ -58,10 +58,11 @@ SCHEMA_CANNOT_SAY = {
         "health_two_kinds", "image_digest_uppercase", "image_registry_port_out_of_range",
         "image_short_digest", "image_space", "image_uppercase_first_part",
         "image_unicode_tag", "image_uppercase_repo", "log_path_dotdot", "log_path_newline",
-        "log_path_relative", "port_out_of_range", "port_range", "secret_bad_scheme",
-        "secret_newline", "health_command_empty", "health_command_empty_list",
+        "log_path_colon", "log_path_relative", "port_out_of_range", "port_range",
+        "secret_bad_scheme", "secret_newline", "health_command_empty", "health_command_empty_list",
         "log_path_root", "volume_source_nul", "worker_setting_tab", "secret_ref_is_a_url",
         "secret_ref_is_the_value", "worker_broker_url_no_scheme", "worker_wheel_url_http",
+        "worker_setting_key_prefix", "worker_setting_log_root_colon",
     ],
     "one key or env name in two spellings (JSON makes both keys the string '8000')": [
         "alternate_ports_same_port", "envs_same_name", "provision_sources_same_port",
