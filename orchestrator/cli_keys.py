@@ -25,7 +25,12 @@ def key_path(_ctx: click.Context, _param: click.Parameter, text: str) -> Path:
     if text != text.strip() or value.name != value.name.strip():
         raise ConfigError(f"--out {text!r}: a blank at the start or end of the name (the "
                           "environment variable would not name the same file); remove it")
-    if value.is_dir():
+    try:
+        directory = value.is_dir()
+    except OSError as exc:  # a name too long, a loop: nothing could be written there
+        shown = text if len(text) <= 120 else f"{text[:120]}..."
+        raise ConfigError(f"--out {shown}: {exc.strerror}; name another file") from None
+    if directory:
         raise ConfigError(f"--out {text}: a directory; name a file in it, e.g. "
                           f"--out {value / 'orchestrator-signing.key'}")
     return value

@@ -69,6 +69,21 @@ class CoordinatorSettings(RedisConnection, EnvModel):
         description="Registry host prefixes reached over plain HTTP",
     )
 
+    @field_validator("boxes_dir", "fleet_file", "hooks_dir")
+    @classmethod
+    def _a_usable_path(cls, v: Path | None) -> Path | None:
+        """A path the system can't even look up (too long, a loop, no permission on the way)
+        is named here, not met as a traceback by whichever command first looks."""
+        try:
+            if v is not None:
+                v.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # said by the command that needs it, with what it needed it for
+        except OSError as exc:
+            shown = str(v) if len(str(v)) <= 120 else f"{str(v)[:120]}..."
+            raise ValueError(f"{shown}: {exc.strerror}; name a path that can be used") from None
+        return v
+
     @field_validator("hooks_dir")
     @classmethod
     def _a_folder(cls, v: Path | None) -> Path | None:

@@ -245,6 +245,24 @@ def parse_port_spec(value: object) -> dict[str, object]:
     }
 
 
+# Linux's limits (NAME_MAX, PATH_MAX): the engine makes a longer mount point or host directory
+# only to fail with "file name too long" when the container starts, at the box's turn.
+_NAME_MAX, _PATH_MAX = 255, 4095
+
+
+def too_long(path: str) -> str | None:
+    """Why Linux would refuse `path` for its length, or None."""
+    if len(path.encode()) > _PATH_MAX:
+        return f"longer than Linux's {_PATH_MAX} bytes for a path"
+    if any(len(part.encode()) > _NAME_MAX for part in path.split("/")):
+        return f"a part is longer than Linux's {_NAME_MAX} bytes for a file name"
+    return None
+
+
+def _shown(path: str) -> str:
+    return repr(path) if len(path) <= 120 else f"{path[:120]!r}..."
+
+
 def check_container_path(path: str, what: str) -> None:
     """An absolute path in the container, with nothing the engine or a shell would trip on."""
     if not path.startswith("/"):
@@ -255,6 +273,8 @@ def check_container_path(path: str, what: str) -> None:
         raise ValueError(f"{what} {path!r} has a control character; remove it")
     if ".." in path.split("/"):
         raise ValueError(f"{what} {path!r} has a '..' part; write the path it means")
+    if why := too_long(path):
+        raise ValueError(f"{what} {_shown(path)}: {why}")
     if ":" in path:  # the engine would refuse the bind at the box's turn, not here
         raise ValueError(
             f"{what} {path!r} has a ':', which a Docker bind (host:container:mode) can't carry; "
@@ -270,11 +290,16 @@ def check_volume_source(source: str, item: str) -> None:
     if source.startswith("/"):
         if has_control(source):
             raise ValueError(f"volume {item!r}: host path has a control character; remove it")
+        if why := too_long(source):
+            raise ValueError(f"volume {_shown(item)}: the host path: {why}")
     elif not VOLUME_NAME_RE.match(source):
         raise ValueError(
             f"volume {item!r}: {source!r} is neither an absolute host path nor a volume name "
             "(letters, digits, '_', '.', '-'); write the full path, e.g. '/srv/app/data'"
         )
+    elif len(source.encode()) > _NAME_MAX:
+        raise ValueError(f"volume {_shown(item)}: a volume name longer than {_NAME_MAX} bytes "
+                         "(the engine keeps a volume in a directory of its name); shorten it")
 
 
 def argv(v: object) -> object:

@@ -62,7 +62,8 @@ SCHEMA_CANNOT_SAY = {
         "secret_bad_scheme", "secret_newline", "health_command_empty", "health_command_empty_list",
         "log_path_root", "volume_source_nul", "worker_setting_tab", "secret_ref_is_a_url",
         "secret_ref_is_the_value", "worker_broker_url_no_scheme", "worker_wheel_url_http",
-        "worker_setting_key_prefix", "worker_setting_log_root_colon",
+        "worker_setting_key_prefix", "worker_setting_log_root_colon", "log_path_long_part",
+        "volume_host_path_long", "volume_name_long",
     ],
     "one key or env name in two spellings (JSON makes both keys the string '8000')": [
         "alternate_ports_same_port", "envs_same_name", "provision_sources_same_port",
