@@ -182,9 +182,10 @@ class Exporter(Collector):
 
 def serve(client: RedisClient, keys: Keys, listen: str, box_types: Iterable[str] = ()) -> Any:
     """Start the HTTP server on `host:port` (a thread); returns (server, thread)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
-    host, _, port = listen.rpartition(":")
+    from orchestrator.engine.exporter import serve_registry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Exporter(client, keys, box_types))
-    return start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+    return serve_registry(registry, listen, "--listen")

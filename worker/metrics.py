@@ -6,10 +6,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from orchestrator.engine.exporter import serve_registry
 from schemas.contract import Label
 from worker.facts import ContainerRuntime
 
@@ -42,8 +43,7 @@ class WorkerMetrics:
         self.registry.register(_Restarts(runtime, box_ids))
 
     def serve(self, listen: str) -> Any:
-        host, _, port = listen.rpartition(":")
-        return start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)
+        return serve_registry(self.registry, listen, "ORCHESTRATOR_METRICS_LISTEN")
 
     def beat(self) -> None:
         self.last_beat.set(time.time())
