@@ -28,8 +28,9 @@ def key_path(_ctx: click.Context, _param: click.Parameter, text: str) -> Path:
     try:
         directory = value.is_dir()
     except OSError as exc:  # a name too long, a loop: nothing could be written there
-        shown = text if len(text) <= 120 else f"{text[:120]}..."
-        raise ConfigError(f"--out {shown}: {exc.strerror}; name another file") from None
+        from schemas.refs import clipped
+
+        raise ConfigError(f"--out {clipped(text)}: {exc.strerror}; name another file") from None
     if directory:
         raise ConfigError(f"--out {text}: a directory; name a file in it, e.g. "
                           f"--out {value / 'orchestrator-signing.key'}")

@@ -11,6 +11,7 @@ from orchestrator.engine.tls import RedisConnection
 from orchestrator.envmodel import EnvModel
 from orchestrator.errors import ConfigError
 from schemas.durations import Seconds
+from schemas.refs import clipped
 from schemas.settingvalues import AwsRegion, EndpointUrl, KeyPrefix, OneLine, SocketPath
 
 
@@ -80,8 +81,8 @@ class CoordinatorSettings(RedisConnection, EnvModel):
         except (FileNotFoundError, NotADirectoryError):
             pass  # said by the command that needs it, with what it needed it for
         except OSError as exc:
-            shown = str(v) if len(str(v)) <= 120 else f"{str(v)[:120]}..."
-            raise ValueError(f"{shown}: {exc.strerror}; name a path that can be used") from None
+            raise ValueError(f"{clipped(str(v))}: {exc.strerror}; name a path that can be used"
+                             ) from None
         return v
 
     @field_validator("hooks_dir")

@@ -259,8 +259,9 @@ def too_long(path: str) -> str | None:
     return None
 
 
-def _shown(path: str) -> str:
-    return repr(path) if len(path) <= 120 else f"{path[:120]!r}..."
+def clipped(text: str, limit: int = 120) -> str:
+    """`text` as an error shows it: a path of thousands of bytes is cut, and says so."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def check_container_path(path: str, what: str) -> None:
@@ -274,7 +275,7 @@ def check_container_path(path: str, what: str) -> None:
     if ".." in path.split("/"):
         raise ValueError(f"{what} {path!r} has a '..' part; write the path it means")
     if why := too_long(path):
-        raise ValueError(f"{what} {_shown(path)}: {why}")
+        raise ValueError(f"{what} {clipped(repr(path))}: {why}")
     if ":" in path:  # the engine would refuse the bind at the box's turn, not here
         raise ValueError(
             f"{what} {path!r} has a ':', which a Docker bind (host:container:mode) can't carry; "
@@ -291,15 +292,15 @@ def check_volume_source(source: str, item: str) -> None:
         if has_control(source):
             raise ValueError(f"volume {item!r}: host path has a control character; remove it")
         if why := too_long(source):
-            raise ValueError(f"volume {_shown(item)}: the host path: {why}")
+            raise ValueError(f"volume {clipped(repr(item))}: the host path: {why}")
     elif not VOLUME_NAME_RE.match(source):
         raise ValueError(
             f"volume {item!r}: {source!r} is neither an absolute host path nor a volume name "
             "(letters, digits, '_', '.', '-'); write the full path, e.g. '/srv/app/data'"
         )
     elif len(source.encode()) > _NAME_MAX:
-        raise ValueError(f"volume {_shown(item)}: a volume name longer than {_NAME_MAX} bytes "
-                         "(the engine keeps a volume in a directory of its name); shorten it")
+        raise ValueError(f"volume {clipped(repr(item))}: a volume name longer than {_NAME_MAX} "
+                         "bytes (the engine keeps a volume in a directory of its name); shorten it")
 
 
 def argv(v: object) -> object:
